@@ -1,0 +1,76 @@
+"""snowg: Erlang/OTP processes, supervisors and clustering for gevent programs.
+
+The public surface is re-exported here; see README.md and ../shared/API.md.
+"""
+from ._core import (
+    Crash,
+    Down,
+    Exit,
+    NodeDown,
+    NodeUp,
+    Pid,
+    Ref,
+    TimerRef,
+    cancel_timer,
+    demonitor,
+    exit,
+    flush_messages,
+    is_alive,
+    link,
+    make_ref,
+    monitor,
+    process_info,
+    processes,
+    receive,
+    register,
+    registered,
+    self,
+    send,
+    send_after,
+    spawn,
+    spawn_link,
+    spawn_monitor,
+    trap_exit,
+    unlink,
+    unregister,
+    whereis,
+)
+from ._errors import (
+    AlreadyPresent,
+    AlreadyStarted,
+    CallError,
+    CallTimeout,
+    NameTaken,
+    NodeError,
+    NoProc,
+    NotFound,
+    RemoteError,
+    Restarting,
+    Running,
+    SnowgError,
+    SpawnError,
+    StartError,
+    SupervisorError,
+    Timeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # processes (snowg._core)
+    "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "Ref", "TimerRef",
+    "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "link", "make_ref",
+    "monitor", "process_info", "processes", "receive", "register", "registered", "self",
+    "send", "send_after", "spawn", "spawn_link", "spawn_monitor", "trap_exit", "unlink",
+    "unregister", "whereis",
+    # errors
+    "AlreadyPresent", "AlreadyStarted", "CallError", "CallTimeout", "NameTaken", "NodeError",
+    "NoProc", "NotFound", "RemoteError", "Restarting", "Running", "SnowgError", "SpawnError",
+    "StartError", "SupervisorError", "Timeout",
+]
+
+# --- OTP behaviours (snowg.supervisor, snowg.gen_server) ---
+# --- end OTP behaviours ---
+
+# --- distribution (snowg.dist) ---
+# --- end distribution ---

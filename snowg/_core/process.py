@@ -1,0 +1,933 @@
+"""Processes: greenlets with a mailbox, links, monitors and exit signals.
+
+The rules are ../shared/SEMANTICS.md 1-12 (Erlang's). The mechanics:
+
+* A process is a :class:`Process` record plus a greenlet whose parent is the
+  gevent hub. Greenlets we spawn are :class:`_ProcessGreenlet` and point at
+  their record; a greenlet we did not spawn (the main greenlet, a plain
+  ``gevent.spawn``) is *adopted* on first use of ``self()``.
+* Scheduling: a process that must run (new, or woken by a message) goes on the
+  runtime's ready queue. A process that parks in ``receive`` switches straight
+  to the next ready process instead of going through the hub (one greenlet
+  switch per delivery); after ``_HANDOFF_LIMIT`` direct switches in a row it
+  goes through the hub so that IO and timers are not starved. A hub callback
+  drains whatever is left.
+* An exit signal that ends a process is raised inside its greenlet as
+  :class:`ProcessExit`, a ``BaseException`` (a ``GreenletExit``), so a user's
+  ``except Exception:`` cannot swallow it. CPython has no preemption: a process
+  that never yields cannot be stopped until it yields.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from itertools import islice
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from greenlet import GreenletExit, getcurrent
+from greenlet import greenlet as _greenlet
+
+from .._errors import NameTaken, NoProc, Timeout
+from .runtime import rt
+from .terms import Crash, Down, Exit, Pid, Ref, TimerRef
+
+log = logging.getLogger("snowg")
+
+_HANDOFF_LIMIT = 64
+
+# Process states.
+_NEW, _ACTIVE, _DEAD = 0, 1, 2
+
+_TIMED_OUT = object()
+
+
+class ProcessExit(GreenletExit):
+    """Raised inside a process to end it with ``reason``.
+
+    A ``BaseException`` (through ``GreenletExit``), so ``except Exception``
+    in user code does not stop a process from exiting.
+    """
+
+    def __init__(self, reason: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Process:
+    """The record of one process. Internal: users hold :class:`Pid` values."""
+
+    __slots__ = (
+        "pid",
+        "glet",
+        "state",
+        "mailbox",
+        "parked",
+        "ready",
+        "timed_out",
+        "trap",
+        "links",
+        "monitors",
+        "monitored_by",
+        "name",
+        "exit_pending",
+        "timers",
+        "start",
+        "adopted",
+    )
+
+    def __init__(self, pid: Pid, glet: Any, adopted: bool = False) -> None:
+        self.pid = pid
+        self.glet = glet
+        self.state = _NEW
+        self.mailbox: Optional[deque] = None
+        self.parked = False
+        self.ready = False
+        self.timed_out = False
+        self.trap = False
+        # Lazily created: most processes never link, monitor or name themselves.
+        self.links: Optional[set] = None
+        self.monitors: Optional[Dict[Ref, Any]] = None  # ref -> target pid, or (name, node) elsewhere
+        self.monitored_by: Optional[Dict[Ref, Tuple[Pid, Any]]] = None  # ref -> (watcher, reported pid)
+        self.name: Optional[str] = None
+        self.exit_pending: Any = None
+        self.timers: Optional[set] = None
+        self.start: Any = None
+        self.adopted = adopted
+
+
+class _ProcessGreenlet(_greenlet):
+    __slots__ = ("_snowg_proc",)
+
+
+def _new_pid() -> Pid:
+    return Pid(rt.node, next(rt.pid_ids), rt.creation)
+
+
+def make_ref() -> Ref:
+    """A new unique reference of this node."""
+    return Ref(rt.node, next(rt.ref_ids), rt.creation)
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def _schedule(proc: Process) -> None:
+    proc.ready = True
+    rt.ready.append(proc)
+    if not rt.drain_scheduled:
+        rt.drain_scheduled = True
+        rt.loop.run_callback(_drain)
+
+
+def _drain() -> None:
+    """Hub callback: run the processes that were ready when it started."""
+    rt.drain_scheduled = False
+    rt.handoffs = 0
+    ready = rt.ready
+    for _ in range(len(ready)):
+        if not ready:
+            break
+        proc = ready.popleft()
+        proc.ready = False
+        if proc.parked:
+            proc.parked = False
+            proc.glet.switch()
+        elif proc.state == _NEW:
+            proc.glet.switch()
+
+
+def _park(proc: Process) -> Any:
+    """Suspend the current process until it is woken; run someone else meanwhile."""
+    proc.parked = True
+    ready = rt.ready
+    if rt.handoffs < _HANDOFF_LIMIT:
+        while ready:
+            nxt = ready.popleft()
+            nxt.ready = False
+            if nxt.parked:
+                nxt.parked = False
+            elif nxt.state != _NEW:
+                continue
+            rt.handoffs += 1
+            return nxt.glet.switch()
+    return rt.hub.switch()
+
+
+def _wake(proc: Process) -> None:
+    if proc.parked and not proc.ready:
+        _schedule(proc)
+
+
+# ------------------------------------------------------------------- spawning
+
+
+def _run() -> None:
+    glet = getcurrent()
+    proc: Process = glet._snowg_proc
+    proc.state = _ACTIVE
+    fn, args, kwargs = proc.start
+    proc.start = None
+    try:
+        if proc.exit_pending is not None:
+            reason = proc.exit_pending
+            proc.exit_pending = None
+            raise ProcessExit(reason)
+        fn(*args, **kwargs)
+        reason = "normal"
+    except ProcessExit as e:
+        reason = e.reason
+    except GreenletExit:
+        reason = "killed"
+    except BaseException as e:  # noqa: BLE001 - any uncaught error ends the process with a crash
+        reason = Crash.from_exception(e)
+        _log_crash(proc, reason)
+    _terminate(proc, reason)
+
+
+def _log_crash(proc: Process, crash: Crash) -> None:
+    name = f" ({proc.name})" if proc.name else ""
+    log.error(
+        "process %s%s crashed: %s\n%s",
+        proc.pid,
+        name,
+        crash,
+        crash.traceback,
+        extra={"snowg_pid": str(proc.pid), "snowg_name": proc.name},
+    )
+
+
+def _new_process(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Process:
+    if not callable(fn):
+        raise TypeError(f"spawn needs a callable, got {type(fn).__name__}")
+    hub = rt.hub
+    pid = _new_pid()
+    glet = _ProcessGreenlet(_run, hub)
+    proc = Process(pid, glet)
+    proc.start = (fn, args, kwargs)
+    glet._snowg_proc = proc
+    pid._proc = proc
+    rt.procs[pid.id] = proc
+    return proc
+
+
+def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
+    """Start ``fn(*args, **kwargs)`` as a new process and return its pid.
+
+    With ``node='name@host'`` the process starts on that node (``fn`` must be
+    ``@spawnable`` there). Never blocks: the new process runs when the caller
+    next yields.
+    """
+    if "node" in kwargs:
+        node = kwargs.pop("node")
+        if node is not None and not _is_this_node(node):
+            return _remote_spawn(node, fn, args, kwargs, ())
+    proc = _new_process(fn, args, kwargs)
+    _schedule(proc)
+    return proc.pid
+
+
+def spawn_link(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
+    """Spawn and link in one step: the child cannot end before the link exists.
+
+    ``node=`` as for :func:`spawn`.
+    """
+    me = _current()
+    if "node" in kwargs:
+        node = kwargs.pop("node")
+        if node is not None and not _is_this_node(node):
+            return _remote_spawn(node, fn, args, kwargs, ("link",))
+    proc = _new_process(fn, args, kwargs)
+    _add_link(me, proc.pid)
+    _add_link(proc, me.pid)
+    _schedule(proc)
+    return proc.pid
+
+
+def spawn_monitor(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]:
+    """Spawn and monitor in one step; returns ``(pid, ref)``. ``node=`` as for :func:`spawn`."""
+    me = _current()
+    if "node" in kwargs:
+        node = kwargs.pop("node")
+        if node is not None and not _is_this_node(node):
+            return _remote_spawn(node, fn, args, kwargs, ("monitor",))
+    proc = _new_process(fn, args, kwargs)
+    ref = make_ref()
+    _add_monitor(me, proc, ref, proc.pid)
+    _schedule(proc)
+    return proc.pid, ref
+
+
+def _remote_spawn(node: str, fn: Any, args: tuple, kwargs: dict, opts: tuple) -> Any:
+    router = rt.router
+    if router is None:
+        raise NoProc(f"cannot spawn on {node}: this node is not distributed (call start_node first)")
+    return router.spawn(node, fn, args, kwargs, opts)
+
+
+def _is_this_node(node: str) -> bool:
+    return node == rt.node
+
+
+# -------------------------------------------------------------- self/adoption
+
+
+def _current() -> Process:
+    glet = getcurrent()
+    try:
+        proc = glet._snowg_proc
+    except AttributeError:
+        proc = None
+    if proc is None or proc.state == _DEAD:
+        proc = _adopt(glet)
+    return proc
+
+
+def self() -> Pid:  # noqa: A001 - Erlang's name
+    """The pid of the calling process.
+
+    A greenlet that is not yet a process (the main greenlet, a plain
+    ``gevent.spawn``) is adopted as one on first use.
+
+    Raises:
+        RuntimeError: when called in the gevent hub (no process runs there).
+    """
+    return _current().pid
+
+
+def _adopt(glet: Any) -> Process:
+    if glet is rt.hub:
+        raise RuntimeError("the gevent hub is not a process: call snowg from a greenlet")
+    pid = _new_pid()
+    proc = Process(pid, glet, adopted=True)
+    proc.state = _ACTIVE
+    pid._proc = proc
+    glet._snowg_proc = proc
+    rt.procs[pid.id] = proc
+    rawlink = getattr(glet, "rawlink", None)
+    if rawlink is not None:  # a gevent.Greenlet tells us when it ends
+        rawlink(_adopted_greenlet_ended)
+    return proc
+
+
+def _adopted_greenlet_ended(glet: Any) -> None:
+    proc = getattr(glet, "_snowg_proc", None)
+    if proc is None or proc.state == _DEAD:
+        return
+    exc = glet.exception
+    if exc is None:
+        reason: Any = "normal"
+    elif isinstance(exc, ProcessExit):
+        reason = exc.reason
+    elif isinstance(exc, GreenletExit):
+        reason = "killed"
+    else:
+        reason = Crash.from_exception(exc)
+        _log_crash(proc, reason)
+    _terminate(proc, reason)
+
+
+# -------------------------------------------------------------------- sending
+
+
+def send(dest: Union[Pid, str, Tuple[str, str]], msg: Any) -> None:
+    """Send ``msg`` to a pid, a locally registered name, or ``(name, node)``.
+
+    Never blocks. A message to a dead pid is dropped silently (as in Erlang).
+
+    Raises:
+        NoProc: ``dest`` is a local name that nobody has registered.
+        TypeError: ``msg`` cannot be sent to another node (names the type).
+    """
+    if type(dest) is Pid:
+        proc = dest._proc
+        if proc is None:
+            _send_unresolved(dest, msg)
+            return
+    elif type(dest) is str:
+        proc = rt.names.get(dest)
+        if proc is None:
+            raise NoProc(f"no process is registered as {dest!r}")
+    elif type(dest) is tuple and len(dest) == 2:
+        name, node = dest
+        if not _is_this_node(node):
+            router = rt.router
+            if router is not None:
+                router.send_name(name, node, msg, None)
+            return
+        proc = rt.names.get(name)
+        if proc is None:
+            raise NoProc(f"no process is registered as {name!r}")
+    else:
+        raise TypeError(f"send: a destination is a Pid, a name or (name, node), not {type(dest).__name__}")
+    if proc.state == _DEAD:
+        return
+    mb = proc.mailbox
+    if mb is None:
+        proc.mailbox = mb = deque()
+    mb.append(msg)
+    if proc.parked and not proc.ready:
+        _schedule(proc)
+
+
+def _send_unresolved(pid: Pid, msg: Any) -> None:
+    if rt.is_local_node(pid.node, pid.creation):
+        proc = rt.procs.get(pid.id)
+        if proc is not None:
+            deliver(proc, msg)
+        return
+    if pid.node == rt.node:
+        return  # a pid of an earlier run of this node: dropped
+    router = rt.router
+    if router is not None:
+        router.send(pid, msg)
+
+
+def deliver(proc: Process, msg: Any) -> None:
+    """Append ``msg`` to a local process's mailbox and wake it (used by the dist layer)."""
+    if proc.state == _DEAD:
+        return
+    mb = proc.mailbox
+    if mb is None:
+        proc.mailbox = mb = deque()
+    mb.append(msg)
+    if proc.parked and not proc.ready:
+        _schedule(proc)
+
+
+def local_process(pid: Any) -> Optional[Process]:
+    """The live local process of ``pid``, or None (dead, remote, or not a pid)."""
+    if type(pid) is not Pid:
+        return None
+    proc = pid._proc
+    if proc is None:
+        if not rt.is_local_node(pid.node, pid.creation):
+            return None
+        proc = rt.procs.get(pid.id)
+        if proc is None:
+            return None
+    return None if proc.state == _DEAD else proc
+
+
+def is_local_pid(pid: Pid) -> bool:
+    """True when ``pid`` belongs to this node (alive or not)."""
+    return pid._proc is not None or rt.is_local_node(pid.node, pid.creation) or pid.node == rt.node
+
+
+# ------------------------------------------------------------------ receiving
+
+
+def receive(match: Optional[Callable[[Any], bool]] = None, timeout: Optional[float] = None) -> Any:
+    """Take the first message for which ``match(msg)`` is true (any message if None).
+
+    Messages that do not match stay in the mailbox, in order. Blocks the
+    calling process (only it) until a message matches.
+
+    Args:
+        match: a predicate, or None for "any message".
+        timeout: seconds to wait; None waits for ever, 0 only looks.
+
+    Raises:
+        snowg.Timeout: no matching message arrived in time.
+    """
+    proc = _current()
+    mb = proc.mailbox
+    scanned = 0
+    if mb:
+        if match is None:
+            return mb.popleft()
+        for msg in mb:
+            if match(msg):
+                del mb[scanned]
+                return msg
+            scanned += 1
+    if timeout is not None and timeout <= 0:
+        raise Timeout(f"no matching message (timeout={timeout})")
+    timer = None
+    if timeout is not None:
+        timer = rt.loop.timer(timeout)
+        timer.start(_on_receive_timeout, proc)
+    proc.timed_out = False
+    try:
+        while True:
+            _park(proc)
+            mb = proc.mailbox
+            if mb and len(mb) > scanned:
+                if match is None:
+                    return mb.popleft()
+                i = scanned
+                for msg in islice(mb, scanned, None):
+                    if match(msg):
+                        del mb[i]
+                        return msg
+                    i += 1
+                scanned = i
+            if proc.timed_out:
+                raise Timeout(f"no matching message within {timeout} s")
+    finally:
+        proc.parked = False
+        if timer is not None:
+            timer.close()
+
+
+def _on_receive_timeout(proc: Process) -> None:
+    proc.timed_out = True
+    if proc.parked:
+        proc.parked = False
+        proc.glet.switch()
+
+
+def flush_messages(match: Optional[Callable[[Any], bool]] = None) -> List[Any]:
+    """Remove and return every message of the calling process's mailbox that matches."""
+    proc = _current()
+    mb = proc.mailbox
+    if not mb:
+        return []
+    if match is None:
+        out = list(mb)
+        mb.clear()
+        return out
+    out, keep = [], deque()
+    for m in mb:
+        (out if match(m) else keep).append(m)
+    proc.mailbox = keep
+    return out
+
+
+# ------------------------------------------------------------ signals / exits
+
+
+def _kill(proc: Process, reason: Any) -> None:
+    """Make ``proc`` end with ``reason`` (raised inside it as ProcessExit)."""
+    if proc.state == _DEAD:
+        return
+    if proc.glet is getcurrent():
+        if proc.adopted:
+            _terminate(proc, reason)
+        raise ProcessExit(reason)
+    if proc.exit_pending is not None:
+        return  # already on its way out; the first signal wins
+    proc.exit_pending = reason
+    if proc.state == _NEW:
+        return  # it is on the ready queue and raises as soon as it starts
+    rt.loop.run_callback(_throw_exit, proc)
+
+
+def _throw_exit(proc: Process) -> None:
+    reason = proc.exit_pending
+    if reason is None or proc.state == _DEAD:
+        return
+    proc.exit_pending = None
+    proc.parked = False
+    glet = proc.glet
+    if proc.adopted:
+        _terminate(proc, reason)
+        glet._snowg_proc = None
+    if glet.dead:
+        return
+    glet.throw(ProcessExit(reason))
+
+
+def _signal_link_exit(from_pid: Pid, proc: Process, reason: Any) -> None:
+    """A process linked to ``proc`` ended with ``reason`` (SEMANTICS 1, 3, 4, 5)."""
+    if proc.state == _DEAD:
+        return
+    if proc.trap:
+        deliver(proc, Exit(from_pid, reason))
+    elif reason != "normal":
+        _kill(proc, reason)
+
+
+def _signal_exit2(from_pid: Pid, proc: Process, reason: Any) -> None:
+    """``exit(proc.pid, reason)`` called by ``from_pid`` (SEMANTICS 1, 2, 4)."""
+    if proc.state == _DEAD:
+        return
+    if reason == "kill":
+        _kill(proc, "killed")
+    elif proc.trap:
+        deliver(proc, Exit(from_pid, reason))
+    elif reason == "normal":
+        if from_pid == proc.pid:
+            _kill(proc, "normal")
+    else:
+        _kill(proc, reason)
+
+
+def exit(*args: Any) -> None:  # noqa: A001 - Erlang's name
+    """``exit(reason)`` ends the caller; ``exit(pid, reason)`` sends an exit signal.
+
+    ``exit(reason)`` raises :class:`ProcessExit` in the caller, which
+    ``except Exception`` does not catch. ``exit(pid, reason)`` follows
+    SEMANTICS 1-4: ``'kill'`` cannot be trapped and ends the target with
+    ``'killed'``; a trapping target gets ``Exit(sender, reason)``; ``'normal'``
+    is ignored by a non-trapping target other than the caller itself.
+    """
+    if len(args) == 1:
+        proc = _current()
+        if proc.adopted:
+            _terminate(proc, args[0])
+        raise ProcessExit(args[0])
+    if len(args) != 2:
+        raise TypeError("exit(reason) or exit(pid, reason)")
+    pid, reason = args
+    me = _current()
+    target = local_process(pid)
+    if target is not None:
+        _signal_exit2(me.pid, target, reason)
+    elif type(pid) is Pid and not is_local_pid(pid) and rt.router is not None:
+        rt.router.exit2(me.pid, pid, reason)
+    elif type(pid) is not Pid:
+        raise TypeError(f"exit: expected a Pid, got {type(pid).__name__}")
+
+
+def trap_exit(flag: bool) -> bool:
+    """Set the calling process's trap_exit flag; return the previous value."""
+    proc = _current()
+    old = proc.trap
+    proc.trap = bool(flag)
+    return old
+
+
+# --------------------------------------------------------------------- links
+
+
+def _add_link(proc: Process, other: Pid) -> None:
+    links = proc.links
+    if links is None:
+        proc.links = links = set()
+    links.add(other)
+
+
+def link(pid: Pid) -> None:
+    """Link the caller and ``pid`` (both ways). Linking to self does nothing.
+
+    Raises:
+        NoProc: ``pid`` is a dead local process and the caller does not trap
+            exits (a trapping caller gets ``Exit(pid, 'noproc')`` instead).
+    """
+    if type(pid) is not Pid:
+        raise TypeError(f"link: expected a Pid, got {type(pid).__name__}")
+    me = _current()
+    if pid == me.pid:
+        return
+    target = local_process(pid)
+    if target is not None:
+        _add_link(me, target.pid)
+        _add_link(target, me.pid)
+        return
+    if is_local_pid(pid) or rt.router is None:
+        if me.trap:
+            deliver(me, Exit(pid, "noproc"))
+            return
+        raise NoProc(f"cannot link to {pid}: no such process")
+    _add_link(me, pid)
+    rt.router.link(me.pid, pid)
+
+
+def unlink(pid: Pid) -> None:
+    """Remove the link between the caller and ``pid``, if any (SEMANTICS 6)."""
+    me = _current()
+    if me.links:
+        me.links.discard(pid)
+    target = local_process(pid)
+    if target is not None:
+        if target.links:
+            target.links.discard(me.pid)
+    elif type(pid) is Pid and not is_local_pid(pid) and rt.router is not None:
+        rt.router.unlink(me.pid, pid)
+
+
+# ------------------------------------------------------------------ monitors
+
+
+def _add_monitor(watcher: Process, target: Process, ref: Ref, reported: Any) -> None:
+    if watcher.monitors is None:
+        watcher.monitors = {}
+    watcher.monitors[ref] = target.pid
+    if target.monitored_by is None:
+        target.monitored_by = {}
+    target.monitored_by[ref] = (watcher.pid, reported)
+
+
+def monitor(target: Union[Pid, str, Tuple[str, str]]) -> Ref:
+    """Monitor a pid, a local name or ``(name, node)``; returns the monitor's ref.
+
+    When the target ends the caller gets ``Down(ref, pid, reason)`` (``pid`` is
+    ``(name, node)`` for a monitor by name); a dead or unknown target yields
+    ``Down(ref, target, 'noproc')`` at once.
+    """
+    me = _current()
+    ref = make_ref()
+    if type(target) is Pid:
+        proc = local_process(target)
+        if proc is not None:
+            _add_monitor(me, proc, ref, proc.pid)
+        elif is_local_pid(target) or rt.router is None:
+            deliver(me, Down(ref, target, "noproc"))
+        else:
+            _remote_monitor(me, target, ref, target)
+        return ref
+    if type(target) is str:
+        name, node = target, rt.node
+    elif type(target) is tuple and len(target) == 2:
+        name, node = target
+    else:
+        raise TypeError(f"monitor: expected a Pid, a name or (name, node), not {type(target).__name__}")
+    reported = (name, node)
+    if _is_this_node(node):
+        proc = rt.names.get(name)
+        if proc is None or proc.state == _DEAD:
+            deliver(me, Down(ref, reported, "noproc"))
+        else:
+            _add_monitor(me, proc, ref, reported)
+    elif rt.router is None:
+        deliver(me, Down(ref, reported, "noconnection"))
+    else:
+        _remote_monitor(me, reported, ref, reported)
+    return ref
+
+
+def _remote_monitor(me: Process, target: Any, ref: Ref, reported: Any) -> None:
+    if me.monitors is None:
+        me.monitors = {}
+    me.monitors[ref] = reported
+    rt.router.monitor(me.pid, target, ref)  # type: ignore[union-attr]
+
+
+def demonitor(ref: Ref, flush: bool = False) -> bool:
+    """Remove a monitor; no ``Down`` for ``ref`` arrives afterwards (SEMANTICS 11).
+
+    Args:
+        ref: the monitor's reference.
+        flush: also remove a ``Down`` for ``ref`` already in the mailbox.
+
+    Returns:
+        True if the monitor was still active.
+    """
+    me = _current()
+    active = False
+    if me.monitors and ref in me.monitors:
+        target = me.monitors.pop(ref)
+        active = True
+        tproc = _monitor_target_process(target)
+        if tproc is not None:
+            if tproc.monitored_by:
+                tproc.monitored_by.pop(ref, None)
+        elif rt.router is not None and not _target_is_local(target):
+            rt.router.demonitor(me.pid, target, ref)
+    if flush and me.mailbox:
+        mb = me.mailbox
+        for i, m in enumerate(mb):
+            if type(m) is Down and m.ref == ref:
+                del mb[i]
+                break
+    return active
+
+
+def _monitor_target_process(target: Any) -> Optional[Process]:
+    if type(target) is Pid:
+        return local_process(target)
+    return None  # (name, node) of another node
+
+
+def _target_is_local(target: Any) -> bool:
+    if type(target) is Pid:
+        return is_local_pid(target)
+    return _is_this_node(target[1])
+
+
+# -------------------------------------------------------------- termination
+
+
+def _terminate(proc: Process, reason: Any) -> None:
+    """Release everything ``proc`` holds and send its exit to links and monitors."""
+    if proc.state == _DEAD:
+        return
+    proc.state = _DEAD
+    pid = proc.pid
+    rt.procs.pop(pid.id, None)
+    if proc.name is not None:
+        if rt.names.get(proc.name) is proc:
+            del rt.names[proc.name]
+    proc.mailbox = None
+    proc.parked = False
+    proc.exit_pending = None
+    timers = proc.timers
+    if timers:
+        proc.timers = None
+        for tid in timers:
+            entry = rt.timers.pop(tid, None)
+            if entry is not None:
+                entry[0].close()
+    router = rt.router
+    monitors = proc.monitors
+    if monitors:
+        proc.monitors = None
+        for ref, target in monitors.items():
+            tproc = _monitor_target_process(target)
+            if tproc is not None:
+                if tproc.monitored_by:
+                    tproc.monitored_by.pop(ref, None)
+            elif router is not None and not _target_is_local(target):
+                router.demonitor(pid, target, ref)
+    links = proc.links
+    if links:
+        proc.links = None
+        for other in links:
+            oproc = local_process(other)
+            if oproc is not None:
+                if oproc.links:
+                    oproc.links.discard(pid)
+                _signal_link_exit(pid, oproc, reason)
+            elif router is not None and not is_local_pid(other):
+                router.exit_link(pid, other, reason)
+    watchers = proc.monitored_by
+    if watchers:
+        proc.monitored_by = None
+        for ref, (watcher, reported) in watchers.items():
+            wproc = local_process(watcher)
+            if wproc is not None:
+                if wproc.monitors:
+                    wproc.monitors.pop(ref, None)
+                deliver(wproc, Down(ref, reported, reason))
+            elif router is not None and not is_local_pid(watcher):
+                router.monitor_exit(reported, watcher, ref, reason)
+    proc.glet = None
+    proc.start = None
+
+
+# ---------------------------------------------------------------- registry
+
+
+def register(name: str, pid: Pid) -> None:
+    """Register ``pid`` (a live local process) under ``name``.
+
+    Raises:
+        NameTaken: the name is taken, or the process already has a name.
+        NoProc: ``pid`` is not a live local process.
+    """
+    if type(name) is not str:
+        raise TypeError(f"register: a name is a str, not {type(name).__name__}")
+    proc = local_process(pid)
+    if proc is None:
+        raise NoProc(f"cannot register {name!r}: {pid} is not a live local process")
+    holder = rt.names.get(name)
+    if holder is not None and holder.state != _DEAD:
+        raise NameTaken(f"{name!r} is already registered to {holder.pid}")
+    if proc.name is not None:
+        raise NameTaken(f"{pid} is already registered as {proc.name!r}")
+    rt.names[name] = proc
+    proc.name = name
+
+
+def unregister(name: str) -> None:
+    """Remove a local name.
+
+    Raises:
+        NoProc: nobody is registered under ``name``.
+    """
+    proc = rt.names.pop(name, None)
+    if proc is None:
+        raise NoProc(f"no process is registered as {name!r}")
+    proc.name = None
+
+
+def whereis(name: str) -> Optional[Pid]:
+    """The pid registered locally under ``name``, or None."""
+    proc = rt.names.get(name)
+    return None if proc is None or proc.state == _DEAD else proc.pid
+
+
+def registered() -> List[str]:
+    """All locally registered names."""
+    return list(rt.names)
+
+
+# ------------------------------------------------------------- introspection
+
+
+def is_alive(pid: Pid) -> bool:
+    """True when ``pid`` is a live local process."""
+    return local_process(pid) is not None
+
+
+def processes() -> List[Pid]:
+    """The pids of all live local processes."""
+    return [p.pid for p in rt.procs.values()]
+
+
+def process_info(pid: Pid) -> Optional[Dict[str, Any]]:
+    """A snapshot of a live local process, or None when it is not alive.
+
+    Keys: ``status`` (``'running'``, ``'runnable'``, ``'waiting'`` or
+    ``'suspended'``), ``message_queue_len``, ``messages``, ``links``,
+    ``monitors``, ``monitored_by``, ``trap_exit``, ``registered_name``.
+    """
+    proc = local_process(pid)
+    if proc is None:
+        return None
+    if proc.glet is getcurrent():
+        status = "running"
+    elif proc.ready or proc.state == _NEW:
+        status = "runnable"
+    elif proc.parked:
+        status = "waiting"
+    else:
+        status = "suspended"
+    mb = proc.mailbox or ()
+    return {
+        "status": status,
+        "message_queue_len": len(mb),
+        "messages": list(mb),
+        "links": sorted(proc.links or (), key=repr),
+        "monitors": list((proc.monitors or {}).values()),
+        "monitored_by": [w for (w, _r) in (proc.monitored_by or {}).values()],
+        "trap_exit": proc.trap,
+        "registered_name": proc.name,
+    }
+
+
+# -------------------------------------------------------------------- timers
+
+
+def send_after(seconds: float, dest: Union[Pid, str, Tuple[str, str]], msg: Any) -> TimerRef:
+    """Send ``msg`` to ``dest`` after ``seconds``; returns a ref for ``cancel_timer``.
+
+    A timer to a local pid is cancelled when that process ends (as in Erlang).
+    """
+    tid = next(rt.timer_ids)
+    tref = TimerRef(tid)
+    timer = rt.loop.timer(max(0.0, float(seconds)))
+    owner = local_process(dest) if type(dest) is Pid else None
+    rt.timers[tid] = (timer, owner)
+    if owner is not None:
+        if owner.timers is None:
+            owner.timers = set()
+        owner.timers.add(tid)
+    timer.start(_fire_timer, tid, dest, msg)
+    return tref
+
+
+def _fire_timer(tid: int, dest: Any, msg: Any) -> None:
+    entry = rt.timers.pop(tid, None)
+    if entry is None:
+        return
+    timer, owner = entry
+    timer.close()
+    if owner is not None and owner.timers:
+        owner.timers.discard(tid)
+    try:
+        send(dest, msg)
+    except NoProc:
+        pass  # a name that went away meanwhile: dropped, as erlang:send_after does
+
+
+def cancel_timer(ref: TimerRef) -> bool:
+    """Cancel a timer; True if it had not fired yet."""
+    entry = rt.timers.pop(ref.id, None)
+    if entry is None:
+        return False
+    timer, owner = entry
+    timer.close()
+    if owner is not None and owner.timers:
+        owner.timers.discard(ref.id)
+    return True

@@ -1,0 +1,168 @@
+"""The value types a snowg program passes around: pids, refs, and the runtime's messages.
+
+``Pid`` and ``Ref`` carry the node name and the node's *creation* so that a pid
+from an earlier run of a node never reaches a process of a later run. The
+local fast path does not pay for that: a ``Pid`` made by this runtime keeps a
+direct reference to its process (``_proc``), so ``send`` needs no table lookup
+and no string comparison.
+"""
+from __future__ import annotations
+
+import traceback as _traceback
+from typing import Any, NamedTuple, Optional
+
+NONODE = "nonode@nohost"
+
+
+class Pid:
+    """A process identifier: ``Pid(node, id, creation)``.
+
+    Hashable and compared by value. ``str(pid)`` reads ``<node.id.creation>``.
+    Pids of local processes are made by the runtime; a ``Pid`` built by hand or
+    decoded from the network is resolved to the local process when its node and
+    creation are this node's.
+    """
+
+    __slots__ = ("node", "id", "creation", "_proc")
+
+    def __init__(self, node: str, id: int, creation: int = 0) -> None:
+        self.node = node
+        self.id = id
+        self.creation = creation
+        self._proc: Any = None
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        return (
+            type(other) is Pid
+            and self.id == other.id  # type: ignore[attr-defined]
+            and self.creation == other.creation  # type: ignore[attr-defined]
+            and self.node == other.node  # type: ignore[attr-defined]
+        )
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        # The id alone: a local pid's node and creation are rewritten in place
+        # when the node starts distribution, and its hash must not change.
+        return self.id
+
+    def __lt__(self, other: "Pid") -> bool:
+        return (self.node, self.creation, self.id) < (other.node, other.creation, other.id)
+
+    def __repr__(self) -> str:
+        return f"<{self.node}.{self.id}.{self.creation}>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        return (Pid, (self.node, self.id, self.creation))
+
+
+class Ref:
+    """A unique reference (monitor references, call tags): ``Ref(node, id, creation)``."""
+
+    __slots__ = ("node", "id", "creation")
+
+    def __init__(self, node: str, id: int, creation: int = 0) -> None:
+        self.node = node
+        self.id = id
+        self.creation = creation
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        return (
+            type(other) is Ref
+            and self.id == other.id  # type: ignore[attr-defined]
+            and self.creation == other.creation  # type: ignore[attr-defined]
+            and self.node == other.node  # type: ignore[attr-defined]
+        )
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"#Ref<{self.node}.{self.id}.{self.creation}>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        return (Ref, (self.node, self.id, self.creation))
+
+
+class TimerRef(NamedTuple):
+    """The handle ``send_after`` returns; pass it to ``cancel_timer``."""
+
+    id: int
+
+
+class Exit(NamedTuple):
+    """An exit signal turned into a message (the receiver traps exits)."""
+
+    pid: Any
+    reason: Any
+
+
+class Down(NamedTuple):
+    """A monitor fired: ``ref`` from ``monitor``, the monitored ``pid`` and its exit reason."""
+
+    ref: Ref
+    pid: Any
+    reason: Any
+
+
+class NodeUp(NamedTuple):
+    """A node connected (delivered to processes that called ``monitor_node``... on connect)."""
+
+    node: str
+
+
+class NodeDown(NamedTuple):
+    """The connection to ``node`` went away, for ``reason``."""
+
+    node: str
+    reason: Any
+
+
+class Crash(NamedTuple):
+    """The exit reason of a process that ended with an uncaught exception.
+
+    It crosses nodes (three strings), and ``str()`` of it names the exception type.
+    """
+
+    type: str
+    message: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "Crash":
+        """Build the crash reason of ``exc`` (its type name, message and traceback text)."""
+        tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(type(exc).__name__, str(exc), tb)
+
+
+def is_normal_exit(reason: Any) -> bool:
+    """True for the reasons that end a process quietly: ``'normal'``, ``'shutdown'``, ``('shutdown', _)``."""
+    return (
+        reason == "normal"
+        or reason == "shutdown"
+        or (type(reason) is tuple and len(reason) == 2 and reason[0] == "shutdown")
+    )
+
+
+def pid_node(pid: Any) -> Optional[str]:
+    """The node of a pid, or of a ``(name, node)`` destination."""
+    if type(pid) is Pid:
+        return pid.node
+    if type(pid) is tuple and len(pid) == 2:
+        return pid[1]
+    return None
