@@ -73,4 +73,22 @@ __all__ = [
 # --- end OTP behaviours ---
 
 # --- distribution (snowg.dist) ---
+from .dist import (  # noqa: E402
+    Node,
+    connect,
+    disconnect,
+    monitor_node,
+    monitor_nodes,
+    node,
+    nodes,
+    rpc,
+    spawnable,
+    start_node,
+    stop_node,
+)
+
+__all__ += [
+    "Node", "connect", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",
+    "rpc", "spawnable", "start_node", "stop_node",
+]
 # --- end distribution ---

@@ -1,0 +1,207 @@
+"""What the distribution layer calls when a signal for a local process arrives from a peer.
+
+These functions are the other half of :class:`~snowg._core.runtime.RemoteRouter`:
+the router carries signals out of this node, these bring them in. They never
+block, so a session's reader greenlet can call them for every frame.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Tuple
+
+from . import process as _p
+from .runtime import rt
+from .terms import Down, Pid, Ref
+
+
+def rename_local_pids(node: str, creation: int) -> None:
+    """Give every live local pid (and the runtime) a new node name and creation.
+
+    Called when the node starts or stops distribution, so pids made before
+    ``start_node`` name the node once it has a name (as in Erlang).
+    """
+    rt.node = node
+    rt.creation = creation
+    for proc in rt.procs.values():
+        proc.pid.node = node
+        proc.pid.creation = creation
+
+
+def deliver_to(pid: Any, msg: Any) -> None:
+    """Deliver a message that arrived for ``pid``; dropped if it is not a live local process."""
+    proc = _p.local_process(pid)
+    if proc is not None:
+        _p.deliver(proc, msg)
+
+
+def deliver_to_name(name: str, msg: Any) -> bool:
+    """Deliver to a locally registered name; False (dropped) if nobody has it."""
+    proc = rt.names.get(name)
+    if proc is None:
+        return False
+    _p.deliver(proc, msg)
+    return True
+
+
+def incoming_link(remote: Pid, local: Pid) -> bool:
+    """A peer process linked to ``local``. False when ``local`` is not alive (reply 'noproc')."""
+    proc = _p.local_process(local)
+    if proc is None:
+        return False
+    _p._add_link(proc, remote)
+    return True
+
+
+def incoming_unlink(remote: Pid, local: Pid) -> None:
+    proc = _p.local_process(local)
+    if proc is not None and proc.links:
+        proc.links.discard(remote)
+
+
+def incoming_link_exit(remote: Pid, local: Pid, reason: Any) -> None:
+    """A linked peer process ended with ``reason`` (only acts while the link exists)."""
+    proc = _p.local_process(local)
+    if proc is None or not proc.links or remote not in proc.links:
+        return  # unlinked meanwhile: SEMANTICS 6
+    proc.links.discard(remote)
+    _p._signal_link_exit(remote, proc, reason)
+
+
+def link_noproc(remote: Pid, local: Pid) -> None:
+    """Our link to ``remote`` found no such process there (SEMANTICS 7)."""
+    proc = _p.local_process(local)
+    if proc is None or not proc.links or remote not in proc.links:
+        return
+    proc.links.discard(remote)
+    _p._signal_link_exit(remote, proc, "noproc")
+
+
+def incoming_exit2(remote: Pid, local: Pid, reason: Any) -> None:
+    """``exit(local, reason)`` called by a peer process."""
+    proc = _p.local_process(local)
+    if proc is not None:
+        _p._signal_exit2(remote, proc, reason)
+
+
+def incoming_monitor(watcher: Pid, target: Any, ref: Ref) -> Optional[Any]:
+    """A peer process monitors ``target`` (a local pid or name).
+
+    Returns None when the monitor is in place, else the value to report in the
+    ``'noproc'`` Down (the target does not exist).
+    """
+    if type(target) is str:
+        proc = rt.names.get(target)
+        reported: Any = (target, rt.node)
+    else:
+        proc = _p.local_process(target)
+        reported = target
+    if proc is None or proc.state == _p._DEAD:
+        return reported
+    if type(target) is not str:
+        reported = proc.pid
+    if proc.monitored_by is None:
+        proc.monitored_by = {}
+    proc.monitored_by[ref] = (watcher, reported)
+    return None
+
+
+def incoming_demonitor(target: Any, ref: Ref) -> None:
+    if type(target) is str:
+        proc = rt.names.get(target)
+    else:
+        proc = _p.local_process(target)
+    if proc is not None and proc.monitored_by:
+        proc.monitored_by.pop(ref, None)
+    else:
+        # A monitor by name whose holder changed: find the ref wherever it is.
+        for p in rt.procs.values():
+            if p.monitored_by and ref in p.monitored_by:
+                del p.monitored_by[ref]
+                break
+
+
+def incoming_down(watcher: Pid, ref: Ref, reported: Any, reason: Any) -> None:
+    """A remote process monitored by ``watcher`` ended (only while the monitor is active)."""
+    proc = _p.local_process(watcher)
+    if proc is None or not proc.monitors or ref not in proc.monitors:
+        return  # demonitored meanwhile: SEMANTICS 11
+    del proc.monitors[ref]
+    _p.deliver(proc, Down(ref, reported, reason))
+
+
+def add_outgoing_link(local: Pid, remote: Pid) -> bool:
+    """Record a link that a local process made to a remote one (remote spawn_link)."""
+    proc = _p.local_process(local)
+    if proc is None:
+        return False
+    _p._add_link(proc, remote)
+    return True
+
+
+def add_outgoing_monitor(local: Pid, remote: Any, ref: Ref) -> bool:
+    """Record a monitor that a local process holds on a remote one (remote spawn_monitor)."""
+    proc = _p.local_process(local)
+    if proc is None:
+        return False
+    if proc.monitors is None:
+        proc.monitors = {}
+    proc.monitors[ref] = remote
+    return True
+
+
+def node_down(node: str) -> Tuple[int, int]:
+    """Apply the loss of ``node`` to every local process, in SEMANTICS 26 order.
+
+    First every link to a process of ``node`` breaks with ``'noconnection'``,
+    then every monitor of such a process fires ``Down(..., 'noconnection')``;
+    monitors that processes of ``node`` held on local ones are dropped.
+
+    Returns:
+        (links broken, monitors fired).
+    """
+    procs = list(rt.procs.values())
+    broken: List[Tuple[Pid, Any]] = []
+    for proc in procs:
+        if proc.links:
+            gone = [p for p in proc.links if p.node == node]
+            for remote in gone:
+                proc.links.discard(remote)
+                broken.append((remote, proc))
+    for remote, proc in broken:
+        _p._signal_link_exit(remote, proc, "noconnection")
+    fired = 0
+    for proc in procs:
+        if proc.state == _p._DEAD:
+            continue
+        if proc.monitors:
+            refs = [r for r, t in proc.monitors.items() if _target_node(t) == node]
+            for ref in refs:
+                target = proc.monitors.pop(ref)
+                _p.deliver(proc, Down(ref, target, "noconnection"))
+                fired += 1
+        if proc.monitored_by:
+            stale = [r for r, (w, _rep) in proc.monitored_by.items() if w.node == node]
+            for ref in stale:
+                del proc.monitored_by[ref]
+    return len(broken), fired
+
+
+def _target_node(target: Any) -> Optional[str]:
+    if type(target) is Pid:
+        return target.node
+    if type(target) is tuple and len(target) == 2:
+        return target[1]
+    return None
+
+
+def spawn_for_peer(
+    fn: Callable[..., Any], args: tuple, kwargs: dict, caller: Pid, link: bool, monitor_ref: Optional[Ref]
+) -> Pid:
+    """Start a process for a peer's spawn request, linked/monitored *before* it runs."""
+    proc = _p._new_process(fn, args, kwargs)
+    if link:
+        _p._add_link(proc, caller)
+    if monitor_ref is not None:
+        proc.monitored_by = {monitor_ref: (caller, proc.pid)}
+    _p._schedule(proc)
+    return proc.pid
+

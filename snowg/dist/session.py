@@ -1,0 +1,184 @@
+"""One TLS connection to one peer node: a reader greenlet, a writer greenlet, ticks.
+
+Senders never touch the socket. They append encoded frames to the session's
+outbound list, and the writer sends everything queued in one ``sendall``
+(this is where remote throughput comes from); per-pair ordering follows from
+the single list. Liveness (SEMANTICS 25) is a repeating hub timer: it queues a
+tick when nothing was sent for ``tick`` seconds, and declares the peer down
+when nothing was received for ``4 * tick`` -- it runs even while the writer
+is stuck in ``sendall`` to a frozen peer.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, List, Optional
+
+import gevent
+from gevent.event import Event
+
+from . import protocol
+
+log = logging.getLogger("snowg")
+
+_TICK_FRAME = protocol.encode_frame([protocol.TICK])
+_RECV_SIZE = 256 * 1024
+
+
+class Session:
+    """A live connection to ``peer_name`` (after a successful handshake).
+
+    Args:
+        sock: the TLS socket (gevent's cooperative SSLSocket).
+        peer_name, peer_creation, peer_address: from the handshake.
+        outgoing: True when this node opened the connection.
+        tick: seconds; see the module docstring.
+        max_frame_size: the largest frame accepted from the peer.
+        on_frames: called with (session, frames) for each batch of decoded frames.
+        on_closed: called once with (session, reason) when the session ends.
+        initial_data: bytes that arrived right after the handshake.
+    """
+
+    def __init__(
+        self,
+        sock: Any,
+        peer_name: str,
+        peer_creation: int,
+        peer_address: str,
+        *,
+        outgoing: bool,
+        tick: float,
+        max_frame_size: int,
+        on_frames: Callable[["Session", List[Any]], None],
+        on_closed: Callable[["Session", str], None],
+        initial_data: bytes = b"",
+    ) -> None:
+        self.sock = sock
+        self.peer_name = peer_name
+        self.peer_creation = peer_creation
+        self.peer_address = peer_address
+        self.outgoing = outgoing
+        self.tick = tick
+        self.closed = False
+        self.close_reason: Optional[str] = None
+        self._out: List[bytes] = []
+        self._wake = Event()
+        self._decoder = protocol.FrameDecoder(max_frame_size)
+        self._on_frames = on_frames
+        self._on_closed = on_closed
+        self._initial = initial_data
+        now = time.monotonic()
+        self.last_recv = now
+        self.last_sent = now
+        self._writer: Optional[gevent.Greenlet] = None
+        self._reader: Any = None
+        self._ticker: Any = None
+        try:
+            peer = sock.getpeername()
+            self.peer_socket = f"{peer[0]}:{peer[1]}"
+        except OSError:
+            self.peer_socket = "?"
+
+    def __repr__(self) -> str:
+        return f"<Session {self.peer_name} ({self.peer_socket})>"
+
+    # ----------------------------------------------------------------- sending
+
+    def send(self, frame: bytes) -> bool:
+        """Queue an encoded frame; never blocks. False when the session is closed."""
+        if self.closed:
+            return False
+        self._out.append(frame)
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def _write_loop(self) -> None:
+        out_wait = self._wake
+        sock = self.sock
+        try:
+            while not self.closed:
+                if not self._out:
+                    out_wait.clear()
+                    out_wait.wait()
+                    if self.closed:
+                        return
+                batch, self._out = self._out, []
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                sock.sendall(data)
+                self.last_sent = time.monotonic()
+        except (OSError, ValueError) as exc:
+            self.close("connection_closed", f"write failed: {exc}")
+
+    # --------------------------------------------------------------- receiving
+
+    def run_reader(self) -> None:
+        """Read and dispatch frames until the connection ends (blocks this greenlet)."""
+        self._reader = gevent.getcurrent()
+        sock = self.sock
+        decoder = self._decoder
+        on_frames = self._on_frames
+        try:
+            data = self._initial
+            self._initial = b""
+            while not self.closed:
+                if data:
+                    frames = decoder.feed(data)
+                    if frames:
+                        on_frames(self, frames)
+                data = sock.recv(_RECV_SIZE)
+                if not data:
+                    self.close("connection_closed", "the peer closed the connection")
+                    return
+                self.last_recv = time.monotonic()
+        except protocol.ProtocolError as exc:
+            self.close("protocol_error", f"protocol error from the peer: {exc}", level=logging.ERROR)
+        except (OSError, ValueError) as exc:
+            if not self.closed:
+                self.close("connection_closed", f"read failed: {exc}")
+
+    # ------------------------------------------------------------------- life
+
+    def start(self, *, reader_in_new_greenlet: bool) -> None:
+        """Start the writer and the tick timer (and the reader, if asked)."""
+        self._writer = gevent.spawn(self._write_loop)
+        hub = gevent.get_hub()
+        interval = max(self.tick / 4.0, 0.01)
+        self._ticker = hub.loop.timer(interval, interval)
+        self._ticker.start(self._on_tick)
+        if reader_in_new_greenlet:
+            gevent.spawn(self.run_reader)
+
+    def _on_tick(self) -> None:
+        if self.closed:
+            return
+        now = time.monotonic()
+        if now - self.last_recv > 4 * self.tick:
+            # close() may switch greenlets (socket close wakes waiters): not from the hub's timer.
+            gevent.spawn(self.close, "net_tick_timeout", f"nothing received for {now - self.last_recv:.1f} s")
+            return
+        if now - self.last_sent >= self.tick and not self._out:
+            self.send(_TICK_FRAME)
+
+    def close(self, reason: str, detail: str = "", level: int = logging.INFO) -> None:
+        """Close the session once; the node is told through ``on_closed``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        log.log(level, "session with %s (%s) closed: %s%s", self.peer_name, self.peer_socket, reason,
+                f" ({detail})" if detail else "")
+        if self._ticker is not None:
+            self._ticker.close()
+        self._wake.set()
+        try:
+            self._on_closed(self, reason)
+        finally:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            current = gevent.getcurrent()
+            for glet in (self._writer, self._reader):
+                if glet is not None and glet is not current and not glet.dead:
+                    glet.kill(block=False)
