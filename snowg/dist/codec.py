@@ -1,0 +1,307 @@
+"""The wire encoding of terms: msgpack plus a few ext types, so terms round-trip exactly.
+
+What crosses nodes is a *term* (API.md, "Terms"): ``None``, ``bool``, ``int`` (any
+size), ``float``, ``str``, ``bytes``, ``tuple``, ``list``, ``dict``, ``Pid``,
+``Ref``, ``TimerRef`` and the runtime's message types (``Exit``, ``Down``,
+``NodeUp``, ``NodeDown``, ``Crash``). Anything else raises ``TypeError`` at
+encode time, with one leniency: msgpack packs ``bytearray`` and ``memoryview``
+natively, so they arrive as ``bytes``. Nothing is ever pickled, and decoding
+never runs code named by the peer.
+
+Encoding:
+
+* ints beyond 64 bits: ext ``EXT_BIGINT``, payload the two's-complement
+  big-endian bytes.
+* ``Pid`` / ``Ref``: ext ``EXT_PID`` / ``EXT_REF``, payload ``>qq`` (id,
+  creation) followed by the node name in UTF-8. A local pid's ``_proc`` is
+  not sent.
+* tuples and the message types: a msgpack array whose first element is an
+  empty *marker* ext (``EXT_TUPLE``, ``EXT_EXIT``, ...) followed by the items.
+  Markers keep decoding flat (no nested ``unpackb`` per tuple, so no
+  recursion and no stack risk on hostile input) and work for tuples used
+  as dict keys.
+
+Decoding is safe on untrusted bytes: every failure raises :class:`CodecError`.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, Dict, List
+
+import msgpack
+from msgpack import ExtType
+
+from .._core.terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
+
+__all__ = [
+    "CodecError",
+    "EXT_BIGINT",
+    "EXT_PID",
+    "EXT_REF",
+    "EXT_TUPLE",
+    "EXT_TIMERREF",
+    "EXT_EXIT",
+    "EXT_DOWN",
+    "EXT_NODEUP",
+    "EXT_NODEDOWN",
+    "EXT_CRASH",
+    "decode",
+    "default",
+    "encode",
+    "make_packer",
+]
+
+EXT_BIGINT = 1
+EXT_PID = 2
+EXT_REF = 3
+EXT_TUPLE = 16
+EXT_TIMERREF = 17
+EXT_EXIT = 18
+EXT_DOWN = 19
+EXT_NODEUP = 20
+EXT_NODEDOWN = 21
+EXT_CRASH = 22
+
+_ID_CREATION = struct.Struct(">qq")
+
+
+class CodecError(ValueError):
+    """Bytes that do not decode to a term (malformed msgpack or ext payloads)."""
+
+
+# --- encoding ---------------------------------------------------------------
+
+
+def _cannot_send(obj: Any) -> TypeError:
+    return TypeError(f"cannot send a value of type {type(obj).__name__!r} to another node")
+
+
+def _id_payload(kind: str, node: Any, id_: Any, creation: Any) -> bytes:
+    try:
+        return _ID_CREATION.pack(id_, creation) + node.encode("utf-8")
+    except (struct.error, AttributeError, UnicodeEncodeError) as exc:
+        raise TypeError(
+            f"cannot send a {kind} to another node unless its node is a str and its id "
+            f"and creation are 64-bit ints: {kind}({node!r}, {id_!r}, {creation!r})"
+        ) from exc
+
+
+# ExtType's own __new__ re-validates its arguments in Python; ours are valid by
+# construction, and skipping that check is a good part of a pid's encode time.
+_new_tuple = tuple.__new__
+
+
+def _enc_pid(pid: Pid) -> ExtType:
+    return _new_tuple(ExtType, (EXT_PID, _id_payload("Pid", pid.node, pid.id, pid.creation)))
+
+
+def _enc_ref(ref: Ref) -> ExtType:
+    return _new_tuple(ExtType, (EXT_REF, _id_payload("Ref", ref.node, ref.id, ref.creation)))
+
+
+def _enc_bigint(n: int) -> ExtType:
+    # Only reached for ints msgpack cannot hold natively (beyond 64 bits).
+    return ExtType(EXT_BIGINT, n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True))
+
+
+def _marked(code: int) -> Callable[[tuple], list]:
+    marker = ExtType(code, b"")
+
+    def enc(t: tuple) -> list:
+        return [marker, *t]
+
+    return enc
+
+
+_ENCODERS: Dict[type, Callable[[Any], Any]] = {
+    int: _enc_bigint,
+    Pid: _enc_pid,
+    Ref: _enc_ref,
+    tuple: _marked(EXT_TUPLE),
+    TimerRef: _marked(EXT_TIMERREF),
+    Exit: _marked(EXT_EXIT),
+    Down: _marked(EXT_DOWN),
+    NodeUp: _marked(EXT_NODEUP),
+    NodeDown: _marked(EXT_NODEDOWN),
+    Crash: _marked(EXT_CRASH),
+}
+
+
+def default(obj: Any) -> Any:
+    """The msgpack ``default`` hook: turn a non-native term into ext types or marked arrays.
+
+    Args:
+        obj: a value msgpack cannot pack by itself (with ``strict_types=True``,
+            this includes every tuple and every subclass of a native type).
+
+    Returns:
+        An ``ExtType`` or a list msgpack can pack.
+
+    Raises:
+        TypeError: ``obj`` is not a term; the message names its type.
+    """
+    enc = _ENCODERS.get(type(obj))
+    if enc is None:
+        raise _cannot_send(obj)
+    return enc(obj)
+
+
+def make_packer() -> msgpack.Packer:
+    """A new ``msgpack.Packer`` that packs terms with snowg's ext types.
+
+    A ``Packer`` is not re-entrant: use one per thread. Within a thread it is
+    safe to share between greenlets, because packing never switches greenlets.
+    """
+    return msgpack.Packer(default=default, use_bin_type=True, strict_types=True, autoreset=True)
+
+
+_pack = make_packer().pack
+
+
+def encode(term: Any) -> bytes:
+    """Encode a term to msgpack bytes.
+
+    Args:
+        term: the value to encode.
+
+    Returns:
+        The msgpack bytes.
+
+    Raises:
+        TypeError: ``term`` contains a value that is not a term (a set, an
+            object, an enum member, a function, a subclass of a builtin type...);
+            the message names its type.
+        ValueError: ``term`` is nested deeper than msgpack allows (about 1000
+            levels) or is circular.
+    """
+    try:
+        return _pack(term)
+    except RecursionError as exc:  # msgpack's pure-Python fallback recurses
+        raise ValueError("term nested too deeply to encode") from exc
+
+
+# --- decoding ---------------------------------------------------------------
+
+
+class _Mark:
+    """What a marker ext decodes to, until the array it heads is turned into a value."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[List[Any]], Any]) -> None:
+        self.build = build
+
+
+def _str_fields(cls: Any) -> Callable[[List[Any]], Any]:
+    def build(items: List[Any]) -> Any:
+        value = cls(*items)
+        for field in value:
+            if type(field) is not str:
+                raise CodecError(f"{cls.__name__} fields must be str, got {type(field).__name__}")
+        return value
+
+    return build
+
+
+def _build_nodedown(items: List[Any]) -> NodeDown:
+    value = NodeDown(*items)
+    if type(value.node) is not str:
+        raise CodecError(f"NodeDown.node must be a str, got {type(value.node).__name__}")
+    return value
+
+
+_MARKS: Dict[int, _Mark] = {
+    EXT_TUPLE: _Mark(tuple),
+    EXT_TIMERREF: _Mark(lambda items: TimerRef(*items)),
+    EXT_EXIT: _Mark(lambda items: Exit(*items)),
+    EXT_DOWN: _Mark(lambda items: Down(*items)),
+    EXT_NODEUP: _Mark(_str_fields(NodeUp)),
+    EXT_NODEDOWN: _Mark(_build_nodedown),
+    EXT_CRASH: _Mark(_str_fields(Crash)),
+}
+
+
+_unpack_id = _ID_CREATION.unpack_from
+_ID_SIZE = _ID_CREATION.size
+
+
+class _Decoding:
+    """The hooks of one ``decode`` call.
+
+    ``pending`` counts markers decoded but not yet consumed as the head of an
+    array; a marker anywhere else (a dict value, the top level, a later array
+    position) leaves it non-zero, and the input is rejected. That check is
+    what keeps a marker object from ever leaking into a decoded term.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        # Pids first: they are in every SEND frame. A short payload raises
+        # struct.error and bad UTF-8 a ValueError; decode() wraps both.
+        if code == EXT_PID:
+            id_, creation = _unpack_id(data)
+            return Pid(data[_ID_SIZE:].decode("utf-8"), id_, creation)
+        mark = _MARKS.get(code)
+        if mark is not None:
+            if data:
+                raise CodecError(f"marker ext {code} must have an empty payload")
+            self.pending += 1
+            return mark
+        if code == EXT_REF:
+            id_, creation = _unpack_id(data)
+            return Ref(data[_ID_SIZE:].decode("utf-8"), id_, creation)
+        if code == EXT_BIGINT:
+            if not data:
+                raise CodecError("empty big-int payload")
+            return int.from_bytes(data, "big", signed=True)
+        raise CodecError(f"unknown ext type {code}")
+
+    def list_hook(self, items: List[Any]) -> Any:
+        if items and type(items[0]) is _Mark:
+            self.pending -= 1
+            return items[0].build(items[1:])
+        return items
+
+
+_DECODE_ERRORS = (
+    ValueError, TypeError, OverflowError, RecursionError, struct.error, msgpack.UnpackException,
+)
+
+
+def decode(data: Any) -> Any:
+    """Decode one term from msgpack bytes (untrusted input is fine).
+
+    Args:
+        data: a bytes-like object holding exactly one encoded term.
+
+    Returns:
+        The term. Decoded pids are plain ``Pid(node, id, creation)`` values.
+
+    Raises:
+        CodecError: ``data`` is not exactly one well-formed term (malformed
+            msgpack, trailing bytes, an unknown or malformed ext payload, an
+            unhashable dict key...).
+    """
+    hooks = _Decoding()
+    try:
+        term = msgpack.unpackb(
+            data,
+            ext_hook=hooks.ext_hook,
+            list_hook=hooks.list_hook,
+            raw=False,
+            strict_map_key=False,
+            # A peer could send msgpack's timestamp ext (-1), which bypasses
+            # ext_hook; as an int (nanoseconds) it is at least a valid term.
+            timestamp=2,
+        )
+    except CodecError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise CodecError(f"malformed term: {type(exc).__name__}: {exc}") from exc
+    if hooks.pending:
+        raise CodecError("malformed term: a marker ext outside the head of an array")
+    return term

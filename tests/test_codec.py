@@ -1,0 +1,294 @@
+"""Tests of snowg.dist.codec: exact round-trips, refusals, and hostile input."""
+from __future__ import annotations
+
+import enum
+import math
+import struct
+from collections import OrderedDict
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from snowg._core.terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
+from snowg.dist import codec
+from snowg.dist.codec import CodecError, decode, encode
+
+# --- helpers ----------------------------------------------------------------
+
+_VALUE_TYPES = (Pid, Ref)
+_SEQ_TYPES = (list, tuple, TimerRef, Exit, Down, NodeUp, NodeDown, Crash)
+
+
+def assert_same(a: Any, b: Any) -> None:
+    """Deep equality that also demands identical types at every level."""
+    assert type(a) is type(b), (a, b)
+    if type(a) is float:
+        assert (math.isnan(a) and math.isnan(b)) or struct.pack(">d", a) == struct.pack(">d", b)
+    elif type(a) in _SEQ_TYPES:
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif type(a) is dict:
+        assert len(a) == len(b)
+        for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+            assert_same(ka, kb)
+            assert_same(va, vb)
+    elif type(a) in _VALUE_TYPES:
+        assert (a.node, a.id, a.creation) == (b.node, b.id, b.creation)
+        assert_same(a.node, b.node)
+    else:
+        assert a == b
+
+
+def roundtrip(term: Any) -> Any:
+    out = decode(encode(term))
+    assert_same(term, out)
+    return out
+
+
+# --- strategies -------------------------------------------------------------
+
+int64 = st.integers(-(2**63), 2**63 - 1)
+node_names = st.text(min_size=1, max_size=20)
+pids = st.builds(Pid, node_names, int64, int64)
+refs = st.builds(Ref, node_names, int64, int64)
+big_ints = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**64, max_value=2**200),
+    st.integers(min_value=-(2**200), max_value=-(2**63) - 1),
+)
+hashable_scalars = st.one_of(
+    st.none(), st.booleans(), big_ints, st.floats(allow_nan=False), st.text(max_size=10),
+    st.binary(max_size=10), pids, refs,
+)
+hashable = st.recursive(
+    hashable_scalars,
+    lambda inner: st.lists(inner, max_size=3).map(tuple),
+    max_leaves=6,
+)
+scalars = st.one_of(hashable_scalars, st.floats())
+
+
+def _containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(hashable, inner, max_size=4),
+        st.builds(TimerRef, int64),
+        st.builds(Exit, inner, inner),
+        st.builds(Down, refs, inner, inner),
+        st.builds(NodeUp, node_names),
+        st.builds(NodeDown, node_names, inner),
+        st.builds(Crash, st.text(max_size=10), st.text(max_size=10), st.text(max_size=30)),
+    )
+
+
+terms = st.recursive(scalars, _containers, max_leaves=25)
+
+
+# --- round-trips ------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(terms)
+def test_any_term_roundtrips_exactly(term: Any) -> None:
+    roundtrip(term)
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**100,
+        -(10**100), 1.5, float("inf"), -0.0, "", "héllo", b"", b"\x00\xff", (), (1,), [], [()],
+        ((1, 2), [3, (4,)]), {"a": 1}, {(1, 2): "t", (): 0, ((1,), 2): [1]}, {1: 2, None: 3, b"k": 4},
+        {2**70: "big"}, [[[[(((),),)]]]],
+    ],
+    ids=repr,
+)
+def test_scalar_and_container_roundtrip(term: Any) -> None:
+    roundtrip(term)
+
+
+def test_message_types_roundtrip() -> None:
+    ref, pid = Ref("a@h", 7, 3), Pid("b@h", 9, 4)
+    for term in [
+        ref, pid, TimerRef(12), Exit(pid, "normal"), Exit(pid, ("shutdown", [1])),
+        Down(ref, pid, Crash("ValueError", "boom", "Traceback...")), NodeUp("n@h"),
+        NodeDown("n@h", "noconnection"), Crash("KeyError", "", ""),
+        Down(ref, ("name", "node@h"), "noproc"), {pid: ref, (pid, ref): [pid]},
+    ]:
+        out = roundtrip(term)
+        assert out == term
+
+
+def test_tuples_stay_tuples_and_lists_stay_lists() -> None:
+    out = decode(encode({"t": (1, [2, (3,)]), "l": [1, (2, [3])]}))
+    assert type(out["t"]) is tuple and type(out["t"][1]) is list and type(out["t"][1][1]) is tuple
+    assert type(out["l"]) is list and type(out["l"][1]) is tuple and type(out["l"][1][1]) is list
+
+
+def test_bytes_stay_bytes_and_str_stays_str() -> None:
+    out = decode(encode([b"abc", "abc"]))
+    assert [type(x) for x in out] == [bytes, str]
+
+
+def test_bytearray_and_memoryview_arrive_as_bytes() -> None:
+    # msgpack packs these natively (no default hook), so they are sent as bytes.
+    assert_same(decode(encode([bytearray(b"ab"), memoryview(b"cd")])), [b"ab", b"cd"])
+
+
+def test_deeply_nested_tuples_roundtrip() -> None:
+    term: Any = ()
+    for _ in range(500):
+        term = (term, 1)
+    roundtrip(term)
+
+
+def test_pid_proc_is_not_encoded() -> None:
+    pid = Pid("a@h", 5, 2)
+    pid._proc = object()
+    data = encode(pid)
+    assert data == encode(Pid("a@h", 5, 2))
+    out = decode(data)
+    assert type(out) is Pid and out._proc is None and out == pid
+
+
+# --- refusals ---------------------------------------------------------------
+
+
+class _Color(enum.IntEnum):
+    RED = 1
+
+
+class _Thing:
+    pass
+
+
+class _StrSub(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value, type_name",
+    [
+        ({1, 2}, "set"),
+        (frozenset(), "frozenset"),
+        (_Thing(), "_Thing"),
+        (lambda: None, "function"),
+        (len, "builtin_function_or_method"),
+        (_Color.RED, "_Color"),
+        (_StrSub("x"), "_StrSub"),
+        (OrderedDict(), "OrderedDict"),
+        (1j, "complex"),
+    ],
+)
+def test_non_terms_raise_type_error_naming_the_type(value: Any, type_name: str) -> None:
+    for wrapped in (value, [1, value], {"k": (value,)}, Exit(Pid("a", 1), value)):
+        with pytest.raises(TypeError, match=f"'{type_name}'"):
+            encode(wrapped)
+
+
+def test_packer_is_usable_after_a_refusal() -> None:
+    with pytest.raises(TypeError):
+        encode([1, 2, {3}])
+    assert decode(encode([1, 2])) == [1, 2]
+
+
+def test_pid_with_out_of_range_fields_is_refused() -> None:
+    with pytest.raises(TypeError):
+        encode(Pid("a", 2**70, 0))
+    with pytest.raises(TypeError):
+        encode(Ref(5, 1, 0))  # type: ignore[arg-type]
+
+
+def test_too_deep_nesting_is_refused() -> None:
+    term: Any = 1
+    for _ in range(5000):
+        term = [term]
+    with pytest.raises(ValueError):
+        encode(term)
+
+
+# --- hostile input ----------------------------------------------------------
+
+
+def _ext(code: int, payload: bytes) -> bytes:
+    return msgpack.packb(msgpack.ExtType(code, payload))
+
+
+_MARK_TUPLE = msgpack.ExtType(codec.EXT_TUPLE, b"")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xc1",  # never-used msgpack byte
+        b"\x92\x01",  # truncated array
+        b"\x01\x02",  # trailing data
+        b"\xa3ab",  # truncated str
+        b"\xa2\xff\xfe",  # invalid UTF-8
+        _ext(codec.EXT_PID, b"short"),
+        _ext(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"\xff"),
+        _ext(codec.EXT_REF, b""),
+        _ext(codec.EXT_BIGINT, b""),
+        _ext(99, b"x"),
+        _ext(codec.EXT_TUPLE, b"x"),  # marker with a payload
+        _ext(codec.EXT_TUPLE, b""),  # marker at the top level
+        msgpack.packb([1, _MARK_TUPLE]),  # marker after the head
+        msgpack.packb({"k": _MARK_TUPLE}),  # marker as a dict value
+        msgpack.packb([_MARK_TUPLE, _MARK_TUPLE]),
+        msgpack.packb([msgpack.ExtType(codec.EXT_DOWN, b""), 1]),  # wrong field count
+        msgpack.packb([msgpack.ExtType(codec.EXT_CRASH, b""), 1, 2, 3]),  # non-str crash fields
+        msgpack.packb([msgpack.ExtType(codec.EXT_NODEUP, b""), 5]),
+        msgpack.packb([msgpack.ExtType(codec.EXT_NODEDOWN, b""), 5, "r"]),
+        b"\x81\x91\x01\x01",  # a list as a dict key
+        b"\x81" + msgpack.packb([_MARK_TUPLE, [1]]) + b"\x01",  # unhashable tuple key
+        b"\xd6\xff\x00",  # truncated timestamp ext
+        b"\x91" * 5000 + b"\x01",  # nested too deep
+        b"\xdd\xff\xff\xff\xff",  # huge array announced
+    ],
+)
+def test_malformed_input_raises_codec_error(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode(data)
+
+
+def test_codec_error_is_a_value_error() -> None:
+    assert issubclass(CodecError, ValueError)
+
+
+def test_msgpack_timestamp_decodes_to_a_term() -> None:
+    assert decode(msgpack.packb(msgpack.Timestamp(1, 0))) == 10**9
+
+
+def test_decode_accepts_memoryview() -> None:
+    data = b"xx" + encode((1, "a"))
+    assert decode(memoryview(data)[2:]) == (1, "a")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_garbage_raises_only_codec_error(data: bytes) -> None:
+    try:
+        decode(data)
+    except CodecError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(terms, st.data())
+def test_mutated_encodings_raise_only_codec_error(term: Any, data: st.DataObject) -> None:
+    raw = bytearray(encode(term))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    for candidate in (bytes(raw), bytes(raw[:cut])):
+        try:
+            decode(candidate)
+        except CodecError:
+            pass
