@@ -70,6 +70,11 @@ __all__ = [
 ]
 
 # --- OTP behaviours (snowg.supervisor, snowg.gen_server) ---
+from . import supervisor  # noqa: E402
+from .gen_server import GenServer, call, cast, reply  # noqa: E402
+from .supervisor import ChildSpec  # noqa: E402
+
+__all__ += ["ChildSpec", "supervisor", "GenServer", "call", "cast", "reply"]
 # --- end OTP behaviours ---
 
 # --- distribution (snowg.dist) ---
@@ -81,14 +86,20 @@ from .dist import (  # noqa: E402
     monitor_nodes,
     node,
     nodes,
+    register_global,
+    registered_global,
     rpc,
+    send_global,
     spawnable,
     start_node,
     stop_node,
+    unregister_global,
+    whereis_global,
 )
 
 __all__ += [
     "Node", "connect", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",
-    "rpc", "spawnable", "start_node", "stop_node",
+    "rpc", "spawnable", "start_node", "stop_node", "register_global", "registered_global",
+    "send_global", "unregister_global", "whereis_global",
 ]
 # --- end distribution ---

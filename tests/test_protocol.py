@@ -56,6 +56,9 @@ VALID_FRAMES: List[list] = [
     [P.PEER_LIST, [["a@h", "h:1"], ["b@h", "h:2"]]],
     [P.ROOM_BROADCAST, "lobby", "text"],
     [P.ROOM_BROADCAST, "lobby", b"\x00binary"],
+    [P.GLOBAL_LOCK, "name", REF, PID_A],
+    [P.GLOBAL_LOCK_REPLY, REF, PID_A, True],
+    [P.GLOBAL_UNLOCK, "name", REF],
 ]
 
 
@@ -68,7 +71,7 @@ def _by_byte(data: bytes):
 
 def test_every_tag_has_a_valid_example() -> None:
     assert {f[0] for f in VALID_FRAMES} == set(P.TAG_NAMES)
-    assert set(P.TAG_NAMES) == set(range(17))
+    assert set(P.TAG_NAMES) == set(range(20))
 
 
 @pytest.mark.parametrize("frame", VALID_FRAMES, ids=lambda f: P.TAG_NAMES[f[0]])
@@ -187,7 +190,7 @@ def test_frames_before_a_bad_one_do_not_hide_the_error() -> None:
         ({"a": 1}, "array"),
         (None, "array"),
         ([], "empty"),
-        ([17], "unknown"),
+        ([20], "unknown"),
         ([31, 1], "unknown"),
         ([-1], "unknown"),
         (["SEND", PID_A, 1], "unknown"),

@@ -11,9 +11,17 @@ from .node import (
     stop_node,
 )
 from . import rpc
+from .global_registry import (
+    register_global,
+    registered_global,
+    send_global,
+    unregister_global,
+    whereis_global,
+)
 from .spawnable import spawnable
 
 __all__ = [
     "Node", "connect", "rpc", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",
-    "spawnable", "start_node", "stop_node",
+    "spawnable", "start_node", "stop_node", "register_global", "registered_global", "send_global",
+    "unregister_global", "whereis_global",
 ]

@@ -103,6 +103,20 @@ _state: Optional[_State] = None
 frame_handlers: Dict[int, Callable[[Session, tuple], None]] = {}
 node_down_hooks: List[Callable[[str], None]] = []
 node_up_hooks: List[Callable[[Session], None]] = []
+node_stop_hooks: List[Callable[[], None]] = []
+# Called with (req, caller) for a watched request whose node went down unanswered.
+request_lost_hooks: List[Callable[[Ref, Pid], None]] = []
+_requests: Dict[Ref, Tuple[Pid, str]] = {}
+
+
+def watch_request(req: Ref, caller: Pid, node_name: str) -> None:
+    """Remember a request sent to ``node_name``: if the node goes down first, the hooks hear of it."""
+    _requests[req] = (caller, node_name)
+
+
+def unwatch_request(req: Ref) -> bool:
+    """Forget a request (its answer came); False if it was not watched."""
+    return _requests.pop(req, None) is not None
 
 
 # ---------------------------------------------------------------- lifecycle
@@ -194,6 +208,8 @@ def stop_node() -> None:
         sess.close("disconnect", "this node stopped")
     rt.router = None
     hooks.set_room_forwarder(None)
+    for hook in node_stop_hooks:
+        hook()
     _remote.rename_local_pids(NONODE, 0)
     _state = None
     log.info("node %s stopped", st.info.name)
@@ -478,6 +494,11 @@ def _node_down(st: _State, name: str, reason: str) -> None:
         if node_name == name:
             del st.spawn_pending[req]
             _remote.deliver_to(caller, SpawnReply(req, "noconnection"))
+    for req, (caller, node_name) in list(_requests.items()):
+        if node_name == name:
+            del _requests[req]
+            for lost in request_lost_hooks:
+                lost(req, caller)
     for watcher in st.node_watchers.pop(name, ()):
         _remote.deliver_to(watcher, NodeDown(name, reason))
     for watcher in st.all_nodes_watchers:

@@ -47,7 +47,10 @@ __all__ = [
     "Established",
     "FrameDecoder",
     "FrameTooLarge",
+    "GLOBAL_LOCK",
+    "GLOBAL_LOCK_REPLY",
     "GLOBAL_REGISTER",
+    "GLOBAL_UNLOCK",
     "GLOBAL_SYNC",
     "GLOBAL_UNREGISTER",
     "HANDSHAKE_MAX_FRAME_SIZE",
@@ -80,7 +83,7 @@ DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 HANDSHAKE_MAX_FRAME_SIZE = 4096
 _MAX_U32 = 0xFFFFFFFF
 
-# Session frame tags. 17-31 are reserved for later (more global tags among them).
+# Session frame tags. 20-31 are reserved for later.
 TICK = 0
 SEND = 1
 SEND_NAME = 2
@@ -98,6 +101,9 @@ GLOBAL_UNREGISTER = 13
 GLOBAL_SYNC = 14
 PEER_LIST = 15
 ROOM_BROADCAST = 16
+GLOBAL_LOCK = 17
+GLOBAL_LOCK_REPLY = 18
+GLOBAL_UNLOCK = 19
 
 TAG_NAMES: Dict[int, str] = {
     TICK: "TICK",
@@ -117,6 +123,9 @@ TAG_NAMES: Dict[int, str] = {
     GLOBAL_SYNC: "GLOBAL_SYNC",
     PEER_LIST: "PEER_LIST",
     ROOM_BROADCAST: "ROOM_BROADCAST",
+    GLOBAL_LOCK: "GLOBAL_LOCK",
+    GLOBAL_LOCK_REPLY: "GLOBAL_LOCK_REPLY",
+    GLOBAL_UNLOCK: "GLOBAL_UNLOCK",
 }
 
 INITIATOR = "initiator"
@@ -336,6 +345,9 @@ _FRAME_SPECS: Dict[int, Tuple[_Check, ...]] = {
     GLOBAL_SYNC: (_is_global_entries,),
     PEER_LIST: (_is_peer_list,),
     ROOM_BROADCAST: (_STR, _is(str, bytes)),
+    GLOBAL_LOCK: (_STR, _REF, _PID),
+    GLOBAL_LOCK_REPLY: (_REF, _PID, _is(bool)),
+    GLOBAL_UNLOCK: (_STR, _REF),
 }
 
 

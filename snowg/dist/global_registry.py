@@ -1,0 +1,331 @@
+"""Cluster-wide names: ``register_global``, ``whereis_global``, ``send_global`` (SEMANTICS 28).
+
+Every node keeps a replica of the table ``name -> pid``.
+
+Registration is atomic across the cluster. The registering process takes a
+lock on the name on *every* node, in one order that all nodes share (sorted
+node names), so two contenders can never hold part of the locks each and
+deadlock; a contender refused a lock releases what it holds and retries after
+a short random pause. Holding every lock, it checks its own replica (any
+earlier registration reached it before that registrar's unlock, because both
+travel on the same ordered session), then sends the registration to all nodes
+and releases the locks.
+
+A name is removed when its process ends (the name's home node, which monitors
+its own registered processes, tells everyone) or when its node goes down.
+On connect, each node sends the peer the names its own processes hold; when
+two clusters that both hold a name merge, the process on the node whose name
+sorts lower keeps it and the other is killed (OTP's default resolver) -- by
+its own node, so it is killed once.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import gevent
+
+from .. import _core
+from .._core import process as _p
+from .._core.runtime import rt
+from .._core.terms import Down, Pid, Ref
+from .._errors import NoProc
+from . import protocol
+from .session import Session
+
+log = logging.getLogger("snowg")
+# The module, not the node() function that snowg.dist re-exports under the same name.
+_node = importlib.import_module("snowg.dist.node")
+
+_enc = protocol.encode_frame
+LOCK_TTL = 10.0
+MAX_ATTEMPTS = 200
+
+_names: Dict[str, Pid] = {}
+# name -> (ref of the lock request, owner pid, time taken)
+_locks: Dict[str, Tuple[Ref, Pid, float]] = {}
+# The process that monitors this node's globally registered processes.
+_server: Optional[Pid] = None
+
+
+class _LockReply(tuple):
+    """Internal message: (req, granted)."""
+
+
+def _local_lock(name: str, req: Ref, owner: Pid) -> bool:
+    held = _locks.get(name)
+    now = time.monotonic()
+    if held is not None and held[0] != req and now - held[2] < LOCK_TTL and _owner_alive(held[1]):
+        return False
+    _locks[name] = (req, owner, now)
+    return True
+
+
+def _owner_alive(owner: Pid) -> bool:
+    if _p.is_local_pid(owner):
+        return _p.is_alive(owner)
+    return owner.node in _node.nodes()
+
+
+def _local_unlock(name: str, req: Ref) -> None:
+    held = _locks.get(name)
+    if held is not None and held[0] == req:
+        del _locks[name]
+
+
+def register_global(name: str, pid: Pid) -> bool:
+    """Register ``pid`` under ``name`` in the whole cluster.
+
+    Blocks the caller while it takes the name's lock on every node (a few
+    round trips). Exactly one of several racing registrations of a name wins.
+
+    Returns:
+        True if registered (or already registered to ``pid``); False if the
+        name is held by another process, or ``pid`` is not alive.
+    """
+    if type(name) is not str:
+        raise TypeError(f"a global name is a str, not {type(name).__name__}")
+    if type(pid) is not Pid:
+        raise TypeError(f"register_global needs a Pid, not {type(pid).__name__}")
+    me = _core.self()
+    for attempt in range(MAX_ATTEMPTS):
+        req = _core.make_ref()
+        held = _acquire_all(name, req, me)
+        if held is None:
+            gevent.sleep(random.uniform(0.001, 0.005 * (1 + min(attempt, 10))))
+            continue
+        try:
+            current = _names.get(name)
+            if current is not None and current != pid:
+                return False
+            if current == pid:
+                return True
+            if not _pid_alive(pid):
+                return False
+            _set(name, pid)
+            _node.broadcast_frame(_enc([protocol.GLOBAL_REGISTER, name, pid]))
+            return True
+        finally:
+            _release(name, req, held)
+    return False
+
+
+def _pid_alive(pid: Pid) -> bool:
+    if _p.is_local_pid(pid):
+        return _p.is_alive(pid)
+    return pid.node in _node.nodes()
+
+
+def _acquire_all(name: str, req: Ref, me: Pid) -> Optional[List[str]]:
+    """Take the lock on every node in sorted order; the nodes locked, or None if refused."""
+    order = sorted([rt.node] + _node.nodes())
+    held: List[str] = []
+    for node_name in order:
+        if node_name == rt.node:
+            if not _local_lock(name, req, me):
+                _release(name, req, held)
+                return None
+            held.append(node_name)
+            continue
+        sess = _node.session_for(node_name)
+        if sess is None:
+            continue  # gone meanwhile: it holds nothing of ours
+        _node.watch_request(req, me, node_name)
+        if not sess.send(_enc([protocol.GLOBAL_LOCK, name, req, me])):
+            _node.unwatch_request(req)
+            continue
+        reply = _core.receive(lambda m: type(m) is _LockReply and m[0] == req)
+        granted = reply[1]
+        if granted is None:
+            continue  # the node went down while we asked
+        if not granted:
+            _release(name, req, held)
+            return None
+        held.append(node_name)
+    return held
+
+
+def _release(name: str, req: Ref, held: List[str]) -> None:
+    for node_name in held:
+        if node_name == rt.node:
+            _local_unlock(name, req)
+            continue
+        sess = _node.session_for(node_name)
+        if sess is not None:
+            sess.send(_enc([protocol.GLOBAL_UNLOCK, name, req]))
+
+
+def unregister_global(name: str) -> None:
+    """Remove a global name in the whole cluster (no error if it is not registered)."""
+    pid = _names.get(name)
+    if pid is None:
+        return
+    _unset(name, pid)
+    _node.broadcast_frame(_enc([protocol.GLOBAL_UNREGISTER, name, pid]))
+
+
+def whereis_global(name: str) -> Optional[Pid]:
+    """The pid registered under the global ``name``, or None."""
+    return _names.get(name)
+
+
+def registered_global() -> List[str]:
+    """All global names, sorted."""
+    return sorted(_names)
+
+
+def send_global(name: str, msg: Any) -> Pid:
+    """Send ``msg`` to the process globally registered as ``name``; returns its pid.
+
+    Raises:
+        NoProc: no process has that global name.
+    """
+    pid = _names.get(name)
+    if pid is None:
+        raise NoProc(f"no process is globally registered as {name!r}")
+    _core.send(pid, msg)
+    return pid
+
+
+# ------------------------------------------------------------ the table
+
+
+def _set(name: str, pid: Pid) -> None:
+    _names[name] = pid
+    if _p.is_local_pid(pid):
+        _watch(pid, name)
+
+
+def _unset(name: str, pid: Pid) -> None:
+    if _names.get(name) == pid:
+        del _names[name]
+
+
+def _watch(pid: Pid, name: str) -> None:
+    """Have the global server monitor a local registered process, to free its name."""
+    global _server
+    if _server is None or not _p.is_alive(_server):
+        _server = _core.spawn(_server_loop)
+    _core.send(_server, ("watch", pid, name))
+
+
+def _server_loop() -> None:
+    watched: Dict[Ref, Tuple[Pid, str]] = {}
+    while True:
+        msg = _core.receive()
+        if type(msg) is Down:
+            entry = watched.pop(msg.ref, None)
+            if entry is not None:
+                pid, name = entry
+                if _names.get(name) == pid:
+                    del _names[name]
+                    _node.broadcast_frame(_enc([protocol.GLOBAL_UNREGISTER, name, pid]))
+        elif type(msg) is tuple and msg[0] == "watch":
+            _tag, pid, name = msg
+            watched[_core.monitor(pid)] = (pid, name)
+
+
+def _resolve(name: str, mine: Pid, theirs: Pid) -> Pid:
+    """Two pids hold ``name``: the one on the lower node name wins; the local loser is killed."""
+    winner, loser = (mine, theirs) if (mine.node, mine.id) <= (theirs.node, theirs.id) else (theirs, mine)
+    _names[name] = winner
+    if _p.is_local_pid(winner):
+        _watch(winner, name)
+    if _p.is_local_pid(loser):
+        log.warning("global name %r held by %s and %s: %s keeps it, %s is killed", name, winner, loser,
+                    winner, loser)
+        _kill(loser)
+    return winner
+
+
+def _kill(pid: Pid) -> None:
+    proc = _p.local_process(pid)
+    if proc is not None:
+        _p._signal_exit2(pid, proc, "kill")
+
+
+def _apply_register(name: str, pid: Pid) -> None:
+    current = _names.get(name)
+    if current is None or current == pid:
+        _set(name, pid)
+    else:
+        _resolve(name, current, pid)
+
+
+# ----------------------------------------------------------- frame handlers
+
+
+def _h_register(sess: Session, f: tuple) -> None:
+    _apply_register(f[1], f[2])
+
+
+def _h_unregister(sess: Session, f: tuple) -> None:
+    _unset(f[1], f[2])
+
+
+def _h_sync(sess: Session, f: tuple) -> None:
+    for name, pid in f[1].items():
+        _apply_register(name, pid)
+
+
+def _h_lock(sess: Session, f: tuple) -> None:
+    _, name, req, owner = f
+    granted = _local_lock(name, req, owner)
+    sess.send(_enc([protocol.GLOBAL_LOCK_REPLY, req, owner, granted]))
+
+
+def _h_lock_reply(sess: Session, f: tuple) -> None:
+    _, req, owner, granted = f
+    if _node.unwatch_request(req):
+        _p_deliver(owner, _LockReply((req, granted)))
+
+
+def _h_unlock(sess: Session, f: tuple) -> None:
+    _local_unlock(f[1], f[2])
+
+
+def _p_deliver(pid: Pid, msg: Any) -> None:
+    proc = _p.local_process(pid)
+    if proc is not None:
+        _p.deliver(proc, msg)
+
+
+def _on_node_up(sess: Session) -> None:
+    mine = {name: pid for name, pid in _names.items() if _p.is_local_pid(pid)}
+    sess.send(_enc([protocol.GLOBAL_SYNC, mine]))
+
+
+def _on_node_down(node_name: str) -> None:
+    for name in [n for n, pid in _names.items() if pid.node == node_name]:
+        del _names[name]
+    for name in [n for n, (_r, owner, _t) in _locks.items() if owner.node == node_name]:
+        del _locks[name]
+
+
+def _on_request_lost(req: Ref, caller: Pid) -> None:
+    _p_deliver(caller, _LockReply((req, None)))
+
+
+_node.frame_handlers.update({
+    protocol.GLOBAL_REGISTER: _h_register,
+    protocol.GLOBAL_UNREGISTER: _h_unregister,
+    protocol.GLOBAL_SYNC: _h_sync,
+    protocol.GLOBAL_LOCK: _h_lock,
+    protocol.GLOBAL_LOCK_REPLY: _h_lock_reply,
+    protocol.GLOBAL_UNLOCK: _h_unlock,
+})
+_node.node_up_hooks.append(_on_node_up)
+_node.node_down_hooks.append(_on_node_down)
+_node.request_lost_hooks.append(_on_request_lost)
+
+
+def _reset() -> None:
+    """Forget everything (the node stopped)."""
+    _names.clear()
+    _locks.clear()
+
+
+_node.node_stop_hooks.append(_reset)
