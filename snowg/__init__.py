@@ -2,6 +2,8 @@
 
 The public surface is re-exported here; see README.md and ../shared/API.md.
 """
+import logging as _logging
+
 from ._core import (
     Crash,
     Down,
@@ -55,6 +57,9 @@ from ._errors import (
 )
 
 __version__ = "0.1.0"
+
+# A library installs no handlers but this one: the application decides where logs go.
+_logging.getLogger("snowg").addHandler(_logging.NullHandler())
 
 __all__ = [
     # processes (snowg._core)

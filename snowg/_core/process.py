@@ -34,6 +34,10 @@ from .terms import Crash, Down, Exit, Pid, Ref, TimerRef
 log = logging.getLogger("snowg")
 
 _HANDOFF_LIMIT = 64
+# No direct handoff before the hub's first _drain: a process greenlet that ends
+# returns to its parent, the hub, and an unstarted hub would be started with
+# that return value as an argument (TypeError in Hub.run). _drain resets this.
+rt.handoffs = _HANDOFF_LIMIT
 
 # Process states.
 _NEW, _ACTIVE, _DEAD = 0, 1, 2
@@ -173,7 +177,9 @@ def _run() -> None:
             proc.exit_pending = None
             raise ProcessExit(reason)
         fn(*args, **kwargs)
-        reason = "normal"
+        # An exit signal that arrived while it was runnable (woken by a message
+        # before the hub ran _throw_exit) still ends it with that reason.
+        reason = "normal" if proc.exit_pending is None else proc.exit_pending
     except ProcessExit as e:
         reason = e.reason
     except GreenletExit:
@@ -315,7 +321,8 @@ def _adopted_greenlet_ended(glet: Any) -> None:
         return
     exc = glet.exception
     if exc is None:
-        reason: Any = "normal"
+        # gevent counts a GreenletExit (gevent.kill) as success; a process ends 'killed'
+        reason: Any = "killed" if isinstance(getattr(glet, "value", None), GreenletExit) else "normal"
     elif isinstance(exc, ProcessExit):
         reason = exc.reason
     elif isinstance(exc, GreenletExit):
@@ -450,6 +457,8 @@ def receive(match: Optional[Callable[[Any], bool]] = None, timeout: Optional[flo
     try:
         while True:
             _park(proc)
+            if proc.exit_pending is not None:
+                _exit_pending(proc)  # a signal that ends it came with (or after) the wake-up
             mb = proc.mailbox
             if mb and len(mb) > scanned:
                 if match is None:
@@ -467,6 +476,15 @@ def receive(match: Optional[Callable[[Any], bool]] = None, timeout: Optional[flo
         proc.parked = False
         if timer is not None:
             timer.close()
+
+
+def _exit_pending(proc: Process) -> None:
+    """End the current process now with its pending exit signal (before _throw_exit runs)."""
+    reason = proc.exit_pending
+    proc.exit_pending = None
+    if proc.adopted:
+        _terminate(proc, reason)
+    raise ProcessExit(reason)
 
 
 def _on_receive_timeout(proc: Process) -> None:
@@ -531,6 +549,9 @@ def _signal_link_exit(from_pid: Pid, proc: Process, reason: Any) -> None:
     """A process linked to ``proc`` ended with ``reason`` (SEMANTICS 1, 3, 4, 5)."""
     if proc.state == _DEAD:
         return
+    links = proc.links
+    if links:
+        links.discard(from_pid)  # the link is gone (also when the exit came from another node)
     if proc.trap:
         deliver(proc, Exit(from_pid, reason))
     elif reason != "normal":
