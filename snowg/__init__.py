@@ -75,6 +75,11 @@ __all__ = [
 ]
 
 # --- OTP behaviours (snowg.supervisor, snowg.gen_server) ---
+from . import supervisor  # noqa: E402
+from .gen_server import GenServer, call, cast, reply  # noqa: E402
+from .supervisor import ChildSpec  # noqa: E402
+
+__all__ += ["ChildSpec", "supervisor", "GenServer", "call", "cast", "reply"]
 # --- end OTP behaviours ---
 
 # --- distribution (snowg.dist) ---

@@ -1,0 +1,324 @@
+"""The supervisor process: a GenServer that traps exits and acts on ``_state``'s rules.
+
+Replies to the dynamic API are ``('ok', value)`` or ``('error', kind,
+detail)`` (plain terms, so they cross nodes); the client functions in
+``snowg.supervisor`` turn ``kind`` into the exception.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, List, Optional, Tuple
+
+from .._core import Exit, Pid, send, trap_exit
+from .._core import self as _self
+from ..gen_server import GenServer
+from ._child import (
+    ChildStartFailed,
+    shutdown_child,
+    shutdown_children,
+    start_child_process,
+)
+from ._spec import ChildSpec
+from ._state import (
+    RESTARTING,
+    Child,
+    State,
+    add_restart,
+    auto_shutdown_due,
+    count,
+    ids_to_start,
+    ids_to_stop,
+    is_shutdown_error,
+    is_shutdown_reason,
+    should_restart,
+    which,
+)
+
+log = logging.getLogger("snowg")
+
+_TRY_AGAIN = "$sup_try_again"
+
+Flags = Tuple[str, int, float, str, Callable[[], float], Optional[str]]
+
+
+class ApiError(Exception):
+    """Internal: a dynamic API request refused with OTP's error ``kind``."""
+
+    def __init__(self, kind: str, detail: Any = None) -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class Supervisor(GenServer):
+    """The supervisor's callbacks. Users go through ``snowg.supervisor``'s functions."""
+
+    # ----------------------------------------------------------------- init
+
+    def init(self, flags: Flags, specs: List[ChildSpec]) -> Any:  # type: ignore[override]
+        strategy, intensity, period, auto_shutdown, clock, name = flags
+        trap_exit(True)
+        state = State(strategy, intensity, period, auto_shutdown, clock, name)
+        if state.simple:
+            state.template = specs[0]
+            return state
+        for spec in specs:  # SEMANTICS 13: in list order, each started and initialised
+            try:
+                pid = start_child_process(spec)
+            except ChildStartFailed as e:
+                _report(state, logging.ERROR, "start_error", spec.id, None, e.reason)
+                self.terminate("shutdown", state)  # the started ones, in reverse
+                return ("stop", ("shutdown", ("failed_to_start_child", spec.id, e.reason)))
+            state.children[spec.id] = Child(spec, pid)
+            state.by_pid[pid] = spec.id
+        return state
+
+    def terminate(self, reason: Any, state: State) -> None:
+        """Stop every child, in reverse start order (SEMANTICS 14)."""
+        if state.simple:
+            pids = list(state.dynamic)
+            state.dynamic.clear()
+            state.dyn_restarting.clear()
+            assert state.template is not None
+            self._stopped(state, state.template, None, shutdown_children(pids, state.template.shutdown))
+            return
+        for cid in reversed(list(state.children)):
+            _stop_static(state, cid)
+
+    # ------------------------------------------------------- exits, retries
+
+    def handle_info(self, msg: Any, state: State) -> tuple:
+        if type(msg) is Exit:
+            return self._child_exited(state, msg.pid, msg.reason)
+        if type(msg) is tuple and len(msg) == 2 and msg[0] == _TRY_AGAIN:
+            return self._try_again(state, msg[1])
+        log.warning("supervisor %s received an unexpected message: %r", _sup_name(state), msg)
+        return ("noreply", state)
+
+    def _child_exited(self, state: State, pid: Any, reason: Any) -> tuple:
+        if state.simple:
+            args = state.dynamic.pop(pid, None)
+            if args is None:
+                return ("noreply", state)  # not a child (any more): ignored, as in OTP
+            spec = state.template
+            assert spec is not None
+            _report_exit(state, None, pid, reason)
+            if should_restart(spec.restart, reason):
+                return self._restart_dynamic(state, pid, args)
+            return self._auto_shutdown(state, spec)
+        cid = state.by_pid.pop(pid, None)
+        if cid is None:
+            return ("noreply", state)
+        child = state.children[cid]
+        child.pid = None
+        _report_exit(state, cid, pid, reason)
+        if should_restart(child.spec.restart, reason):
+            return self._restart(state, cid)
+        if child.spec.restart == "temporary":
+            del state.children[cid]  # SEMANTICS 15: its spec goes with it
+        return self._auto_shutdown(state, child.spec)
+
+    def _try_again(self, state: State, key: Any) -> tuple:
+        """A retry of a failed restart (sent to ourselves, so other requests went first)."""
+        if state.simple:
+            args = state.dyn_restarting.pop(key, None)
+            if args is None:
+                return ("noreply", state)
+            return self._restart_dynamic(state, key, args)
+        child = state.children.get(key)
+        if child is None or child.pid != RESTARTING:
+            return ("noreply", state)  # terminated or deleted meanwhile
+        return self._restart(state, key)
+
+    def _count_restart(self, state: State, key: Any) -> bool:
+        state.restarts, ok = add_restart(state.restarts, state.clock(), state.period, state.intensity)
+        if not ok:
+            _report(state, logging.ERROR, "reached_max_restart_intensity", key, None, "shutdown")
+        return ok
+
+    def _restart(self, state: State, cid: Any) -> tuple:
+        """Restart ``cid`` by the strategy; a failed start is retried through our mailbox."""
+        if not self._count_restart(state, cid):
+            state.children[cid].pid = None
+            return ("stop", "shutdown", state)  # terminate() stops the others
+        order = list(state.children)
+        for oid in ids_to_stop(order, cid, state.strategy):
+            _stop_static(state, oid)
+        for sid in ids_to_start(order, cid, state.strategy):
+            child = state.children.get(sid)
+            if child is None or type(child.pid) is Pid:
+                continue  # a temporary bystander (removed), or still running
+            try:
+                pid = start_child_process(child.spec)
+            except ChildStartFailed as e:
+                _report(state, logging.ERROR, "start_error", sid, None, e.reason)
+                child.pid = RESTARTING
+                send(_self(), (_TRY_AGAIN, sid))
+                return ("noreply", state)
+            child.pid = pid
+            state.by_pid[pid] = sid
+        return ("noreply", state)
+
+    def _restart_dynamic(self, state: State, old_pid: Pid, args: tuple) -> tuple:
+        if not self._count_restart(state, None):
+            return ("stop", "shutdown", state)
+        assert state.template is not None
+        try:
+            pid = start_child_process(state.template, args)
+        except ChildStartFailed as e:
+            _report(state, logging.ERROR, "start_error", None, None, e.reason)
+            state.dyn_restarting[old_pid] = args
+            send(_self(), (_TRY_AGAIN, old_pid))
+            return ("noreply", state)
+        state.dynamic[pid] = args
+        return ("noreply", state)
+
+    def _auto_shutdown(self, state: State, spec: ChildSpec) -> tuple:
+        """SEMANTICS 18: a significant child ended and was not restarted."""
+        if not spec.significant or state.auto_shutdown == "never":
+            return ("noreply", state)
+        if state.simple:
+            alive = bool(state.dynamic)
+        else:
+            alive = any(c.spec.significant and type(c.pid) is Pid for c in state.children.values())
+        if auto_shutdown_due(state.auto_shutdown, alive):
+            log.info("supervisor %s: auto_shutdown (%s)", _sup_name(state), state.auto_shutdown)
+            return ("stop", "shutdown", state)
+        return ("noreply", state)
+
+    def _stopped(self, state: State, spec: ChildSpec, cid: Any, reasons: dict) -> None:
+        for pid, reason in reasons.items():
+            if is_shutdown_error(reason, spec.shutdown, spec.restart):
+                _report(state, logging.ERROR, "shutdown_error", cid, pid, reason)
+
+    # ----------------------------------------------------------- dynamic API
+
+    def handle_call(self, request: Any, from_: Any, state: State) -> tuple:
+        op, arg = request
+        try:
+            if op == "start_child":
+                value = self._start_child(state, arg)
+            elif op == "terminate_child":
+                value = self._terminate_child(state, arg)
+            elif op == "restart_child":
+                value = self._restart_child(state, arg)
+            elif op == "delete_child":
+                value = self._delete_child(state, arg)
+            elif op == "which_children":
+                value = which(state)
+            elif op == "count_children":
+                value = count(state)
+            else:
+                raise ApiError("badarg", f"unknown supervisor request {op!r}")
+        except ApiError as e:
+            return ("reply", ("error", e.kind, e.detail), state)
+        return ("reply", ("ok", value), state)
+
+    def _start_child(self, state: State, arg: Any) -> Pid:
+        if state.simple:
+            if isinstance(arg, ChildSpec) or not isinstance(arg, (tuple, list)):
+                raise ApiError("badarg", "a simple_one_for_one supervisor's start_child takes a list of extra args")
+            args = tuple(arg)
+            assert state.template is not None
+            try:
+                pid = start_child_process(state.template, args)
+            except ChildStartFailed as e:
+                raise ApiError("start_error", (e.reason, None)) from None
+            state.dynamic[pid] = args
+            return pid
+        if not isinstance(arg, ChildSpec):
+            raise ApiError("badarg", f"start_child needs a ChildSpec, got {type(arg).__name__}")
+        old = state.children.get(arg.id)
+        if old is not None:
+            if type(old.pid) is Pid:
+                raise ApiError("already_started", old.pid)
+            raise ApiError("already_present", arg.id)
+        try:
+            pid = start_child_process(arg)
+        except ChildStartFailed as e:
+            raise ApiError("start_error", (e.reason, arg.id)) from None
+        state.children[arg.id] = Child(arg, pid)
+        state.by_pid[pid] = arg.id
+        return pid
+
+    def _terminate_child(self, state: State, key: Any) -> None:
+        if state.simple:
+            if type(key) is not Pid:
+                raise ApiError("simple_one_for_one", key)
+            if key in state.dynamic:
+                del state.dynamic[key]
+                spec = state.template
+                assert spec is not None
+                self._stopped(state, spec, None, {key: shutdown_child(key, spec.shutdown)})
+                return
+            if state.dyn_restarting.pop(key, None) is not None:
+                return
+            raise ApiError("not_found", key)
+        cid = state.by_pid.get(key) if type(key) is Pid else key
+        if cid is None or cid not in state.children:
+            raise ApiError("not_found", key)
+        _stop_static(state, cid)  # keeps the spec, except a temporary child's
+        return
+
+    def _lookup_stopped(self, state: State, cid: Any) -> Child:
+        """The child ``cid`` if it is stopped, else the OTP error (SEMANTICS 19)."""
+        if state.simple:
+            raise ApiError("simple_one_for_one", cid)
+        child = state.children.get(cid)
+        if child is None:
+            raise ApiError("not_found", cid)
+        if type(child.pid) is Pid:
+            raise ApiError("running", cid)
+        if child.pid == RESTARTING:
+            raise ApiError("restarting", cid)
+        return child
+
+    def _restart_child(self, state: State, cid: Any) -> Pid:
+        child = self._lookup_stopped(state, cid)
+        try:
+            pid = start_child_process(child.spec)
+        except ChildStartFailed as e:
+            raise ApiError("start_error", (e.reason, cid)) from None
+        child.pid = pid
+        state.by_pid[pid] = cid
+        return pid
+
+    def _delete_child(self, state: State, cid: Any) -> None:
+        self._lookup_stopped(state, cid)
+        del state.children[cid]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _stop_static(state: State, cid: Any) -> None:
+    """Stop the static child ``cid`` if it runs; forget it if it is temporary."""
+    child = state.children[cid]
+    pid = child.pid
+    child.pid = None
+    if type(pid) is Pid:
+        state.by_pid.pop(pid, None)
+        reason = shutdown_child(pid, child.spec.shutdown)
+        if is_shutdown_error(reason, child.spec.shutdown, child.spec.restart):
+            _report(state, logging.ERROR, "shutdown_error", cid, pid, reason)
+    if child.spec.restart == "temporary":
+        del state.children[cid]
+
+
+def _sup_name(state: State) -> Any:
+    return state.name if state.name is not None else _self()
+
+
+def _report(state: State, level: int, kind: str, cid: Any, pid: Any, reason: Any) -> None:
+    log.log(
+        level,
+        "supervisor %s: %s: child %r (%s), reason: %s",
+        _sup_name(state), kind, cid, pid, reason,
+    )
+
+
+def _report_exit(state: State, cid: Any, pid: Any, reason: Any) -> None:
+    """OTP's child_terminated report: ERROR for an abnormal end, INFO otherwise."""
+    level = logging.INFO if is_shutdown_reason(reason) else logging.ERROR
+    if log.isEnabledFor(level):
+        _report(state, level, "child_terminated", cid, pid, reason)

@@ -1,0 +1,172 @@
+"""The supervisor's state record and its pure transition functions.
+
+Everything here is plain data and functions without side effects, so the
+rules (SEMANTICS 15-18) can be read and tested on their own; the process that
+acts on them is in ``_server.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .._core import Pid
+from ._spec import ChildSpec
+
+#: ``Child.pid`` while a failed restart waits for its retry (which_children shows it).
+RESTARTING = "restarting"
+
+
+@dataclass
+class Child:
+    """One static child: its spec and its process (a Pid, ``RESTARTING`` or None)."""
+
+    spec: ChildSpec
+    pid: Any = None
+
+
+@dataclass(repr=False)
+class State:
+    """Everything a supervisor knows.
+
+    Static strategies keep ``children`` (id -> Child, in start order: a dict
+    keeps insertion order, and a restart does not move a child) and
+    ``by_pid`` (pid -> id) so that an exit costs one lookup. A
+    simple_one_for_one supervisor keeps one ``template`` and its dynamic
+    children in ``dynamic`` (pid -> extra args), plus ``dyn_restarting``
+    (old pid -> extra args) for those whose restart failed and waits for a
+    retry. ``restarts`` holds the times of the restarts in the current window.
+    """
+
+    strategy: str
+    intensity: int
+    period: float
+    auto_shutdown: str
+    clock: Callable[[], float]
+    name: Optional[str] = None
+    children: Dict[Any, Child] = field(default_factory=dict)
+    by_pid: Dict[Pid, Any] = field(default_factory=dict)
+    template: Optional[ChildSpec] = None
+    dynamic: Dict[Pid, tuple] = field(default_factory=dict)
+    dyn_restarting: Dict[Pid, tuple] = field(default_factory=dict)
+    restarts: Tuple[float, ...] = ()
+
+    @property
+    def simple(self) -> bool:
+        return self.strategy == "simple_one_for_one"
+
+    def __repr__(self) -> str:
+        # Short on purpose: it goes into error reports, and may hold 10,000 children.
+        n = len(self.dynamic) + len(self.dyn_restarting) if self.simple else len(self.children)
+        return f"<supervisor state {self.strategy} children={n} restarts={len(self.restarts)}>"
+
+
+def add_restart(
+    restarts: Tuple[float, ...], now: float, period: float, intensity: int
+) -> Tuple[Tuple[float, ...], bool]:
+    """Record a restart at ``now``; return the new window and whether it is allowed.
+
+    The window keeps the restarts at most ``period`` seconds old (the boundary
+    is inside, as in OTP); the restart is allowed while the window holds at
+    most ``intensity`` restarts, so ``intensity=0`` refuses the first one.
+    """
+    kept = tuple(t for t in restarts if now - t <= period) + (now,)
+    return kept, len(kept) <= intensity
+
+
+def is_shutdown_reason(reason: Any) -> bool:
+    """``'normal'``, ``'shutdown'`` or ``('shutdown', term)``: a deliberate end."""
+    return (
+        reason == "normal"
+        or reason == "shutdown"
+        or (type(reason) is tuple and len(reason) == 2 and reason[0] == "shutdown")
+    )
+
+
+def should_restart(restart: str, reason: Any) -> bool:
+    """SEMANTICS 15: permanent always, transient unless a deliberate end, temporary never."""
+    if restart == "permanent":
+        return True
+    if restart == "transient":
+        return not is_shutdown_reason(reason)
+    return False
+
+
+def is_shutdown_error(reason: Any, shutdown: Any, restart: str) -> bool:
+    """SEMANTICS 20 (OTP's ``do_terminate``): did a child end badly while being stopped?
+
+    Expected: ``'killed'`` under brutal_kill, ``'shutdown'`` otherwise, and
+    ``'normal'`` from a child that is not permanent.
+    """
+    if shutdown == "brutal_kill":
+        if reason == "killed":
+            return False
+    elif reason == "shutdown":
+        return False
+    return not (reason == "normal" and restart != "permanent")
+
+
+def ids_to_stop(order: List[Any], failed: Any, strategy: str) -> List[Any]:
+    """The ids a restart of ``failed`` stops first, in the order to stop them (reverse start order).
+
+    one_for_all: every other child; rest_for_one: those started after it.
+    """
+    if strategy == "one_for_all":
+        return [i for i in reversed(order) if i != failed]
+    if strategy == "rest_for_one":
+        after = order[order.index(failed) + 1:]
+        return list(reversed(after))
+    return []
+
+
+def ids_to_start(order: List[Any], failed: Any, strategy: str) -> List[Any]:
+    """The ids a restart of ``failed`` starts, in start order."""
+    if strategy == "one_for_all":
+        return list(order)
+    if strategy == "rest_for_one":
+        return order[order.index(failed):]
+    return [failed]
+
+
+def auto_shutdown_due(mode: str, significant_alive: bool) -> bool:
+    """SEMANTICS 18, after a significant child ended and was not restarted.
+
+    ``significant_alive``: whether another significant child still runs.
+    """
+    if mode == "any_significant":
+        return True
+    if mode == "all_significant":
+        return not significant_alive
+    return False
+
+
+def count(state: State) -> Dict[str, int]:
+    """``count_children``'s answer (OTP's: for simple_one_for_one ``specs`` is 1)."""
+    if state.simple:
+        assert state.template is not None
+        n = len(state.dynamic) + len(state.dyn_restarting)
+        sup = state.template.type == "supervisor"
+        return {
+            "specs": 1,
+            "active": len(state.dynamic),
+            "supervisors": n if sup else 0,
+            "workers": 0 if sup else n,
+        }
+    sups = sum(1 for c in state.children.values() if c.spec.type == "supervisor")
+    return {
+        "specs": len(state.children),
+        "active": len(state.by_pid),
+        "supervisors": sups,
+        "workers": len(state.children) - sups,
+    }
+
+
+def which(state: State) -> List[Tuple[Any, Any, str]]:
+    """``which_children``'s answer: ``(id, pid | 'restarting' | None, type)`` in start order.
+
+    Dynamic children have id None (OTP's ``undefined``).
+    """
+    if state.simple:
+        assert state.template is not None
+        t = state.template.type
+        return [(None, pid, t) for pid in state.dynamic] + [(None, RESTARTING, t) for _ in state.dyn_restarting]
+    return [(cid, c.pid, c.spec.type) for cid, c in state.children.items()]
