@@ -1,0 +1,36 @@
+"""WebSocket connections as snowg processes, and rooms whose broadcasts reach every node.
+
+Quick start::
+
+    import snowg.ws as ws
+
+    def chat(conn):                      # runs as a snowg process per client
+        conn.join('lobby')
+        while (text := conn.receive()) is not None:
+            ws.broadcast_except('lobby', text, conn)
+
+    server = ws.serve(('0.0.0.0', 8000), chat)   # started; server.stop() stops it
+
+Frames from the client also arrive in the handler's mailbox as
+``WsMessage(conn, data)`` (and ``WsClosed(conn, code, reason)`` at the end),
+so a handler can wait for client frames and process messages in one
+``snowg.receive()``; ``conn.receive()`` takes only this connection's frames.
+See :mod:`snowg.ws.connection` and :mod:`snowg.ws._rooms` for the queues, close codes and pings.
+"""
+from ._rooms import broadcast, broadcast_except, members, rooms
+from .app import WebSocketApp, WebSocketServer, serve
+from .connection import CLOSE_OVERFLOW, Connection, WsClosed, WsMessage
+
+__all__ = [
+    "CLOSE_OVERFLOW",
+    "Connection",
+    "WebSocketApp",
+    "WebSocketServer",
+    "WsClosed",
+    "WsMessage",
+    "broadcast",
+    "broadcast_except",
+    "members",
+    "rooms",
+    "serve",
+]

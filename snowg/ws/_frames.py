@@ -1,0 +1,254 @@
+"""WebSocket frames (RFC 6455), server side: encoding, and a checking reader.
+
+This replaces gevent-websocket 0.10.1's own frame code, which sends a close
+frame without its status code, buffers a frame of any announced length, and
+unmasks byte by byte in Python. :class:`FrameReader` checks each header
+*before* it reads the payload, so an announced 1 GB frame is refused (1009)
+without being read into memory.
+
+No sockets here: the reader is given a ``read(n) -> bytes`` function (a
+buffered file's ``read``, which returns fewer than ``n`` bytes only at EOF).
+"""
+from __future__ import annotations
+
+import struct
+from typing import Callable, List, Optional, Tuple, Union
+
+OP_CONT = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+_OPCODES = frozenset((OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
+
+# Close codes (RFC 6455 section 7.4.1, IANA registry).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_NO_STATUS = 1005  # never sent: recorded when a close frame had no code
+CLOSE_ABNORMAL = 1006  # never sent: recorded when the TCP connection just went
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+
+MAX_CLOSE_REASON = 123  # a control frame carries at most 125 bytes: 2 for the code
+
+Data = Union[str, bytes]
+
+_SKIP_CHUNK = 65536
+
+
+class FrameError(Exception):
+    """The peer broke the protocol; the connection must be closed with ``code``.
+
+    Attributes:
+        code: the close code to send (1002, 1007 or 1009).
+        reason: a short text for the close frame and the log.
+        fatal: True when the byte stream can no longer be parsed (the reader
+            must not be used again); False when it is still in step.
+    """
+
+    def __init__(self, code: int, reason: str, fatal: bool = False) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+        self.fatal = fatal
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reason}"
+
+
+def is_valid_close_code(code: int) -> bool:
+    """True for a code that may appear in a close frame on the wire."""
+    if 1000 <= code <= 1014:
+        return code not in (1004, CLOSE_NO_STATUS, CLOSE_ABNORMAL)
+    return 3000 <= code <= 4999
+
+
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    """One unfragmented, unmasked (server-to-client) frame."""
+    n = len(payload)
+    b0 = 0x80 | opcode
+    if n < 126:
+        head = bytes((b0, n))
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, 127, n)
+    return head + payload
+
+
+def encode_data(data: Data) -> bytes:
+    """A text frame for ``str``, a binary frame for bytes-like data.
+
+    Raises:
+        TypeError: ``data`` is neither ``str`` nor bytes-like.
+    """
+    if type(data) is str:
+        return encode_frame(OP_TEXT, data.encode("utf-8"))
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return encode_frame(OP_BINARY, bytes(data))
+    raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+
+
+def encode_close(code: Optional[int], reason: str = "") -> bytes:
+    """A correct close frame: 2-byte big-endian code + UTF-8 reason (or empty).
+
+    ``reason`` is cut (on a character boundary) to fit the 125-byte limit.
+    """
+    if code is None:
+        return encode_frame(OP_CLOSE, b"")
+    raw = reason.encode("utf-8")
+    if len(raw) > MAX_CLOSE_REASON:
+        raw = raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
+    return encode_frame(OP_CLOSE, struct.pack("!H", code) + raw)
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte ``mask`` (one big-integer XOR, not a Python loop)."""
+    n = len(payload)
+    if n == 0:
+        return payload
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def decode_close(payload: bytes) -> Tuple[Optional[int], str]:
+    """The ``(code, reason)`` of a client's close frame (code None when empty).
+
+    Raises:
+        FrameError: 1002 for a 1-byte payload or a code not allowed on the
+            wire, 1007 for a reason that is not UTF-8.
+    """
+    if not payload:
+        return None, ""
+    if len(payload) < 2:
+        raise FrameError(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload")
+    (code,) = struct.unpack("!H", payload[:2])
+    if not is_valid_close_code(code):
+        raise FrameError(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError(CLOSE_INVALID_DATA, "close reason is not UTF-8") from None
+    return code, reason
+
+
+class FrameReader:
+    """Reads client frames and assembles messages, checking as it goes.
+
+    Args:
+        read: ``read(n)`` returning exactly ``n`` bytes, or fewer at EOF.
+        max_message_size: the largest message (sum of its fragments) accepted.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], max_message_size: int) -> None:
+        self._read = read
+        self._max = max_message_size
+        self._op: Optional[int] = None  # opcode of the fragmented message being assembled
+        self._parts: List[bytes] = []
+        self._size = 0
+        self._skip = 0  # payload bytes of a refused frame still to be skipped
+        self._skipping = False  # the rest of a refused message is skipped
+
+    def _exact(self, n: int) -> bytes:
+        data = self._read(n)
+        if len(data) != n:
+            raise EOFError("connection closed in the middle of a frame")
+        return data
+
+    def _skip_payload(self) -> None:
+        while self._skip:
+            chunk = self._read(min(self._skip, _SKIP_CHUNK))
+            if not chunk:
+                raise EOFError("connection closed in the middle of a frame")
+            self._skip -= len(chunk)
+
+    def next_message(self) -> Tuple[int, object]:
+        """Block until the next message or control frame has been read.
+
+        Returns:
+            ``(OP_TEXT, str)``, ``(OP_BINARY, bytes)``, ``(OP_PING, bytes)``,
+            ``(OP_PONG, bytes)`` or ``(OP_CLOSE, (code or None, reason))``.
+
+        Raises:
+            FrameError: the peer broke the protocol (1002), sent invalid UTF-8
+                (1007) or a message larger than the maximum (1009).
+            EOFError: the stream ended (cleanly between frames or not).
+            OSError: the socket failed.
+        """
+        while True:
+            if self._skip:
+                self._skip_payload()
+            head = self._read(2)
+            if len(head) != 2:
+                raise EOFError("connection closed")
+            b0, b1 = head[0], head[1]
+            fin = b0 & 0x80
+            op = b0 & 0x0F
+            n = b1 & 0x7F
+            if b0 & 0x70:
+                raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set", fatal=True)
+            if op not in _OPCODES:
+                raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {op:#x}", fatal=True)
+            if not b1 & 0x80:
+                raise FrameError(CLOSE_PROTOCOL_ERROR, "unmasked client frame", fatal=True)
+            if op >= OP_CLOSE:
+                if not fin:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "fragmented control frame", fatal=True)
+                if n > 125:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "control frame longer than 125 bytes", fatal=True)
+            if n == 126:
+                (n,) = struct.unpack("!H", self._exact(2))
+            elif n == 127:
+                (n,) = struct.unpack("!Q", self._exact(8))
+                if n >> 63:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "frame length has its top bit set", fatal=True)
+            mask = self._exact(4)
+
+            if op >= OP_CLOSE:
+                payload = unmask(self._exact(n), mask) if n else b""
+                if op == OP_CLOSE:
+                    return OP_CLOSE, decode_close(payload)
+                return op, payload
+
+            if op == OP_CONT:
+                if self._op is None and not self._skipping:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation frame outside a message", fatal=True)
+            elif self._op is not None or self._skipping:
+                raise FrameError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message", fatal=True)
+
+            if self._skipping:  # the rest of a message already refused as too big
+                self._skip = n
+                if fin:
+                    self._skipping = False
+                continue
+
+            if self._size + n > self._max:
+                # Refuse on the header alone; the payload is skipped (never kept)
+                # on the next call, so that the peer's close reply can still be read.
+                self._skip = n
+                self._skipping = not fin
+                self._op, self._parts, self._size = None, [], 0
+                raise FrameError(CLOSE_TOO_BIG, f"message larger than {self._max} bytes")
+
+            payload = unmask(self._exact(n), mask) if n else b""
+            if op != OP_CONT:
+                self._op = op
+            if not fin:
+                self._parts.append(payload)
+                self._size += n
+                continue
+            if self._parts:
+                self._parts.append(payload)
+                payload = b"".join(self._parts)
+            mop = self._op
+            self._op, self._parts, self._size = None, [], 0
+            if mop == OP_TEXT:
+                try:
+                    return OP_TEXT, payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise FrameError(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
+            return OP_BINARY, payload

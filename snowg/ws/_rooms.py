@@ -1,0 +1,155 @@
+"""Rooms: this node's room registry, and broadcasts that reach the whole cluster.
+
+Membership is node-local (the seed design, SEMANTICS 29): each node knows only
+its own connections, ``room -> members`` plus the reverse index kept on each
+connection (``conn.rooms``) so that a disconnect leaves every room at once.
+
+A broadcast encodes its WebSocket frame once and appends that same ``bytes``
+object to each member's bounded outbound queue (never writing a socket, so it
+never waits for a slow client), then hands ``(room, data)`` to
+:func:`snowg.dist.hooks.forward_room`, which sends one room-broadcast frame to
+each connected node. A broadcast arriving from another node is delivered here
+by :func:`_deliver_from_node` and never forwarded again.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+from ..dist import hooks
+from ._frames import encode_data
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .connection import Connection
+
+log = logging.getLogger("snowg")
+
+Data = Union[str, bytes]
+
+# room -> {connection: None}: a dict keeps join order and removes in O(1).
+_rooms: Dict[str, Dict[Any, None]] = {}
+
+
+def _check_room(room: Any) -> None:
+    if type(room) is not str:
+        raise TypeError(f"a room name is a str, not {type(room).__name__}")
+
+
+def _normalise(data: Any) -> Data:
+    if type(data) is str or type(data) is bytes:
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+
+
+def _join(conn: "Connection", room: str) -> None:
+    _check_room(room)
+    members = _rooms.get(room)
+    if members is None:
+        _rooms[room] = members = {}
+    members[conn] = None
+    conn._rooms.add(room)
+
+
+def _leave(conn: "Connection", room: str) -> None:
+    _check_room(room)
+    conn._rooms.discard(room)
+    members = _rooms.get(room)
+    if members is not None:
+        members.pop(conn, None)
+        if not members:
+            del _rooms[room]
+
+
+def _leave_all(conn: "Connection") -> None:
+    for room in conn._rooms:
+        members = _rooms.get(room)
+        if members is not None:
+            members.pop(conn, None)
+            if not members:
+                del _rooms[room]
+    conn._rooms.clear()
+
+
+def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None) -> int:
+    members = _rooms.get(room)
+    if not members:
+        return 0
+    frame = encode_data(data)  # once, shared by every member's queue
+    queued = 0
+    # A copy: a member whose queue overflows is closed, and leaves, meanwhile.
+    for conn in list(members):
+        if conn is not exclude and conn._enqueue(frame):
+            queued += 1
+    return queued
+
+
+def _deliver_from_node(room: str, data: Data) -> int:
+    """A broadcast from another node: delivered to local members only, never forwarded."""
+    return _deliver_local(room, data)
+
+
+def _forward(room: str, data: Data) -> None:
+    try:
+        hooks.forward_room(room, data)
+    except Exception:  # noqa: BLE001 - local delivery is done; the cluster part is logged
+        log.exception("room broadcast to %r could not be forwarded to the other nodes", room)
+
+
+def broadcast(room: str, data: Data) -> int:
+    """Send ``data`` to every member of ``room`` on every connected node.
+
+    Never blocks: each local member gets the (once encoded) frame on its
+    outbound queue; a member whose queue is full is closed (1008) instead of
+    slowing anybody down. Callable from any process or plain greenlet.
+
+    Args:
+        room: the room's name.
+        data: ``str`` (a text message) or bytes-like (a binary message).
+
+    Returns:
+        The number of local deliveries queued (members of other nodes are not
+        counted).
+
+    Raises:
+        TypeError: ``room`` is not a ``str`` or ``data`` not ``str``/bytes.
+    """
+    _check_room(room)
+    data = _normalise(data)
+    queued = _deliver_local(room, data)
+    _forward(room, data)
+    return queued
+
+
+def broadcast_except(room: str, data: Data, conn: "Connection") -> int:
+    """Like :func:`broadcast`, but not to ``conn`` (a connection of this node).
+
+    Other nodes get a plain broadcast: ``conn`` is local, so none of their
+    members is excluded (the seed design's reasoning).
+
+    Returns:
+        The number of local deliveries queued.
+
+    Raises:
+        TypeError: as for :func:`broadcast`.
+    """
+    _check_room(room)
+    data = _normalise(data)
+    queued = _deliver_local(room, data, exclude=conn)
+    _forward(room, data)
+    return queued
+
+
+def members(room: str) -> List["Connection"]:
+    """The local connections in ``room``, in join order (a copy)."""
+    _check_room(room)
+    return list(_rooms.get(room, ()))
+
+
+def rooms() -> List[str]:
+    """The names of the rooms that have at least one local member."""
+    return list(_rooms)
+
+
+hooks.set_room_handler(_deliver_from_node)

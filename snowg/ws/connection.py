@@ -1,0 +1,541 @@
+"""One WebSocket connection: its reader, its writer, its queue, its close handshake.
+
+Per connection there are three greenlets:
+
+* the **handler process** (``handler(conn)``, spawned with snowg's ``spawn``):
+  user code; ``conn.pid`` is its pid;
+* the **reader** (a plain greenlet): reads frames, answers pings, and delivers
+  each text/binary message to the handler's *mailbox* as
+  ``WsMessage(conn, data)``; when the connection ends it delivers
+  ``WsClosed(conn, code, reason)``. This is Erlang's "active socket"
+  (``{tcp, Socket, Data}``) or cowboy's ``websocket_handle``/``websocket_info``
+  split: one ``snowg.receive()`` loop can wait for frames and for process
+  messages alike. ``conn.receive()`` is the selective receive of this
+  connection's frames (process messages stay in the mailbox);
+* the **writer** (a plain greenlet): the only code that ever writes the
+  socket. ``conn.send`` and broadcasts append ready-made frames to a bounded
+  deque and return; the writer joins whatever is queued into one ``sendall``.
+
+Flow control: the reader stops reading the socket while ``recv_queue_size``
+of its messages wait unread in the handler's mailbox (TCP then slows the
+client down). A handler that takes ``WsMessage`` with ``snowg.receive``
+instead of ``conn.receive`` is noticed too (the reader re-counts its mailbox
+every 50 ms while it waits).
+
+Overflow: when a connection's outbound queue already holds ``queue_size``
+frames, the connection is closed with **1008** (policy violation: the client
+does not read) and a WARNING names it and its peer; its queued frames are
+dropped and nobody else waits. 1008 rather than 1013 ("try again later"),
+because the fault is the client's, not the server's load.
+
+Pings: every ``ping_interval`` seconds the server sends a ping; a client whose
+pong does not come back within ``ping_timeout`` seconds is closed with 1001.
+Client pings are answered with pongs (through the writer, in order).
+
+Timers and state changes never block, so they run in hub callbacks.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import struct
+from collections import deque
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    FrozenSet,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+    Union,
+)
+
+import gevent
+from gevent.event import Event
+
+from .._core import process_info, receive, send
+from .._core import self as _self
+from .._errors import Timeout
+from . import _frames as fr
+from . import _rooms
+
+log = logging.getLogger("snowg")
+
+Data = Union[str, bytes]
+
+CLOSE_OVERFLOW = fr.CLOSE_POLICY_VIOLATION  # 1008
+
+_OPEN, _CLOSING, _CLOSED = 0, 1, 2
+_STATE_NAMES = ("open", "closing", "closed")
+
+_ids = itertools.count(1)
+
+
+class WsMessage(NamedTuple):
+    """A text (``str``) or binary (``bytes``) message from ``conn``'s client, in the handler's mailbox."""
+
+    conn: "Connection"
+    data: Data
+
+
+class WsClosed(NamedTuple):
+    """``conn`` has ended (last message of it in the handler's mailbox).
+
+    ``code`` is the close code sent or received (1005: the client's close
+    frame had no code; 1006: the TCP connection ended without a close
+    handshake).
+    """
+
+    conn: "Connection"
+    code: int
+    reason: str
+
+
+class _Done(NamedTuple):
+    """To the connection's owner (the WSGI greenlet): the connection has ended."""
+
+    conn: "Connection"
+
+
+@dataclass(frozen=True)
+class Options:
+    """The per-connection limits of a :class:`~snowg.ws.WebSocketApp` (see there)."""
+
+    max_message_size: int = 1 << 20
+    ping_interval: Optional[float] = 20.0
+    ping_timeout: float = 20.0
+    queue_size: int = 1024
+    recv_queue_size: int = 256
+    close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be at least 1")
+        if self.queue_size < 1 or self.recv_queue_size < 1:
+            raise ValueError("queue_size and recv_queue_size must be at least 1")
+        if self.ping_interval is not None and self.ping_interval <= 0:
+            raise ValueError("ping_interval must be positive (or None: no pings)")
+        if self.ping_timeout <= 0 or self.close_timeout <= 0:
+            raise ValueError("ping_timeout and close_timeout must be positive")
+
+
+def _timer(seconds: float, fn: Callable[..., Any], *args: Any, repeat: float = 0.0) -> Any:
+    t = gevent.get_hub().loop.timer(seconds, repeat)
+    t.start(fn, *args)
+    return t
+
+
+class Connection:
+    """A WebSocket connection, as its handler sees it.
+
+    Made by :class:`~snowg.ws.WebSocketApp`; not instantiated by users.
+
+    Attributes:
+        id: a number unique among this node's connections.
+        pid: the handler process's pid.
+        peer: the client's ``(host, port)``.
+        path: the request path (``PATH_INFO``).
+        environ: the WSGI environ of the upgrade request (headers, query...).
+        close_code: None while open; then the close code sent or received
+            (1005: none in the client's frame; 1006: no close handshake).
+        close_reason: the close reason (``''`` while open).
+        finished: a ``gevent.event.Event`` set when the connection has ended.
+    """
+
+    def __init__(self, sock: Any, rfile: Any, environ: dict, options: Options) -> None:
+        self.id: int = next(_ids)
+        self.pid: Any = None
+        self.environ = environ
+        self.path: str = environ.get("PATH_INFO", "/")
+        try:
+            port = int(environ.get("REMOTE_PORT") or 0)
+        except ValueError:
+            port = 0
+        self.peer: Tuple[str, int] = (environ.get("REMOTE_ADDR", "?"), port)
+        self.close_code: Optional[int] = None
+        self.close_reason: str = ""
+        self.finished = Event()
+        self._sock = sock
+        self._rfile = rfile
+        self._opts = options
+        self._state = _OPEN
+        self._rooms: Set[str] = set()
+        self._out: Deque[bytes] = deque()
+        self._wake = Event()
+        self._writer_idle = False
+        self._close_queued = False
+        self._close_written = False
+        self._peer_closed = False
+        self._inflight = 0
+        self._credit = Event()
+        self._reader_waiting = False
+        self._closed_seen = False
+        self._owner: Any = None
+        self._reader: Any = None
+        self._writer: Any = None
+        self._ping_timer: Any = None
+        self._pong_timer: Any = None
+        self._close_timer: Any = None
+        self._ping_seq = 0
+        self._ping_payload = b""
+        self._match = lambda m: (type(m) is WsMessage or type(m) is WsClosed) and m.conn is self
+
+    # ------------------------------------------------------------ public API
+
+    def __repr__(self) -> str:
+        host, port = self.peer
+        return f"<snowg.ws.Connection {self.id} {host}:{port} {_STATE_NAMES[self._state]}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closing or closed (sends are then dropped)."""
+        return self._state != _OPEN
+
+    @property
+    def rooms(self) -> FrozenSet[str]:
+        """The rooms this connection is in (a snapshot)."""
+        return frozenset(self._rooms)
+
+    def receive(self, timeout: Optional[float] = None) -> Optional[Data]:
+        """The next message from the client: ``str`` (text) or ``bytes`` (binary).
+
+        Takes this connection's next ``WsMessage`` from the calling process's
+        mailbox (other messages stay there, in order). Blocks the handler
+        process (only it) until a message arrives.
+
+        Args:
+            timeout: seconds to wait; None waits for ever, 0 only looks.
+
+        Returns:
+            The message, or None when the client has gone (the connection has
+            ended; every later call returns None at once).
+
+        Raises:
+            snowg.Timeout: no message and no close within ``timeout``.
+            RuntimeError: called by a process other than the handler.
+        """
+        if _self() != self.pid:
+            raise RuntimeError("conn.receive() must be called by the connection's handler process")
+        if self._closed_seen:
+            return None
+        ended = self._state == _CLOSED
+        try:
+            msg = receive(self._match, 0 if ended else timeout)
+        except Timeout:
+            if ended:
+                self._closed_seen = True
+                return None
+            raise
+        if type(msg) is WsClosed:
+            self._closed_seen = True
+            return None
+        self._inflight -= 1
+        if self._reader_waiting:
+            self._credit.set()
+        return msg.data
+
+    def send(self, data: Data) -> bool:
+        """Queue ``data`` for the client; never blocks.
+
+        Args:
+            data: ``str`` (sent as a text message) or bytes-like (binary).
+
+        Returns:
+            True if queued; False if the connection is closing or closed, or
+            its outbound queue was full (the connection is then closed with
+            1008 and logged).
+
+        Raises:
+            TypeError: ``data`` is neither ``str`` nor bytes-like.
+        """
+        return self._enqueue(fr.encode_data(data))
+
+    def close(self, code: int = fr.CLOSE_NORMAL, reason: str = "") -> None:
+        """Start the close handshake; never blocks.
+
+        Messages already queued are sent first, then the close frame; the
+        connection ends when the client answers (or after ``close_timeout``).
+        Closing a closed connection does nothing.
+
+        Args:
+            code: 1000-1003, 1007-1014 or 3000-4999.
+            reason: at most 123 bytes of UTF-8.
+
+        Raises:
+            ValueError: an invalid code or a reason too long.
+        """
+        if not fr.is_valid_close_code(code):
+            raise ValueError(f"invalid close code {code}")
+        if len(reason.encode("utf-8")) > fr.MAX_CLOSE_REASON:
+            raise ValueError(f"a close reason is at most {fr.MAX_CLOSE_REASON} bytes of UTF-8")
+        self._begin_close(code, reason, code, reason, drop=False)
+
+    def join(self, room: str) -> bool:
+        """Join ``room`` (idempotent). Returns False (and does nothing) once closed.
+
+        Raises:
+            TypeError: ``room`` is not a ``str``.
+        """
+        if self._state != _OPEN:
+            return False
+        _rooms._join(self, room)
+        return True
+
+    def leave(self, room: str) -> None:
+        """Leave ``room`` (nothing happens if not a member).
+
+        Raises:
+            TypeError: ``room`` is not a ``str``.
+        """
+        _rooms._leave(self, room)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def _start(self, owner: Any, pid: Any) -> None:
+        self._owner = owner
+        self.pid = pid
+        self._writer = gevent.spawn(self._write_loop)
+        self._reader = gevent.spawn(self._read_loop)
+        interval = self._opts.ping_interval
+        if interval is not None:
+            self._ping_timer = _timer(interval, self._on_ping_tick, repeat=interval)
+
+    def _handler_ended(self, reason: Any) -> None:
+        """The handler process ended with ``reason``: close with 1000, 1001 or 1011."""
+        if self._state != _OPEN:
+            return
+        if reason == "normal":
+            code, why = fr.CLOSE_NORMAL, ""
+        elif reason == "shutdown" or (type(reason) is tuple and reason and reason[0] == "shutdown"):
+            code, why = fr.CLOSE_GOING_AWAY, "going away"
+        else:
+            code, why = fr.CLOSE_INTERNAL_ERROR, "internal error"
+        self._begin_close(code, why, code, why, drop=False)
+
+    def _wait_finished(self) -> None:
+        """In the owner, after the end: let the writer flush, then stop both greenlets."""
+        writer, reader = self._writer, self._reader
+        if writer is not None and not writer.dead:
+            writer.join(timeout=self._opts.close_timeout)
+            if not writer.dead:
+                self._shutdown_socket()
+                writer.kill(block=True, timeout=1)
+        self._shutdown_socket()
+        if reader is not None and not reader.dead:
+            reader.kill(block=True, timeout=1)
+
+    def _shutdown_socket(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def _begin_close(self, code: int, reason: str, frame_code: Optional[int], frame_reason: str, drop: bool) -> None:
+        if self._state != _OPEN:
+            return
+        self._state = _CLOSING
+        self.close_code, self.close_reason = code, reason
+        self._stop_pings()
+        _rooms._leave_all(self)
+        if drop:
+            self._out.clear()
+        self._out.append(fr.encode_close(frame_code, frame_reason))
+        self._close_queued = True
+        self._wake.set()
+        if self._reader_waiting:
+            self._credit.set()
+        self._close_timer = _timer(self._opts.close_timeout, self._on_close_timeout)
+
+    def _finish(self, code: int = fr.CLOSE_ABNORMAL, reason: str = "") -> None:
+        """The connection has ended: leave rooms, tell the handler and the owner."""
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self._stop_pings()
+        if self._close_timer is not None:
+            self._close_timer.close()
+            self._close_timer = None
+        _rooms._leave_all(self)
+        self._out.clear()
+        self._wake.set()
+        self._credit.set()
+        if self.pid is not None:
+            send(self.pid, WsClosed(self, self.close_code, self.close_reason))
+        if self._owner is not None:
+            send(self._owner, _Done(self))
+        self.finished.set()
+
+    def _abort(self, why: str) -> None:
+        self._shutdown_socket()
+        self._finish(fr.CLOSE_ABNORMAL, why)
+
+    def _on_close_timeout(self) -> None:
+        self._close_timer = None
+        if self._state != _CLOSED:
+            log.info(
+                "WebSocket %s: no close handshake within %.3g s, connection dropped",
+                self._label(), self._opts.close_timeout,
+            )
+            self._abort("close handshake timed out")
+
+    def _label(self) -> str:
+        host, port = self.peer
+        return f"connection {self.id} (peer {host}:{port}, handler {self.pid})"
+
+    # ---------------------------------------------------------------- output
+
+    def _enqueue(self, frame: bytes) -> bool:
+        if self._state != _OPEN:
+            return False
+        out = self._out
+        if len(out) >= self._opts.queue_size:
+            self._overflow()
+            return False
+        out.append(frame)
+        if self._writer_idle:
+            self._wake.set()
+        return True
+
+    def _overflow(self) -> None:
+        log.warning(
+            "WebSocket %s: outbound queue full (%d frames), the client does not read; closing with %d",
+            self._label(), self._opts.queue_size, CLOSE_OVERFLOW,
+        )
+        why = "outbound queue overflow"
+        self._begin_close(CLOSE_OVERFLOW, why, CLOSE_OVERFLOW, why, drop=True)
+
+    def _write_loop(self) -> None:
+        out = self._out
+        sendall = self._sock.sendall
+        wake = self._wake
+        try:
+            while self._state != _CLOSED:
+                if not out:
+                    wake.clear()
+                    self._writer_idle = True
+                    try:
+                        wake.wait()
+                    finally:
+                        self._writer_idle = False
+                    continue
+                if len(out) == 1:
+                    data = out.popleft()
+                else:
+                    data = b"".join(out)
+                    out.clear()
+                last = self._close_queued and not out  # nothing is queued after a close frame
+                sendall(data)
+                if last:
+                    self._close_written = True
+                    if self._peer_closed:
+                        self._finish()  # our echo of the client's close: handshake complete
+                    return
+        except gevent.GreenletExit:
+            raise
+        except Exception as e:  # noqa: BLE001 - any write failure ends the connection
+            if self._state != _CLOSED:
+                log.debug("WebSocket %s: write failed: %r", self._label(), e)
+                self._abort(f"write failed: {e}")
+
+    # ----------------------------------------------------------------- input
+
+    def _read_loop(self) -> None:
+        reader = fr.FrameReader(self._rfile.read, self._opts.max_message_size)
+        try:
+            while self._state != _CLOSED:
+                if self._state == _OPEN and self._inflight >= self._opts.recv_queue_size:
+                    self._wait_credit()
+                    continue
+                try:
+                    op, value = reader.next_message()
+                except fr.FrameError as e:
+                    if self._state == _OPEN:
+                        log.info("WebSocket %s: closing with %d: %s", self._label(), e.code, e.reason)
+                        self._begin_close(e.code, e.reason, e.code, e.reason, drop=True)
+                    if e.fatal:  # the stream is out of step: wait for the client to go
+                        self._discard_until_eof()
+                        return
+                    continue
+                if op == fr.OP_TEXT or op == fr.OP_BINARY:
+                    if self._state == _OPEN:
+                        self._inflight += 1
+                        send(self.pid, WsMessage(self, value))  # type: ignore[arg-type]
+                elif op == fr.OP_PING:
+                    self._enqueue(fr.encode_frame(fr.OP_PONG, value))  # type: ignore[arg-type]
+                elif op == fr.OP_PONG:
+                    self._on_pong(value)  # type: ignore[arg-type]
+                else:
+                    self._on_peer_close(*value)  # type: ignore[misc]
+        except gevent.GreenletExit:
+            raise
+        except Exception as e:  # noqa: BLE001 - EOF, reset, closed file: the client has gone
+            if self._state != _CLOSED:
+                log.debug("WebSocket %s: read ended: %r", self._label(), e)
+                self._abort("connection lost")
+
+    def _discard_until_eof(self) -> None:
+        read = getattr(self._rfile, "read1", self._rfile.read)
+        while self._state != _CLOSED and read(65536):
+            pass
+        self._abort("connection closed after a protocol error")
+
+    def _wait_credit(self) -> None:
+        self._reader_waiting = True
+        self._credit.clear()
+        try:
+            self._credit.wait(0.05)
+        finally:
+            self._reader_waiting = False
+        if self._inflight >= self._opts.recv_queue_size and self._state == _OPEN:
+            info = process_info(self.pid)
+            if info is None:
+                self._inflight = 0
+            else:
+                self._inflight = sum(1 for m in info["messages"] if type(m) is WsMessage and m.conn is self)
+
+    def _on_peer_close(self, code: Optional[int], reason: str) -> None:
+        self._peer_closed = True
+        if self._state == _OPEN:
+            # Echo the client's code (RFC 6455 5.5.1); what was still queued is dropped.
+            recorded = fr.CLOSE_NO_STATUS if code is None else code
+            self._begin_close(recorded, reason, code, "", drop=True)
+        elif self._state == _CLOSING and self._close_written:
+            self._finish()  # the client's answer to our close frame
+        # else: our close frame is still queued; the writer finishes after writing it.
+
+    # ----------------------------------------------------------------- pings
+
+    def _on_ping_tick(self) -> None:
+        if self._state != _OPEN or self._pong_timer is not None:
+            return
+        self._ping_seq += 1
+        self._ping_payload = struct.pack("!Q", self._ping_seq)
+        if self._enqueue(fr.encode_frame(fr.OP_PING, self._ping_payload)):
+            self._pong_timer = _timer(self._opts.ping_timeout, self._on_pong_timeout)
+
+    def _on_pong(self, payload: bytes) -> None:
+        if self._pong_timer is not None and payload == self._ping_payload:
+            self._pong_timer.close()
+            self._pong_timer = None
+
+    def _on_pong_timeout(self) -> None:
+        self._pong_timer = None
+        if self._state == _OPEN:
+            log.info(
+                "WebSocket %s: no pong within %.3g s, closing with 1001", self._label(), self._opts.ping_timeout
+            )
+            self._begin_close(fr.CLOSE_GOING_AWAY, "ping timeout", fr.CLOSE_GOING_AWAY, "ping timeout", drop=True)
+
+    def _stop_pings(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.close()
+            self._ping_timer = None
+        if self._pong_timer is not None:
+            self._pong_timer.close()
+            self._pong_timer = None
