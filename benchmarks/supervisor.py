@@ -11,11 +11,20 @@ Rows (ratio = snowg / baseline where there is one):
   to ``/dev/null`` (the cost of real logging, without console noise);
   ``log_off``: the ``snowg`` logger disabled. Target: mean ≤ 100 µs (BEAM
   with logging on: 65 µs, off: 14 µs; ../shared/ANCHORS.md). No baseline row.
+* ``supervisor.remote_restart.{log_on,log_off}.{mean,p50,p99}`` µs: the
+  supervisor runs here (node A), its child on node B, a separate OS process
+  started with ``snowg.testing`` (TLS, tick 1 s); from the message that makes
+  the child on B crash until the restarted child, again on B, has sent its
+  first message to A, over N (default 500) restarts. Baseline: the same cycle
+  done by hand by a plain process of A that traps exits and, on the child's
+  ``Exit``, spawn_links a new one on B (the floor the distribution layer
+  allows); ratio = supervisor / by hand.
 * ``gen_server.call`` round trips/s: ``snowg.call`` to a GenServer, vs the
   plain-process ping-pong (a process that receives ``(from, ref, msg)`` and
   sends ``(ref, msg)`` back) measured in the same run.
 
-Usage: ``python benchmarks/supervisor.py [--restarts N] [--calls N] [--json FILE]``.
+Usage: ``python benchmarks/supervisor.py [--restarts N] [--calls N] [--remote-restarts N]
+[--no-remote] [--json FILE]``.
 """
 from __future__ import annotations
 
@@ -106,6 +115,74 @@ def with_logging(on: bool) -> None:
         log.disabled = True
 
 
+# ----------------------------------------------------- remote restart latency
+
+# Named explicitly: this file runs as __main__ here and is imported as
+# "supervisor" by the peer node, and both must name the child the same way.
+@snowg.spawnable("bench.supervisor.remote_child")
+def remote_child(rec: Any) -> None:
+    snowg.send(rec, ("up", snowg.self()))
+    snowg.receive()
+    snowg.exit("crash")
+
+
+def start_peer() -> Any:
+    """Node B as its own OS process, importing this module; returns (factory, peer)."""
+    from snowg.testing import ClusterConfig, PeerFactory, start_test_node
+
+    config = ClusterConfig()
+    start_test_node(config)
+    factory = PeerFactory(config)
+    peer = factory.start(modules=[os.path.splitext(os.path.basename(__file__))[0]])
+    return factory, peer
+
+
+def remote_restart_latency(node: str, n: int) -> List[float]:
+    """Latencies in µs of ``n`` crash-on-B -> restarted-on-B-and-running cycles (supervisor on A)."""
+    me = snowg.self()
+    sup = supervisor.start([ChildSpec("c", (remote_child, (me,)), node=node)], intensity=n + 10, period=3600)
+    _up, child = snowg.receive(timeout=10)
+    out = []
+    perf = time.perf_counter
+    send, receive = snowg.send, snowg.receive
+    for _ in range(n):
+        t0 = perf()
+        send(child, "crash")
+        _up, child = receive(None, 10)
+        assert child.node == node
+        out.append((perf() - t0) * 1e6)
+    ref = snowg.monitor(sup)
+    snowg.exit(sup, "kill")
+    snowg.receive(lambda m: type(m) is snowg.Down and m.ref == ref, 10)
+    return out
+
+
+def _manual_restarter(rec: Any, node: str) -> None:
+    snowg.trap_exit(True)
+    snowg.spawn_link(remote_child, rec, node=node)
+    while True:
+        m = snowg.receive()
+        if type(m) is snowg.Exit:
+            snowg.spawn_link(remote_child, rec, node=node)
+
+
+def manual_remote_restart_latency(node: str, n: int) -> List[float]:
+    """The baseline: the same cycle, restarted by a plain trapping process."""
+    me = snowg.self()
+    r = snowg.spawn(_manual_restarter, me, node)
+    _up, child = snowg.receive(timeout=10)
+    out = []
+    perf = time.perf_counter
+    send, receive = snowg.send, snowg.receive
+    for _ in range(n):
+        t0 = perf()
+        send(child, "crash")
+        _up, child = receive(None, 10)
+        out.append((perf() - t0) * 1e6)
+    snowg.exit(r, "kill")
+    return out
+
+
 # ------------------------------------------------------------------- calls
 
 
@@ -153,6 +230,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--restarts", type=int, default=1000)
     ap.add_argument("--calls", type=int, default=50_000)
+    ap.add_argument("--remote-restarts", type=int, default=500)
+    ap.add_argument("--no-remote", action="store_true", help="skip the remote rows (no peer node)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
 
@@ -166,6 +245,21 @@ def main() -> None:
             mode = "log_on" if log_on else "log_off"
             for k, v in st.items():
                 results.append((f"supervisor.restart.{kind}.{mode}.{k}", "us", v, None, False))
+    if not args.no_remote:
+        factory, peer = start_peer()
+        try:
+            for log_on in (True, False):
+                with_logging(log_on)
+                remote_restart_latency(peer.name, 50)  # warm-up
+                manual_remote_restart_latency(peer.name, 50)
+                st = stats(remote_restart_latency(peer.name, args.remote_restarts))
+                base = stats(manual_remote_restart_latency(peer.name, args.remote_restarts))
+                mode = "log_on" if log_on else "log_off"
+                for k, v in st.items():
+                    results.append((f"supervisor.remote_restart.{mode}.{k}", "us", v, base[k], False))
+        finally:
+            factory.stop_all()
+            snowg.stop_node()
     with_logging(True)
     call_rate(1000)
     pingpong_rate(1000)
@@ -190,7 +284,7 @@ def main() -> None:
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(out, f, indent=2)
-    mean_on = [r for r in results if r[0].endswith("log_on.mean")]
+    mean_on = [r for r in results if r[0].startswith("supervisor.restart.") and r[0].endswith("log_on.mean")]
     print("\ntarget: restart mean <= 100 us: " + ", ".join(
         f"{m.split('.')[2]} {v:.0f} us {'ok' if v <= 100 else 'MISSED'}" for m, _u, v, _b, _h in mean_on))
 

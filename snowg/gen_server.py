@@ -84,11 +84,16 @@ def _is_quiet(reason: Any) -> bool:
 # caller that does not trap exits gets StartError rather than an exit signal.
 
 
-def start_sync(body: Callable[..., Any], args: tuple, link: bool, timeout: Optional[float]) -> Pid:
+def start_sync(
+    body: Callable[..., Any], args: tuple, link: bool, timeout: Optional[float], node: Optional[str] = None,
+) -> Pid:
     """Start ``body(starter, *args)`` and wait until it acknowledges its start.
 
     Blocks the caller until the new process calls ``_ack_ok``/``_ack_fail``,
-    ends, or ``timeout`` seconds pass (None: no limit).
+    ends, or ``timeout`` seconds pass (None: no limit). With ``node``, the
+    process starts on that node (``body`` must be ``@spawnable`` there and
+    ``args`` terms that cross); the protocol is the same, as it is made of
+    plain terms. An unreachable node fails the start with ``'noconnection'``.
 
     Raises:
         StartError: the process failed to initialise, ended before its
@@ -97,8 +102,15 @@ def start_sync(body: Callable[..., Any], args: tuple, link: bool, timeout: Optio
     me = _self()
     ref = make_ref()
     starter = (me, ref, link)
-    pid = spawn_link(body, starter, *args) if link else spawn(body, starter, *args)
-    # No yield since the spawn: the monitor exists before the child runs.
+    if node is None:
+        pid = spawn_link(body, starter, *args) if link else spawn(body, starter, *args)
+    elif link:
+        pid = spawn_link(body, starter, *args, node=node)
+    else:
+        pid = spawn(body, starter, *args, node=node)
+    # No yield since a local spawn: the monitor exists before the child runs.
+    # (A remote spawn waited for its reply: a child already gone gives Down
+    # 'noproc', and its real reason is in the Exit a trapping caller has.)
     mref = monitor(pid)
 
     def match(m: Any) -> bool:
@@ -117,7 +129,9 @@ def start_sync(body: Callable[..., Any], args: tuple, link: bool, timeout: Optio
     if type(msg) is Down:
         # Ended without acknowledging (killed during init). A trapping caller
         # also has its Exit message, delivered before the Down: consume it.
-        _flush_exit(pid)
+        exit_reason = _flush_exit(pid)
+        if msg.reason == "noproc" and node is not None and exit_reason is not None:
+            raise StartError(exit_reason)
         raise StartError(msg.reason)
     _tag, _ref, ok, reason, child_id = msg
     if ok:
@@ -130,11 +144,12 @@ def start_sync(body: Callable[..., Any], args: tuple, link: bool, timeout: Optio
     raise StartError(reason, child_id)
 
 
-def _flush_exit(pid: Pid) -> None:
+def _flush_exit(pid: Pid) -> Any:
+    """Consume the ``Exit`` of ``pid`` if one is in the mailbox; return its reason (else None)."""
     try:
-        receive(lambda m: type(m) is Exit and m.pid == pid, 0)
+        return receive(lambda m: type(m) is Exit and m.pid == pid, 0).reason
     except Timeout:
-        pass
+        return None
 
 
 def _ack_ok(starter: tuple) -> None:

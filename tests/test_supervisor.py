@@ -747,7 +747,8 @@ def test_significant_child_restarted_does_not_trigger_auto_shutdown():
         (dict(shutdown="later"), "shutdown"),
         (dict(type="manager"), "type"),
         (dict(significant=True), "significant"),
-        (dict(node="bob@host"), "not supported yet"),
+        (dict(node="bob@host"), "must be @spawnable"),  # remote child (issue #7): fn must be nameable there
+        (dict(node="bob"), "node"),
     ],
 )
 def test_child_spec_validation_names_the_field(kwargs: Dict[str, Any], field: str):

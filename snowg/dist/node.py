@@ -387,6 +387,7 @@ def _handle_incoming(sock: Any, address: Tuple[str, int]) -> None:
         return
     where = f"{address[0]}:{address[1]}"
     tls_sock = None
+    hs = None
     try:
         with gevent.Timeout(HANDSHAKE_TIMEOUT, NodeError("handshake timed out")):
             sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
@@ -401,11 +402,11 @@ def _handle_incoming(sock: Any, address: Tuple[str, int]) -> None:
             est = _run_handshake(tls_sock, hs, lambda hello: _decide(st, hello))
     except protocol.HandshakeError as exc:
         level = logging.INFO if exc.kind == "refused" else logging.WARNING
-        log.log(level, "rejected connection from %s: %s", where, exc)
+        log.log(level, "rejected connection from %s: %s", _who(hs, where), exc)
         _close_quietly(tls_sock or sock)
         return
     except (OSError, NodeError, ValueError) as exc:
-        log.warning("rejected connection from %s: %s", where, exc)
+        log.warning("rejected connection from %s: %s", _who(hs, where), exc)
         _close_quietly(tls_sock or sock)
         return
     sess = _new_session(st, tls_sock, est, outgoing=False, trailing=hs.trailing_data)
@@ -414,6 +415,12 @@ def _handle_incoming(sock: Any, address: Tuple[str, int]) -> None:
     sess.start(reader_in_new_greenlet=False)
     _after_up(st, sess)
     sess.run_reader()  # this greenlet (the server's) reads until the session ends
+
+
+def _who(hs: Optional[protocol.Handshake], where: str) -> str:
+    """The address of an incoming connection, with the name its HELLO claimed if it got that far."""
+    name = hs.peer_name if hs is not None else None
+    return where if name is None else f"{where} (claiming to be {protocol._printable(name, 100)})"
 
 
 def _decide(st: _State, hello: protocol.PeerHello) -> Optional[str]:
@@ -465,6 +472,7 @@ def _register(st: _State, sess: Session) -> bool:
 
 def _after_up(st: _State, sess: Session) -> None:
     log.info("connected to node %s (%s)", sess.peer_name, sess.peer_address)
+    _known_addresses[sess.peer_name] = sess.peer_address
     peers = [[n, s.peer_address] for n, s in st.sessions.items() if n != sess.peer_name]
     sess.send(_enc([protocol.PEER_LIST, peers]))
     for hook in node_up_hooks:
@@ -509,6 +517,32 @@ def _node_down(st: _State, name: str, reason: str) -> None:
         except Exception:  # noqa: BLE001
             log.exception("node-down hook failed for %s", name)
     log.info("node %s down (%s): %d links broken, %d monitors fired", name, reason, broken, fired)
+
+
+# Where each node we have ever been connected to listened (for reconnecting on demand).
+_known_addresses: Dict[str, str] = {}
+
+
+def known_address(name: str) -> Optional[str]:
+    """The last listening address seen for the node ``name`` (``'host:port'``), or None."""
+    return _known_addresses.get(name)
+
+
+def ensure_connected(name: str) -> bool:
+    """Connected to ``name``, connecting on demand to its last known address (as Erlang does).
+
+    Blocks while connecting. Returns False when not connected and it cannot be.
+    """
+    st = _state
+    if st is None:
+        return False
+    if name == st.info.name or name in st.sessions:
+        return True
+    address = _known_addresses.get(name)
+    if address is None:
+        return False
+    host, port = address.rsplit(":", 1)
+    return _connect(st, name, host, int(port))
 
 
 def disconnect(name: str) -> bool:

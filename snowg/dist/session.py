@@ -128,7 +128,13 @@ class Session:
                         on_frames(self, frames)
                 data = sock.recv(_RECV_SIZE)
                 if not data:
-                    self.close("connection_closed", "the peer closed the connection")
+                    pending = decoder.buffered
+                    if pending:
+                        self.close("protocol_error",
+                                   f"the peer closed the connection in the middle of a frame "
+                                   f"({pending} bytes of a truncated frame)", level=logging.WARNING)
+                    else:
+                        self.close("connection_closed", "the peer closed the connection")
                     return
                 self.last_recv = time.monotonic()
         except protocol.ProtocolError as exc:

@@ -45,6 +45,48 @@ Reports go to the ``snowg`` logger, named as OTP's: ``child_terminated``
 ``shutdown_error`` (a child that did not end with the expected reason while
 being stopped), ``reached_max_restart_intensity``.
 
+Remote children (``ChildSpec(node=...)``, DESIGN "Remote supervision"):
+
+* ``node='name@host'``: the child is started with a remote ``spawn_link`` of
+  its ``fn``, which must be ``@spawnable`` (or be given by its registered
+  name, a ``str``); ``args``/``kwargs`` must be terms that cross nodes. Its
+  pid carries that node; its end arrives as an ordinary trapped exit signal
+  and drives the strategy as for a local child. A restart goes to the same
+  node, never silently to this one.
+* ``node=['a@h', 'b@h', ...]``: candidate nodes. At every start and restart
+  the child starts on the first one that can be reached, in list order; so
+  when its node is lost it comes back on the next candidate (and on an
+  earlier one again once that is back, at a later restart). A candidate that
+  is this node starts the child here.
+* Node loss: the child ends with ``'noconnection'`` (an abnormal end; restart
+  types apply). A node that is not connected is connected on demand (to its
+  last known address) for at most ``connect_timeout`` seconds (a flag of
+  ``start_link``, default 5). When no candidate can be reached the start
+  fails with reason ``'noconnection'``, and like any failed restart it is
+  retried through the supervisor's mailbox, each retry counting toward
+  intensity: a node that stays away ends the supervisor with ``'shutdown'``;
+  a node that is back in time (e.g. restarted under the same name) gets the
+  child back.
+* Stopping a remote child honours its ``shutdown`` exactly as for a local one
+  (monitor, ``'shutdown'``, wait for ``Down``, then ``'kill'``); a child whose
+  node is gone counts as stopped at once (its ``Down`` is ``'noconnection'``).
+* A remote ``GenServer`` child: the class must be ``@spawnable`` (decorate the
+  class itself: a subclass does not inherit the name). The parent spawns the
+  runner ``snowg.supervisor.run_gen_server`` on the node, which looks the
+  class up there and runs the server in the spawned process; the child counts
+  as started once ``init`` returned there (an acknowledgement to the parent).
+  ``kwargs`` may hold ``name`` (registered on that node) and ``timeout``.
+* A remote nested supervisor: ``child_spec(id, children, node=...)``. Its
+  specs travel to the node in a wire form (each ``fn`` by its spawnable
+  name, looked up there) and the runner ``snowg.supervisor.run_supervisor``
+  runs the supervisor in the spawned process; it counts as started once its
+  own children started (an acknowledgement to the parent). Its children
+  without ``node`` run on its node; it restarts them there by its own
+  strategy, and ends (stopping them) when the parent's node is lost.
+  ``which_children``/``count_children``/``start_child`` work on its remote pid.
+* Mixed trees (local and remote children) stop and start in exactly the
+  same order as local ones under every strategy.
+
 The dynamic API (``start_child`` ...) sends a request to the supervisor
 process and waits for its answer; it raises ``NoProc`` when the supervisor
 is gone. Errors follow OTP (SEMANTICS 19) as ``SupervisorError`` subclasses;
@@ -69,11 +111,15 @@ from .._errors import (
 )
 from ..gen_server import call
 from ._server import Supervisor
-from ._spec import ChildSpec, check_children, check_flags
+from ._child import CONNECT_TIMEOUT
+from ..dist.node import node as this_node
+from ._remote import encode_spec, run_gen_server, run_supervisor
+from ._spec import ChildSpec, check_children, check_connect_timeout, check_flags
 
 __all__ = [
-    "ChildSpec", "SimpleOneForOne", "child_spec", "count_children", "delete_child", "restart_child",
-    "start", "start_child", "start_link", "terminate_child", "which_children",
+    "CONNECT_TIMEOUT", "ChildSpec", "SimpleOneForOne", "child_spec", "count_children", "delete_child", "restart_child",
+    "run_gen_server", "run_supervisor", "start", "start_child", "start_link", "terminate_child",
+    "which_children",
 ]
 
 SupRef = Union[Pid, str, Tuple[str, str]]
@@ -91,6 +137,7 @@ def start_link(
     name: Optional[str] = None,
     auto_shutdown: str = "never",
     *,
+    connect_timeout: float = CONNECT_TIMEOUT,
     _clock: Optional[Callable[[], float]] = None,
 ) -> Pid:
     """Start a supervisor linked to the caller; return its pid once every child runs.
@@ -105,6 +152,8 @@ def start_link(
         period: seconds of the restart window.
         name: register the supervisor locally under this name.
         auto_shutdown: ``'never'``, ``'any_significant'`` or ``'all_significant'``.
+        connect_timeout: seconds to wait, at each (re)start of a remote
+            child, to connect to a candidate node that is not connected.
         _clock: private, for tests: the monotonic clock of the restart window.
 
     Raises:
@@ -114,7 +163,7 @@ def start_link(
             order, the supervisor is gone, and no exit signal reaches the caller.
             Also when ``name`` is taken (reason ``('already_started', pid)``).
     """
-    return _start(True, children, strategy, intensity, period, name, auto_shutdown, _clock)
+    return _start(True, children, strategy, intensity, period, name, auto_shutdown, connect_timeout, _clock)
 
 
 # A nested supervisor's start is synchronous: the parent supervisor calls this
@@ -130,10 +179,11 @@ def start(
     name: Optional[str] = None,
     auto_shutdown: str = "never",
     *,
+    connect_timeout: float = CONNECT_TIMEOUT,
     _clock: Optional[Callable[[], float]] = None,
 ) -> Pid:
     """Like :func:`start_link` without the link."""
-    return _start(False, children, strategy, intensity, period, name, auto_shutdown, _clock)
+    return _start(False, children, strategy, intensity, period, name, auto_shutdown, connect_timeout, _clock)
 
 
 def _start(
@@ -144,11 +194,13 @@ def _start(
     period: float,
     name: Optional[str],
     auto_shutdown: str,
+    connect_timeout: float,
     clock: Optional[Callable[[], float]],
 ) -> Pid:
     check_flags(strategy, intensity, period, auto_shutdown)
+    connect_timeout = check_connect_timeout(connect_timeout)
     specs = check_children(children, strategy)
-    flags = (strategy, intensity, float(period), auto_shutdown, clock or time.monotonic, name)
+    flags = (strategy, intensity, float(period), auto_shutdown, clock or time.monotonic, name, connect_timeout)
     try:
         if link:
             return Supervisor.start_link(flags, specs, name=name)
@@ -161,7 +213,7 @@ def _start(
         raise
 
 
-_SUP_OPTIONS = ("strategy", "intensity", "period", "name", "auto_shutdown", "_clock")
+_SUP_OPTIONS = ("strategy", "intensity", "period", "name", "auto_shutdown", "connect_timeout", "_clock")
 _SPEC_OPTIONS = ("restart", "shutdown", "node", "significant")
 
 
@@ -172,8 +224,11 @@ def child_spec(id: Any, children: Iterable[ChildSpec], **options: Any) -> ChildS
         id: the child id in the parent supervisor.
         children: the nested supervisor's child specs.
         **options: supervisor flags (``strategy``, ``intensity``, ``period``,
-            ``name``, ``auto_shutdown``) and spec fields (``restart``,
-            ``shutdown``, ``node``, ``significant``).
+            ``name``, ``auto_shutdown``, ``connect_timeout``) and spec fields
+            (``restart``, ``shutdown``, ``node``, ``significant``). With
+            ``node``, the nested supervisor runs on that node (see the module
+            docstring, "Remote children"): every child in ``children`` must
+            then be ``@spawnable`` and made of terms that cross nodes.
 
     Raises:
         TypeError: an unknown option.
@@ -189,6 +244,8 @@ def child_spec(id: Any, children: Iterable[ChildSpec], **options: Any) -> ChildS
         sup.get("strategy", "one_for_one"), sup.get("intensity", 1), sup.get("period", 5),
         sup.get("auto_shutdown", "never"),
     )
+    if "connect_timeout" in sup:
+        check_connect_timeout(sup["connect_timeout"])
     return ChildSpec(id, (start_link, (specs,), sup), type="supervisor", **fields)
 
 
@@ -225,10 +282,22 @@ def start_child(sup: SupRef, spec_or_args: Union[ChildSpec, Sequence[Any]], time
         AlreadyStarted: a child with that id runs (``.pid``).
         AlreadyPresent: a child with that id exists, not running.
         StartError: the child failed to start (its spec is not kept).
+        TypeError: a ChildSpec for a supervisor on another node whose
+            terms cannot cross (its fn must be ``@spawnable``, ValueError else).
         ValueError: a ChildSpec for simple_one_for_one, or args for another strategy.
         NoProc: the supervisor is not there.
     """
+    if isinstance(spec_or_args, ChildSpec) and _is_remote(sup):
+        # A ChildSpec holds Python callables: it crosses in its wire form.
+        return _request(sup, "start_child_wire", encode_spec(spec_or_args, "start_child"), timeout)
     return _request(sup, "start_child", spec_or_args, timeout)
+
+
+def _is_remote(sup: SupRef) -> bool:
+    here = this_node()
+    if type(sup) is Pid:
+        return sup.node != here
+    return type(sup) is tuple and len(sup) == 2 and sup[1] != here
 
 
 def terminate_child(sup: SupRef, id_or_pid: Any, timeout: Optional[float] = None) -> None:

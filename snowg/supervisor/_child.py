@@ -1,14 +1,18 @@
 """The seam: start one child, stop children. Nothing else touches a child's process.
 
-Remote supervision (``ChildSpec(node=...)``) will add its case here and
-nowhere else: a remote ``spawn_link(fn, *args, node=...)`` in
-:func:`start_child_process`; :func:`shutdown_children` already uses only
+Remote children (``ChildSpec(node=...)``) start here too: each candidate node
+in order, skipping those that cannot be reached (connecting on demand, for at
+most the supervisor's ``connect_timeout``); a plain function by a remote
+``spawn_link``, a ``GenServer`` or a nested supervisor through the runners of
+``_remote`` with an init acknowledgement. :func:`shutdown_children` uses only
 monitor / unlink / exit / Down, which the dist layer routes to other nodes.
 """
 from __future__ import annotations
 
 import time
 from typing import Any, Dict, Iterable, Optional
+
+import gevent
 
 from .._core import (
     Crash,
@@ -22,9 +26,30 @@ from .._core import (
     spawn_link,
     unlink,
 )
-from .._errors import StartError, Timeout
-from ..gen_server import GenServer
-from ._spec import ChildSpec
+from .._errors import SpawnError, StartError, Timeout
+from ..dist.node import node as _this_node
+from ..dist.node import nodes as _connected_nodes
+
+try:
+    from ..dist.node import ensure_connected as _ensure_connected
+except ImportError:  # a dist layer without on-demand reconnect: only connected nodes count
+
+    def _ensure_connected(name: str) -> bool:
+        return name in _connected_nodes()
+
+from ..dist.spawnable import lookup
+from ..gen_server import start_sync
+from ._remote import (
+    encode_children,
+    is_gen_server,
+    is_nested_supervisor,
+    run_gen_server,
+    run_supervisor,
+)
+from ._spec import ChildSpec, spawnable_name
+
+#: Default seconds a supervisor waits to (re)connect to a remote child's node.
+CONNECT_TIMEOUT = 5.0
 
 
 class ChildStartFailed(Exception):
@@ -35,23 +60,43 @@ class ChildStartFailed(Exception):
         self.reason = reason
 
 
-def start_child_process(spec: ChildSpec, extra_args: tuple = ()) -> Pid:
+def start_child_process(spec: ChildSpec, extra_args: tuple = (), connect_timeout: float = CONNECT_TIMEOUT) -> Pid:
     """Start the child of ``spec`` linked to the calling supervisor; return its pid.
 
-    A plain function is spawned (it cannot fail to start). A ``GenServer``
-    subclass, or a function marked ``_snowg_sync_start`` (a nested
-    supervisor's ``start_link``), is started synchronously: this blocks until
-    it has initialised.
+    A plain function is spawned (it cannot fail to start, locally). A
+    ``GenServer`` subclass, or a function marked ``_snowg_sync_start`` (a
+    nested supervisor's ``start_link``), is started synchronously: this blocks
+    until it has initialised. A remote child starts on the first of its
+    candidate nodes that can be reached.
 
     Raises:
-        ChildStartFailed: the child failed to initialise.
+        ChildStartFailed: the child failed to initialise; ``'noconnection'``
+            when no candidate node could be reached.
     """
     fn, args, kwargs = spec.start
     if extra_args:
         args = args + tuple(extra_args)
-    if isinstance(fn, type) and issubclass(fn, GenServer):
+    if spec.node is None:
+        return _start_local(fn, args, kwargs)
+    here = _this_node()
+    for node in spec.nodes:
+        if node == here:
+            local = lookup(fn) if isinstance(fn, str) else fn
+            if local is None:
+                raise ChildStartFailed(("not_spawnable", fn))
+            return _start_local(local, args, kwargs)
+        if not _reachable(node, connect_timeout):
+            continue
+        pid = _start_remote(node, spec.id, fn, args, kwargs)
+        if pid is not None:
+            return pid
+    raise ChildStartFailed("noconnection")
+
+
+def _start_local(fn: Any, args: tuple, kwargs: dict) -> Pid:
+    if is_gen_server(fn):
         starter = fn.start_link
-    elif getattr(fn, "_snowg_sync_start", False):
+    elif is_nested_supervisor(fn):
         starter = fn
     else:
         return spawn_link(fn, *args, **kwargs)
@@ -64,6 +109,65 @@ def start_child_process(spec: ChildSpec, extra_args: tuple = ()) -> Pid:
         ) from None
     except Exception as e:  # noqa: BLE001 - e.g. a bad spec in a nested supervisor
         raise ChildStartFailed(Crash.from_exception(e)) from None
+
+
+def _reachable(node: str, timeout: float) -> bool:
+    """Connected to ``node``, or connected now on demand within ``timeout`` seconds.
+
+    The connection attempt runs in its own greenlet, so a node that accepts
+    TCP but never answers (e.g. stopped with SIGSTOP) costs us ``timeout``,
+    not the dist layer's whole handshake time.
+    """
+    if node in _connected_nodes():
+        return True
+    attempt = gevent.spawn(_ensure_connected, node)
+    attempt.join(timeout)
+    return attempt.successful() and bool(attempt.value)
+
+
+def _is_placeholder(pid: Pid) -> bool:
+    """The pid a spawn on an unreachable node returns (never alive)."""
+    return pid.id == 0 and pid.creation == 0
+
+
+def _start_remote(node: str, cid: Any, fn: Any, args: tuple, kwargs: dict) -> Optional[Pid]:
+    """Start the child on ``node``; None when the node turned out unreachable."""
+    try:
+        if is_nested_supervisor(fn):
+            options = dict(kwargs)
+            wire = encode_children(args[0] if args else [], f"the remote supervisor {cid!r}")
+            return start_sync(run_supervisor, (wire, options), True, None, node=node)
+        if is_gen_server(fn):
+            kw = dict(kwargs)
+            name = kw.pop("name", None)
+            timeout = kw.pop("timeout", None)
+            if kw:
+                raise TypeError(f"{fn.__name__}.start_link: unexpected keyword arguments {sorted(kw)}")
+            return start_sync(run_gen_server, (spawnable_name(fn), args, name), True, timeout, node=node)
+        pid = spawn_link(fn, *args, node=node, **kwargs)
+    except StartError as e:
+        if e.child_id is None and e.reason == "noconnection":
+            return None
+        raise ChildStartFailed(_nested_reason(e)) from None
+    except SpawnError as e:
+        raise ChildStartFailed(("spawn_error", str(e))) from None
+    except Exception as e:  # noqa: BLE001 - e.g. args that cannot cross
+        raise ChildStartFailed(Crash.from_exception(e)) from None
+    if _is_placeholder(pid):
+        # The node went away just now; the spawn delivered Exit(pid, 'noconnection').
+        flush_messages(lambda m: type(m) is Exit and m.pid == pid)
+        return None
+    return pid
+
+
+def _nested_reason(e: StartError) -> Any:
+    """The start-error reason as the local path reports it (a remote supervisor's grandchild named)."""
+    r = e.reason
+    if e.child_id is not None:
+        return ("failed_to_start_child", e.child_id, r)
+    if type(r) is tuple and len(r) == 2 and r[0] == "shutdown" and type(r[1]) is tuple and len(r[1]) == 3:
+        return r[1]  # ('failed_to_start_child', id, reason), from a remote Supervisor.init
+    return r
 
 
 def shutdown_child(pid: Pid, shutdown: Any) -> Any:
@@ -122,4 +226,4 @@ def _await_downs(by_ref: Dict[Any, Pid], reasons: Dict[Pid, Any], timeout: Optio
     return pending
 
 
-__all__ = ["ChildStartFailed", "shutdown_child", "shutdown_children", "start_child_process"]
+__all__ = ["CONNECT_TIMEOUT", "ChildStartFailed", "shutdown_child", "shutdown_children", "start_child_process"]

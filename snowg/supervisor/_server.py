@@ -18,6 +18,7 @@ from ._child import (
     shutdown_children,
     start_child_process,
 )
+from ._remote import BadRemoteSpec, decode_spec
 from ._spec import ChildSpec
 from ._state import (
     RESTARTING,
@@ -38,7 +39,8 @@ log = logging.getLogger("snowg")
 
 _TRY_AGAIN = "$sup_try_again"
 
-Flags = Tuple[str, int, float, str, Callable[[], float], Optional[str]]
+#: (strategy, intensity, period, auto_shutdown, clock, name, connect_timeout)
+Flags = Tuple[str, int, float, str, Callable[[], float], Optional[str], float]
 
 
 class ApiError(Exception):
@@ -56,15 +58,15 @@ class Supervisor(GenServer):
     # ----------------------------------------------------------------- init
 
     def init(self, flags: Flags, specs: List[ChildSpec]) -> Any:  # type: ignore[override]
-        strategy, intensity, period, auto_shutdown, clock, name = flags
+        strategy, intensity, period, auto_shutdown, clock, name, connect_timeout = flags
         trap_exit(True)
-        state = State(strategy, intensity, period, auto_shutdown, clock, name)
+        state = State(strategy, intensity, period, auto_shutdown, clock, name, connect_timeout)
         if state.simple:
             state.template = specs[0]
             return state
         for spec in specs:  # SEMANTICS 13: in list order, each started and initialised
             try:
-                pid = start_child_process(spec)
+                pid = start_child_process(spec, (), state.connect_timeout)
             except ChildStartFailed as e:
                 _report(state, logging.ERROR, "start_error", spec.id, None, e.reason)
                 self.terminate("shutdown", state)  # the started ones, in reverse
@@ -149,7 +151,7 @@ class Supervisor(GenServer):
             if child is None or type(child.pid) is Pid:
                 continue  # a temporary bystander (removed), or still running
             try:
-                pid = start_child_process(child.spec)
+                pid = start_child_process(child.spec, (), state.connect_timeout)
             except ChildStartFailed as e:
                 _report(state, logging.ERROR, "start_error", sid, None, e.reason)
                 child.pid = RESTARTING
@@ -164,7 +166,7 @@ class Supervisor(GenServer):
             return ("stop", "shutdown", state)
         assert state.template is not None
         try:
-            pid = start_child_process(state.template, args)
+            pid = start_child_process(state.template, args, state.connect_timeout)
         except ChildStartFailed as e:
             _report(state, logging.ERROR, "start_error", None, None, e.reason)
             state.dyn_restarting[old_pid] = args
@@ -198,6 +200,12 @@ class Supervisor(GenServer):
         try:
             if op == "start_child":
                 value = self._start_child(state, arg)
+            elif op == "start_child_wire":  # from another node: a spec in wire form
+                try:
+                    spec = decode_spec(arg)
+                except BadRemoteSpec as e:
+                    raise ApiError("badarg", e.reason) from None
+                value = self._start_child(state, spec)
             elif op == "terminate_child":
                 value = self._terminate_child(state, arg)
             elif op == "restart_child":
@@ -221,7 +229,7 @@ class Supervisor(GenServer):
             args = tuple(arg)
             assert state.template is not None
             try:
-                pid = start_child_process(state.template, args)
+                pid = start_child_process(state.template, args, state.connect_timeout)
             except ChildStartFailed as e:
                 raise ApiError("start_error", (e.reason, None)) from None
             state.dynamic[pid] = args
@@ -234,7 +242,7 @@ class Supervisor(GenServer):
                 raise ApiError("already_started", old.pid)
             raise ApiError("already_present", arg.id)
         try:
-            pid = start_child_process(arg)
+            pid = start_child_process(arg, (), state.connect_timeout)
         except ChildStartFailed as e:
             raise ApiError("start_error", (e.reason, arg.id)) from None
         state.children[arg.id] = Child(arg, pid)
@@ -276,7 +284,7 @@ class Supervisor(GenServer):
     def _restart_child(self, state: State, cid: Any) -> Pid:
         child = self._lookup_stopped(state, cid)
         try:
-            pid = start_child_process(child.spec)
+            pid = start_child_process(child.spec, (), state.connect_timeout)
         except ChildStartFailed as e:
             raise ApiError("start_error", (e.reason, cid)) from None
         child.pid = pid

@@ -43,7 +43,11 @@ class ChildSpec:
             killing it, ``'brutal_kill'`` or ``'infinity'``. Default 5 s for
             workers, ``'infinity'`` for supervisors.
         type: ``'worker'`` or ``'supervisor'``.
-        node: where the child runs (remote supervision; not supported yet).
+        node: where the child runs (remote supervision): ``'name@host'``, or a
+            non-empty list of candidate nodes, tried in order at every
+            (re)start. ``fn`` must then be ``@spawnable`` (or be its
+            registered name, a ``str``), and ``args``/``kwargs`` must be
+            terms that can cross nodes. ``None`` (default): this node.
         significant: with the supervisor's ``auto_shutdown``, the end of this
             child may end the supervisor; needs ``transient`` or ``temporary``.
 
@@ -56,7 +60,7 @@ class ChildSpec:
     restart: str = "permanent"
     shutdown: Shutdown = field(default=_DEFAULT_SHUTDOWN)
     type: str = "worker"
-    node: Optional[str] = None
+    node: Union[None, str, Tuple[str, ...]] = None
     significant: bool = False
 
     def __post_init__(self) -> None:
@@ -66,7 +70,9 @@ class ChildSpec:
             hash(self.id)
         except TypeError:
             raise TypeError(f"ChildSpec.id must be hashable, got {type(self.id).__name__}") from None
-        object.__setattr__(self, "start", _check_start(self.start))
+        if self.node is not None:
+            object.__setattr__(self, "node", _check_node(self.node))
+        object.__setattr__(self, "start", _check_start(self.start, self.node is not None))
         if self.restart not in RESTARTS:
             raise ValueError(f"ChildSpec.restart must be one of {RESTARTS}, got {self.restart!r}")
         if self.type not in TYPES:
@@ -75,12 +81,18 @@ class ChildSpec:
             object.__setattr__(self, "shutdown", "infinity" if self.type == "supervisor" else 5.0)
         _check_shutdown(self.shutdown)
         if self.node is not None:
-            # The seam for it exists (supervisor._child); the dist layer does not yet.
-            raise ValueError(f"ChildSpec.node: remote children (node={self.node!r}) are not supported yet")
+            _check_remote_start(self)
         if not isinstance(self.significant, bool):
             raise TypeError(f"ChildSpec.significant must be a bool, got {self.significant!r}")
         if self.significant and self.restart == "permanent":
             raise ValueError("ChildSpec.significant: a significant child must be 'transient' or 'temporary'")
+
+    @property
+    def nodes(self) -> Tuple[str, ...]:
+        """The candidate nodes in order (``()`` for a local child)."""
+        if self.node is None:
+            return ()
+        return (self.node,) if isinstance(self.node, str) else self.node
 
     @property
     def fn(self) -> Callable[..., Any]:
@@ -95,12 +107,79 @@ class ChildSpec:
         return self.start[2]
 
 
-def _check_start(start: Any) -> Tuple[Any, tuple, dict]:
+def _check_node(node: Any) -> Union[str, Tuple[str, ...]]:
+    if isinstance(node, str):
+        _check_node_name(node)
+        return node
+    if isinstance(node, (list, tuple)):
+        if not node:
+            raise ValueError("ChildSpec.node: the list of candidate nodes is empty")
+        for n in node:
+            if not isinstance(n, str):
+                raise TypeError(f"ChildSpec.node: a candidate node must be a 'name@host' str, got {n!r}")
+            _check_node_name(n)
+        if len(set(node)) != len(node):
+            raise ValueError(f"ChildSpec.node: duplicate candidate nodes in {list(node)!r}")
+        return tuple(node)
+    raise TypeError(f"ChildSpec.node must be a 'name@host' str or a list of them, got {node!r}")
+
+
+def _check_node_name(name: str) -> None:
+    nm, sep, host = name.partition("@")
+    if not sep or not nm or not host or "@" in host:
+        raise ValueError(f"ChildSpec.node: a node is named 'name@host', got {name!r}")
+
+
+def spawnable_name(fn: Any) -> Optional[str]:
+    """The name a peer looks ``fn`` up under, or None when ``fn`` was not declared ``@spawnable``.
+
+    A class must be declared itself (a subclass does not inherit its parent's name).
+    """
+    if isinstance(fn, str):
+        return fn
+    if isinstance(fn, type):
+        return fn.__dict__.get("__snowg_spawnable__")
+    return getattr(fn, "__snowg_spawnable__", None)
+
+
+def _check_remote_start(spec: "ChildSpec") -> None:
+    """A remote child's start must be nameable on the other node and its terms must cross."""
+    from ..dist import codec  # the wire format decides what can cross
+
+    fn, args, kwargs = spec.start
+    if getattr(fn, "_snowg_sync_start", False):
+        # A nested supervisor (child_spec(..., node=...)): its spec list crosses.
+        from ._remote import encode_spec
+
+        encode_spec(spec, "child_spec")
+    elif spawnable_name(fn) is None:
+        what = getattr(fn, "__qualname__", type(fn).__name__)
+        raise ValueError(
+            f"ChildSpec.start: the child {spec.id!r} runs on another node (node={spec.node!r}), so its "
+            f"fn must be @spawnable (or its registered name as a str); {what} is not"
+        )
+    if "node" in kwargs:
+        raise ValueError("ChildSpec.start: a remote child cannot take a keyword argument named 'node'")
+    for what, term in (("args", args), ("kwargs", kwargs)):
+        if what == "args" and getattr(fn, "_snowg_sync_start", False):
+            continue
+        try:
+            codec.encode(term)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"ChildSpec.start: the {what} of the remote child {spec.id!r} cannot cross nodes: {e}"
+            ) from None
+
+
+def _check_start(start: Any, remote: bool = False) -> Tuple[Any, tuple, dict]:
     if not isinstance(start, (tuple, list)) or len(start) not in (2, 3):
         raise ValueError(f"ChildSpec.start must be (fn, args) or (fn, args, kwargs), got {start!r}")
     fn, args = start[0], start[1]
     kwargs = start[2] if len(start) == 3 else {}
-    if not callable(fn):
+    if remote and isinstance(fn, str):
+        if not fn:
+            raise ValueError("ChildSpec.start: the registered name of a remote fn is empty")
+    elif not callable(fn):
         raise TypeError(f"ChildSpec.start: fn must be callable, got {type(fn).__name__}")
     if not isinstance(args, (tuple, list)):
         raise TypeError(f"ChildSpec.start: args must be a tuple or list, got {type(args).__name__}")
@@ -132,6 +211,17 @@ def check_flags(strategy: str, intensity: int, period: float, auto_shutdown: str
         raise ValueError(f"period must be a number of seconds > 0, got {period!r}")
     if auto_shutdown not in AUTO_SHUTDOWNS:
         raise ValueError(f"auto_shutdown must be one of {AUTO_SHUTDOWNS}, got {auto_shutdown!r}")
+
+
+def check_connect_timeout(connect_timeout: Any) -> float:
+    """Validate the seconds a supervisor waits to reach a remote child's node.
+
+    Raises:
+        ValueError: not a number of seconds > 0.
+    """
+    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
+        raise ValueError(f"connect_timeout must be a number of seconds > 0, got {connect_timeout!r}")
+    return float(connect_timeout)
 
 
 def check_children(children: Iterable[Any], strategy: str) -> List[ChildSpec]:

@@ -43,6 +43,7 @@ class State:
     auto_shutdown: str
     clock: Callable[[], float]
     name: Optional[str] = None
+    connect_timeout: float = 5.0
     children: Dict[Any, Child] = field(default_factory=dict)
     by_pid: Dict[Pid, Any] = field(default_factory=dict)
     template: Optional[ChildSpec] = None
