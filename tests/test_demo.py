@@ -1,0 +1,367 @@
+"""``snowg demo`` without a browser: the launcher as a real subprocess, real nodes, real clients.
+
+One demo (launcher + 3 node OS processes) is started for the module; the tests
+talk to it as the page does: HTTP for the files, the launcher's control
+WebSocket for the cluster state and the buttons, and each node's chat
+WebSocket. The last test starts its own demo to check that SIGINT leaves no
+process behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Dict, List, Optional
+
+import pytest
+import websocket
+
+STARTUP_TIMEOUT = 60.0
+STATE_TIMEOUT = 20.0
+NODES = [f"demo{i}@127.0.0.1" for i in (1, 2, 3)]
+
+
+def free_port() -> int:
+    """A free port p such that p+1..p+3 look free too (the nodes' preferred chat ports)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port > 65000:
+            continue
+        ok = True
+        for p in range(port + 1, port + 4):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise RuntimeError("no free port")
+
+
+class Demo:
+    """A ``snowg demo`` subprocess and its output."""
+
+    def __init__(self, directory: str) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.output: List[str] = []
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "snowg", "demo", "--port", str(self.port), "--dir", directory],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            text=True, bufsize=1,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_line(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {needle!r} from snowg demo in {timeout} s:\n{self.log()}")
+            try:
+                line = self.lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"snowg demo exited with {self.proc.returncode}:\n{self.log()}") from None
+                continue
+            if needle in line:
+                return line
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def log(self) -> str:
+        text = "".join(self.output)
+        logs = os.path.join(self.directory, "logs")
+        if os.path.isdir(logs):
+            for name in sorted(os.listdir(logs)):
+                with open(os.path.join(logs, name), errors="replace") as f:
+                    text += f"\n--- {name} (tail) ---\n" + "".join(f.readlines()[-30:])
+        return text
+
+    def stop(self, timeout: float = 20.0) -> Optional[int]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+
+class Control:
+    """The launcher's control WebSocket, as the page uses it."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{demo.port}/control", timeout=5)
+        self.state: Dict[str, Any] = {}
+        self.results: List[Dict[str, Any]] = []
+
+    def next(self) -> Dict[str, Any]:
+        msg = json.loads(self.ws.recv())
+        if msg["type"] == "state":
+            self.state = msg
+        else:
+            self.results.append(msg)
+        return msg
+
+    def wait(self, predicate: Callable[[Dict[str, Any]], bool], what: str,
+             timeout: float = STATE_TIMEOUT) -> Dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.next()
+            if msg["type"] == "state" and predicate(msg):
+                return msg
+        raise AssertionError(f"timed out waiting for {what}; last state:\n{json.dumps(self.state, indent=1)}")
+
+    def act(self, **msg: Any) -> None:
+        self.ws.send(json.dumps(msg))
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def all_connected(state: Dict[str, Any]) -> bool:
+    nodes = {n["name"]: n for n in state["nodes"]}
+    return state["ready"] and all(
+        nodes[n]["status"] == "up" and set(NODES) - {n} <= set(nodes[n]["sees"]) for n in NODES
+    )
+
+
+def child(state: Dict[str, Any], child_id: str) -> Dict[str, Any]:
+    for c in state["tree"]["children"]:
+        if c["id"] == child_id:
+            return c
+    return {}
+
+
+def tree_running(state: Dict[str, Any]) -> bool:
+    children = state["tree"].get("children") or []
+    return len(children) == 4 and all(c["status"] == "running" and c["pid"] for c in children)
+
+
+class ChatClient:
+    def __init__(self, port: int, room: str, user: str) -> None:
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/", timeout=10)
+        welcome = json.loads(self.ws.recv())
+        assert welcome["type"] == "welcome"
+        self.node = welcome["node"]
+        self.ws.send(json.dumps({"type": "join", "room": room, "user": user}))
+        self.expect(lambda m: m["type"] == "joined" and m["room"] == room)
+
+    def expect(self, predicate: Callable[[Dict[str, Any]], bool], timeout: float = 10.0) -> Dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            if predicate(msg):
+                return msg
+        raise AssertionError("expected message did not come")
+
+    def say(self, text: str) -> None:
+        self.ws.send(json.dumps({"type": "say", "text": text}))
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: Any):
+    d = Demo(str(tmp_path_factory.mktemp("snowg-demo")))
+    try:
+        d.wait_line("open http://", STARTUP_TIMEOUT)
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture
+def control(demo: Demo):
+    c = Control(demo)
+    c.wait(all_connected, "three connected nodes")
+    c.wait(tree_running, "the supervision tree")
+    yield c
+    c.close()
+
+
+def http_get(url: str) -> tuple:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.headers.get("Content-Type"), r.read()
+
+
+def test_page_and_static_files_are_served(demo: Demo) -> None:
+    status, ctype, body = http_get(demo.url)
+    assert status == 200 and ctype.startswith("text/html")
+    assert b"app.js" in body and b"style.css" in body
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css"), ("index.html", "text/html")):
+        status, ctype, body = http_get(demo.url + name)
+        assert status == 200 and ctype.startswith(kind) and body
+    for bad in ("nope.js", "..%2Fsetup.cfg", "%2Fetc%2Fpasswd"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            http_get(demo.url + bad)
+        assert e.value.code == 404
+
+
+def test_three_nodes_up_and_fully_connected(control: Control) -> None:
+    state = control.state
+    assert [n["name"] for n in state["nodes"]] == NODES
+    assert set(NODES) <= set(state["launcher_sees"])
+    pids = {n["os_pid"] for n in state["nodes"]}
+    assert len(pids) == 3 and all(pids)
+    assert len({n["ws_port"] for n in state["nodes"]}) == 3
+    tree = state["tree"]
+    assert tree["node"] == NODES[0] and tree["supervisor"]
+    kinds = {c["id"]: (c["kind"], c["node"]) for c in tree["children"]}
+    assert kinds["local-1"] == ("local", NODES[0])
+    assert kinds["remote-A"] == ("remote", NODES[1])
+    assert kinds["remote-B"] == ("remote", NODES[2])
+
+
+def test_chat_message_on_node1_reaches_node3(control: Control) -> None:
+    ports = {n["name"]: n["ws_port"] for n in control.state["nodes"]}
+    a = ChatClient(ports[NODES[0]], "testroom", "alice")
+    c = ChatClient(ports[NODES[2]], "testroom", "carol")
+    other = ChatClient(ports[NODES[2]], "elsewhere", "eve")
+    try:
+        assert a.node == NODES[0] and c.node == NODES[2]
+        a.say("hello from node 1")
+        got = c.expect(lambda m: m["type"] == "msg")
+        assert (got["user"], got["text"], got["node"], got["room"]) == (
+            "alice", "hello from node 1", NODES[0], "testroom")
+        c.say("hi back")
+        got = a.expect(lambda m: m["type"] == "msg" and m["user"] == "carol")
+        assert got["text"] == "hi back"
+        other.ws.settimeout(0.5)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            other.expect(lambda m: m["type"] == "msg", timeout=1.0)
+    finally:
+        for cl in (a, c, other):
+            cl.close()
+
+
+def test_crash_button_restarts_a_remote_child(control: Control) -> None:
+    before = child(control.state, "remote-A")
+    control.act(action="crash", child="remote-A")
+    after = control.wait(lambda s: child(s, "remote-A").get("restarts", 0) > before["restarts"]
+                         and child(s, "remote-A")["status"] == "running", "remote-A restarted")
+    c = child(after, "remote-A")
+    assert c["pid"] != before["pid"] and c["node"] == before["node"] == NODES[1]
+    assert c["restarts"] == before["restarts"] + 1
+    assert any(r["ok"] and r["action"] == "crash" for r in control.results)
+
+
+def test_kill_and_restart_a_node(control: Control) -> None:
+    """kill -9 demo3: remote-B moves to demo2; restart demo3: it rejoins with a new creation."""
+    before = {n["name"]: n for n in control.state["nodes"]}
+    b = child(control.state, "remote-B")
+    assert b["node"] == NODES[2]
+    control.act(action="kill", node=NODES[2])
+    control.wait(lambda s: s["nodes"][2]["status"] == "down" and child(s, "remote-B").get("node") == NODES[1]
+                 and child(s, "remote-B")["status"] == "running", "remote-B on demo2")
+    state = control.wait(lambda s: NODES[2] not in s["nodes"][0]["sees"], "demo1 sees demo3 go")
+    assert child(state, "remote-B")["restarts"] == b["restarts"] + 1
+    old_os_pid = before[NODES[2]]["os_pid"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_os_pid, 0)  # reaped by the launcher
+    control.act(action="restart", node=NODES[2])
+    state = control.wait(all_connected, "demo3 back in the cluster", timeout=30)
+    n3 = state["nodes"][2]
+    assert n3["os_pid"] != old_os_pid and n3["creation"] != before[NODES[2]]["creation"]
+    assert n3["launches"] == 2
+    # its chat works again and reaches the others
+    ports = {n["name"]: n["ws_port"] for n in state["nodes"]}
+    a = ChatClient(ports[NODES[1]], "after", "bob")
+    c = ChatClient(ports[NODES[2]], "after", "carol")
+    try:
+        c.say("I am back")
+        assert a.expect(lambda m: m["type"] == "msg")["text"] == "I am back"
+    finally:
+        a.close()
+        c.close()
+
+
+def _processes_mentioning(text: str) -> List[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            continue
+        if text.encode() in cmdline and not zombie:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to look for leftover processes")
+def test_sigint_stops_everything(tmp_path: Any) -> None:
+    d = Demo(str(tmp_path))
+    try:
+        d.wait_line("open http://", STARTUP_TIMEOUT)
+        c = Control(d)
+        state = c.wait(all_connected, "three connected nodes")
+        c.close()
+        node_pids = [n["os_pid"] for n in state["nodes"]]
+        assert sorted(_processes_mentioning(str(tmp_path))) == sorted(node_pids + [d.proc.pid])
+    finally:
+        code = d.stop()
+    assert code == 0, d.log()
+    assert "no process left behind" in "".join(d.output)
+    deadline = time.monotonic() + 5
+    while _processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_mentioning(str(tmp_path)) == []
+    for pid in node_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_control_socket_refuses_other_origins(demo: Demo) -> None:
+    """Any web page may open a WebSocket to 127.0.0.1; only the demo's own page gets the buttons."""
+    evil = websocket.create_connection(f"ws://127.0.0.1:{demo.port}/control", timeout=10,
+                                       origin="http://evil.example")
+    try:
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                msg = evil.recv()
+                assert not msg, f"got data over a refused control socket: {msg[:80]!r}"
+    finally:
+        evil.close()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Any) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "snowg", "demo", "--port", str(port), "--dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"cannot start on http://127.0.0.1:{port}/" in proc.stdout
+    assert _processes_mentioning(str(tmp_path)) == []
