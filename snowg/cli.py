@@ -36,8 +36,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_ex = sub.add_parser("example", help="a short program showing processes, links and monitors")
     p_ex.add_argument("--quiet", action="store_true")
     p_demo = sub.add_parser("demo", help="a live 3-node cluster in the browser")
-    p_demo.add_argument("--port", type=int, default=8000)
-    p_demo.add_argument("--dir", default=None)
+    p_demo.add_argument("--port", type=int, default=8000,
+                        help="HTTP port of the page; the nodes' chat uses PORT+1..3 (0: any free port)")
+    p_demo.add_argument("--dir", default=None,
+                        help="keep certificates, cookie and logs here (default: a temporary directory, removed at exit)")
     if argv[:1] == ["certs"]:
         from .dist.tls import certs_main
 
@@ -52,11 +54,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         return run_example(quiet=args.quiet)
     if args.command == "demo":
-        try:
-            from .demo import run_demo
-        except ImportError:
-            print("snowg demo is not available in this version; try 'snowg example'", file=sys.stderr)
-            return 2
+        from .demo import run_demo
+
         return run_demo(port=args.port, directory=args.dir)
     parser.print_help()
     return 2
