@@ -23,6 +23,8 @@ log = logging.getLogger("snowg")
 
 _TICK_FRAME = protocol.encode_frame([protocol.TICK])
 _RECV_SIZE = 256 * 1024
+# Bytes the reader may take in without going through the hub (see run_reader).
+_YIELD_BYTES = 256 * 1024
 
 
 class Session:
@@ -118,6 +120,8 @@ class Session:
         sock = self.sock
         decoder = self._decoder
         on_frames = self._on_frames
+        sleep = gevent.sleep
+        budget = _YIELD_BYTES
         try:
             data = self._initial
             self._initial = b""
@@ -126,6 +130,15 @@ class Session:
                     frames = decoder.feed(data)
                     if frames:
                         on_frames(self, frames)
+                    # recv() does not yield while the socket has data: under a
+                    # steady stream, yield now and then so that the processes
+                    # the frames woke, the writers and the tick timers run.
+                    budget -= len(data)
+                    if budget <= 0:
+                        budget = _YIELD_BYTES
+                        sleep(0)
+                        if self.closed:
+                            return
                 data = sock.recv(_RECV_SIZE)
                 if not data:
                     pending = decoder.buffered
