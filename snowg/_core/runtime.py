@@ -95,7 +95,9 @@ class Runtime:
         """True when ``(node, creation)`` names this node (now or before it was named)."""
         if node == self.node:
             return creation == self.creation
-        return node == NONODE and creation == 0
+        # Pids made before start_node were renamed in place, so once the node has
+        # a name a 'nonode@nohost' pid (e.g. one a peer made up) is nobody here.
+        return node == NONODE and creation == 0 and self.node == NONODE
 
 
 rt = Runtime()

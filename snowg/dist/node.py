@@ -88,6 +88,7 @@ class _State:
         self.max_frame_size = max_frame_size
         self.sessions: Dict[str, Session] = {}
         self.pending: Dict[str, Event] = {}
+        self.pending_address: Dict[str, Tuple[str, int]] = {}
         self.up_events: Dict[str, Event] = {}
         self.node_watchers: Dict[str, List[Pid]] = {}
         self.all_nodes_watchers: List[Pid] = []
@@ -276,13 +277,19 @@ def _connect(st: _State, name: str, host: str, port: int) -> bool:
         return True
     ev = st.pending.get(name)
     if ev is not None:
+        same_address = st.pending_address.get(name) == (host, port)
         ev.wait(HANDSHAKE_TIMEOUT + CONNECT_TIMEOUT)
-        return name in st.sessions
+        if name in st.sessions or same_address or name in st.pending:
+            return name in st.sessions
+        # The attempt we waited for went to another address (say, where the
+        # node listened before it restarted): now try the one we were given.
     st.pending[name] = ev = Event()
+    st.pending_address[name] = (host, port)
     try:
         outcome = _connect_out(st, name, host, port)
     finally:
         st.pending.pop(name, None)
+        st.pending_address.pop(name, None)
         ev.set()
     if outcome == "lost_race":
         up = st.up_events.setdefault(name, Event())

@@ -15,8 +15,8 @@ import time
 from typing import Any, Callable, List, Optional
 
 import gevent
-from gevent.event import Event
 
+from .._core.process import Task
 from . import protocol
 
 log = logging.getLogger("snowg")
@@ -64,7 +64,7 @@ class Session:
         self.closed = False
         self.close_reason: Optional[str] = None
         self._out: List[bytes] = []
-        self._wake = Event()
+        self._writer_task = Task(None)
         self._decoder = protocol.FrameDecoder(max_frame_size)
         self._on_frames = on_frames
         self._on_closed = on_closed
@@ -91,18 +91,21 @@ class Session:
         if self.closed:
             return False
         self._out.append(frame)
-        if not self._wake.is_set():
-            self._wake.set()
+        task = self._writer_task
+        if task.parked and not task.ready:
+            # Through the ready queue: a sender that then waits in receive hands
+            # the CPU straight to the writer, which takes everything queued.
+            task.wake()
         return True
 
     def _write_loop(self) -> None:
-        out_wait = self._wake
         sock = self.sock
+        task = self._writer_task
+        task.glet = gevent.getcurrent()
         try:
             while not self.closed:
                 if not self._out:
-                    out_wait.clear()
-                    out_wait.wait()
+                    task.park()
                     if self.closed:
                         return
                 batch, self._out = self._out, []
@@ -189,7 +192,7 @@ class Session:
                 f" ({detail})" if detail else "")
         if self._ticker is not None:
             self._ticker.close()
-        self._wake.set()
+        self._writer_task.wake()
         try:
             self._on_closed(self, reason)
         finally:
