@@ -1,81 +1,157 @@
 """``rpc.call``: run a ``@spawnable`` function on another node and wait for its value.
 
-Built on remote ``spawn_monitor``: a small runner process starts on the target
-node, calls the function, and sends the outcome back to the caller; the
-monitor turns a lost node or a killed runner into an error.
+As OTP's ``erpc``: a small runner process is spawned on the target node with a
+monitor, calls the function, and *ends with its outcome as its exit reason*,
+so the caller's one ``Down`` carries the result (or the error). One message
+back instead of a reply plus a ``Down``, and no late reply is possible: once
+the caller gives up it demonitors, and a ``Down`` for a removed monitor is
+never delivered (SEMANTICS 11). A lost node or a killed runner shows as a
+``Down`` with another reason.
+
+The runner's spawn request is sent without blocking on the spawn reply (the
+spawn reply and the ``Down`` are awaited in one ``receive``), so ``timeout``
+bounds the whole call even when the peer answers nothing at all. On a timeout
+the runner is killed if its pid is known by then; if the spawn reply had not
+come yet, it is ignored when it comes and the runner runs to its end
+unobserved.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+import importlib
+import time
+from typing import Any, Callable, Optional, Union
 
 from .. import _core
-from .._core.terms import Crash, Down, Pid, Ref
+from .._core import process as _p
 from .._core.runtime import rt
+from .._core.terms import Crash, Down, Pid, Ref
 from .._errors import CallError, CallTimeout, RemoteError, SpawnError, Timeout
+from . import protocol
 from . import spawnable as _spawnable
+from .node import SpawnReply
+
+# The module, not the node() function that snowg.dist re-exports under the same name.
+_node = importlib.import_module("snowg.dist.node")
 
 RUNNER = "snowg.rpc.runner"
 
 
 @_spawnable.spawnable(RUNNER)
 def _runner(caller: Pid, tag: Ref, fn_name: str, args: list, kwargs: dict) -> None:
+    """Run ``fn_name(*args, **kwargs)`` and end with ``(tag, outcome...)`` as the exit reason."""
     fn = _spawnable.lookup(fn_name)
     if fn is None:
-        _core.send(caller, (tag, "refused", f"{fn_name!r} is not spawnable on node {_core_node()}"))
-        return
+        _core.exit((tag, "refused", f"{fn_name!r} is not spawnable on node {rt.node}"))
     try:
         value = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the caller gets the error, as erpc does
         crash = Crash.from_exception(exc)
-        _core.send(caller, (tag, "error", crash.type, crash.message, crash.traceback))
-        return
-    try:
-        _core.send(caller, (tag, "ok", value))
-    except TypeError as exc:
-        _core.send(caller, (tag, "error", "TypeError", f"the result cannot cross nodes: {exc}", ""))
+        _core.exit((tag, "error", crash.type, crash.message, crash.traceback))
+    outcome = (tag, "ok", value)
+    if not _p.is_local_pid(caller):
+        try:
+            protocol.encode_frame([0, outcome])
+        except (TypeError, ValueError) as exc:
+            outcome = (tag, "error", "TypeError", f"the result cannot cross nodes: {exc}", "")
+    _core.exit(outcome)
 
 
-def _core_node() -> str:
-    return rt.node
-
-
-def call(node: str, fn: Union[str, Callable[..., Any]], *args: Any, timeout: float = 5.0, **kwargs: Any) -> Any:
+def call(node: str, fn: Union[str, Callable[..., Any]], *args: Any, timeout: Optional[float] = 5.0,
+         **kwargs: Any) -> Any:
     """Call the ``@spawnable`` ``fn(*args, **kwargs)`` on ``node`` and return its value.
 
-    Blocks the calling process until the value arrives.
+    Blocks the calling process until the value arrives. ``timeout`` (seconds,
+    None: no limit) covers the whole call, the spawn of the runner included.
 
     Raises:
         snowg.RemoteError: the function raised there (type name, message, remote traceback).
         snowg.SpawnError: ``fn`` is not spawnable on ``node``.
-        snowg.CallTimeout: no answer within ``timeout`` seconds (a late answer is dropped).
-        snowg.CallError: the node was lost (reason ``'noconnection'``) or the runner was killed.
+        snowg.CallTimeout: no answer within ``timeout`` seconds (a late answer is dropped,
+            never left in the caller's mailbox).
+        snowg.CallError: the node was lost (reason ``'noconnection'``), or the runner
+            ended otherwise (killed; ``snowg.exit(reason)`` called by ``fn``).
         TypeError: an argument cannot cross nodes (nothing was sent).
     """
     tag = _core.make_ref()
     me = _core.self()
     name = _spawnable.name_of(fn)
-    runner: Any = _runner if node == rt.node else RUNNER
-    pid, ref = _core.spawn_monitor(runner, me, tag, name, list(args), kwargs, node=node)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    req = _request(node, me, tag, name, args, kwargs)
+    if req is None:
+        pid, ref = _core.spawn_monitor(_runner if node == rt.node else RUNNER,
+                                       me, tag, name, list(args), kwargs, node=node)
+        return _wait(node, tag, ref, pid, None, deadline, timeout)
+    return _wait(node, tag, req, None, req, deadline, timeout)
 
+
+def _request(node: str, me: Pid, tag: Ref, name: str, args: tuple, kwargs: dict) -> Optional[Ref]:
+    """Send the runner's spawn request to ``node`` without waiting for the spawn reply.
+
+    Returns the request's ref (also the runner's monitor ref), or None when the
+    runner must be spawned the ordinary way (this node, or not connected).
+    """
+    runner_args = [me, tag, name, list(args), kwargs]
+    st = _node._state
+    if node == rt.node or st is None:
+        if node != rt.node:
+            protocol.encode_frame([0, runner_args])  # TypeError: what cannot cross, as for a peer
+        return None
+    req = _core.make_ref()
+    frame = protocol.encode_frame([protocol.SPAWN_REQUEST, req, me, RUNNER, runner_args, {}, ["monitor"]])
+    sess = st.sessions.get(node)
+    if sess is None:
+        return None
+    st.spawn_pending[req] = (me, ("monitor",), node)
+    if not sess.send(frame):
+        st.spawn_pending.pop(req, None)
+        return None
+    return req
+
+
+def _wait(node: str, tag: Ref, ref: Ref, pid: Optional[Pid], req: Optional[Ref], deadline: Optional[float],
+          timeout: Optional[float]) -> Any:
     def match(m: Any) -> bool:
-        return (type(m) is tuple and len(m) >= 2 and m[0] == tag) or (type(m) is Down and m.ref == ref)
+        t = type(m)
+        return (t is Down and m.ref == ref) or (t is SpawnReply and m.req == req)
 
-    try:
-        msg = _core.receive(match, timeout=timeout)
-    except Timeout:
-        _core.demonitor(ref, flush=True)
-        _core.exit(pid, "kill")
-        # A reply that raced the timeout must not stay in the caller's mailbox.
-        _core.flush_messages(lambda m: type(m) is tuple and len(m) >= 2 and m[0] == tag)
-        raise CallTimeout(f"rpc.call to {node} timed out after {timeout} s") from None
-    if type(msg) is Down:
-        # The runner ended first: its reply (if any) was sent before it ended,
-        # and per-pair ordering means it would have arrived first.
-        raise CallError(msg.reason)
-    _core.demonitor(ref, flush=True)
-    status = msg[1]
+    while True:
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            msg = _core.receive(match, timeout=remaining)
+        except Timeout:
+            _abandon(ref, pid, req)
+            raise CallTimeout(f"rpc.call to {node} timed out after {timeout} s") from None
+        if type(msg) is Down:
+            break
+        result = msg.result
+        if type(result) is Pid:
+            pid = result
+        elif result == "noconnection":
+            raise CallError("noconnection")
+        else:
+            raise SpawnError(str(result))
+    reason = msg.reason
+    if type(reason) is not tuple or len(reason) < 3 or reason[0] != tag:
+        raise CallError(reason)  # killed, node lost, or the function called exit()
+    status = reason[1]
     if status == "ok":
-        return msg[2]
+        return reason[2]
     if status == "refused":
-        raise SpawnError(msg[2])
-    raise RemoteError(msg[2], msg[3], msg[4])
+        raise SpawnError(reason[2])
+    raise RemoteError(reason[2], reason[3], reason[4])
+
+
+def _abandon(ref: Ref, pid: Optional[Pid], req: Optional[Ref]) -> None:
+    """The caller gives up: nothing of this call may reach its mailbox afterwards."""
+    if req is not None:
+        st = _node._state
+        if st is not None:
+            # A spawn reply still on its way is ignored (the runner's monitor is never set up here).
+            st.spawn_pending.pop(req, None)
+    # No Down for ref after this (SEMANTICS 11), and none left in the mailbox.
+    _core.demonitor(ref, flush=True)
+    for m in _core.flush_messages(lambda m: type(m) is SpawnReply and m.req == req):
+        if type(m.result) is Pid:
+            pid = m.result
+    if pid is not None:
+        _core.exit(pid, "kill")
