@@ -89,7 +89,6 @@ from .dist import (  # noqa: E402
     disconnect,
     monitor_node,
     monitor_nodes,
-    node,
     nodes,
     register_global,
     registered_global,
@@ -101,6 +100,7 @@ from .dist import (  # noqa: E402
     unregister_global,
     whereis_global,
 )
+from .dist.node import node  # noqa: E402 - the function; snowg.dist.node is the module
 
 __all__ += [
     "Node", "connect", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",

@@ -39,7 +39,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_demo.add_argument("--port", type=int, default=8000,
                         help="HTTP port of the page; the nodes' chat uses PORT+1..3 (0: any free port)")
     p_demo.add_argument("--dir", default=None,
-                        help="keep certificates, cookie and logs here (default: a temporary directory, removed at exit)")
+                        help="keep certificates, cookie and logs here "
+                             "(default: a temporary directory, removed at exit)")
     if argv[:1] == ["certs"]:
         from .dist.tls import certs_main
 

@@ -251,9 +251,7 @@ def roundtrip(value: Any) -> Any:
 @snowg.spawnable
 def local_sessions() -> Dict[str, str]:
     """Peer name -> the local socket address of its session (to tell sessions apart)."""
-    import sys
-
-    st = sys.modules["snowg.dist.node"]._state
+    st = snowg.dist.node._state
     if st is None:
         return {}
     return {name: sess.peer_socket for name, sess in st.sessions.items()}

@@ -1,16 +1,19 @@
-"""Distribution: nodes over mutually authenticated TLS (see DESIGN.md "Distribution")."""
+"""Distribution: nodes over mutually authenticated TLS (see DESIGN.md "Distribution").
+
+``snowg.dist.node`` is the module; the function ``node()`` (this node's name)
+is ``snowg.node``.
+"""
+from . import node, rpc
 from .node import (
     Node,
     connect,
     disconnect,
     monitor_node,
     monitor_nodes,
-    node,
     nodes,
     start_node,
     stop_node,
 )
-from . import rpc
 from .global_registry import (
     register_global,
     registered_global,
@@ -21,7 +24,7 @@ from .global_registry import (
 from .spawnable import spawnable
 
 __all__ = [
-    "Node", "connect", "rpc", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",
+    "Node", "connect", "rpc", "disconnect", "monitor_node", "monitor_nodes", "nodes",
     "spawnable", "start_node", "stop_node", "register_global", "registered_global", "send_global",
     "unregister_global", "whereis_global",
 ]

@@ -20,7 +20,6 @@ its own node, so it is killed once.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import random
 import time
@@ -33,12 +32,11 @@ from .._core import process as _p
 from .._core.runtime import rt
 from .._core.terms import Down, Pid, Ref
 from .._errors import NoProc
+from . import node as _node
 from . import protocol
 from .session import Session
 
 log = logging.getLogger("snowg")
-# The module, not the node() function that snowg.dist re-exports under the same name.
-_node = importlib.import_module("snowg.dist.node")
 
 _enc = protocol.encode_frame
 LOCK_TTL = 10.0

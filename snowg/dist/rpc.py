@@ -17,7 +17,6 @@ unobserved.
 """
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Any, Callable, Optional, Union
 
@@ -26,12 +25,11 @@ from .._core import process as _p
 from .._core.runtime import rt
 from .._core.terms import Crash, Down, Pid, Ref
 from .._errors import CallError, CallTimeout, RemoteError, SpawnError, Timeout
+from . import node as _node
 from . import protocol
 from . import spawnable as _spawnable
 from .node import SpawnReply
 
-# The module, not the node() function that snowg.dist re-exports under the same name.
-_node = importlib.import_module("snowg.dist.node")
 
 RUNNER = "snowg.rpc.runner"
 
