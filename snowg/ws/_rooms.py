@@ -4,12 +4,14 @@ Membership is node-local (the seed design, SEMANTICS 29): each node knows only
 its own connections, ``room -> members`` plus the reverse index kept on each
 connection (``conn.rooms``) so that a disconnect leaves every room at once.
 
-A broadcast encodes its WebSocket frame once and appends that same ``bytes``
-object to each member's bounded outbound queue (never writing a socket, so it
-never waits for a slow client), then hands ``(room, data)`` to
-:func:`snowg.dist.hooks.forward_room`, which sends one room-broadcast frame to
-each connected node. A broadcast arriving from another node is delivered here
-by :func:`_deliver_from_node` and never forwarded again.
+A broadcast first hands ``(room, data)`` to
+:func:`snowg.dist.hooks.forward_room`, which queues one room-broadcast frame
+for each connected node (first, so that the other nodes fan out while this one
+does, rather than after it), then encodes its WebSocket frame once and appends
+that same ``bytes`` object to each local member's bounded outbound queue
+(never writing a socket, so it never waits for a slow client). A broadcast
+arriving from another node is delivered here by :func:`_deliver_from_node`
+and never forwarded again.
 """
 from __future__ import annotations
 
@@ -117,9 +119,8 @@ def broadcast(room: str, data: Data) -> int:
     """
     _check_room(room)
     data = _normalise(data)
-    queued = _deliver_local(room, data)
-    _forward(room, data)
-    return queued
+    _forward(room, data)  # first: the other nodes fan out while this one does
+    return _deliver_local(room, data)
 
 
 def broadcast_except(room: str, data: Data, conn: "Connection") -> int:
@@ -136,9 +137,8 @@ def broadcast_except(room: str, data: Data, conn: "Connection") -> int:
     """
     _check_room(room)
     data = _normalise(data)
-    queued = _deliver_local(room, data, exclude=conn)
     _forward(room, data)
-    return queued
+    return _deliver_local(room, data, exclude=conn)
 
 
 def members(room: str) -> List["Connection"]:

@@ -58,6 +58,7 @@ import gevent
 from gevent.event import Event
 
 from .._core import process_info, receive, send
+from .._core.process import Task
 from .._core import self as _self
 from .._errors import Timeout
 from . import _frames as fr
@@ -165,8 +166,11 @@ class Connection:
         self._state = _OPEN
         self._rooms: Set[str] = set()
         self._out: Deque[bytes] = deque()
-        self._wake = Event()
-        self._writer_idle = False
+        # The writer parks as a runtime Task (like the dist session writers):
+        # waking it appends it to the ready queue, with no gevent Event, no
+        # hub callback per connection and no allocation, so a broadcast to
+        # many members hands the CPU from writer to writer directly.
+        self._wtask = Task(None)
         self._close_queued = False
         self._close_written = False
         self._peer_closed = False
@@ -345,7 +349,7 @@ class Connection:
             self._out.clear()
         self._out.append(fr.encode_close(frame_code, frame_reason))
         self._close_queued = True
-        self._wake.set()
+        self._wtask.wake()
         if self._reader_waiting:
             self._credit.set()
         self._close_timer = _timer(self._opts.close_timeout, self._on_close_timeout)
@@ -363,7 +367,7 @@ class Connection:
             self._close_timer = None
         _rooms._leave_all(self)
         self._out.clear()
-        self._wake.set()
+        self._wtask.wake()
         self._credit.set()
         if self.pid is not None:
             send(self.pid, WsClosed(self, self.close_code, self.close_reason))
@@ -398,8 +402,7 @@ class Connection:
             self._overflow()
             return False
         out.append(frame)
-        if self._writer_idle:
-            self._wake.set()
+        self._wtask.wake()  # a no-op unless the writer is parked and not yet woken
         return True
 
     def _overflow(self) -> None:
@@ -413,16 +416,12 @@ class Connection:
     def _write_loop(self) -> None:
         out = self._out
         sendall = self._sock.sendall
-        wake = self._wake
+        task = self._wtask
+        task.glet = gevent.getcurrent()
         try:
             while self._state != _CLOSED:
                 if not out:
-                    wake.clear()
-                    self._writer_idle = True
-                    try:
-                        wake.wait()
-                    finally:
-                        self._writer_idle = False
+                    task.park()
                     continue
                 if len(out) == 1:
                     data = out.popleft()

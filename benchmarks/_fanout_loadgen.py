@@ -1,0 +1,192 @@
+"""A load generator of the fan-out benchmark: many raw WebSocket clients in one gevent process.
+
+Run as ``python _fanout_loadgen.py``; takes commands on stdin, one JSON per line:
+
+* ``{"cmd": "open", "conns": [[port, path, count], ...], "concurrency": 64}``:
+  open the clients (path ``/r0`` joins room r0), answer ``ready <opened>``;
+* ``{"cmd": "stuck", "port": p, "path": "/r0,stuck"}``: open one more client
+  that never reads after its handshake (small SO_RCVBUF), answer ``stuck-ready``;
+* ``{"cmd": "counts"}``: answer ``counts <json list>``, the messages each
+  client (in "open" order) got since the last ``reset``;
+* ``{"cmd": "reset"}``: zero those counts (answers ``reset``);
+* ``{"cmd": "quit"}``.
+
+Each received broadcast ``'<r> <room> <t0> ...'`` is stamped with
+time.monotonic() when its bytes were read; when all of this process's
+clients in ``room`` have broadcast ``r``, it prints
+``done <r> <clients> <last arrival> <min t0>``. Pings are answered with pongs.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket as pysocket
+import struct
+import sys
+import time
+
+import gevent
+from gevent import socket
+from gevent.fileobject import FileObject
+from gevent.pool import Pool
+
+from _fanout_common import raise_nofile, rooms_of
+
+out = sys.stdout
+counts: list = []
+expected: dict = {}  # room -> how many of this process's clients are in it
+stats: dict = {}  # r -> [count, last arrival, min t0]
+keep: list = []  # sockets (the stuck one included), so they stay open
+
+
+def say(line: str) -> None:
+    out.write(line + "\n")
+    out.flush()
+
+
+def handshake(port: int, path: str, rcvbuf: int = 0):
+    s = socket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, rcvbuf)
+    s.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(head[:80])
+    s.settimeout(None)
+    return s, rest
+
+
+def pong(s, payload: bytes) -> None:
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    s.sendall(struct.pack("!BB", 0x8A, 0x80 | len(payload)) + mask + masked)
+
+
+def reader(idx: int, s, buf: bytes) -> None:
+    """Read frames for ever; account each broadcast."""
+    buf = bytearray(buf)
+    monotonic = time.monotonic
+    unpack_from = struct.unpack_from
+    now = monotonic()
+    try:
+        while True:
+            while len(buf) >= 2:
+                b1 = buf[1] & 0x7F
+                if b1 == 126:
+                    if len(buf) < 4:
+                        break
+                    n, hl = unpack_from("!H", buf, 2)[0], 4
+                elif b1 == 127:
+                    if len(buf) < 10:
+                        break
+                    n, hl = unpack_from("!Q", buf, 2)[0], 10
+                else:
+                    n, hl = b1, 2
+                if len(buf) < hl + n:
+                    break
+                op = buf[0] & 0x0F
+                if op == 1:
+                    head = bytes(buf[hl:hl + min(n, 80)]).split(b" ", 3)
+                    if len(head) >= 3 and head[0].isdigit():
+                        counts[idx] += 1
+                        r = int(head[0])
+                        t0 = float(head[2])
+                        st = stats.get(r)
+                        if st is None:
+                            stats[r] = st = [0, now, t0]
+                        st[0] += 1
+                        if now > st[1]:
+                            st[1] = now
+                        if t0 < st[2]:
+                            st[2] = t0
+                        if st[0] == expected.get(head[1].decode(), -1):
+                            say(f"done {r} {st[0]} {st[1]!r} {st[2]!r}")
+                elif op == 9:
+                    pong(s, bytes(buf[hl:hl + n]))
+                elif op == 8:
+                    return
+                del buf[:hl + n]
+            data = s.recv(262144)
+            if not data:
+                return
+            buf += data
+            now = monotonic()
+    except OSError:
+        return
+
+
+def open_all(conns: list, concurrency: int) -> int:
+    jobs = []
+    for port, path, n in conns:
+        for _ in range(n):
+            jobs.append((port, path))
+    counts.extend([0] * len(jobs))
+    for _port, path in jobs:
+        for room in rooms_of(path):
+            expected[room] = expected.get(room, 0) + 1
+    pool = Pool(concurrency)
+    opened = [0]
+
+    def one(i: int, port: int, path: str) -> None:
+        for attempt in range(5):
+            try:
+                s, rest = handshake(port, path)
+                break
+            except (OSError, ConnectionError):
+                if attempt == 4:
+                    raise
+                gevent.sleep(0.2 * (attempt + 1))
+        keep.append(s)
+        opened[0] += 1
+        gevent.spawn(reader, i, s, rest)
+
+    for i, (port, path) in enumerate(jobs):
+        pool.spawn(one, i, port, path)
+    pool.join(raise_error=True)
+    return opened[0]
+
+
+def main() -> None:
+    raise_nofile()
+    stdin = FileObject(sys.stdin.fileno(), "rb")
+    for line in stdin:
+        cmd = json.loads(line)
+        kind = cmd["cmd"]
+        if kind == "open":
+            say(f"ready {open_all(cmd['conns'], cmd.get('concurrency', 64))}")
+        elif kind == "stuck":
+            s, _rest = handshake(cmd["port"], cmd["path"], rcvbuf=4096)
+            keep.append(s)  # and never read it
+            say("stuck-ready")
+        elif kind == "counts":
+            say("counts " + json.dumps(counts))
+        elif kind == "reset":
+            for i in range(len(counts)):
+                counts[i] = 0
+            stats.clear()
+            say("reset")
+        elif kind == "quit":
+            break
+    for s in keep:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,490 @@
+"""Cluster broadcast fan-out: K node OS processes x N WebSocket clients, beside a plain gevent-websocket baseline.
+
+snowg: K ``snowg node`` processes (TLS distribution, full mesh), each serving
+N/K clients with ``snowg.ws``; a broadcast is one ``snowg.ws.broadcast`` call
+on one node (rotating), which queues the frame for its local members and sends
+one room-broadcast frame to each other node (SEMANTICS 29).
+
+Baseline (same run, same clients): K independent processes, each ONE
+gevent-websocket WSGI server whose handler appends the socket to a list; a
+broadcast triggers all K at once (TCP control lines written back to back) and
+each loops ``ws.send(msg)`` over its own N/K sockets inline.
+
+Clients live in L separate load-generator processes (gevent, raw sockets).
+Each message carries ``time.monotonic()`` taken by the broadcaster just before
+the broadcast call (CLOCK_MONOTONIC is system-wide on Linux); each load
+generator stamps arrivals with its own ``time.monotonic()``. Latency of one
+broadcast = last arrival at any client - earliest t0.
+
+Rows (ratio = snowg / baseline):
+  fanout.latency_p50 / _p99   ms until the last client has a broadcast (sequential broadcasts)
+  fanout.deliveries           deliveries/s for a burst of B broadcasts
+  fanout.stuck.latency_p99    the same p99 with one extra client that never reads (its
+                              buffers filled first); baseline: None when it stalled
+  fanout.stuck.starved        clients that missed broadcasts in the stuck run (should be 0)
+  fanout.stuck_vs_normal_p99  snowg's stuck p99 / its normal p99 (no baseline)
+
+Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R]
+         [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck]
+         [--json FILE] [--plot FILE.png [--plot-sizes N1,N2,...]]
+The target (ANCHORS.md): p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import gevent  # noqa: E402
+from gevent import queue as gqueue  # noqa: E402
+from gevent import socket as gsocket  # noqa: E402
+from gevent import subprocess  # noqa: E402
+
+import snowg  # noqa: E402
+
+from _fanout_common import raise_nofile  # noqa: E402
+from _table import Row, print_table, write_json  # noqa: E402
+
+CTL = "fanout_ctl"
+WARMUP = 5
+
+
+def log(msg: str) -> None:
+    print(f"[fanout {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------ load generators
+
+
+class Loadgens:
+    """L load-generator processes; their 'done' lines go to one queue."""
+
+    def __init__(self, count: int) -> None:
+        self.procs = []
+        self.replies: List[gqueue.Queue] = []
+        self.done: gqueue.Queue = gqueue.Queue()
+        for i in range(count):
+            p = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "_fanout_loadgen.py")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE,
+            )
+            self.procs.append(p)
+            self.replies.append(gqueue.Queue())
+            gevent.spawn(self._read, i, p)
+
+    def _read(self, i: int, p: Any) -> None:
+        for line in p.stdout:
+            text = line.decode().strip()
+            if text.startswith("done "):
+                _, r, n, last, t0 = text.split()
+                self.done.put((i, int(r), int(n), float(last), float(t0)))
+            else:
+                self.replies[i].put(text)
+        self.replies[i].put("EOF")
+
+    def cmd(self, i: int, **obj: Any) -> None:
+        self.procs[i].stdin.write((json.dumps(obj) + "\n").encode())
+        self.procs[i].stdin.flush()
+
+    def reply(self, i: int, timeout: float = 120.0) -> str:
+        text = self.replies[i].get(timeout=timeout)
+        if text == "EOF":
+            raise RuntimeError(f"load generator {i} ended")
+        return text
+
+    def close(self) -> None:
+        for i in range(len(self.procs)):
+            try:
+                self.cmd(i, cmd="quit")
+            except OSError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+# ------------------------------------------------------------------- systems
+
+
+class SnowgSystem:
+    name = "snowg"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.factory = None
+        self.nodes: List[str] = []
+        self.ports: List[int] = []
+
+    def start(self, k: int) -> None:
+        from snowg.testing import PeerFactory, wait_for
+
+        self.factory = PeerFactory(self.config)
+        peers = [self.factory.start(modules=["_fanout_node"]) for _ in range(k)]
+        self.peers = peers
+        self.nodes = [p.name for p in peers]
+        mine = snowg.node()
+        for p in peers:
+            want = sorted(n for n in self.nodes + [mine] if n != p.name)
+            if not wait_for(lambda p=p, want=want: p.rpc("_fanout_node.connected") == want, timeout=30):
+                raise RuntimeError(f"{p.name} did not join the full mesh")
+        self.ports = [p.rpc("_fanout_node.start") for p in peers]
+
+    def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
+        snowg.send((CTL, self.nodes[node]), ("bcast", room, r, size, count))
+
+    def fill(self, node: int, room: str, size: int, count: int) -> None:
+        snowg.send((CTL, self.nodes[node]), ("fill", room, size, count, snowg.self()))
+        snowg.receive(lambda m: m == "filled", timeout=60)
+
+    def members(self, node: int, room: str) -> int:
+        return self.peers[node].rpc("_fanout_node.member_count", room)
+
+    def stop(self) -> None:
+        if self.factory is not None:
+            self.factory.stop_all()
+
+
+class BaselineSystem:
+    name = "baseline"
+
+    def __init__(self) -> None:
+        self.procs: list = []
+        self.ctl: list = []
+        self.ports: List[int] = []
+
+    def start(self, k: int) -> None:
+        for _ in range(k):
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "_fanout_baseline.py")],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE)
+            self.procs.append(p)
+        for p in self.procs:
+            _, ws_port, ctl_port = p.stdout.readline().decode().split()
+            self.ports.append(int(ws_port))
+            s = gsocket.create_connection(("127.0.0.1", int(ctl_port)))
+            s.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+            self.ctl.append((s, s.makefile("rb")))
+
+    def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
+        # Every baseline process loops over its own clients, triggered at once.
+        line = f"bcast {room} {r} {size} {count}\n".encode()
+        for s, _f in self.ctl:
+            s.sendall(line)
+
+    def fill(self, node: int, room: str, size: int, count: int) -> None:
+        s, f = self.ctl[node]
+        s.sendall(f"fill {room} {size} {count}\n".encode())
+        with gevent.Timeout(30):
+            assert f.readline().strip() == b"filled"
+
+    def members(self, node: int, room: str) -> int:
+        s, f = self.ctl[node]
+        s.sendall(f"members {room}\n".encode())
+        with gevent.Timeout(10, False):
+            return int(f.readline())
+        return -1  # a stalled baseline process does not answer
+
+    def stop(self) -> None:
+        for s, _f in self.ctl:
+            s.close()
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+# --------------------------------------------------------------------- runs
+
+
+class Run:
+    """One system with N clients: open them, then measure phases."""
+
+    def __init__(self, system: Any, args: Any, n: int) -> None:
+        self.system, self.args, self.n = system, args, n
+        k, s = args.nodes, args.room_size or n
+        self.client_room = [f"r{i // s}" for i in range(n)]
+        self.client_node = [i % k for i in range(n)]
+        self.client_lg = [i % args.loadgens for i in range(n)]
+        self.rooms = sorted(set(self.client_room), key=lambda r: int(r[1:]))
+        self.room_size = {r: self.client_room.count(r) for r in self.rooms}
+        self.room_lgs = {r: {self.client_lg[i] for i in range(n) if self.client_room[i] == r} for r in self.rooms}
+        self.next_r = 0
+        self.r_room: Dict[int, int] = {}
+        self.lg: Optional[Loadgens] = None
+
+    def open(self) -> None:
+        sysm, args = self.system, self.args
+        t = time.monotonic()
+        sysm.start(args.nodes)
+        self.lg = lg = Loadgens(args.loadgens)
+        self.order: List[List[int]] = [[] for _ in range(args.loadgens)]  # clients per loadgen, open order
+        for j in range(args.loadgens):
+            groups: Dict[tuple, int] = {}
+            for i in range(self.n):
+                if self.client_lg[i] == j:
+                    key = (sysm.ports[self.client_node[i]], "/" + self.client_room[i])
+                    groups[key] = groups.get(key, 0) + 1
+            conns = [[port, path, c] for (port, path), c in groups.items()]
+            # Remember which room each count belongs to, in the loadgen's open order.
+            self.order[j] = [path[1:] for (_port, path), c in groups.items() for _ in range(c)]
+            lg.cmd(j, cmd="open", conns=conns, concurrency=args.concurrency)
+        opened = sum(int(lg.reply(j).split()[1]) for j in range(args.loadgens))
+        if opened != self.n:
+            raise RuntimeError(f"{sysm.name}: opened {opened} of {self.n} clients")
+        # The handlers join their rooms just after the handshake: wait until all have.
+        per_node = [sum(1 for i in range(self.n) if self.client_node[i] == k and self.client_room[i] == "r0")
+                    for k in range(args.nodes)]
+        for k in range(args.nodes):
+            _wait_until(lambda k=k: sysm.members(k, "r0") == per_node[k], 30)
+        log(f"{sysm.name}: {self.n} clients on {args.nodes} nodes open in {time.monotonic() - t:.1f} s")
+
+    def _wait(self, rs: List[int], timeout: float) -> Dict[int, tuple]:
+        """Wait for the 'done' of each r in rs from every loadgen with members; -> {r: (last, t0)}."""
+        need = {r: set(self.room_lgs[self._room(r)]) for r in rs}
+        res: Dict[int, list] = {r: [0.0, float("inf")] for r in rs}
+        deadline = time.monotonic() + timeout
+        while any(need.values()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                i, r, _n, last, t0 = self.lg.done.get(timeout=left)
+            except gqueue.Empty:
+                break
+            if r in need and i in need[r]:
+                need[r].discard(i)
+                res[r][0] = max(res[r][0], last)
+                res[r][1] = min(res[r][1], t0)
+        return {r: tuple(v) for r, v in res.items() if not need[r]}
+
+    def _room(self, r: int) -> str:
+        return self.rooms[self.r_room[r]] if r in self.r_room else self.rooms[0]
+
+    def latency(self, count: int, timeout: float, give_up_after: int = 0) -> tuple:
+        """``count`` sequential broadcasts (rotating node and room); -> (latencies in ms, timeouts, sent per room)."""
+        lat, timeouts, sent, streak = [], 0, {}, 0
+        for j in range(count):
+            r = self._new_r(j % len(self.rooms))
+            room = self._room(r)
+            self.system.broadcast(j % self.args.nodes, room, r, self.args.size)
+            sent[room] = sent.get(room, 0) + 1
+            got = self._wait([r], timeout)
+            if r in got:
+                last, t0 = got[r]
+                lat.append((last - t0) * 1000.0)
+                streak = 0
+            else:
+                timeouts += 1
+                streak += 1
+                if give_up_after and streak >= give_up_after:
+                    break
+        return lat, timeouts, sent
+
+    def burst(self, count: int, timeout: float) -> Optional[float]:
+        """``count`` broadcasts back to back from node 0 to room 0; -> deliveries/s."""
+        first = self.next_r
+        rs = [self._new_r(0) for _ in range(count)]
+        self.system.broadcast(0, self.rooms[0], first, self.args.size, count)
+        got = self._wait(rs, timeout)
+        if len(got) < count:
+            return None
+        t0 = min(v[1] for v in got.values())
+        last = max(v[0] for v in got.values())
+        return self.room_size[self.rooms[0]] * count / (last - t0)
+
+    def _new_r(self, room_index: int) -> int:
+        r = self.next_r
+        self.next_r += 1
+        self.r_room[r] = room_index
+        return r
+
+    def stuck(self, count: int, timeout: float) -> dict:
+        """Add one never-reading client in room 0 on node 0, fill its buffers, measure again."""
+        sysm, lg = self.system, self.lg
+        lg.cmd(0, cmd="stuck", port=sysm.ports[0], path=f"/{self.rooms[0]},stuck")
+        lg.reply(0)
+        _wait_until(lambda: sysm.members(0, "stuck") == 1, 30)
+        sysm.fill(0, "stuck", 65536, 100)
+        for j in range(self.args.loadgens):
+            lg.cmd(j, cmd="reset")
+            lg.reply(j)
+        lat, timeouts, sent = self.latency(count, timeout, give_up_after=2)
+        starved = 0
+        for j in range(self.args.loadgens):
+            lg.cmd(j, cmd="counts")
+            counts = json.loads(lg.reply(j).split(" ", 1)[1])
+            for room, c in zip(self.order[j], counts):
+                if c < sent.get(room, 0):
+                    starved += 1
+        return {"lat": lat, "timeouts": timeouts, "starved": starved}
+
+    def close(self) -> None:
+        if self.lg is not None:
+            self.lg.close()
+        self.system.stop()
+
+
+def _wait_until(pred: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for the clients to join")
+        gevent.sleep(0.05)
+
+
+def _f(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def pct(xs: List[float], p: float) -> Optional[float]:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def measure(system: Any, args: Any, n: int, full: bool) -> dict:
+    run = Run(system, args, n)
+    try:
+        run.open()
+        run.latency(WARMUP, args.timeout)
+        lat, timeouts, _ = run.latency(args.broadcasts, args.timeout)
+        out = {"lat": lat, "timeouts": timeouts}
+        if full:
+            out["deliveries"] = run.burst(args.burst, args.timeout * 4)
+            if not args.no_stuck:
+                out["stuck"] = run.stuck(args.broadcasts, args.stuck_timeout)
+        log(f"{system.name} N={n}: latency ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
+            f"p99 {_f(pct(lat, 99))}, max {_f(max(lat) if lat else None)}, timeouts {timeouts}")
+        if args.verbose:
+            log(f"{system.name} N={n}: latencies in order: {' '.join(_f(x) for x in lat)}")
+        return out
+    finally:
+        run.close()
+
+
+def run_both(args: Any, config: Any, n: int, full: bool) -> dict:
+    return {
+        "snowg": measure(SnowgSystem(config), args, n, full),
+        "baseline": measure(BaselineSystem(), args, n, full),
+    }
+
+
+def rows_for(res: dict, n: int, args: Any, main: bool) -> List[Row]:
+    s, b = res["snowg"], res["baseline"]
+    at = "" if main else f"@N={n}"
+    rows = [
+        Row(f"fanout.latency_p50{at}", "ms", pct(s["lat"], 50), pct(b["lat"], 50), False),
+        Row(f"fanout.latency_p99{at}", "ms", pct(s["lat"], 99), pct(b["lat"], 99), False),
+    ]
+    if "deliveries" in s:
+        rows.append(Row("fanout.deliveries", "deliveries/s", s["deliveries"] or 0.0,
+                        b.get("deliveries"), True))
+    if "stuck" in s:
+        ss, bs = s["stuck"], b["stuck"]
+        b_p99 = pct(bs["lat"], 99) if not bs["timeouts"] else None
+        rows.append(Row("fanout.stuck.latency_p99", "ms", pct(ss["lat"], 99), b_p99, False))
+        rows.append(Row("fanout.stuck.starved_clients", "clients", float(ss["starved"]),
+                        float(bs["starved"]), False))
+        rows.append(Row("fanout.stuck_vs_normal_p99", "x", pct(ss["lat"], 99) / pct(s["lat"], 99), None, False))
+    return rows
+
+
+def plot(points: Dict[int, dict], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot: matplotlib is not installed (pip install matplotlib); {path} not written",
+              file=sys.stderr)
+        return
+    ns = sorted(points)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for system, style in (("snowg", "-o"), ("baseline", "--s")):
+        for p in (50, 99):
+            ys = [pct(points[n][system]["lat"], p) for n in ns]
+            ax.plot(ns, ys, style, label=f"{system} p{p}")
+    ax.set_xlabel("clients (total, over all nodes)")
+    ax.set_ylabel("time until the last client has the message (ms)")
+    ax.set_title("Cluster broadcast fan-out")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}", file=sys.stderr)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=3000, help="N, clients in total (default 3000)")
+    ap.add_argument("--nodes", type=int, default=3, help="K, node processes (default 3)")
+    ap.add_argument("--broadcasts", type=int, default=100, help="R, measured broadcasts (default 100)")
+    ap.add_argument("--room-size", type=int, default=0, help="clients per room (default: all in one room)")
+    ap.add_argument("--loadgens", type=int, default=2, help="load-generator processes (default 2)")
+    ap.add_argument("--size", type=int, default=100, help="message size in bytes (default 100)")
+    ap.add_argument("--burst", type=int, default=100, help="broadcasts in the deliveries/s burst (default 100)")
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds a broadcast may take")
+    ap.add_argument("--stuck-timeout", type=float, default=3.0,
+                    help="seconds a broadcast may take in the stuck run (2 misses end it)")
+    ap.add_argument("--no-stuck", action="store_true", help="skip the never-reading-client run")
+    ap.add_argument("--concurrency", type=int, default=32, help="handshakes in flight per load generator")
+    ap.add_argument("--verbose", action="store_true", help="log every latency")
+    ap.add_argument("--json")
+    ap.add_argument("--plot", help="also measure --plot-sizes and plot latency against clients")
+    ap.add_argument("--plot-sizes", help="comma-separated N values (default N/4, N/2, N)")
+    args = ap.parse_args()
+    if args.clients < args.nodes:
+        ap.error("--clients must be at least --nodes")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(f"--plot: matplotlib is not installed (pip install matplotlib); "
+                  f"{args.plot} will not be written and the extra sizes are not measured", file=sys.stderr)
+            args.plot = None
+    raise_nofile()
+    from snowg.testing import ClusterConfig, start_test_node
+
+    config = ClusterConfig(tick=5.0)
+    start_test_node(config, name="fanout@127.0.0.1")
+    try:
+        res = run_both(args, config, args.clients, full=True)
+        rows = rows_for(res, args.clients, args, main=True)
+        points = {args.clients: res}
+        if args.plot:
+            sizes = ([int(x) for x in args.plot_sizes.split(",")] if args.plot_sizes
+                     else [max(args.nodes, args.clients // 4), max(args.nodes, args.clients // 2)])
+            for n in sizes:
+                if n not in points:
+                    points[n] = run_both(args, config, n, full=False)
+            for n in sorted(points):
+                if n != args.clients:
+                    rows += rows_for(points[n], n, args, main=False)
+    finally:
+        snowg.stop_node()
+    print(f"{args.nodes} nodes x {args.clients} clients (rooms of {args.room_size or args.clients}), "
+          f"{args.broadcasts} broadcasts of {args.size} B, burst {args.burst}, {args.loadgens} load generators")
+    print_table(rows)
+    if "stuck" in res["snowg"]:
+        bs = res["baseline"]["stuck"]
+        print(f"\nstuck run: baseline broadcasts timed out: {bs['timeouts']}, "
+              f"starved clients: {bs['starved']}; snowg timed out: {res['snowg']['stuck']['timeouts']}, "
+              f"starved: {res['snowg']['stuck']['starved']}")
+    if args.json:
+        write_json(rows, args.json)
+    if args.plot:
+        plot(points, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
