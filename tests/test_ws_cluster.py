@@ -31,11 +31,6 @@ from gevent.event import Event  # noqa: E402
 import snowg  # noqa: E402
 import snowg.ws as ws  # noqa: E402
 import wsfuncs  # noqa: E402
-from snowg.dist import hooks  # noqa: E402
-import importlib  # noqa: E402
-
-# The module (snowg.dist re-exports a node() function under the same name).
-dist_node = importlib.import_module("snowg.dist.node")
 from snowg.testing import wait_for  # noqa: E402
 
 TIME_LIMIT = 90
@@ -45,24 +40,6 @@ TIME_LIMIT = 90
 def time_limit():
     with gevent.Timeout(TIME_LIMIT):
         yield
-
-
-@pytest.fixture(autouse=True)
-def room_forwarder_installed(snowg_node):
-    """This process is a node, so its room broadcasts must be forwarded.
-
-    tests/test_ws.py::test_room_handler_is_installed_for_the_cluster ends with
-    ``hooks.set_room_forwarder(None)``, which, when an earlier test module has
-    already started the session's node, leaves this node unable to forward.
-    Put the node's forwarder back (and say so) rather than fail for that.
-    """
-    if hooks._room_forwarder is None:
-        import warnings
-
-        warnings.warn("the node's room forwarder had been removed by an earlier test; re-installed",
-                      stacklevel=2)
-        hooks.set_room_forwarder(dist_node._forward_room)
-    yield
 
 
 @pytest.fixture
