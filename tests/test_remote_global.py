@@ -131,7 +131,8 @@ def test_five_nodes_race_for_one_name_a_hundred_times(peers):
     for name in names:
         for pid in contenders.values():
             snowg.send(pid, ("go", name))
-        results = [recv(lambda m, name=name: type(m) is tuple and m[0] == "result" and m[1] == name, 30) for _ in range(5)]
+        results = [recv(lambda m, name=name: type(m) is tuple and m[0] == "result" and m[1] == name, 30)
+                   for _ in range(5)]
         winners = [r[2] for r in results if r[3] is True]
         assert len(winners) == 1, (name, results)
         assert sorted(r[2] for r in results) == sorted(contenders)
