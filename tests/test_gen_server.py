@@ -26,15 +26,6 @@ from snowg.gen_server import stop
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(autouse=True)
-def clean_main():
-    snowg.trap_exit(False)
-    snowg.flush_messages()
-    yield
-    snowg.trap_exit(False)
-    snowg.flush_messages()
-
-
 def _wait_down(pid: Any) -> Any:
     ref = snowg.monitor(pid)
     return snowg.receive(lambda m: type(m) is Down and m.ref == ref, 5).reason

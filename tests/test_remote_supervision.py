@@ -28,15 +28,6 @@ MODS = ["supfuncs"]
 UNCONNECTED = "nosuchnode@127.0.0.1"
 
 
-@pytest.fixture(autouse=True)
-def clean_main():
-    snowg.trap_exit(False)
-    snowg.flush_messages()
-    yield
-    snowg.trap_exit(False)
-    snowg.flush_messages()
-
-
 # ------------------------------------------------------------------ helpers
 
 

@@ -26,15 +26,6 @@ from snowg.supervisor._state import add_restart
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(autouse=True)
-def clean_main():
-    snowg.trap_exit(False)
-    snowg.flush_messages()
-    yield
-    snowg.trap_exit(False)
-    snowg.flush_messages()
-
-
 # ------------------------------------------------------------------ helpers
 
 

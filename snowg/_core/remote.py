@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from . import process as _p
 from .runtime import rt
-from .terms import Down, Pid, Ref
+from .terms import Down, Pid, Ref, pid_node
 
 
 def rename_local_pids(node: str, creation: int) -> None:
@@ -173,7 +173,7 @@ def node_down(node: str) -> Tuple[int, int]:
         if proc.state == _p._DEAD:
             continue
         if proc.monitors:
-            refs = [r for r, t in proc.monitors.items() if _target_node(t) == node]
+            refs = [r for r, t in proc.monitors.items() if pid_node(t) == node]
             for ref in refs:
                 target = proc.monitors.pop(ref)
                 _p.deliver(proc, Down(ref, target, "noconnection"))
@@ -183,14 +183,6 @@ def node_down(node: str) -> Tuple[int, int]:
             for ref in stale:
                 del proc.monitored_by[ref]
     return len(broken), fired
-
-
-def _target_node(target: Any) -> Optional[str]:
-    if type(target) is Pid:
-        return target.node
-    if type(target) is tuple and len(target) == 2:
-        return target[1]
-    return None
 
 
 def spawn_for_peer(
