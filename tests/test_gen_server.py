@@ -253,7 +253,8 @@ def test_start_timeout_kills_the_slow_server():
     with pytest.raises(StartError) as ei:
         Slow.start_link(timeout=0.05)
     assert ei.value.reason == "timeout"
-    assert snowg.processes() == [snowg.self()]
+    me = snowg.self()
+    assert snowg.processes() == [me]
 
 
 def test_terminate_runs_on_parent_shutdown_when_trapping():

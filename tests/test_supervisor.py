@@ -86,7 +86,8 @@ def stop_sup(sup: Any) -> Any:
 
 
 def alone() -> bool:
-    return snowg.processes() == [snowg.self()]
+    me = snowg.self()  # first: it may adopt this greenlet as a process
+    return snowg.processes() == [me]
 
 
 # ------------------------------------------------------ start and stop order
