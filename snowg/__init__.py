@@ -11,6 +11,7 @@ from ._core import (
     NodeDown,
     NodeUp,
     Pid,
+    ProcessExit,
     Ref,
     TimerRef,
     cancel_timer,
@@ -63,7 +64,7 @@ _logging.getLogger("snowg").addHandler(_logging.NullHandler())
 
 __all__ = [
     # processes (snowg._core)
-    "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "Ref", "TimerRef",
+    "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "ProcessExit", "Ref", "TimerRef",
     "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "link", "make_ref",
     "monitor", "process_info", "processes", "receive", "register", "registered", "self",
     "send", "send_after", "spawn", "spawn_link", "spawn_monitor", "trap_exit", "unlink",

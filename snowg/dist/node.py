@@ -31,7 +31,8 @@ from .._core import remote as _remote
 from .._core.runtime import RemoteRouter, rt
 from .._core.terms import NONODE, Down, Exit, NodeDown, NodeUp, Pid, Ref
 from .._errors import NodeError, SpawnError
-from . import hooks, protocol, spawnable, tls
+from . import hooks, protocol, spawnable
+from . import tls as _tls
 from .cookie import resolve_cookie
 from .session import Session
 
@@ -128,7 +129,6 @@ def start_node(
     *,
     cookie: Optional[str] = None,
     port: int = 0,
-    tls_config: Any = None,
     tls: Any = None,
     tick: float = DEFAULT_TICK,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
@@ -155,17 +155,15 @@ def start_node(
     global _state
     if _state is not None:
         raise NodeError(f"this process is already the node {_state.info.name}")
-    if tls is None:
-        tls = tls_config
     if "@" not in name or name.startswith("@") or name.endswith("@"):
         raise NodeError(f"a node name is 'name@host', got {name!r}")
     if tick <= 0:
         raise NodeError("tick must be positive")
     host = name.split("@", 1)[1]
     cookie = resolve_cookie(cookie)
-    cfg = _load_tls(tls, name)
-    server_ctx = _tls_mod().server_context(cfg)
-    client_ctx = _tls_mod().client_context(cfg)
+    cfg = _tls.load_tls(tls, name, default_dir=None)
+    server_ctx = _tls.server_context(cfg)
+    client_ctx = _tls.client_context(cfg)
     creation = _new_creation()
     try:
         server = StreamServer((listen_host or host, port), _handle_incoming)
@@ -180,14 +178,6 @@ def start_node(
     hooks.set_room_forwarder(_forward_room)
     log.info("node %s started, listening on %s", name, info.address)
     return info
-
-
-def _tls_mod() -> Any:
-    return tls
-
-
-def _load_tls(tls_arg: Any, name: str) -> Any:
-    return tls.load_tls(tls_arg, name, default_dir=None)
 
 
 def _new_creation() -> int:
