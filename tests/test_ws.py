@@ -25,6 +25,7 @@ import snowg
 import snowg.ws as ws
 import snowg.ws._rooms as rooms_mod
 from snowg.ws import _frames as fr
+from test_ws_frames import client_frame
 
 TIME_LIMIT = 20
 
@@ -97,20 +98,7 @@ class RawClient:
         assert head.startswith(b"HTTP/1.1 101"), head
 
     def send_frame(self, opcode, payload=b"", fin=True, rsv=0, mask=True, length=None):
-        n = len(payload) if length is None else length
-        b0 = (0x80 if fin else 0) | rsv | opcode
-        mbit = 0x80 if mask else 0
-        if n < 126:
-            head = bytes((b0, mbit | n))
-        elif n < 65536:
-            head = struct.pack("!BBH", b0, mbit | 126, n)
-        else:
-            head = struct.pack("!BBQ", b0, mbit | 127, n)
-        if mask:
-            key = os.urandom(4)
-            head += key
-            payload = fr.unmask(payload, key)
-        self.sock.sendall(head + payload)
+        self.sock.sendall(client_frame(opcode, payload, fin, rsv, mask, length))
 
     def _exact(self, n):
         while len(self.buf) < n:
