@@ -144,20 +144,24 @@ class Session:
                             return
                 data = sock.recv(_RECV_SIZE)
                 if not data:
-                    pending = decoder.buffered
-                    if pending:
-                        self.close("protocol_error",
-                                   f"the peer closed the connection in the middle of a frame "
-                                   f"({pending} bytes of a truncated frame)", level=logging.WARNING)
-                    else:
-                        self.close("connection_closed", "the peer closed the connection")
+                    self._close_on_end_of_stream(decoder, "the peer closed the connection")
                     return
                 self.last_recv = time.monotonic()
         except protocol.ProtocolError as exc:
             self.close("protocol_error", f"protocol error from the peer: {exc}", level=logging.ERROR)
         except (OSError, ValueError) as exc:
             if not self.closed:
-                self.close("connection_closed", f"read failed: {exc}")
+                # A peer that closes with our frames unread in its buffer resets the
+                # connection: that is an end of stream too.
+                self._close_on_end_of_stream(decoder, f"read failed: {exc}")
+
+    def _close_on_end_of_stream(self, decoder: protocol.FrameDecoder, how: str) -> None:
+        pending = decoder.buffered
+        if pending:
+            self.close("protocol_error", f"{how} in the middle of a frame ({pending} bytes of a truncated frame)",
+                       level=logging.WARNING)
+        else:
+            self.close("connection_closed", how)
 
     # ------------------------------------------------------------------- life
 
