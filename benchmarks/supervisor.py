@@ -137,11 +137,8 @@ def start_peer() -> Any:
     return factory, peer
 
 
-def remote_restart_latency(node: str, n: int) -> List[float]:
-    """Latencies in µs of ``n`` crash-on-B -> restarted-on-B-and-running cycles (supervisor on A)."""
-    me = snowg.self()
-    sup = supervisor.start([ChildSpec("c", (remote_child, (me,)), node=node)], intensity=n + 10, period=3600)
-    _up, child = snowg.receive(timeout=10)
+def _time_crash_cycles(child: Any, node: str, n: int) -> List[float]:
+    """Crash the remote child ``n`` times; µs from each crash to its successor reporting in (on ``node``)."""
     out = []
     perf = time.perf_counter
     send, receive = snowg.send, snowg.receive
@@ -151,6 +148,15 @@ def remote_restart_latency(node: str, n: int) -> List[float]:
         _up, child = receive(None, 10)
         assert child.node == node
         out.append((perf() - t0) * 1e6)
+    return out
+
+
+def remote_restart_latency(node: str, n: int) -> List[float]:
+    """Latencies in µs of ``n`` crash-on-B -> restarted-on-B-and-running cycles (supervisor on A)."""
+    me = snowg.self()
+    sup = supervisor.start([ChildSpec("c", (remote_child, (me,)), node=node)], intensity=n + 10, period=3600)
+    _up, child = snowg.receive(timeout=10)
+    out = _time_crash_cycles(child, node, n)
     ref = snowg.monitor(sup)
     snowg.exit(sup, "kill")
     snowg.receive(lambda m: type(m) is snowg.Down and m.ref == ref, 10)
@@ -171,14 +177,7 @@ def manual_remote_restart_latency(node: str, n: int) -> List[float]:
     me = snowg.self()
     r = snowg.spawn(_manual_restarter, me, node)
     _up, child = snowg.receive(timeout=10)
-    out = []
-    perf = time.perf_counter
-    send, receive = snowg.send, snowg.receive
-    for _ in range(n):
-        t0 = perf()
-        send(child, "crash")
-        _up, child = receive(None, 10)
-        out.append((perf() - t0) * 1e6)
+    out = _time_crash_cycles(child, node, n)
     snowg.exit(r, "kill")
     return out
 

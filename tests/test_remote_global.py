@@ -5,7 +5,6 @@ import itertools
 import os
 import re
 
-import gevent
 import pytest
 import remotefuncs as rf
 
@@ -209,6 +208,9 @@ def test_two_clusters_holding_a_name_merge_to_one_holder(peers, winner):
         holder = snowg.whereis_global(name)
         assert holder is not None and holder.node == p2.name and str(holder) == p2_holder_text
         assert all_see(everyone, name, holder)
-        gevent.sleep(0.3)
+        holder_ref = snowg.monitor(holder)
+        with pytest.raises(snowg.Timeout):  # the winner is not killed afterwards
+            recv(lambda m: isinstance(m, snowg.Down) and m.ref == holder_ref, 0.3)
+        snowg.demonitor(holder_ref)
         assert "HOLDER DOWN" not in p2.read_log()
         assert all_see(everyone, name, holder)
