@@ -148,6 +148,22 @@ def order_checker(parent: snowg.Pid, senders: int, per_sender: int) -> None:
     snowg.send(parent, ("summary", snowg.self(), received, out_of_order, duplicates))
 
 
+@snowg.spawnable
+def blob_checker(parent: snowg.Pid, count: int) -> None:
+    """Receive ``(i, blob)`` ``count`` times; report ``('blobs', in_order, total_bytes)``.
+
+    ``in_order`` counts the messages that arrived exactly in sequence; each blob
+    must be ``bytes([i % 256]) * len``, so a torn or mixed-up write shows too.
+    """
+    in_order = total = 0
+    for n in range(count):
+        i, blob = snowg.receive()
+        total += len(blob)
+        if i == n and blob == bytes([i % 256]) * len(blob):
+            in_order += 1
+    snowg.send(parent, ("blobs", in_order, total))
+
+
 # ------------------------------------------------------------------------ rpc
 
 

@@ -1,13 +1,16 @@
-"""1,000,000 messages between two real node OS processes (issue #4).
+"""Load between real node OS processes (issue #4).
 
-10 senders on one peer send to 10 receivers on another peer; every receiver
-checks per-sender order and duplicates itself and reports one summary
-(SEMANTICS 9: per-pair ordering, across nodes).
+* 1,000,000 messages: 10 senders on one peer send to 10 receivers on another
+  peer; every receiver checks per-sender order and duplicates itself and
+  reports one summary (SEMANTICS 9: per-pair ordering, across nodes).
+* A peer that stops reading: sends outrun the socket, and what the socket
+  cannot take waits in the session's writer, still in order.
 """
 from __future__ import annotations
 
 import time
 
+import gevent
 import pytest
 
 import snowg
@@ -44,3 +47,34 @@ def test_a_million_messages_arrive_in_order_once(peers, me) -> None:
     # The load never made a node declare the other down (e.g. by starving its ticks).
     assert (src.rpc(df.local_sessions), dst.rpc(df.local_sessions)) == sessions
     print(f"1,000,000 remote messages in {elapsed:.1f} s ({1_000_000 / elapsed:,.0f}/s)")
+
+
+BLOB = 64 * 1024
+BLOBS_PER_BATCH = 160  # 10 MiB a batch: more than loopback's socket buffers hold
+
+
+@pytest.mark.timeout(120)
+def test_rule9_sends_to_a_peer_that_stopped_reading_wait_and_stay_in_order(peers, me) -> None:
+    from snowg.dist.node import session_for
+
+    peer = peers.start(modules=["distfuncs"])
+    count = 2 * BLOBS_PER_BATCH
+    checker = snowg.spawn(df.blob_checker, me, count, node=peer.name)
+    sess = session_for(peer.name)
+    peer.freeze()  # for well under 4 ticks: the session stays up
+    try:
+        for i in range(BLOBS_PER_BATCH):
+            snowg.send(checker, (i, bytes([i % 256]) * BLOB))
+        # Yield: the first batch is written until the socket is full, and the
+        # rest of it waits in the writer.
+        assert wait_for(lambda: sess._writer_busy, timeout=5)
+        # Sent while the writer waits: these must queue behind it.
+        for i in range(BLOBS_PER_BATCH, count):
+            snowg.send(checker, (i, bytes([i % 256]) * BLOB))
+        gevent.sleep(0.05)
+        assert sess._writer_busy and not sess.closed
+    finally:
+        peer.thaw()
+    assert snowg.receive(lambda m: type(m) is tuple and m[0] == "blobs", timeout=60) == ("blobs", count, count * BLOB)
+    assert wait_for(lambda: not sess._writer_busy, timeout=5)
+    assert session_for(peer.name) is sess and not sess.closed

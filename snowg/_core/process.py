@@ -120,7 +120,7 @@ def _schedule(proc: Process) -> None:
     rt.ready.append(proc)
     if not rt.drain_scheduled:
         rt.drain_scheduled = True
-        rt.loop.run_callback(_drain)
+        (rt._loop or rt.loop).run_callback(_drain)
 
 
 def _drain() -> None:
@@ -154,7 +154,7 @@ def _park(proc: Process) -> Any:
                 continue
             rt.handoffs += 1
             return nxt.glet.switch()
-    return rt.hub.switch()
+    return (rt._hub or rt.hub).switch()
 
 
 def _wake(proc: Process) -> None:
@@ -406,16 +406,17 @@ def send(dest: Union[Pid, str, Tuple[str, str]], msg: Any) -> None:
 
 
 def _send_unresolved(pid: Pid, msg: Any) -> None:
-    if rt.is_local_node(pid.node, pid.creation):
+    if pid.node != rt.node:
+        # Another node's pid (rt.is_local_node is only true for this node's name).
+        router = rt.router
+        if router is not None:
+            router.send(pid, msg)
+        return
+    if pid.creation == rt.creation:
         proc = rt.procs.get(pid.id)
         if proc is not None:
             deliver(proc, msg)
-        return
-    if pid.node == rt.node:
-        return  # a pid of an earlier run of this node: dropped
-    router = rt.router
-    if router is not None:
-        router.send(pid, msg)
+    # else: a pid of an earlier run of this node: dropped
 
 
 def deliver(proc: Process, msg: Any) -> None:

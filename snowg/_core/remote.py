@@ -6,9 +6,11 @@ block, so a session's reader greenlet can call them for every frame.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable, List, Optional, Tuple
 
 from . import process as _p
+from .process import _DEAD, _schedule
 from .runtime import rt
 from .terms import Down, Pid, Ref, pid_node
 
@@ -24,13 +26,24 @@ def rename_local_pids(node: str, creation: int) -> None:
     for proc in rt.procs.values():
         proc.pid.node = node
         proc.pid.creation = creation
+        proc.pid._ext = None
 
 
-def deliver_to(pid: Any, msg: Any) -> None:
-    """Deliver a message that arrived for ``pid``; dropped if it is not a live local process."""
-    proc = _p.local_process(pid)
-    if proc is not None:
-        _p.deliver(proc, msg)
+def deliver_to(pid: Pid, msg: Any) -> None:
+    """Deliver a message that arrived for ``pid``; dropped if it is not a live local process.
+
+    Every remote message comes through here, so it spells out ``local_process``
+    and ``deliver`` (a pid decoded from the wire never has ``_proc`` set).
+    """
+    if pid.node == rt.node and pid.creation == rt.creation:
+        proc = rt.procs.get(pid.id)
+        if proc is not None and proc.state != _DEAD:
+            mb = proc.mailbox
+            if mb is None:
+                proc.mailbox = mb = deque()
+            mb.append(msg)
+            if proc.parked and not proc.ready:
+                _schedule(proc)
 
 
 def deliver_to_name(name: str, msg: Any) -> bool:

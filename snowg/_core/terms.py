@@ -23,13 +23,14 @@ class Pid:
     creation are this node's.
     """
 
-    __slots__ = ("node", "id", "creation", "_proc")
+    __slots__ = ("node", "id", "creation", "_proc", "_ext")
 
     def __init__(self, node: str, id: int, creation: int = 0) -> None:
         self.node = node
         self.id = id
         self.creation = creation
         self._proc: Any = None
+        self._ext: Any = None  # the wire encoding, once it has been sent (snowg.dist.codec)
 
     def __eq__(self, other: object) -> bool:
         if self is other:

@@ -140,6 +140,13 @@ def default(obj: Any) -> Any:
     Raises:
         TypeError: ``obj`` is not a term; the message names its type.
     """
+    if type(obj) is Pid:
+        # A pid is usually sent many times (a reply-to address, a destination):
+        # its encoding is kept on it. Renaming a local pid clears it.
+        ext = obj._ext
+        if ext is None:
+            ext = obj._ext = _enc_pid(obj)
+        return ext
     enc = _ENCODERS.get(type(obj))
     if enc is None:
         raise _cannot_send(obj)
@@ -224,6 +231,13 @@ _MARKS: Dict[int, _Mark] = {
 _unpack_id = _ID_CREATION.unpack_from
 _ID_SIZE = _ID_CREATION.size
 
+# The same few pids arrive again and again (each message's destination, a
+# caller's reply-to): decoded ones are shared, by payload. Pids are values, and
+# decoded ones are never resolved in place, so sharing is safe; the bound only
+# keeps a stream of distinct pids from growing it.
+_decoded_pids: Dict[bytes, Pid] = {}
+_DECODED_PIDS_MAX = 4096
+
 
 class _Decoding:
     """The hooks of one ``decode`` call.
@@ -243,8 +257,14 @@ class _Decoding:
         # Pids first: they are in every SEND frame. A short payload raises
         # struct.error and bad UTF-8 a ValueError; decode() wraps both.
         if code == EXT_PID:
-            id_, creation = _unpack_id(data)
-            return Pid(data[_ID_SIZE:].decode("utf-8"), id_, creation)
+            pid = _decoded_pids.get(data)
+            if pid is None:
+                id_, creation = _unpack_id(data)
+                pid = Pid(data[_ID_SIZE:].decode("utf-8"), id_, creation)
+                if len(_decoded_pids) >= _DECODED_PIDS_MAX:
+                    _decoded_pids.clear()
+                _decoded_pids[data] = pid
+            return pid
         mark = _MARKS.get(code)
         if mark is not None:
             if data:

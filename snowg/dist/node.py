@@ -772,7 +772,8 @@ class _Router(RemoteRouter):
 
     def send(self, pid: Pid, msg: Any) -> None:
         frame = _enc([_SEND, pid, msg])  # TypeError here, in the sender, for terms that cannot cross
-        sess = self._session(pid.node)
+        st = _state
+        sess = st.sessions.get(pid.node) if st is not None else None
         if sess is not None and sess.peer_creation == pid.creation:
             sess.send(frame)
 

@@ -246,6 +246,8 @@ class FrameDecoder:
         if self._error is not None:
             raise self._error
         buf = self._buf
+        if not buf and type(data) is bytes:
+            return self._feed_whole(data)
         buf += data
         frames: List[Any] = []
         end = len(buf)
@@ -276,6 +278,37 @@ class FrameDecoder:
             raise
         if pos:
             del buf[:pos]
+        return frames
+
+    def _feed_whole(self, data: bytes) -> List[Any]:
+        # Nothing buffered: decode straight from ``data`` (usually it holds
+        # whole frames) and keep only an incomplete tail. Views of an immutable
+        # ``bytes`` need no release.
+        frames: List[Any] = []
+        end = len(data)
+        pos = 0
+        limit = self.max_frame_size
+        decode = codec.decode
+        unpack_len = _LEN.unpack_from
+        view = memoryview(data)
+        try:
+            while end - pos >= 4:
+                (n,) = unpack_len(data, pos)
+                if n > limit:
+                    raise _too_large(n, limit)
+                start = pos + 4
+                if end - start < n:
+                    break
+                pos = start + n
+                frames.append(decode(view[start:pos]))
+        except codec.CodecError as exc:
+            self._error = MalformedFrame(f"undecodable frame body: {exc}")
+            raise self._error from exc
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        if pos < end:
+            self._buf += view[pos:]
         return frames
 
     @property

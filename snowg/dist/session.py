@@ -1,9 +1,15 @@
 """One TLS connection to one peer node: a reader greenlet, a writer greenlet, ticks.
 
 Senders never touch the socket. They append encoded frames to the session's
-outbound list, and the writer sends everything queued in one ``sendall``
-(this is where remote throughput comes from); per-pair ordering follows from
-the single list. Liveness (SEMANTICS 25) is a repeating hub timer: it queues a
+outbound list, and a hub callback, which runs once they yield, writes
+everything queued in one non-blocking write (this is where remote throughput
+comes from); per-pair ordering follows from the single list. Only when the
+socket cannot take the bytes at once does a writer greenlet wait for it.
+
+The hot path calls the TLS object under gevent's cooperative ``SSLSocket``
+(``sock._sslobj``: ``read``, ``write``, ``pending``) and waits on the
+socket's own IO watchers, as the ``SSLSocket`` methods do; going around their
+Python layers is a good part of a remote round trip's cost. Liveness (SEMANTICS 25) is a repeating hub timer: it queues a
 tick when nothing was sent for ``tick`` seconds, and declares the peer down
 when nothing was received for ``4 * tick`` -- it runs even while the writer
 is stuck in ``sendall`` to a frozen peer.
@@ -14,7 +20,10 @@ import logging
 import time
 from typing import Any, Callable, List, Optional
 
+from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
+
 import gevent
+from gevent.exceptions import ConcurrentObjectUseError
 
 from .._core.process import Task
 from . import protocol
@@ -64,7 +73,13 @@ class Session:
         self.closed = False
         self.close_reason: Optional[str] = None
         self._out: List[bytes] = []
+        self._flush_scheduled = False
+        self._writer_busy = False
+        self._unsent: Any = None
         self._writer_task = Task(None)
+        self._loop = gevent.get_hub().loop
+        # The TLS object under gevent's SSLSocket (see the module docstring).
+        self._tls = sock._sslobj
         self._decoder = protocol.FrameDecoder(max_frame_size)
         self._on_frames = on_frames
         self._on_closed = on_closed
@@ -91,28 +106,64 @@ class Session:
         if self.closed:
             return False
         self._out.append(frame)
-        task = self._writer_task
-        if task.parked and not task.ready:
-            # Through the ready queue: a sender that then waits in receive hands
-            # the CPU straight to the writer, which takes everything queued.
-            task.wake()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
         return True
+
+    def _flush(self) -> None:
+        """Hub callback: write everything queued, without blocking.
+
+        It runs once the senders have yielded, so one write carries all they
+        queued. A write the socket cannot take at once (a full send buffer, an
+        error) goes to the writer greenlet, which may wait and which closes
+        the session on errors; it alone writes until it has caught up.
+        """
+        self._flush_scheduled = False
+        if self.closed or self._writer_busy or not self._out:
+            return
+        batch, self._out = self._out, []
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        try:
+            written = self._tls.write(data)
+        except Exception:  # would block, or failed: the writer retries and reports
+            written = 0
+        if written == len(data):
+            self.last_sent = time.monotonic()
+            return
+        # OpenSSL wants a write it could not finish retried with the same bytes.
+        self._unsent = data if written == 0 else memoryview(data)[written:]
+        self._writer_busy = True
+        self._writer_task.wake()
 
     def _write_loop(self) -> None:
         sock = self.sock
+        write = self._tls.write
         task = self._writer_task
         task.glet = gevent.getcurrent()
         try:
             while not self.closed:
-                if not self._out:
-                    task.park()
-                    if self.closed:
-                        return
-                batch, self._out = self._out, []
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
-                sock.sendall(data)
+                data = self._unsent
+                if data is None:
+                    if self._out:
+                        batch, self._out = self._out, []
+                        self._unsent = data = batch[0] if len(batch) == 1 else b"".join(batch)
+                    else:
+                        self._writer_busy = False
+                        task.park()
+                        continue
+                try:
+                    written = write(data)
+                except SSLWantWriteError:
+                    sock._wait(sock._write_event)
+                    continue
+                except SSLWantReadError:
+                    # Only a renegotiation does this; the reader owns the read event.
+                    gevent.sleep(0.001)
+                    continue
                 self.last_sent = time.monotonic()
-        except (OSError, ValueError) as exc:
+                self._unsent = None if written == len(data) else memoryview(data)[written:]
+        except (OSError, ValueError, ConcurrentObjectUseError) as exc:
             self.close("connection_closed", f"write failed: {exc}")
 
     # --------------------------------------------------------------- receiving
@@ -121,6 +172,9 @@ class Session:
         """Read and dispatch frames until the connection ends (blocks this greenlet)."""
         self._reader = gevent.getcurrent()
         sock = self.sock
+        tls = self._tls
+        read = tls.read
+        pending = tls.pending
         decoder = self._decoder
         on_frames = self._on_frames
         sleep = gevent.sleep
@@ -133,23 +187,39 @@ class Session:
                     frames = decoder.feed(data)
                     if frames:
                         on_frames(self, frames)
-                    # recv() does not yield while the socket has data: under a
-                    # steady stream, yield now and then so that the processes
-                    # the frames woke, the writers and the tick timers run.
                     budget -= len(data)
                     if budget <= 0:
+                        # Under a steady stream the socket always has data:
+                        # yield now and then so that the processes the frames
+                        # woke, the writers and the tick timers run.
                         budget = _YIELD_BYTES
                         sleep(0)
                         if self.closed:
                             return
-                data = sock.recv(_RECV_SIZE)
+                    elif not pending():
+                        # Wait for more instead of reading until EAGAIN: the
+                        # event loop is level-triggered, so bytes already in
+                        # the kernel wake us at once, and in request/response
+                        # traffic this saves a failed read (and its exception)
+                        # per message.
+                        sock._wait(sock._read_event)
+                        if self.closed:
+                            return
+                try:
+                    data = read(_RECV_SIZE)
+                except SSLWantReadError:
+                    data = b""
+                    sock._wait(sock._read_event)
+                    continue
+                except SSLEOFError:
+                    data = b""
                 if not data:
                     self._close_on_end_of_stream(decoder, "the peer closed the connection")
                     return
                 self.last_recv = time.monotonic()
         except protocol.ProtocolError as exc:
             self.close("protocol_error", f"protocol error from the peer: {exc}", level=logging.ERROR)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ConcurrentObjectUseError) as exc:
             if not self.closed:
                 # A peer that closes with our frames unread in its buffer resets the
                 # connection: that is an end of stream too.
