@@ -65,10 +65,10 @@ def test_rule9_sends_to_a_peer_that_stopped_reading_wait_and_stay_in_order(peers
     try:
         for i in range(BLOBS_PER_BATCH):
             snowg.send(checker, (i, bytes([i % 256]) * BLOB))
-        # Yield: the first batch is written until the socket is full, and the
-        # rest of it waits in the writer.
+        # Yield: the writer writes the batch until the socket is full, then
+        # waits with the rest.
         assert wait_for(lambda: sess._writer_busy, timeout=5)
-        # Sent while the writer waits: these must queue behind it.
+        # Sent while the writer waits: these must queue behind what it holds.
         for i in range(BLOBS_PER_BATCH, count):
             snowg.send(checker, (i, bytes([i % 256]) * BLOB))
         gevent.sleep(0.05)

@@ -1,18 +1,19 @@
 """One TLS connection to one peer node: a reader greenlet, a writer greenlet, ticks.
 
 Senders never touch the socket. They append encoded frames to the session's
-outbound list, and a hub callback, which runs once they yield, writes
-everything queued in one non-blocking write (this is where remote throughput
-comes from); per-pair ordering follows from the single list. Only when the
-socket cannot take the bytes at once does a writer greenlet wait for it.
+outbound list, and the writer sends everything queued in one write (this is
+where remote throughput comes from); per-pair ordering follows from the single
+list. Liveness (SEMANTICS 25) is a repeating hub timer: it queues a tick when
+nothing was sent for ``tick`` seconds, and declares the peer down when nothing
+was received for ``4 * tick`` -- it runs even while the writer waits on a
+frozen peer.
 
-The hot path calls the TLS object under gevent's cooperative ``SSLSocket``
-(``sock._sslobj``: ``read``, ``write``, ``pending``) and waits on the
-socket's own IO watchers, as the ``SSLSocket`` methods do; going around their
-Python layers is a good part of a remote round trip's cost. Liveness (SEMANTICS 25) is a repeating hub timer: it queues a
-tick when nothing was sent for ``tick`` seconds, and declares the peer down
-when nothing was received for ``4 * tick`` -- it runs even while the writer
-is stuck in ``sendall`` to a frozen peer.
+Both loops call the TLS object under gevent's cooperative ``SSLSocket``
+(``sock._sslobj``: ``read``, ``write``, ``pending``) and wait on the socket's
+own IO watchers (``sock._wait``), which is what the ``SSLSocket`` methods do
+underneath; going around their Python layers took a fifth off a remote round
+trip. The socket is still gevent's, so ``close()`` wakes a waiting loop as
+usual, in patched and unpatched programs alike.
 """
 from __future__ import annotations
 
@@ -31,9 +32,8 @@ from . import protocol
 log = logging.getLogger("snowg")
 
 _TICK_FRAME = protocol.encode_frame([protocol.TICK])
-_RECV_SIZE = 256 * 1024
-# Bytes the reader may take in without going through the hub (see run_reader).
-_YIELD_BYTES = 256 * 1024
+# A read returns one TLS record (at most 16 KiB of data); 32 KiB takes any whole.
+_RECV_SIZE = 32 * 1024
 
 
 class Session:
@@ -73,11 +73,9 @@ class Session:
         self.closed = False
         self.close_reason: Optional[str] = None
         self._out: List[bytes] = []
-        self._flush_scheduled = False
-        self._writer_busy = False
-        self._unsent: Any = None
         self._writer_task = Task(None)
-        self._loop = gevent.get_hub().loop
+        # True while the writer holds a batch the socket has not taken yet.
+        self._writer_busy = False
         # The TLS object under gevent's SSLSocket (see the module docstring).
         self._tls = sock._sslobj
         self._decoder = protocol.FrameDecoder(max_frame_size)
@@ -106,35 +104,12 @@ class Session:
         if self.closed:
             return False
         self._out.append(frame)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.run_callback(self._flush)
+        task = self._writer_task
+        if task.parked and not task.ready:
+            # Through the ready queue: a sender that then waits in receive hands
+            # the CPU straight to the writer, which takes everything queued.
+            task.wake()
         return True
-
-    def _flush(self) -> None:
-        """Hub callback: write everything queued, without blocking.
-
-        It runs once the senders have yielded, so one write carries all they
-        queued. A write the socket cannot take at once (a full send buffer, an
-        error) goes to the writer greenlet, which may wait and which closes
-        the session on errors; it alone writes until it has caught up.
-        """
-        self._flush_scheduled = False
-        if self.closed or self._writer_busy or not self._out:
-            return
-        batch, self._out = self._out, []
-        data = batch[0] if len(batch) == 1 else b"".join(batch)
-        try:
-            written = self._tls.write(data)
-        except Exception:  # would block, or failed: the writer retries and reports
-            written = 0
-        if written == len(data):
-            self.last_sent = time.monotonic()
-            return
-        # OpenSSL wants a write it could not finish retried with the same bytes.
-        self._unsent = data if written == 0 else memoryview(data)[written:]
-        self._writer_busy = True
-        self._writer_task.wake()
 
     def _write_loop(self) -> None:
         sock = self.sock
@@ -143,26 +118,27 @@ class Session:
         task.glet = gevent.getcurrent()
         try:
             while not self.closed:
-                data = self._unsent
-                if data is None:
-                    if self._out:
-                        batch, self._out = self._out, []
-                        self._unsent = data = batch[0] if len(batch) == 1 else b"".join(batch)
-                    else:
-                        self._writer_busy = False
-                        task.park()
+                if not self._out:
+                    task.park()
+                    continue
+                batch, self._out = self._out, []
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                self._writer_busy = True
+                while True:
+                    try:
+                        written = write(data)
+                    except SSLWantWriteError:
+                        sock._wait(sock._write_event)
                         continue
-                try:
-                    written = write(data)
-                except SSLWantWriteError:
-                    sock._wait(sock._write_event)
-                    continue
-                except SSLWantReadError:
-                    # Only a renegotiation does this; the reader owns the read event.
-                    gevent.sleep(0.001)
-                    continue
+                    except SSLWantReadError:
+                        # Only a renegotiation does this; the reader owns the read event.
+                        gevent.sleep(0.001)
+                        continue
+                    if written == len(data):
+                        break
+                    data = memoryview(data)[written:]
+                self._writer_busy = False
                 self.last_sent = time.monotonic()
-                self._unsent = None if written == len(data) else memoryview(data)[written:]
         except (OSError, ValueError, ConcurrentObjectUseError) as exc:
             self.close("connection_closed", f"write failed: {exc}")
 
@@ -177,8 +153,7 @@ class Session:
         pending = tls.pending
         decoder = self._decoder
         on_frames = self._on_frames
-        sleep = gevent.sleep
-        budget = _YIELD_BYTES
+        wait = sock._wait
         try:
             data = self._initial
             self._initial = b""
@@ -187,29 +162,23 @@ class Session:
                     frames = decoder.feed(data)
                     if frames:
                         on_frames(self, frames)
-                    budget -= len(data)
-                    if budget <= 0:
-                        # Under a steady stream the socket always has data:
-                        # yield now and then so that the processes the frames
-                        # woke, the writers and the tick timers run.
-                        budget = _YIELD_BYTES
-                        sleep(0)
-                        if self.closed:
-                            return
-                    elif not pending():
-                        # Wait for more instead of reading until EAGAIN: the
-                        # event loop is level-triggered, so bytes already in
-                        # the kernel wake us at once, and in request/response
-                        # traffic this saves a failed read (and its exception)
-                        # per message.
-                        sock._wait(sock._read_event)
+                    if not pending():
+                        # Wait for the socket instead of reading on until
+                        # EAGAIN. The event loop is level-triggered, so bytes
+                        # already there wake us at once; meanwhile the
+                        # processes the frames woke, the writers and the
+                        # timers run (under a steady stream too: a read
+                        # returns one TLS record, 16 KiB at most). In
+                        # request/response traffic this saves a failed read,
+                        # and its exception, per message.
+                        wait(sock._read_event)
                         if self.closed:
                             return
                 try:
                     data = read(_RECV_SIZE)
                 except SSLWantReadError:
                     data = b""
-                    sock._wait(sock._read_event)
+                    wait(sock._read_event)
                     continue
                 except SSLEOFError:
                     data = b""
