@@ -57,7 +57,7 @@ from ._errors import (
     Timeout,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 # A library installs no handlers but this one: the application decides where logs go.
 _logging.getLogger("snowg").addHandler(_logging.NullHandler())
