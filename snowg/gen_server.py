@@ -194,9 +194,9 @@ class GenServer:
     * ``terminate(reason, state)`` runs when a handler returns ``stop``, when a
       handler raises, when :func:`stop` is called, and when the server traps
       exits and its parent (the process that called ``start_link``, e.g. a
-      supervisor) sends an exit signal. It does not run when the server is
-      killed by an exit signal it does not trap, nor when a handler calls
-      ``snowg.exit()``.
+      supervisor) sends an exit signal, and when a handler calls
+      ``snowg.exit(reason)`` (the server then ends with that reason). It does
+      not run when the server is killed by an exit signal it does not trap.
 
     Reasons ``'normal'``, ``'shutdown'`` and ``('shutdown', term)`` end the
     server quietly; any other reason is logged (logger ``snowg``) with the last
@@ -305,7 +305,7 @@ def _loop(server: GenServer, state: Any, parent: Pid) -> None:
                 tag = msg[0]
                 if tag == _CALL and len(msg) == 3:
                     from_ = msg[1]
-                    ret = server.handle_call(msg[2], from_, state)
+                    ret = _handle(server, state, msg, server.handle_call, msg[2], from_, state)
                     if type(ret) is tuple and ret:
                         kind = ret[0]
                         if kind == "reply" and 3 <= len(ret) <= 4:
@@ -320,7 +320,8 @@ def _loop(server: GenServer, state: Any, parent: Pid) -> None:
                     state, timeout = _after(server, ret, msg, state)
                     continue
                 if tag == _CAST and len(msg) == 2:
-                    state, timeout = _after(server, server.handle_cast(msg[1], state), msg, state)
+                    ret = _handle(server, state, msg, server.handle_cast, msg[1], state)
+                    state, timeout = _after(server, ret, msg, state)
                     continue
                 if tag == _STOP and len(msg) == 2:
                     _stop(server, msg[1], state, msg)
@@ -330,11 +331,28 @@ def _loop(server: GenServer, state: Any, parent: Pid) -> None:
                 # ends with the same reason (SEMANTICS 22).
                 _stop(server, msg.reason, state, msg)
                 exit(msg.reason)
-            state, timeout = _after(server, server.handle_info(msg, state), msg, state)
+            ret = _handle(server, state, msg, server.handle_info, msg, state)
+            state, timeout = _after(server, ret, msg, state)
         except Exception as e:  # noqa: BLE001 - a raising handler ends the server
             crash = Crash.from_exception(e)
             _stop(server, crash, state, msg)
             exit(crash)
+
+
+def _handle(server: GenServer, state: Any, msg: Any, handler: Callable[..., Any], *args: Any) -> Any:
+    """Run one handler; a handler that calls ``exit(reason)`` gets ``terminate(reason, state)`` first.
+
+    (A handler that raises is handled by the loop, which runs ``terminate``
+    with the crash as reason.)
+    """
+    try:
+        return handler(*args)
+    except ProcessExit as e:
+        if e.by_signal:
+            raise  # an exit signal it does not trap: no terminate, as in OTP
+        # OTP's gen_server catches exit(Reason) from a callback the same way.
+        _stop(server, e.reason, state, msg)
+        raise
 
 
 def _timeout_of(ret: tuple, i: int) -> Optional[float]:

@@ -65,6 +65,11 @@ class Store(GenServer):
             return "nonsense"
         if kind == "idle":
             return ("reply", "ok", state, req[1])
+        if kind == "exit":
+            snowg.exit(req[1])
+        if kind == "block":  # stays inside the handler until an exit signal ends it
+            snowg.send(self.rec, ("blocked", snowg.self()))
+            snowg.receive(lambda m: m == "never")
         raise AssertionError(req)
 
     def handle_cast(self, req: Any, state: Any) -> tuple:
@@ -77,6 +82,8 @@ class Store(GenServer):
             return ("noreply", state)
         if req[0] == "stop":
             return ("stop", req[1], state)
+        if req[0] == "exit":
+            snowg.exit(req[1])
         raise AssertionError(req)
 
     def handle_info(self, msg: Any, state: Any) -> tuple:
@@ -276,6 +283,37 @@ def test_terminate_does_not_run_when_killed_by_an_untrapped_signal():
     assert _wait_down(srv) == "die"  # a terminate message would have been sent before this
     with pytest.raises(snowg.Timeout):
         snowg.receive(lambda m: m[0] == "terminate", 0)
+
+
+def test_handler_calling_exit_runs_terminate_then_ends_with_that_reason():
+    # OTP's gen_server catches exit(Reason) in a callback: terminate(Reason, State), then exit.
+    me = snowg.self()
+    srv = Store.start(me)
+    ref = snowg.monitor(srv)
+    with pytest.raises(CallError) as err:
+        snowg.call(srv, ("exit", "normal"))
+    assert err.value.reason == "normal"
+    assert snowg.receive(timeout=5) == ("terminate", "normal")
+    assert snowg.receive(lambda m: type(m) is Down and m.ref == ref, 5).reason == "normal"
+
+    srv = Store.start(me)
+    ref = snowg.monitor(srv)
+    snowg.cast(srv, ("exit", ("shutdown", "cast")))
+    assert snowg.receive(timeout=5) == ("terminate", ("shutdown", "cast"))
+    assert snowg.receive(lambda m: type(m) is Down and m.ref == ref, 5).reason == ("shutdown", "cast")
+
+
+def test_exit_signal_while_inside_a_handler_skips_terminate():
+    me = snowg.self()
+    srv = Store.start(me)
+    ref = snowg.monitor(srv)
+    caller = snowg.spawn(lambda: snowg.call(srv, ("block",), timeout=None))
+    assert snowg.receive(timeout=5) == ("blocked", srv)
+    snowg.exit(srv, "die")
+    assert snowg.receive(lambda m: type(m) is Down and m.ref == ref, 5).reason == "die"
+    with pytest.raises(snowg.Timeout):
+        snowg.receive(lambda m: m[0] == "terminate", 0)
+    snowg.exit(caller, "kill")
 
 
 def test_abnormal_stop_is_logged_with_the_last_message(caplog):

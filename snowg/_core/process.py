@@ -50,11 +50,19 @@ class ProcessExit(GreenletExit):
 
     A ``BaseException`` (through ``GreenletExit``), so ``except Exception``
     in user code does not stop a process from exiting.
+
+    Attributes:
+        reason: the exit reason.
+        by_signal: True when an exit signal (from a link, ``exit(pid,
+            reason)``, a kill) raised it; False when the process called
+            ``exit(reason)`` itself. Erlang tells the two apart the same way:
+            ``gen_server`` runs ``terminate`` for the second only.
     """
 
-    def __init__(self, reason: Any) -> None:
+    def __init__(self, reason: Any, by_signal: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.by_signal = by_signal
 
 
 class Process:
@@ -204,7 +212,7 @@ def _run() -> None:
         if proc.exit_pending is not None:
             reason = proc.exit_pending
             proc.exit_pending = None
-            raise ProcessExit(reason)
+            raise ProcessExit(reason, by_signal=True)
         fn(*args, **kwargs)
         # An exit signal that arrived while it was runnable (woken by a message
         # before the hub ran _throw_exit) still ends it with that reason.
@@ -514,7 +522,7 @@ def _exit_pending(proc: Process) -> None:
     proc.exit_pending = None
     if proc.adopted:
         _terminate(proc, reason)
-    raise ProcessExit(reason)
+    raise ProcessExit(reason, by_signal=True)
 
 
 def _on_receive_timeout(proc: Process) -> None:
@@ -551,7 +559,7 @@ def _kill(proc: Process, reason: Any) -> None:
     if proc.glet is getcurrent():
         if proc.adopted:
             _terminate(proc, reason)
-        raise ProcessExit(reason)
+        raise ProcessExit(reason, by_signal=True)
     if proc.exit_pending is not None:
         return  # already on its way out; the first signal wins
     proc.exit_pending = reason
@@ -572,7 +580,7 @@ def _throw_exit(proc: Process) -> None:
         glet._snowg_proc = None
     if glet.dead:
         return
-    glet.throw(ProcessExit(reason))
+    glet.throw(ProcessExit(reason, by_signal=True))
 
 
 def _signal_link_exit(from_pid: Pid, proc: Process, reason: Any) -> None:
