@@ -18,6 +18,7 @@ from remotefuncs import (
 
 import snowg
 from snowg import rpc
+from snowg.testing import wait_for
 
 pytest_plugins = ["snowg.testing"]
 
@@ -100,6 +101,23 @@ def test_rpc_timeout_covers_the_spawn_of_the_runner(peers):
     nothing_in_mailbox(1.0)
     assert rpc.call(peer.name, add, 1, 2) == 3
     assert peer.name in snowg.nodes()
+
+
+def test_rpc_timeout_before_the_spawn_reply_still_kills_the_runner(peers):
+    """The runner's pid was not known at the timeout: it is killed when the spawn reply brings it."""
+    peer = peers.start(modules=MODS)
+    baseline = peer.rpc(process_count)
+    peer.freeze()
+    try:
+        with pytest.raises(snowg.CallTimeout):
+            rpc.call(peer.name, sleep_then, "late", 30.0, timeout=0.3)
+    finally:
+        peer.thaw()
+    # Without the kill the runner would sleep there for 30 s.
+    assert wait_for(lambda: peer.rpc(process_count) == baseline, timeout=5)
+    nothing_in_mailbox(0.5)
+    assert rpc.call(peer.name, add, 1, 2) == 3
+    nothing_in_mailbox(0.1)
 
 
 def test_rpc_node_killed_during_call_gives_call_error_noconnection(peers):

@@ -45,6 +45,9 @@ CONNECT_TIMEOUT = 5.0
 
 _enc = protocol.encode_frame
 
+# In a spawn_pending entry's options: its caller gave up (a timed-out rpc.call).
+ABANDONED = "abandoned"
+
 
 class SpawnReply(NamedTuple):
     """Internal: the answer to a remote spawn request, delivered to the caller."""
@@ -495,10 +498,11 @@ def _on_closed(sess: Session, reason: str) -> None:
 def _node_down(st: _State, name: str, reason: str) -> None:
     # SEMANTICS 26: links, then monitors, then node monitors, then global names.
     broken, fired = _remote.node_down(name)
-    for req, (caller, _opts, node_name) in list(st.spawn_pending.items()):
+    for req, (caller, opts, node_name) in list(st.spawn_pending.items()):
         if node_name == name:
             del st.spawn_pending[req]
-            _remote.deliver_to(caller, SpawnReply(req, "noconnection"))
+            if ABANDONED not in opts:
+                _remote.deliver_to(caller, SpawnReply(req, "noconnection"))
     for req, (caller, node_name) in list(_requests.items()):
         if node_name == name:
             del _requests[req]
@@ -705,6 +709,13 @@ def _h_spawn_reply(sess: Session, f: tuple) -> None:
     if pending is None:
         return
     _caller, opts, _node = pending
+    if ABANDONED in opts:
+        if type(result) is Pid:
+            # Its caller gave up (an rpc.call that timed out): end the child
+            # quietly, its monitor first so that no Down comes back.
+            sess.send(_enc([protocol.DEMONITOR, caller, result, req]))
+            sess.send(_enc([protocol.EXIT2, caller, result, "kill"]))
+        return
     if type(result) is Pid:
         # Record the link/monitor now, before any EXIT that follows on this
         # session is dispatched: the child may already have ended.

@@ -11,9 +11,8 @@ never delivered (SEMANTICS 11). A lost node or a killed runner shows as a
 The runner's spawn request is sent without blocking on the spawn reply (the
 spawn reply and the ``Down`` are awaited in one ``receive``), so ``timeout``
 bounds the whole call even when the peer answers nothing at all. On a timeout
-the runner is killed if its pid is known by then; if the spawn reply had not
-come yet, it is ignored when it comes and the runner runs to its end
-unobserved.
+the runner is killed: at once if its pid is known by then, else as soon as
+the spawn reply brings it (the caller never sees that reply).
 """
 from __future__ import annotations
 
@@ -141,11 +140,13 @@ def _wait(node: str, tag: Ref, ref: Ref, pid: Optional[Pid], req: Optional[Ref],
 
 def _abandon(ref: Ref, pid: Optional[Pid], req: Optional[Ref]) -> None:
     """The caller gives up: nothing of this call may reach its mailbox afterwards."""
-    if req is not None:
+    if req is not None and pid is None:
         st = _node._state
-        if st is not None:
-            # A spawn reply still on its way is ignored (the runner's monitor is never set up here).
-            st.spawn_pending.pop(req, None)
+        if st is not None and req in st.spawn_pending:
+            # The spawn reply is still on its way: the node kills the runner
+            # when it comes, and delivers nothing (its monitor is never set up here).
+            caller, _opts, node = st.spawn_pending[req]
+            st.spawn_pending[req] = (caller, (_node.ABANDONED,), node)
     # No Down for ref after this (SEMANTICS 11), and none left in the mailbox.
     _core.demonitor(ref, flush=True)
     for m in _core.flush_messages(lambda m: type(m) is SpawnReply and m.req == req):
