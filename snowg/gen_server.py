@@ -12,7 +12,8 @@ The wire format (all plain terms, so it crosses nodes):
   ``tag`` is the caller's monitor ref of the server.
 * cast:  ``('$gen_cast', request)``.
 * stop:  ``('$gen_stop', reason)``.
-* start acknowledgement: ``('$ack', start_ref, ok, reason, child_id)``.
+* start acknowledgement: ``('$ack', start_ref, ok, reason, child_id)``;
+  ``ok`` is True, False, or ``'ignore'``.
 
 Late replies. snowg's ``receive`` is selective, so a reply that arrives after
 the caller gave up would stay in its mailbox for ever. OTP solves this with a
@@ -61,6 +62,8 @@ _CALL = "$gen_call"
 _CAST = "$gen_cast"
 _STOP = "$gen_stop"
 _ACK = "$ack"
+#: What ``init`` returns to decline to start; also the ``ok`` field of that acknowledgement.
+IGNORE = "ignore"
 _REPLY_ROUTER = "snowg.gen_server.replies"
 
 #: tag -> caller pid, for every call of this node that is still waiting (the "alias").
@@ -86,11 +89,13 @@ def _is_quiet(reason: Any) -> bool:
 
 def start_sync(
     body: Callable[..., Any], args: tuple, link: bool, timeout: Optional[float], node: Optional[str] = None,
-) -> Pid:
+) -> Optional[Pid]:
     """Start ``body(starter, *args)`` and wait until it acknowledges its start.
 
-    Blocks the caller until the new process calls ``_ack_ok``/``_ack_fail``,
-    ends, or ``timeout`` seconds pass (None: no limit). With ``node``, the
+    Blocks the caller until the new process calls ``_ack_ok``/``_ack_fail``/
+    ``_ack_ignore``, ends, or ``timeout`` seconds pass (None: no limit).
+    Returns the pid, or None when the process chose not to start (``_ack_ignore``:
+    it has ended by the time this returns). With ``node``, the
     process starts on that node (``body`` must be ``@spawnable`` there and
     ``args`` terms that cross); the protocol is the same, as it is made of
     plain terms. An unreachable node fails the start with ``'noconnection'``.
@@ -134,13 +139,15 @@ def start_sync(
             raise StartError(exit_reason)
         raise StartError(msg.reason)
     _tag, _ref, ok, reason, child_id = msg
-    if ok:
+    if ok is True:
         demonitor(mref, flush=True)
         return pid
     # The process unlinked from us, acknowledged, and is exiting: wait for it
     # to be gone so that a retry by name cannot find it still registered.
     receive(lambda m: type(m) is Down and m.ref == mref)
     _flush_exit(pid)
+    if ok == IGNORE:
+        return None
     raise StartError(reason, child_id)
 
 
@@ -162,6 +169,13 @@ def _ack_fail(starter: tuple, reason: Any, child_id: Any = None) -> None:
     if linked:
         unlink(caller)
     send(caller, (_ACK, ref, False, reason, child_id))
+
+
+def _ack_ignore(starter: tuple) -> None:
+    caller, ref, linked = starter
+    if linked:
+        unlink(caller)
+    send(caller, (_ACK, ref, IGNORE, None, None))
 
 
 # -------------------------------------------------------------------- the class
@@ -210,7 +224,12 @@ class GenServer:
     """
 
     def init(self, *args: Any) -> Any:
-        """Return the initial state, or ``('stop', reason)`` to fail the start."""
+        """Return the initial state, ``('stop', reason)`` to fail the start, or ``'ignore'``.
+
+        ``'ignore'`` (OTP's ``ignore``): the server ends quietly and the start
+        returns None instead of a pid; a supervisor keeps such a child's spec
+        with no process. (So the string ``'ignore'`` cannot be a state.)
+        """
         return None
 
     def handle_call(self, request: Any, from_: From, state: Any) -> tuple:
@@ -230,8 +249,10 @@ class GenServer:
         """Clean up before the server ends with ``reason``; the default does nothing."""
 
     @classmethod
-    def start_link(cls, *args: Any, name: Optional[str] = None, timeout: Optional[float] = None) -> Pid:
+    def start_link(cls, *args: Any, name: Optional[str] = None, timeout: Optional[float] = None) -> Optional[Pid]:
         """Start a server linked to the caller; return its pid once ``init`` returned.
+
+        Returns None, and the server is gone, when ``init`` returned ``'ignore'``.
 
         Blocks until ``init`` has returned (or ``timeout`` seconds, None: no
         limit). The caller becomes the server's *parent*.
@@ -250,7 +271,7 @@ class GenServer:
         return start_sync(_server_main, (cls, args, name), True, timeout)
 
     @classmethod
-    def start(cls, *args: Any, name: Optional[str] = None, timeout: Optional[float] = None) -> Pid:
+    def start(cls, *args: Any, name: Optional[str] = None, timeout: Optional[float] = None) -> Optional[Pid]:
         """Like :meth:`start_link` without the link (the server is its own parent)."""
         return start_sync(_server_main, (cls, args, name), False, timeout)
 
@@ -279,6 +300,9 @@ def _server_main(starter: tuple, cls: type, args: tuple, name: Optional[str]) ->
         log.error("%s %s failed in init: %s\n%s", cls.__name__, me, crash, crash.traceback)
         _ack_fail(starter, crash)
         exit(crash)
+    if type(result) is str and result == IGNORE:
+        _ack_ignore(starter)
+        exit("normal")
     if type(result) is tuple and len(result) == 2 and result[0] == "stop":
         reason = result[1]
         if not _is_quiet(reason):

@@ -77,6 +77,15 @@ class Refuser(GenServer):
         return ("stop", reason)
 
 
+@snowg.spawnable
+class Ignorer(GenServer):
+    """A GenServer whose ``init(rec, cid)`` reports ``('ignored', cid, node)`` and returns ``'ignore'``."""
+
+    def init(self, rec: snowg.Pid, cid: Any) -> Any:
+        snowg.send(rec, ("ignored", cid, snowg.node()))
+        return "ignore"
+
+
 class Undeclared(GenServer):
     """Not @spawnable: cannot be a remote child."""
 

@@ -316,6 +316,24 @@ def test_exit_signal_while_inside_a_handler_skips_terminate():
     snowg.exit(caller, "kill")
 
 
+def test_init_ignore_returns_none_and_leaves_nothing_behind():
+    class Ignorer(GenServer):
+        def init(self, rec):
+            snowg.send(rec, ("init", snowg.self()))
+            return "ignore"
+
+    me = snowg.self()
+    snowg.trap_exit(True)  # an Exit from the ignoring server would show in the mailbox
+    assert Ignorer.start_link(me, name="ign") is None
+    _, pid = snowg.receive(timeout=5)
+    assert not snowg.is_alive(pid)
+    assert snowg.whereis("ign") is None
+    info = snowg.process_info(me)
+    assert info["message_queue_len"] == 0 and info["links"] == []
+    assert Ignorer.start(me) is None
+    assert snowg.receive(timeout=5)[0] == "init"
+
+
 def test_abnormal_stop_is_logged_with_the_last_message(caplog):
     srv = Store.start(snowg.self())
     with caplog.at_level(logging.ERROR, logger="snowg"):

@@ -20,7 +20,16 @@ import snowg  # noqa: E402
 from snowg import ChildSpec, Down, StartError, supervisor  # noqa: E402
 from snowg.gen_server import stop as stop_server  # noqa: E402
 
-from supfuncs import Member, Refuser, Undeclared, named_worker, not_spawnable, stubborn, worker  # noqa: E402
+from supfuncs import (  # noqa: E402
+    Ignorer,
+    Member,
+    Refuser,
+    Undeclared,
+    named_worker,
+    not_spawnable,
+    stubborn,
+    worker,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -352,6 +361,17 @@ def test_remote_gen_server_child_failing_init_is_a_failed_start(peers):
         ])
     assert e.value.child_id == "bad" and e.value.reason == "no thanks"
     assert events(2) == [("started", "ok"), ("stopped", "ok")]  # the started one was stopped
+
+
+def test_remote_gen_server_child_ignoring_its_start_is_kept_with_no_process(peers):
+    """OTP's init -> ignore on another node: the spec stays, with no process; the next child starts."""
+    b = peers.start(modules=MODS)
+    sup = supervisor.start([remote("i", b.name, Ignorer), remote("ok", b.name, Member)])
+    assert snowg.receive(lambda m: type(m) is tuple and m[0] == "ignored", 15) == ("ignored", "i", b.name)
+    assert events(1) == [("started", "ok")]
+    assert [(c, p is None) for c, p, _t in supervisor.which_children(sup)] == [("i", True), ("ok", False)]
+    stop_sup(sup)
+    assert events(1) == [("stopped", "ok")]
 
 
 # ------------------------------------------------------- remote supervisors

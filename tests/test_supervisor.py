@@ -679,6 +679,58 @@ def test_simple_one_for_one_children_are_stopped_all_at_once():
     assert alone()
 
 
+# ------------------------------------------------------------ init 'ignore'
+
+
+class Ignorer(GenServer):
+    """A GenServer child whose init reports ('ignored', cid) and returns 'ignore'."""
+
+    def init(self, rec: Any, cid: Any) -> Any:
+        snowg.send(rec, ("ignored", cid))
+        return "ignore"
+
+
+def reports(n: int) -> List[Tuple[Any, ...]]:
+    """Like events(), with the ignores in the sequence too."""
+    out = []
+    for _ in range(n):
+        m = snowg.receive(lambda m: type(m) is tuple and m and m[0] in ("started", "stopped", "ignored"), 5)
+        out.append((m[0], m[1]))
+    return out
+
+
+def test_ignoring_child_keeps_its_spec_with_no_process_and_one_for_all_starts_it_again():
+    """OTP: a child whose init returns ignore is kept with pid undefined; a group restart calls its init again."""
+    me = snowg.self()
+    sup = supervisor.start_link([spec("a"), ChildSpec("i", (Ignorer, (me, "i"))), spec("b")], strategy="one_for_all")
+    assert reports(3) == [("started", "a"), ("ignored", "i"), ("started", "b")]
+    assert pids(sup)["i"] is None
+    assert supervisor.count_children(sup) == {"specs": 3, "active": 2, "supervisors": 0, "workers": 3}
+    end_child(pids(sup)["a"], "crashed")
+    assert reports(4) == [("stopped", "b"), ("started", "a"), ("ignored", "i"), ("started", "b")]
+    assert pids(sup)["i"] is None
+    assert supervisor.restart_child(sup, "i") is None
+    assert reports(1) == [("ignored", "i")]
+    supervisor.delete_child(sup, "i")
+    assert supervisor.start_child(sup, ChildSpec("j", (Ignorer, (me, "j")))) is None
+    assert reports(1) == [("ignored", "j")]
+    assert [(c, p is None) for c, p, _t in supervisor.which_children(sup)] == [("a", False), ("b", False), ("j", True)]
+    stop_sup(sup)
+    assert reports(2) == [("stopped", "b"), ("stopped", "a")]
+    assert alone()
+
+
+def test_simple_one_for_one_ignoring_child_is_not_kept():
+    me = snowg.self()
+    sup = supervisor.start_link([ChildSpec("t", (Ignorer, (me,)))], strategy="simple_one_for_one")
+    assert supervisor.start_child(sup, ["x"]) is None
+    assert reports(1) == [("ignored", "x")]
+    assert supervisor.which_children(sup) == []
+    assert supervisor.count_children(sup)["active"] == 0
+    stop_sup(sup)
+    assert alone()
+
+
 # ------------------------------------------------------------- auto_shutdown
 
 

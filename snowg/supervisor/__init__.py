@@ -271,8 +271,10 @@ def _request(sup: SupRef, op: str, arg: Any, timeout: Optional[float]) -> Any:
     raise _ERRORS[kind](detail)
 
 
-def start_child(sup: SupRef, spec_or_args: Union[ChildSpec, Sequence[Any]], timeout: Optional[float] = None) -> Pid:
-    """Add and start a child; return its pid.
+def start_child(
+    sup: SupRef, spec_or_args: Union[ChildSpec, Sequence[Any]], timeout: Optional[float] = None,
+) -> Optional[Pid]:
+    """Add and start a child; return its pid (None: a ``GenServer`` whose ``init`` returned ``'ignore'``).
 
     ``spec_or_args`` is a ``ChildSpec``, or for ``simple_one_for_one`` the
     extra args appended to the template's. Blocks until the child started
@@ -313,8 +315,8 @@ def terminate_child(sup: SupRef, id_or_pid: Any, timeout: Optional[float] = None
     _request(sup, "terminate_child", id_or_pid, timeout)
 
 
-def restart_child(sup: SupRef, id: Any, timeout: Optional[float] = None) -> Pid:
-    """Start a stopped child again from its spec; return the new pid.
+def restart_child(sup: SupRef, id: Any, timeout: Optional[float] = None) -> Optional[Pid]:
+    """Start a stopped child again from its spec; return the new pid (None if it ignored the start).
 
     Raises:
         NotFound, Running, Restarting: see SEMANTICS 19.

@@ -60,14 +60,17 @@ class ChildStartFailed(Exception):
         self.reason = reason
 
 
-def start_child_process(spec: ChildSpec, extra_args: tuple = (), connect_timeout: float = CONNECT_TIMEOUT) -> Pid:
+def start_child_process(
+    spec: ChildSpec, extra_args: tuple = (), connect_timeout: float = CONNECT_TIMEOUT,
+) -> Optional[Pid]:
     """Start the child of ``spec`` linked to the calling supervisor; return its pid.
 
     A plain function is spawned (it cannot fail to start, locally). A
     ``GenServer`` subclass, or a function marked ``_snowg_sync_start`` (a
     nested supervisor's ``start_link``), is started synchronously: this blocks
     until it has initialised. A remote child starts on the first of its
-    candidate nodes that can be reached.
+    candidate nodes that can be reached. Returns None for a ``GenServer``
+    whose ``init`` returned ``'ignore'`` (OTP: the child's pid is ``undefined``).
 
     Raises:
         ChildStartFailed: the child failed to initialise; ``'noconnection'``
@@ -88,12 +91,12 @@ def start_child_process(spec: ChildSpec, extra_args: tuple = (), connect_timeout
         if not _reachable(node, connect_timeout):
             continue
         pid = _start_remote(node, spec.id, fn, args, kwargs)
-        if pid is not None:
+        if pid is not _UNREACHABLE:
             return pid
     raise ChildStartFailed("noconnection")
 
 
-def _start_local(fn: Any, args: tuple, kwargs: dict) -> Pid:
+def _start_local(fn: Any, args: tuple, kwargs: dict) -> Optional[Pid]:
     if is_gen_server(fn):
         starter = fn.start_link
     elif is_nested_supervisor(fn):
@@ -130,8 +133,11 @@ def _is_placeholder(pid: Pid) -> bool:
     return pid.id == 0 and pid.creation == 0
 
 
-def _start_remote(node: str, cid: Any, fn: Any, args: tuple, kwargs: dict) -> Optional[Pid]:
-    """Start the child on ``node``; None when the node turned out unreachable."""
+_UNREACHABLE: Any = object()
+
+
+def _start_remote(node: str, cid: Any, fn: Any, args: tuple, kwargs: dict) -> Any:
+    """Start the child on ``node``: its pid, None if ignored, ``_UNREACHABLE`` if the node turned out so."""
     try:
         if is_nested_supervisor(fn):
             options = dict(kwargs)
@@ -147,7 +153,7 @@ def _start_remote(node: str, cid: Any, fn: Any, args: tuple, kwargs: dict) -> Op
         pid = spawn_link(fn, *args, node=node, **kwargs)
     except StartError as e:
         if e.child_id is None and e.reason == "noconnection":
-            return None
+            return _UNREACHABLE
         raise ChildStartFailed(_nested_reason(e)) from None
     except SpawnError as e:
         raise ChildStartFailed(("spawn_error", str(e))) from None
@@ -156,7 +162,7 @@ def _start_remote(node: str, cid: Any, fn: Any, args: tuple, kwargs: dict) -> Op
     if _is_placeholder(pid):
         # The node went away just now; the spawn delivered Exit(pid, 'noconnection').
         flush_messages(lambda m: type(m) is Exit and m.pid == pid)
-        return None
+        return _UNREACHABLE
     return pid
 
 

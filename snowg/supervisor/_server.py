@@ -72,7 +72,8 @@ class Supervisor(GenServer):
                 self.terminate("shutdown", state)  # the started ones, in reverse
                 return ("stop", ("shutdown", ("failed_to_start_child", spec.id, e.reason)))
             state.children[spec.id] = Child(spec, pid)
-            state.by_pid[pid] = spec.id
+            if pid is not None:  # None: ignored, kept with no process
+                state.by_pid[pid] = spec.id
         return state
 
     def terminate(self, reason: Any, state: State) -> None:
@@ -158,7 +159,8 @@ class Supervisor(GenServer):
                 send(_self(), (_TRY_AGAIN, sid))
                 return ("noreply", state)
             child.pid = pid
-            state.by_pid[pid] = sid
+            if pid is not None:
+                state.by_pid[pid] = sid
         return ("noreply", state)
 
     def _restart_dynamic(self, state: State, old_pid: Pid, args: tuple) -> tuple:
@@ -172,7 +174,8 @@ class Supervisor(GenServer):
             state.dyn_restarting[old_pid] = args
             send(_self(), (_TRY_AGAIN, old_pid))
             return ("noreply", state)
-        state.dynamic[pid] = args
+        if pid is not None:  # an ignored restart is simply gone, as in OTP
+            state.dynamic[pid] = args
         return ("noreply", state)
 
     def _auto_shutdown(self, state: State, spec: ChildSpec) -> tuple:
@@ -222,7 +225,7 @@ class Supervisor(GenServer):
             return ("reply", ("error", e.kind, e.detail), state)
         return ("reply", ("ok", value), state)
 
-    def _start_child(self, state: State, arg: Any) -> Pid:
+    def _start_child(self, state: State, arg: Any) -> Optional[Pid]:
         if state.simple:
             if isinstance(arg, ChildSpec) or not isinstance(arg, (tuple, list)):
                 raise ApiError("badarg", "a simple_one_for_one supervisor's start_child takes a list of extra args")
@@ -232,7 +235,8 @@ class Supervisor(GenServer):
                 pid = start_child_process(state.template, args, state.connect_timeout)
             except ChildStartFailed as e:
                 raise ApiError("start_error", (e.reason, None)) from None
-            state.dynamic[pid] = args
+            if pid is not None:
+                state.dynamic[pid] = args
             return pid
         if not isinstance(arg, ChildSpec):
             raise ApiError("badarg", f"start_child needs a ChildSpec, got {type(arg).__name__}")
@@ -246,7 +250,8 @@ class Supervisor(GenServer):
         except ChildStartFailed as e:
             raise ApiError("start_error", (e.reason, arg.id)) from None
         state.children[arg.id] = Child(arg, pid)
-        state.by_pid[pid] = arg.id
+        if pid is not None:
+            state.by_pid[pid] = arg.id
         return pid
 
     def _terminate_child(self, state: State, key: Any) -> None:
@@ -281,14 +286,15 @@ class Supervisor(GenServer):
             raise ApiError("restarting", cid)
         return child
 
-    def _restart_child(self, state: State, cid: Any) -> Pid:
+    def _restart_child(self, state: State, cid: Any) -> Optional[Pid]:
         child = self._lookup_stopped(state, cid)
         try:
             pid = start_child_process(child.spec, (), state.connect_timeout)
         except ChildStartFailed as e:
             raise ApiError("start_error", (e.reason, cid)) from None
         child.pid = pid
-        state.by_pid[pid] = cid
+        if pid is not None:
+            state.by_pid[pid] = cid
         return pid
 
     def _delete_child(self, state: State, cid: Any) -> None:
