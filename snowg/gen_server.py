@@ -26,7 +26,7 @@ same check there.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 from ._core import (
     Crash,
@@ -53,7 +53,7 @@ from ._errors import CallError, CallTimeout, NameTaken, NoProc, StartError, Time
 
 log = logging.getLogger("snowg")
 
-__all__ = ["GenServer", "call", "cast", "reply", "stop"]
+__all__ = ["Continue", "GenServer", "call", "cast", "reply", "stop"]
 
 Dest = Union[Pid, str, Tuple[str, str]]
 From = Tuple[Pid, Ref]
@@ -64,6 +64,26 @@ _STOP = "$gen_stop"
 _ACK = "$ack"
 #: What ``init`` returns to decline to start; also the ``ok`` field of that acknowledgement.
 IGNORE = "ignore"
+
+
+class Continue(NamedTuple):
+    """What ``init`` returns to start with ``state`` and then run ``handle_continue(term, state)``.
+
+    OTP's ``{ok, State, {continue, Term}}``: the starter gets the pid at once,
+    and the continuation runs before the server takes any message.
+    """
+
+    state: Any
+    term: Any
+
+
+class _Cont:
+    """A pending ``handle_continue(term)``, in the loop's timeout slot."""
+
+    __slots__ = ("term",)
+
+    def __init__(self, term: Any) -> None:
+        self.term = term
 _REPLY_ROUTER = "snowg.gen_server.replies"
 
 #: tag -> caller pid, for every call of this node that is still waiting (the "alias").
@@ -191,10 +211,12 @@ class GenServer:
     Handlers and what they return:
 
     * ``init(*args)`` gets the ``start_link`` arguments and returns the initial
-      state, or ``('stop', reason)`` to refuse to start (``start_link`` then
-      raises ``StartError(reason)``; a raising ``init`` does the same with the
-      crash as reason). A state that is itself a 2-tuple starting with
-      ``'stop'`` must therefore be wrapped.
+      state, ``Continue(state, term)`` (started; then ``handle_continue(term,
+      state)`` runs before any message), ``('stop', reason)`` to refuse to
+      start (``start_link`` then raises ``StartError(reason)``; a raising
+      ``init`` does the same with the crash as reason), or ``'ignore'`` (see
+      :meth:`init`). A state that is itself a 2-tuple starting with ``'stop'``
+      must therefore be wrapped.
     * ``handle_call(request, from_, state)`` returns one of
       ``('reply', value, state)``, ``('reply', value, state, timeout)``,
       ``('noreply', state)`` (reply later with :func:`reply`),
@@ -204,7 +226,10 @@ class GenServer:
       ``('noreply', state)``, ``('noreply', state, timeout)`` or
       ``('stop', reason, state)``.
     * ``timeout`` (seconds) means: if no message arrives within it,
-      ``handle_info('timeout', state)`` is called.
+      ``handle_info('timeout', state)`` is called. In its place,
+      ``('continue', term)`` (OTP's ``{continue, Term}``) calls
+      ``handle_continue(term, state)`` before the next message;
+      ``handle_continue`` returns what ``handle_cast`` does.
     * ``terminate(reason, state)`` runs when a handler returns ``stop``, when a
       handler raises, when :func:`stop` is called, and when the server traps
       exits and its parent (the process that called ``start_link``, e.g. a
@@ -224,7 +249,9 @@ class GenServer:
     """
 
     def init(self, *args: Any) -> Any:
-        """Return the initial state, ``('stop', reason)`` to fail the start, or ``'ignore'``.
+        """Return the initial state, ``Continue(state, term)``, ``('stop', reason)`` or ``'ignore'``.
+
+        ``('stop', reason)`` fails the start; see the class docstring for ``Continue``.
 
         ``'ignore'`` (OTP's ``ignore``): the server ends quietly and the start
         returns None instead of a pid; a supervisor keeps such a child's spec
@@ -244,6 +271,10 @@ class GenServer:
         """Handle any other message; the default logs it and keeps the state."""
         log.warning("%s %s received an unexpected message: %r", type(self).__name__, _self(), msg)
         return ("noreply", state)
+
+    def handle_continue(self, term: Any, state: Any) -> tuple:
+        """Continue after ``Continue(state, term)`` or ``('continue', term)``; returns as ``handle_cast``."""
+        raise NotImplementedError(f"{type(self).__name__} does not handle continue (got {term!r})")
 
     def terminate(self, reason: Any, state: Any) -> None:
         """Clean up before the server ends with ``reason``; the default does nothing."""
@@ -310,21 +341,29 @@ def _server_main(starter: tuple, cls: type, args: tuple, name: Optional[str]) ->
         _ack_fail(starter, reason)
         exit(reason)
     _ack_ok(starter)
-    _loop(server, result, parent)
+    if type(result) is Continue:
+        _loop(server, result.state, parent, _Cont(result.term))
+    else:
+        _loop(server, result, parent, None)
 
 
-def _loop(server: GenServer, state: Any, parent: Pid) -> None:
-    timeout: Optional[float] = None
+def _loop(server: GenServer, state: Any, parent: Pid, timeout: Any) -> None:
     msg: Any = None
     while True:
         if timeout is None:
             msg = receive()
+        elif type(timeout) is _Cont:
+            msg = timeout  # handle_continue, before any message
         else:
             try:
                 msg = receive(None, timeout)
             except Timeout:
                 msg = "timeout"
         try:
+            if type(msg) is _Cont:
+                ret = _handle(server, state, msg.term, server.handle_continue, msg.term, state)
+                state, timeout = _after(server, ret, msg.term, state)
+                continue
             if type(msg) is tuple and msg:
                 tag = msg[0]
                 if tag == _CALL and len(msg) == 3:
@@ -379,12 +418,15 @@ def _handle(server: GenServer, state: Any, msg: Any, handler: Callable[..., Any]
         raise
 
 
-def _timeout_of(ret: tuple, i: int) -> Optional[float]:
+def _timeout_of(ret: tuple, i: int) -> Any:
+    """A handler result's timeout slot: None (none), seconds, or a ``_Cont``."""
     if len(ret) <= i:
         return None
     t = ret[i]
     if t == "hibernate" or t == "infinity" or t is None:
         return None
+    if type(t) is tuple and len(t) == 2 and t[0] == "continue":
+        return _Cont(t[1])
     return float(t)
 
 

@@ -21,7 +21,7 @@ from snowg import (
     StartError,
     supervisor,
 )
-from snowg.gen_server import stop
+from snowg.gen_server import Continue, stop
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -332,6 +332,51 @@ def test_init_ignore_returns_none_and_leaves_nothing_behind():
     assert info["message_queue_len"] == 0 and info["links"] == []
     assert Ignorer.start(me) is None
     assert snowg.receive(timeout=5)[0] == "init"
+
+
+class Loader(GenServer):
+    """init returns Continue: the slow part runs in handle_continue, before any message."""
+
+    def init(self, rec: Any) -> Any:
+        self.rec = rec
+        return Continue([], "load")
+
+    def handle_continue(self, term: Any, state: Any) -> tuple:
+        state.append(term)
+        snowg.send(self.rec, ("continued", term))
+        if term == "load":
+            return ("noreply", state, ("continue", "more"))
+        if term == "fail":
+            raise ValueError("continue failed")
+        return ("noreply", state)
+
+    def handle_call(self, req: Any, from_: Any, state: Any) -> tuple:
+        if req == "get":
+            return ("reply", list(state), state)
+        return ("reply", "ok", state, ("continue", req))
+
+    def terminate(self, reason: Any, state: Any) -> None:
+        snowg.send(self.rec, ("terminate", reason))
+
+
+def test_continue_runs_before_any_message_and_chains():
+    me = snowg.self()
+    srv = Loader.start(me)
+    assert snowg.call(srv, "get") == ["load", "more"]  # the call was queued before they ran
+    assert [snowg.receive(timeout=5) for _ in range(2)] == [("continued", "load"), ("continued", "more")]
+    assert snowg.call(srv, "again") == "ok"  # the reply goes out first, then handle_continue
+    assert snowg.receive(timeout=5) == ("continued", "again")
+    assert snowg.call(srv, "get") == ["load", "more", "again"]
+
+
+def test_a_raising_handle_continue_ends_the_server_with_terminate():
+    me = snowg.self()
+    srv = Loader.start(me)
+    ref = snowg.monitor(srv)
+    assert snowg.call(srv, "fail") == "ok"
+    reason = snowg.receive(lambda m: type(m) is Down and m.ref == ref, 5).reason
+    assert reason.type == "ValueError"
+    assert snowg.receive(lambda m: m[0] == "terminate", 5) == ("terminate", reason)
 
 
 def test_abnormal_stop_is_logged_with_the_last_message(caplog):
