@@ -26,7 +26,7 @@ same check there.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, NamedTuple, NoReturn, Optional, Tuple, Union
 
 from ._core import (
     Crash,
@@ -361,14 +361,20 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: Any) -> None:
                 msg = "timeout"
         try:
             if type(msg) is _Cont:
-                ret = _handle(server, state, msg.term, server.handle_continue, msg.term, state)
+                try:
+                    ret = server.handle_continue(msg.term, state)
+                except ProcessExit as e:
+                    _handler_exited(server, state, msg.term, e)
                 state, timeout = _after(server, ret, msg.term, state)
                 continue
             if type(msg) is tuple and msg:
                 tag = msg[0]
                 if tag == _CALL and len(msg) == 3:
                     from_ = msg[1]
-                    ret = _handle(server, state, msg, server.handle_call, msg[2], from_, state)
+                    try:
+                        ret = server.handle_call(msg[2], from_, state)
+                    except ProcessExit as e:
+                        _handler_exited(server, state, msg, e)
                     if type(ret) is tuple and ret:
                         kind = ret[0]
                         if kind == "reply" and 3 <= len(ret) <= 4:
@@ -383,7 +389,10 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: Any) -> None:
                     state, timeout = _after(server, ret, msg, state)
                     continue
                 if tag == _CAST and len(msg) == 2:
-                    ret = _handle(server, state, msg, server.handle_cast, msg[1], state)
+                    try:
+                        ret = server.handle_cast(msg[1], state)
+                    except ProcessExit as e:
+                        _handler_exited(server, state, msg, e)
                     state, timeout = _after(server, ret, msg, state)
                     continue
                 if tag == _STOP and len(msg) == 2:
@@ -394,7 +403,10 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: Any) -> None:
                 # ends with the same reason (SEMANTICS 22).
                 _stop(server, msg.reason, state, msg)
                 exit(msg.reason)
-            ret = _handle(server, state, msg, server.handle_info, msg, state)
+            try:
+                ret = server.handle_info(msg, state)
+            except ProcessExit as e:
+                _handler_exited(server, state, msg, e)
             state, timeout = _after(server, ret, msg, state)
         except Exception as e:  # noqa: BLE001 - a raising handler ends the server
             crash = Crash.from_exception(e)
@@ -402,20 +414,16 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: Any) -> None:
             exit(crash)
 
 
-def _handle(server: GenServer, state: Any, msg: Any, handler: Callable[..., Any], *args: Any) -> Any:
-    """Run one handler; a handler that calls ``exit(reason)`` gets ``terminate(reason, state)`` first.
+def _handler_exited(server: GenServer, state: Any, msg: Any, e: ProcessExit) -> NoReturn:
+    """A handler ended the process: ``terminate`` first if it called ``exit(reason)`` itself; re-raises.
 
     (A handler that raises is handled by the loop, which runs ``terminate``
     with the crash as reason.)
     """
-    try:
-        return handler(*args)
-    except ProcessExit as e:
-        if e.by_signal:
-            raise  # an exit signal it does not trap: no terminate, as in OTP
+    if not e.by_signal:  # an exit signal it does not trap: no terminate, as in OTP
         # OTP's gen_server catches exit(Reason) from a callback the same way.
         _stop(server, e.reason, state, msg)
-        raise
+    raise e
 
 
 def _timeout_of(ret: tuple, i: int) -> Any:
