@@ -16,6 +16,12 @@ import snowg
 from snowg._core import process as _process
 from snowg._core.runtime import rt
 
+# Tests fork peer nodes (gevent.subprocess). gevent's default resolver runs
+# getaddrinfo in a thread pool, and a fork from a process with threads can
+# deadlock the child (Python 3.12+ warns). Tests only dial IP addresses, so
+# the blocking resolver costs nothing and keeps this process single-threaded.
+gevent.config.resolver = "block"
+
 
 def _end_main_process() -> None:
     """End the process adopted for the current (pytest main) greenlet, if any."""

@@ -295,7 +295,7 @@ def _connect_out(st: _State, name: str, host: str, port: int) -> str:
     sock = None
     try:
         with gevent.Timeout(CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT, NodeError("timed out")):
-            sock = gsocket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+            sock = _open_tcp(host, port, CONNECT_TIMEOUT)
             sock.settimeout(None)
             sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
             sock = st.client_ctx.wrap_socket(sock, server_side=False)
@@ -322,6 +322,30 @@ def _connect_out(st: _State, name: str, host: str, port: int) -> str:
     sess.start(reader_in_new_greenlet=True)
     _after_up(st, sess)
     return "ok"
+
+
+def _open_tcp(host: str, port: int, timeout: float) -> Any:
+    """A TCP connection to ``host:port``; an IP address is used as it is.
+
+    ``create_connection`` always asks the resolver, and gevent's default
+    resolver runs in a thread pool: a node that only ever dials addresses
+    would start threads for nothing (and then every ``fork()`` of the
+    program, e.g. to start a test peer, warns on Python 3.12+).
+    """
+    for family in (gsocket.AF_INET, gsocket.AF_INET6):
+        try:
+            gsocket.inet_pton(family, host)
+        except OSError:
+            continue
+        sock = gsocket.socket(family, gsocket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    return gsocket.create_connection((host, port), timeout=timeout)
 
 
 def _describe_error(exc: BaseException) -> str:
