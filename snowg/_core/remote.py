@@ -6,11 +6,9 @@ block, so a session's reader greenlet can call them for every frame.
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Callable, List, Optional, Tuple
 
 from . import process as _p
-from .process import _DEAD, _schedule
 from .runtime import rt
 from .terms import Down, Pid, Ref, pid_node
 
@@ -33,17 +31,12 @@ def deliver_to(pid: Pid, msg: Any) -> None:
     """Deliver a message that arrived for ``pid``; dropped if it is not a live local process.
 
     Every remote message comes through here, so it spells out ``local_process``
-    and ``deliver`` (a pid decoded from the wire never has ``_proc`` set).
+    (a pid decoded from the wire never has ``_proc`` set).
     """
     if pid.node == rt.node and pid.creation == rt.creation:
         proc = rt.procs.get(pid.id)
-        if proc is not None and proc.state != _DEAD:
-            mb = proc.mailbox
-            if mb is None:
-                proc.mailbox = mb = deque()
-            mb.append(msg)
-            if proc.parked and not proc.ready:
-                _schedule(proc)
+        if proc is not None:
+            _p.deliver(proc, msg)  # drops it if the process is dead
 
 
 def deliver_to_name(name: str, msg: Any) -> bool:

@@ -247,50 +247,31 @@ class FrameDecoder:
             raise self._error
         buf = self._buf
         if not buf and type(data) is bytes:
-            return self._feed_whole(data)
+            # Nothing buffered (the usual case): decode straight from ``data``
+            # and keep only an incomplete tail.
+            whole = memoryview(data)
+            frames, pos = self._split(data, whole)
+            if pos < len(data):
+                buf += whole[pos:]
+            return frames
         buf += data
+        # Bodies are decoded from views of the buffer (no copy); every view is
+        # released before the consumed prefix is deleted below.
+        with memoryview(buf) as view:
+            frames, pos = self._split(buf, view)
+        if pos:
+            del buf[:pos]
+        return frames
+
+    def _split(self, data: Any, view: memoryview) -> Tuple[List[Any], int]:
+        """Decode the whole frames at the start of ``data``; return them and where the rest begins."""
         frames: List[Any] = []
-        end = len(buf)
+        end = len(data)
         pos = 0
         limit = self.max_frame_size
         append = frames.append
         decode = codec.decode
         unpack_len = _LEN.unpack_from
-        try:
-            # Bodies are decoded from views of the buffer (no copy); every view
-            # is released before the consumed prefix is deleted below.
-            with memoryview(buf) as view:
-                while end - pos >= 4:
-                    (n,) = unpack_len(buf, pos)
-                    if n > limit:
-                        raise _too_large(n, limit)
-                    start = pos + 4
-                    if end - start < n:
-                        break
-                    pos = start + n
-                    with view[start:pos] as body:
-                        append(decode(body))
-        except codec.CodecError as exc:
-            self._error = MalformedFrame(f"undecodable frame body: {exc}")
-            raise self._error from exc
-        except ProtocolError as exc:
-            self._error = exc
-            raise
-        if pos:
-            del buf[:pos]
-        return frames
-
-    def _feed_whole(self, data: bytes) -> List[Any]:
-        # Nothing buffered: decode straight from ``data`` (usually it holds
-        # whole frames) and keep only an incomplete tail. Views of an immutable
-        # ``bytes`` need no release.
-        frames: List[Any] = []
-        end = len(data)
-        pos = 0
-        limit = self.max_frame_size
-        decode = codec.decode
-        unpack_len = _LEN.unpack_from
-        view = memoryview(data)
         try:
             while end - pos >= 4:
                 (n,) = unpack_len(data, pos)
@@ -300,16 +281,15 @@ class FrameDecoder:
                 if end - start < n:
                     break
                 pos = start + n
-                frames.append(decode(view[start:pos]))
+                with view[start:pos] as body:
+                    append(decode(body))
         except codec.CodecError as exc:
             self._error = MalformedFrame(f"undecodable frame body: {exc}")
             raise self._error from exc
         except ProtocolError as exc:
             self._error = exc
             raise
-        if pos < end:
-            self._buf += view[pos:]
-        return frames
+        return frames, pos
 
     @property
     def buffered(self) -> int:
