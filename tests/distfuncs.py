@@ -27,17 +27,22 @@ def echo() -> None:
             snowg.send(msg[0], ("echo", me, msg[1]))
 
 
+def _forward_until_stop(parent: snowg.Pid, me: snowg.Pid) -> None:
+    """Forward every message to ``parent`` as ``('fwd', me, msg)`` until ``'stop'``."""
+    while True:
+        msg = snowg.receive()
+        if msg == "stop":
+            return
+        snowg.send(parent, ("fwd", me, msg))
+
+
 @snowg.spawnable
 def forwarder(parent: snowg.Pid, trap: bool = False) -> None:
     """Forward every message to ``parent`` as ``('fwd', self(), msg)``; end on ``'stop'``."""
     snowg.trap_exit(trap)
     me = snowg.self()
     snowg.send(parent, ("ready", me))
-    while True:
-        msg = snowg.receive()
-        if msg == "stop":
-            return
-        snowg.send(parent, ("fwd", me, msg))
+    _forward_until_stop(parent, me)
 
 
 @snowg.spawnable
@@ -46,11 +51,7 @@ def registered_forwarder(parent: snowg.Pid, name: str) -> None:
     me = snowg.self()
     snowg.register(name, me)
     snowg.send(parent, ("ready", me))
-    while True:
-        msg = snowg.receive()
-        if msg == "stop":
-            return
-        snowg.send(parent, ("fwd", me, msg))
+    _forward_until_stop(parent, me)
 
 
 @snowg.spawnable
@@ -77,11 +78,7 @@ def linker(parent: snowg.Pid, target: snowg.Pid, trap: bool) -> None:
     me = snowg.self()
     snowg.link(target)
     snowg.send(parent, ("linked", me))
-    while True:
-        msg = snowg.receive()
-        if msg == "stop":
-            return
-        snowg.send(parent, ("fwd", me, msg))
+    _forward_until_stop(parent, me)
 
 
 @snowg.spawnable
@@ -90,11 +87,7 @@ def monitorer(parent: snowg.Pid, target: Any) -> None:
     me = snowg.self()
     ref = snowg.monitor(target)
     snowg.send(parent, ("monitoring", me, ref))
-    while True:
-        msg = snowg.receive()
-        if msg == "stop":
-            return
-        snowg.send(parent, ("fwd", me, msg))
+    _forward_until_stop(parent, me)
 
 
 @snowg.spawnable
