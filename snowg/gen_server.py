@@ -420,9 +420,10 @@ def _handler_exited(server: GenServer, state: Any, msg: Any, e: ProcessExit) -> 
     (A handler that raises is handled by the loop, which runs ``terminate``
     with the crash as reason.)
     """
-    if not e.by_signal:  # an exit signal it does not trap: no terminate, as in OTP
-        # OTP's gen_server catches exit(Reason) from a callback the same way.
+    if not e.by_signal:
+        # The handler called exit(reason): OTP's gen_server catches that too.
         _stop(server, e.reason, state, msg)
+    # (An exit signal it does not trap ends it without terminate, as in OTP.)
     raise e
 
 
