@@ -36,6 +36,13 @@ def _forward_until_stop(parent: snowg.Pid, me: snowg.Pid) -> None:
         snowg.send(parent, ("fwd", me, msg))
 
 
+def linked_waiter(target: snowg.Pid, parent: snowg.Pid) -> None:
+    """A local, non-trapping process: link to ``target``, tell ``parent`` ``'linked'``, wait for ever."""
+    snowg.link(target)
+    snowg.send(parent, "linked")
+    snowg.receive()
+
+
 @snowg.spawnable
 def forwarder(parent: snowg.Pid, trap: bool = False) -> None:
     """Forward every message to ``parent`` as ``('fwd', self(), msg)``; end on ``'stop'``."""

@@ -82,12 +82,7 @@ def test_kill_9_breaks_links_then_monitors_then_node_monitors(peers, trapping_me
     ref = snowg.monitor(w2)
     snowg.monitor_node(peer.name)
 
-    def plain_linked():
-        snowg.link(w1)
-        snowg.send(trapping_me, "linked")
-        snowg.receive()
-
-    v, vref = snowg.spawn_monitor(plain_linked)
+    v, vref = snowg.spawn_monitor(df.linked_waiter, w1, trapping_me)
     assert recv() == "linked"
     local, _linker, _monitorer = set_up_both_ways(peer, trapping_me)
     assert wait_for(lambda: peer.rpc(df.info, w1)["links"] == sorted([trapping_me, v], key=repr))

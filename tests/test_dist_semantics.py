@@ -158,12 +158,7 @@ def test_remote_link_exit_trapping_and_not(peer, trapping_me) -> None:
 
     target2 = snowg.spawn(df.exit_on_command, node=peer.name)
 
-    def victim():
-        snowg.link(target2)
-        snowg.send(trapping_me, "linked")
-        snowg.receive()
-
-    v, ref = snowg.spawn_monitor(victim)
+    v, ref = snowg.spawn_monitor(df.linked_waiter, target2, trapping_me)
     assert recv() == "linked"
     snowg.send(target2, ("exit", "boom"))
     assert await_down(ref) == Down(ref, v, "boom")
@@ -234,12 +229,7 @@ def test_remote_process_ending_with_kill_sends_kill(peer, trapping_me) -> None:
     # SEMANTICS 3: ending with 'kill' propagates 'kill' (not 'killed') over links.
     target = snowg.spawn(df.exit_on_command, node=peer.name)
 
-    def not_trapping():
-        snowg.link(target)
-        snowg.send(trapping_me, "linked")
-        snowg.receive()
-
-    v, vref = snowg.spawn_monitor(not_trapping)
+    v, vref = snowg.spawn_monitor(df.linked_waiter, target, trapping_me)
     assert recv() == "linked"
     snowg.link(target)
     snowg.send(target, ("exit", "kill"))

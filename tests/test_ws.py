@@ -6,7 +6,6 @@ with messages to the test process (the main greenlet, adopted by snowg) and
 events, never with sleeps; each test runs under a gevent.Timeout.
 """
 import base64
-import datetime
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ from geventwebsocket.handler import WebSocketHandler
 import snowg
 import snowg.ws as ws
 import snowg.ws._rooms as rooms_mod
+from snowg.dist.tls import make_certs
 from snowg.ws import _frames as fr
 from test_ws_frames import client_frame
 
@@ -714,41 +714,13 @@ def test_drop_in_in_front_of_a_flask_app():
         c.close()
 
 
-def _self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_wss_with_a_standard_library_ssl_context(servers, tmp_path):
-    cert, key = _self_signed(tmp_path)
+    # A cluster CA and node certificate (SANs 127.0.0.1 and localhost) serve as any server's.
+    certs = make_certs(tmp_path / "certs")
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # the stdlib's, not gevent's
-    server_ctx.load_cert_chain(cert, key)
+    server_ctx.load_cert_chain(certs["node"].cert, certs["node"].key)
     client_ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client_ctx.load_verify_locations(cert)
+    client_ctx.load_verify_locations(certs["ca"].cert)
     srv = servers(command_handler, ssl_context=server_ctx)
     a, b = connect(srv.port, tls=client_ctx), connect(srv.port, tls=client_ctx)
     for cl in (a, b):

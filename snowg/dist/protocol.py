@@ -578,12 +578,7 @@ class Handshake:
             self.trailing_data += bytes(data)
             return
         self._inbuf += data
-        try:
-            self._process()
-        except HandshakeError as exc:
-            self._state = _FAILED
-            self._error = exc
-            raise
+        self._process_or_fail()
 
     def next_event(self) -> Optional[Union[PeerHello, Established]]:
         """Return the next event, or None when more data is needed (or we are done)."""
@@ -607,12 +602,7 @@ class Handshake:
         self._state = _AWAIT_REPLY
         # The peer cannot have sent anything valid yet, but process what is buffered
         # so that junk sent early is reported now rather than on the next read.
-        try:
-            self._process()
-        except HandshakeError as exc:
-            self._state = _FAILED
-            self._error = exc
-            raise
+        self._process_or_fail()
 
     def reject(self, reason: str) -> None:
         """Acceptor: refuse the peer announced by :class:`PeerHello` (send REJECT).
@@ -676,6 +666,15 @@ class Handshake:
             return codec.decode(body)
         except codec.CodecError as exc:
             raise self._fail(f"the peer sent bad data during the handshake: {exc}", "bad_data") from exc
+
+    def _process_or_fail(self) -> None:
+        """Process what is buffered; a HandshakeError fails the handshake for good."""
+        try:
+            self._process()
+        except HandshakeError as exc:
+            self._state = _FAILED
+            self._error = exc
+            raise
 
     def _process(self) -> None:
         # One frame at a time: after the last handshake frame, the rest of the
