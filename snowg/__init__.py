@@ -83,8 +83,8 @@ from .supervisor import ChildSpec  # noqa: E402
 __all__ += ["ChildSpec", "supervisor", "GenServer", "call", "cast", "reply"]
 # --- end OTP behaviours ---
 
-# --- distribution (snowg.dist) ---
-from .dist import (  # noqa: E402
+# --- distribution (snowg.cluster) ---
+from .cluster import (  # noqa: E402
     Node,
     connect,
     disconnect,
@@ -101,7 +101,7 @@ from .dist import (  # noqa: E402
     unregister_global,
     whereis_global,
 )
-from .dist.node import node  # noqa: E402 - the function; snowg.dist.node is the module
+from .cluster.node import node  # noqa: E402 - the function; snowg.cluster.node is the module
 
 __all__ += [
     "Node", "connect", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",

@@ -11,7 +11,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from . import dist
+from . import cluster
 
 log = logging.getLogger("snowg")
 
@@ -39,7 +39,7 @@ def run_node(args: Any) -> int:
     if args.tick is not None:
         options["tick"] = args.tick
     try:
-        info = dist.start_node(args.name, cookie=args.cookie, port=args.port, tls=args.certs, **options)
+        info = cluster.start_node(args.name, cookie=args.cookie, port=args.port, tls=args.certs, **options)
     except Exception as exc:  # noqa: BLE001 - NodeError and friends: say it and exit
         print(f"snowg node: {exc}", file=sys.stderr)
         return 1
@@ -49,13 +49,13 @@ def run_node(args: Any) -> int:
     if args.exit_with_parent:
         gevent.spawn(_watch_parent, os.getppid(), stop)
     for target in args.connect:
-        if not dist.connect(target):
+        if not cluster.connect(target):
             log.warning("could not connect to %s", target)
     sys.stdout.write(f"{READY_PREFIX} {info.name} {info.address}\n")
     sys.stdout.flush()
     stop.wait()
     log.info("stopping node %s", info.name)
-    dist.stop_node()
+    cluster.stop_node()
     return 0
 
 

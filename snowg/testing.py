@@ -31,10 +31,10 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence
 import gevent
 from gevent import subprocess
 
-from . import dist
-from .dist.node import current as _current_node
-from .dist import rpc as _rpc
-from .dist import tls as _tls
+from . import cluster
+from .cluster.node import current as _current_node
+from .cluster import rpc as _rpc
+from .cluster import tls as _tls
 
 READY_PREFIX = "SNOWG_NODE_READY"
 DEFAULT_TEST_TICK = 1.0
@@ -126,13 +126,13 @@ class ClusterConfig:
         self.tick = tick
 
 
-def start_test_node(config: ClusterConfig, name: Optional[str] = None) -> dist.Node:
+def start_test_node(config: ClusterConfig, name: Optional[str] = None) -> cluster.Node:
     """Make this process a node of the test cluster (or return it if it already is one)."""
     current = _current_node()
     if current is not None:
         return current
     name = name or f"test{os.getpid()}@127.0.0.1"
-    return dist.start_node(name, cookie=config.cookie, tls=config.certs, tick=config.tick)
+    return cluster.start_node(name, cookie=config.cookie, tls=config.certs, tick=config.tick)
 
 
 class PeerFactory:
@@ -207,7 +207,7 @@ class PeerFactory:
         peer.address = address
         if connect:
             start_test_node(self.config)
-            if not dist.connect(peer.target):
+            if not cluster.connect(peer.target):
                 raise RuntimeError(f"could not connect to peer {name}:\n{peer.read_log()}")
         return peer
 
@@ -262,14 +262,14 @@ if pytest is not None:
         return ClusterConfig(str(tmp_path_factory.mktemp("snowg-cluster")))
 
     @pytest.fixture(scope="session")
-    def snowg_node(snowg_cluster_config: ClusterConfig) -> Iterator[dist.Node]:
+    def snowg_node(snowg_cluster_config: ClusterConfig) -> Iterator[cluster.Node]:
         """This test process as a node of the test cluster (for the whole session)."""
         node = start_test_node(snowg_cluster_config)
         yield node
-        dist.stop_node()
+        cluster.stop_node()
 
     @pytest.fixture
-    def peers(snowg_node: dist.Node, snowg_cluster_config: ClusterConfig) -> Iterator[PeerFactory]:
+    def peers(snowg_node: cluster.Node, snowg_cluster_config: ClusterConfig) -> Iterator[PeerFactory]:
         """A :class:`PeerFactory`; every peer started through it is killed after the test."""
         factory = PeerFactory(snowg_cluster_config)
         try:

@@ -267,7 +267,7 @@ def roundtrip(value: Any) -> Any:
 @snowg.spawnable
 def local_sessions() -> Dict[str, str]:
     """Peer name -> the local socket address of its session (to tell sessions apart)."""
-    st = snowg.dist.node._state
+    st = snowg.cluster.node._state
     if st is None:
         return {}
     return {name: sess.peer_socket for name, sess in st.sessions.items()}

@@ -1,4 +1,4 @@
-"""Tests of snowg.dist.codec: exact round-trips, refusals, and hostile input."""
+"""Tests of snowg.cluster.codec: exact round-trips, refusals, and hostile input."""
 from __future__ import annotations
 
 import enum
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snowg._core.terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
-from snowg.dist import codec
-from snowg.dist.codec import CodecError, decode, encode
+from snowg.cluster import codec
+from snowg.cluster.codec import CodecError, decode, encode
 
 # --- helpers ----------------------------------------------------------------
 

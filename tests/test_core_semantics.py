@@ -385,7 +385,7 @@ def fake_router():
 
 
 def test_rule8_lost_node_sends_noconnection_over_links(me, fake_router):
-    """The seam the dist layer uses: a link exit from a remote pid, reason 'noconnection'."""
+    """The seam the cluster layer uses: a link exit from a remote pid, reason 'noconnection'."""
     from snowg._core.process import _signal_link_exit, local_process
 
     remote = Pid("other@host", 7, 1)
@@ -403,7 +403,7 @@ def test_rule8_lost_node_sends_noconnection_over_links(me, fake_router):
         assert snowg.receive(lambda m: m == "linked", timeout=W)
     assert ("link", a, remote) in fake_router.calls and ("link", b, remote) in fake_router.calls
     wa = watch(a)
-    # the node goes: the dist layer signals every local process linked to it
+    # the node goes: the cluster layer signals every local process linked to it
     for p in (a, b):
         _signal_link_exit(remote, local_process(p), "noconnection")
     assert wa() == "noconnection"

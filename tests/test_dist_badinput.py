@@ -5,7 +5,7 @@ sessions (DESIGN.md "Distribution", issue #4).
 The node under test is this test process (so ``caplog`` sees its log); a real
 peer node started by :mod:`snowg.testing` shows that the node still serves
 other sessions. Raw clients speak TLS and the sans-IO handshake of
-:mod:`snowg.dist.protocol` themselves.
+:mod:`snowg.cluster.protocol` themselves.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 import snowg
 from snowg import Pid
-from snowg.dist import protocol, tls
-from snowg.dist.protocol import Handshake, encode_frame
+from snowg.cluster import protocol, tls
+from snowg.cluster.protocol import Handshake, encode_frame
 from snowg.testing import wait_for
 
 import distfuncs as df

@@ -1,4 +1,4 @@
-"""Tests of snowg.dist.protocol: framing, frame validation and the handshake."""
+"""Tests of snowg.cluster.protocol: framing, frame validation and the handshake."""
 from __future__ import annotations
 
 import itertools
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snowg._core.terms import Pid, Ref
-from snowg.dist import codec
-from snowg.dist import protocol as P
-from snowg.dist.protocol import (
+from snowg.cluster import codec
+from snowg.cluster import protocol as P
+from snowg.cluster.protocol import (
     Established,
     FrameDecoder,
     FrameTooLarge,

@@ -1,4 +1,4 @@
-"""Certificates, TLS contexts and the cookie (snowg.dist.tls, snowg.dist.cookie)."""
+"""Certificates, TLS contexts and the cookie (snowg.cluster.tls, snowg.cluster.cookie)."""
 from __future__ import annotations
 
 import datetime
@@ -21,9 +21,9 @@ from gevent import socket as gsocket
 from gevent import ssl as gssl
 
 from snowg._errors import NodeError
-from snowg.dist import tls
-from snowg.dist.cookie import resolve_cookie
-from snowg.dist.tls import (
+from snowg.cluster import tls
+from snowg.cluster.cookie import resolve_cookie
+from snowg.cluster.tls import (
     TLSConfig,
     certs_main,
     client_context,
@@ -277,7 +277,7 @@ def test_monkeypatched_program(cluster: Path) -> None:
         import warnings
         warnings.simplefilter('error')  # a MonkeyPatchWarning would fail here
         from gevent import monkey
-        import snowg.dist.tls as tls   # imported before patching: must not import ssl
+        import snowg.cluster.tls as tls   # imported before patching: must not import ssl
         monkey.patch_all()
         import socket, ssl, sys, gevent
         cfg = tls.load_tls(sys.argv[1], 'alice@127.0.0.1', default_dir=None)

@@ -23,7 +23,7 @@ from geventwebsocket.handler import WebSocketHandler
 import snowg
 import snowg.ws as ws
 import snowg.ws._rooms as rooms_mod
-from snowg.dist.tls import make_certs
+from snowg.cluster.tls import make_certs
 from snowg.ws import _frames as fr
 from test_ws_frames import client_frame
 
@@ -284,7 +284,7 @@ def test_abrupt_disconnect_leaves_rooms(servers):
 
 
 def test_room_handler_is_installed_for_the_cluster(servers):
-    from snowg.dist import hooks
+    from snowg.cluster import hooks
 
     srv = servers(command_handler)
     cl = connect(srv.port)

@@ -340,7 +340,7 @@ def test_a_client_that_never_reads_on_one_node_does_not_delay_the_others(peers, 
     """The cross-node version of test_ws's stalled-client test.
 
     The stalled client is on B; the broadcasts come from A (so they reach B as
-    room-broadcast frames of the dist session, whose reader must never wait
+    room-broadcast frames of the cluster session, whose reader must never wait
     for the stalled socket); readers on A, B and C get every message at once.
     """
     me = snowg.self()

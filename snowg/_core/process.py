@@ -428,7 +428,7 @@ def _send_unresolved(pid: Pid, msg: Any) -> None:
 
 
 def deliver(proc: Process, msg: Any) -> None:
-    """Append ``msg`` to a local process's mailbox and wake it (used by the dist layer)."""
+    """Append ``msg`` to a local process's mailbox and wake it (used by the cluster layer)."""
     if proc.state == _DEAD:
         return
     mb = proc.mailbox

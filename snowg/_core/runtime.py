@@ -3,7 +3,7 @@
 Everything a node knows about its processes lives in :data:`rt`: the process
 table, the name registry, the timers, the ready queue that the scheduler
 drains, and the *remote router* that the distribution layer installs (the one
-seam between ``_core`` and ``dist``).
+seam between ``_core`` and ``cluster``).
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from gevent.event import Event
 
 import snowg
 from snowg import ws
-from snowg.dist import tls as _tls
+from snowg.cluster import tls as _tls
 
 from . import node_app
 

@@ -112,7 +112,7 @@ from .._errors import (
 from ..gen_server import call
 from ._server import Supervisor
 from ._child import CONNECT_TIMEOUT
-from ..dist.node import node as this_node
+from ..cluster.node import node as this_node
 from ._remote import encode_spec, run_gen_server, run_supervisor
 from ._spec import ChildSpec, check_children, check_connect_timeout, check_flags
 

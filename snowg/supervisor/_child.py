@@ -5,7 +5,7 @@ in order, skipping those that cannot be reached (connecting on demand, for at
 most the supervisor's ``connect_timeout``); a plain function by a remote
 ``spawn_link``, a ``GenServer`` or a nested supervisor through the runners of
 ``_remote`` with an init acknowledgement. :func:`shutdown_children` uses only
-monitor / unlink / exit / Down, which the dist layer routes to other nodes.
+monitor / unlink / exit / Down, which the cluster layer routes to other nodes.
 """
 from __future__ import annotations
 
@@ -27,17 +27,17 @@ from .._core import (
     unlink,
 )
 from .._errors import SpawnError, StartError, Timeout
-from ..dist.node import node as _this_node
-from ..dist.node import nodes as _connected_nodes
+from ..cluster.node import node as _this_node
+from ..cluster.node import nodes as _connected_nodes
 
 try:
-    from ..dist.node import ensure_connected as _ensure_connected
-except ImportError:  # a dist layer without on-demand reconnect: only connected nodes count
+    from ..cluster.node import ensure_connected as _ensure_connected
+except ImportError:  # a cluster layer without on-demand reconnect: only connected nodes count
 
     def _ensure_connected(name: str) -> bool:
         return name in _connected_nodes()
 
-from ..dist.spawnable import lookup
+from ..cluster.spawnable import lookup
 from ..gen_server import start_sync
 from ._remote import (
     encode_children,
@@ -119,7 +119,7 @@ def _reachable(node: str, timeout: float) -> bool:
 
     The connection attempt runs in its own greenlet, so a node that accepts
     TCP but never answers (e.g. stopped with SIGSTOP) costs us ``timeout``,
-    not the dist layer's whole handshake time.
+    not the cluster layer's whole handshake time.
     """
     if node in _connected_nodes():
         return True

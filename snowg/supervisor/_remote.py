@@ -29,8 +29,8 @@ import time
 from typing import Any, Dict, List
 
 from .._core import exit
-from ..dist import codec
-from ..dist.spawnable import lookup, spawnable
+from ..cluster import codec
+from ..cluster.spawnable import lookup, spawnable
 from ..gen_server import GenServer, _ack_fail, _server_main
 from ._spec import ChildSpec, check_children, check_connect_timeout, check_flags, spawnable_name
 

@@ -5,7 +5,7 @@ its own connections, ``room -> members`` plus the reverse index kept on each
 connection (``conn.rooms``) so that a disconnect leaves every room at once.
 
 A broadcast first hands ``(room, data)`` to
-:func:`snowg.dist.hooks.forward_room`, which queues one room-broadcast frame
+:func:`snowg.cluster.hooks.forward_room`, which queues one room-broadcast frame
 for each connected node (first, so that the other nodes fan out while this one
 does, rather than after it), then encodes its WebSocket frame once and appends
 that same ``bytes`` object to each local member's bounded outbound queue
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
-from ..dist import hooks
+from ..cluster import hooks
 from ._frames import encode_data
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -166,7 +166,7 @@ class Connection:
         self._state = _OPEN
         self._rooms: Set[str] = set()
         self._out: Deque[bytes] = deque()
-        # The writer parks as a runtime Task (like the dist session writers):
+        # The writer parks as a runtime Task (like the cluster session writers):
         # waking it appends it to the ready queue, with no gevent Event, no
         # hub callback per connection and no allocation, so a broadcast to
         # many members hands the CPU from writer to writer directly.

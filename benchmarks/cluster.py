@@ -12,7 +12,7 @@ their baselines, and each side keeps its best rate (rates drift with whatever
 else the machine does; the best is the least disturbed), as benchmarks/local.py
 does.
 
-Usage: python benchmarks/dist.py [--pingpong N] [--oneway N] [--spawns N] [--rpcs N] [--repeat K] [--json FILE]
+Usage: python benchmarks/cluster.py [--pingpong N] [--oneway N] [--spawns N] [--rpcs N] [--repeat K] [--json FILE]
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table import Row, print_table, write_json  # noqa: E402
 
 import snowg  # noqa: E402
-from snowg.dist import tls  # noqa: E402
+from snowg.cluster import tls  # noqa: E402
 
 _LEN = struct.Struct(">I")
 

@@ -5,7 +5,7 @@ connections, and installs a :class:`_Router` as the runtime's remote router so
 that ``send``/``link``/``monitor``/``exit``/``spawn`` reach other nodes.
 
 Connecting (SEMANTICS 23-24): TLS with certificates verified both ways against
-the cluster CA, then the cookie handshake of :mod:`snowg.dist.protocol`. When
+the cluster CA, then the cookie handshake of :mod:`snowg.cluster.protocol`. When
 two nodes connect to each other at once, the connection started by the node
 whose name sorts lower wins. After a handshake both sides send their peer
 list, and each connects to the peers it does not know yet: connecting one
@@ -144,7 +144,7 @@ def start_node(
     Args:
         name: ``'name@host'``; ``host`` is where it listens unless ``listen_host`` is given.
         cookie: the cluster cookie; default ``$SNOWG_COOKIE``, else the cookie file
-            (see :func:`snowg.dist.cookie.resolve_cookie`).
+            (see :func:`snowg.cluster.cookie.resolve_cookie`).
         port: the TCP port; 0 picks a free one (see ``Node.address``).
         tls: certificates made by ``snowg certs``: a directory, a ``(ca, cert, key)``
             tuple or dict; default ``$SNOWG_HOME/certs`` (``~/.snowg/certs``).

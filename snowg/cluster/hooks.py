@@ -1,6 +1,6 @@
 """Seams through which upper layers plug into the distribution layer.
 
-``dist`` may not import ``ws`` (imports point down), so the WebSocket rooms
+``cluster`` may not import ``ws`` (imports point down), so the WebSocket rooms
 register their local-delivery function here, and call :func:`forward_room`
 to reach the other nodes. Both are cheap no-ops on a node that is not
 distributed.

@@ -1,6 +1,6 @@
 """Distribution: nodes over mutually authenticated TLS (see DESIGN.md "Distribution").
 
-``snowg.dist.node`` is the module; the function ``node()`` (this node's name)
+``snowg.cluster.node`` is the module; the function ``node()`` (this node's name)
 is ``snowg.node``.
 """
 from . import node, rpc

@@ -4,7 +4,7 @@ Nothing here touches a socket, so all of it can be fed arbitrary bytes in
 arbitrary chunks, which is how it is tested.
 
 Framing: each frame is a ``u32`` big-endian body length followed by a msgpack
-body packed with :mod:`snowg.dist.codec`. A frame announcing more than the
+body packed with :mod:`snowg.cluster.codec`. A frame announcing more than the
 configured maximum is rejected as soon as its 4 length bytes arrive.
 
 Session frames (after the handshake) are arrays ``[tag, *fields]``; see the
@@ -190,7 +190,7 @@ def encode_frame(frame: Union[List[Any], Tuple[Any, ...]], max_frame_size: Optio
         The bytes to write.
 
     Raises:
-        TypeError: a field is not a term (see :func:`snowg.dist.codec.encode`).
+        TypeError: a field is not a term (see :func:`snowg.cluster.codec.encode`).
         ValueError: the frame is nested too deeply to encode.
         FrameTooLarge: the body is over ``max_frame_size`` or 4 GiB.
     """
