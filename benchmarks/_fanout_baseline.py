@@ -7,7 +7,7 @@ connection takes lines:
 
 * ``bcast <room> <r> <size> <count>``: ``count`` times, take t0 =
   time.monotonic() and loop ``ws.send(msg)`` over the room's sockets, inline
-  (what a plain gevent-websocket program does; the seed did the same);
+  (what a plain gevent-websocket program does);
 * ``fill <room> <size> <count>``: send ``count`` messages of ``size`` bytes to
   the room's sockets, giving up after 0.5 s, then 100-byte ones for 0.5 s (a
   never-reading client's buffers are then full: a full socket still takes a

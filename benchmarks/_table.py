@@ -2,7 +2,7 @@
 
 Every benchmark reports rows ``Row(metric, unit, snowg, baseline, higher_is_better)``;
 ``ratio`` is always snowg / baseline (None when there is no baseline). The JSON
-format is the one ../shared/ANCHORS.md gives: a list of objects with the keys
+format is the one docs/benchmarks describes: a list of objects with the keys
 ``metric, unit, snowg, baseline, ratio, higher_is_better``.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def print_table(rows: Iterable[Row], file: Optional[TextIO] = None) -> None:
 
 
 def write_json(rows: Iterable[Row], path: str) -> None:
-    """Write the rows as the JSON list ANCHORS.md describes."""
+    """Write the rows as the JSON list docs/benchmarks describes."""
     with open(path, "w", encoding="utf-8") as f:
         json.dump(rows_to_dicts(rows), f, indent=2)
         f.write("\n")

@@ -3,7 +3,7 @@
 snowg: K ``snowg node`` processes (TLS distribution, full mesh), each serving
 N/K clients with ``snowg.ws``; a broadcast is one ``snowg.ws.broadcast`` call
 on one node (rotating), which queues the frame for its local members and sends
-one room-broadcast frame to each other node (SEMANTICS 29).
+one room-broadcast frame to each other node (semantics rule 29).
 
 Baseline (same run, same clients): K independent processes, each ONE
 gevent-websocket WSGI server whose handler appends the socket to a list; a
@@ -27,7 +27,7 @@ Rows (ratio = snowg / baseline):
 Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R]
          [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck]
          [--json FILE] [--plot FILE.png [--plot-sizes N1,N2,...]]
-The target (ANCHORS.md): p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
+The target: p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
 """
 from __future__ import annotations
 

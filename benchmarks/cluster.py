@@ -100,7 +100,7 @@ def snowg_spawn_link(peer: str, n: int) -> float:
     """Mean µs of: remote spawn_link -> the child runs -> its message reaches the caller.
 
     The caller does not trap exits, so each child's 'normal' exit signal is
-    dropped on arrival (SEMANTICS 1), as in the BEAM figure this is compared
+    dropped on arrival (semantics rule 1), as in the BEAM figure this is compared
     with. (Trapping would pile n Exit messages up in the mailbox, and every
     receive would scan them: that measured the mailbox, not the spawn.)
     """

@@ -14,7 +14,7 @@ Rows (ratio = snowg / baseline):
 
 Usage: ``python benchmarks/local.py [--spawn N] [--pingpong N] [--ring R]
 [--laps L] [--rss N] [--repeat K] [--json FILE]``. Runs in well under a minute
-with the defaults (the targets of ../shared/ANCHORS.md are printed at the end).
+with the defaults (the targets are printed at the end).
 """
 from __future__ import annotations
 

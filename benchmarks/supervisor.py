@@ -10,7 +10,7 @@ Rows (ratio = snowg / baseline where there is one):
   ``snowg`` logger's default level with a handler that formats every record
   to ``/dev/null`` (the cost of real logging, without console noise);
   ``log_off``: the ``snowg`` logger disabled. Target: mean ≤ 100 µs (BEAM
-  with logging on: 65 µs, off: 14 µs; ../shared/ANCHORS.md). No baseline row.
+  with logging on: 65 µs, off: 14 µs). No baseline row.
 * ``supervisor.remote_restart.{log_on,log_off}.{mean,p50,p99}`` µs: the
   supervisor runs here (node A), its child on node B, a separate OS process
   started with ``snowg.testing`` (TLS, tick 1 s); from the message that makes
@@ -271,7 +271,7 @@ def main() -> None:
         print_table(rows)
         if args.json:
             write_json(rows, args.json)
-    else:  # the ANCHORS.md JSON rows, printed
+    else:  # the JSON rows, printed
         import json
 
         out = [

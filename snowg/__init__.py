@@ -1,6 +1,6 @@
 """snowg: Erlang/OTP processes, supervisors and clustering for gevent programs.
 
-The public surface is re-exported here; see README.md and ../shared/API.md.
+The public surface is re-exported here; see the documentation in docs/.
 """
 import logging as _logging
 

@@ -3,7 +3,7 @@
 A server is a process running a loop around a :class:`GenServer` subclass:
 requests from :func:`call` go to ``handle_call``, messages from :func:`cast`
 to ``handle_cast``, anything else to ``handle_info``; the state lives in the
-loop and is threaded through the handlers (SEMANTICS 21-22).
+loop and is threaded through the handlers (semantics rules 21-22).
 
 Written only with the public process API, as OTP's gen_server is plain Erlang.
 The wire format (all plain terms, so it crosses nodes):
@@ -91,7 +91,7 @@ _active_calls: Dict[Ref, Pid] = {}
 
 
 def _is_quiet(reason: Any) -> bool:
-    """True for the reasons that end a server without an error report (SEMANTICS 22)."""
+    """True for the reasons that end a server without an error report (semantics rule 22)."""
     return (
         reason == "normal"
         or reason == "shutdown"
@@ -400,7 +400,7 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: Any) -> None:
                     exit(msg[1])
             elif type(msg) is Exit and msg.pid == parent:
                 # The parent's exit signal, trapped: OTP runs terminate, then
-                # ends with the same reason (SEMANTICS 22).
+                # ends with the same reason (semantics rule 22).
                 _stop(server, msg.reason, state, msg)
                 exit(msg.reason)
             try:

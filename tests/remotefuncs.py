@@ -1,4 +1,4 @@
-"""``@spawnable`` helpers for the remote tests (tests/test_remote_*.py).
+"""``@spawnable`` helpers for the remote tests (tests/cluster/test_remote_*.py).
 
 Peer nodes import this module (``peers.start(modules=["remotefuncs"])``), so
 the functions below can be started there with remote spawn or ``rpc.call``.

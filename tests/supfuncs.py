@@ -1,4 +1,4 @@
-"""``@spawnable`` children for the remote supervision tests (tests/test_remote_supervision.py).
+"""``@spawnable`` children for the remote supervision tests (tests/supervisor/test_remote_supervision.py).
 
 Peer nodes import this module (``peers.start(modules=["supfuncs"])``); the
 test process imports it too, so both sides name the functions the same way.

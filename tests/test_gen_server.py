@@ -1,4 +1,4 @@
-"""GenServer (snowg.gen_server): SEMANTICS 21-22, OTP's gen_server_SUITE in spirit.
+"""GenServer (snowg.gen_server): semantics rules 21-22, OTP's gen_server_SUITE in spirit.
 
 Synchronisation is by messages only; every test is time-bounded.
 """
@@ -131,7 +131,7 @@ def test_reply_later_with_noreply():
 
 
 def test_call_timeout_leaves_no_late_reply_in_the_mailbox():
-    """SEMANTICS 21: the late reply is dropped, never left in the caller's mailbox."""
+    """semantics rule 21: the late reply is dropped, never left in the caller's mailbox."""
     me = snowg.self()
     srv = Store.start_link(me)
     with pytest.raises(CallTimeout):
@@ -265,7 +265,7 @@ def test_start_timeout_kills_the_slow_server():
 
 
 def test_terminate_runs_on_parent_shutdown_when_trapping():
-    """SEMANTICS 22."""
+    """semantics rule 22."""
     me = snowg.self()
 
     def parent() -> None:

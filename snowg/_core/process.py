@@ -1,6 +1,6 @@
 """Processes: greenlets with a mailbox, links, monitors and exit signals.
 
-The rules are ../shared/SEMANTICS.md 1-12 (Erlang's). The mechanics:
+The rules are semantics rules 1-12 (Erlang's). The mechanics:
 
 * A process is a :class:`Process` record plus a greenlet whose parent is the
   gevent hub. Greenlets we spawn are :class:`_ProcessGreenlet` and point at
@@ -584,7 +584,7 @@ def _throw_exit(proc: Process) -> None:
 
 
 def _signal_link_exit(from_pid: Pid, proc: Process, reason: Any) -> None:
-    """A process linked to ``proc`` ended with ``reason`` (SEMANTICS 1, 3, 4, 5)."""
+    """A process linked to ``proc`` ended with ``reason`` (semantics rules 1, 3, 4, 5)."""
     if proc.state == _DEAD:
         return
     links = proc.links
@@ -597,7 +597,7 @@ def _signal_link_exit(from_pid: Pid, proc: Process, reason: Any) -> None:
 
 
 def _signal_exit2(from_pid: Pid, proc: Process, reason: Any) -> None:
-    """``exit(proc.pid, reason)`` called by ``from_pid`` (SEMANTICS 1, 2, 4)."""
+    """``exit(proc.pid, reason)`` called by ``from_pid`` (semantics rules 1, 2, 4)."""
     if proc.state == _DEAD:
         return
     if reason == "kill":
@@ -616,7 +616,7 @@ def exit(*args: Any) -> None:  # noqa: A001 - Erlang's name
 
     ``exit(reason)`` raises :class:`ProcessExit` in the caller, which
     ``except Exception`` does not catch. ``exit(pid, reason)`` follows
-    SEMANTICS 1-4: ``'kill'`` cannot be trapped and ends the target with
+    semantics rules 1-4: ``'kill'`` cannot be trapped and ends the target with
     ``'killed'``; a trapping target gets ``Exit(sender, reason)``; ``'normal'``
     is ignored by a non-trapping target other than the caller itself.
     """
@@ -683,7 +683,7 @@ def link(pid: Pid) -> None:
 
 
 def unlink(pid: Pid) -> None:
-    """Remove the link between the caller and ``pid``, if any (SEMANTICS 6)."""
+    """Remove the link between the caller and ``pid``, if any (semantics rule 6)."""
     me = _current()
     if me.links:
         me.links.discard(pid)
@@ -753,7 +753,7 @@ def _remote_monitor(me: Process, target: Any, ref: Ref, reported: Any) -> None:
 
 
 def demonitor(ref: Ref, flush: bool = False) -> bool:
-    """Remove a monitor; no ``Down`` for ``ref`` arrives afterwards (SEMANTICS 11).
+    """Remove a monitor; no ``Down`` for ``ref`` arrives afterwards (semantics rule 11).
 
     Args:
         ref: the monitor's reference.

@@ -67,13 +67,13 @@ def incoming_link_exit(remote: Pid, local: Pid, reason: Any) -> None:
     """A linked peer process ended with ``reason`` (only acts while the link exists)."""
     proc = _p.local_process(local)
     if proc is None or not proc.links or remote not in proc.links:
-        return  # unlinked meanwhile: SEMANTICS 6
+        return  # unlinked meanwhile: semantics rule 6
     proc.links.discard(remote)
     _p._signal_link_exit(remote, proc, reason)
 
 
 def link_noproc(remote: Pid, local: Pid) -> None:
-    """Our link to ``remote`` found no such process there (SEMANTICS 7)."""
+    """Our link to ``remote`` found no such process there (semantics rule 7)."""
     proc = _p.local_process(local)
     if proc is None or not proc.links or remote not in proc.links:
         return
@@ -129,7 +129,7 @@ def incoming_down(watcher: Pid, ref: Ref, reported: Any, reason: Any) -> None:
     """A remote process monitored by ``watcher`` ended (only while the monitor is active)."""
     proc = _p.local_process(watcher)
     if proc is None or not proc.monitors or ref not in proc.monitors:
-        return  # demonitored meanwhile: SEMANTICS 11
+        return  # demonitored meanwhile: semantics rule 11
     del proc.monitors[ref]
     _p.deliver(proc, Down(ref, reported, reason))
 
@@ -155,7 +155,7 @@ def add_outgoing_monitor(local: Pid, remote: Any, ref: Ref) -> bool:
 
 
 def node_down(node: str) -> Tuple[int, int]:
-    """Apply the loss of ``node`` to every local process, in SEMANTICS 26 order.
+    """Apply the loss of ``node`` to every local process, in semantics rule 26 order.
 
     First every link to a process of ``node`` breaks with ``'noconnection'``,
     then every monitor of such a process fires ``Down(..., 'noconnection')``;

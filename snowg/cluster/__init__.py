@@ -1,4 +1,4 @@
-"""Distribution: nodes over mutually authenticated TLS (see DESIGN.md "Distribution").
+"""Distribution: nodes over mutually authenticated TLS (see docs/architecture).
 
 ``snowg.cluster.node`` is the module; the function ``node()`` (this node's name)
 is ``snowg.node``.

@@ -1,6 +1,6 @@
 """The wire encoding of terms: msgpack plus a few ext types, so terms round-trip exactly.
 
-What crosses nodes is a *term* (API.md, "Terms"): ``None``, ``bool``, ``int`` (any
+What crosses nodes is a *term* (see the user guide, "Terms"): ``None``, ``bool``, ``int`` (any
 size), ``float``, ``str``, ``bytes``, ``tuple``, ``list``, ``dict``, ``Pid``,
 ``Ref``, ``TimerRef`` and the runtime's message types (``Exit``, ``Down``,
 ``NodeUp``, ``NodeDown``, ``Crash``). Anything else raises ``TypeError`` at

@@ -1,4 +1,4 @@
-"""Cluster-wide names: ``register_global``, ``whereis_global``, ``send_global`` (SEMANTICS 28).
+"""Cluster-wide names: ``register_global``, ``whereis_global``, ``send_global`` (semantics rule 28).
 
 Every node keeps a replica of the table ``name -> pid``.
 

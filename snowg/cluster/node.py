@@ -4,14 +4,14 @@
 connections, and installs a :class:`_Router` as the runtime's remote router so
 that ``send``/``link``/``monitor``/``exit``/``spawn`` reach other nodes.
 
-Connecting (SEMANTICS 23-24): TLS with certificates verified both ways against
+Connecting (semantics rules 23-24): TLS with certificates verified both ways against
 the cluster CA, then the cookie handshake of :mod:`snowg.cluster.protocol`. When
 two nodes connect to each other at once, the connection started by the node
 whose name sorts lower wins. After a handshake both sides send their peer
 list, and each connects to the peers it does not know yet: connecting one
 node joins the whole cluster (a full mesh).
 
-Losing a peer (SEMANTICS 26) applies, in order: links (``'noconnection'``
+Losing a peer (semantics rule 26) applies, in order: links (``'noconnection'``
 exits), monitors (``Down(..., 'noconnection')``), node monitors
 (``NodeDown``), then the node-down hooks (the global registry).
 """
@@ -479,7 +479,7 @@ def _register(st: _State, sess: Session) -> bool:
         return False
     old = st.sessions.get(sess.peer_name)
     if old is not None and not old.closed:
-        # Both sides keep the connection started by the lower name (SEMANTICS 24).
+        # Both sides keep the connection started by the lower name (semantics rule 24).
         def starter(s: Session) -> str:
             return st.info.name if s.outgoing else s.peer_name
 
@@ -520,7 +520,7 @@ def _on_closed(sess: Session, reason: str) -> None:
 
 
 def _node_down(st: _State, name: str, reason: str) -> None:
-    # SEMANTICS 26: links, then monitors, then node monitors, then global names.
+    # semantics rule 26: links, then monitors, then node monitors, then global names.
     broken, fired = _remote.node_down(name)
     for req, (caller, opts, node_name) in list(st.spawn_pending.items()):
         if node_name == name:

@@ -398,7 +398,7 @@ def validate_frame(frame: Any) -> Tuple[Any, ...]:
 
 
 def simultaneous_connect_winner(local_name: str, remote_name: str) -> str:
-    """Which of two simultaneous connections between two nodes survives (SEMANTICS 24).
+    """Which of two simultaneous connections between two nodes survives (semantics rule 24).
 
     The connection started by the node whose name sorts lower wins.
 

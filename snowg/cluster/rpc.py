@@ -5,7 +5,7 @@ monitor, calls the function, and *ends with its outcome as its exit reason*,
 so the caller's one ``Down`` carries the result (or the error). One message
 back instead of a reply plus a ``Down``, and no late reply is possible: once
 the caller gives up it demonitors, and a ``Down`` for a removed monitor is
-never delivered (SEMANTICS 11). A lost node or a killed runner shows as a
+never delivered (semantics rule 11). A lost node or a killed runner shows as a
 ``Down`` with another reason.
 
 The runner's spawn request is sent without blocking on the spawn reply (the
@@ -147,7 +147,7 @@ def _abandon(ref: Ref, pid: Optional[Pid], req: Optional[Ref]) -> None:
             # when it comes, and delivers nothing (its monitor is never set up here).
             caller, _opts, node = st.spawn_pending[req]
             st.spawn_pending[req] = (caller, (_node.ABANDONED,), node)
-    # No Down for ref after this (SEMANTICS 11), and none left in the mailbox.
+    # No Down for ref after this (semantics rule 11), and none left in the mailbox.
     _core.demonitor(ref, flush=True)
     for m in _core.flush_messages(lambda m: type(m) is SpawnReply and m.req == req):
         if type(m.result) is Pid:

@@ -3,7 +3,7 @@
 Senders never touch the socket. They append encoded frames to the session's
 outbound list, and the writer sends everything queued in one write (this is
 where remote throughput comes from); per-pair ordering follows from the single
-list. Liveness (SEMANTICS 25) is a repeating hub timer: it queues a tick when
+list. Liveness (semantics rule 25) is a repeating hub timer: it queues a tick when
 nothing was sent for ``tick`` seconds, and declares the peer down when nothing
 was received for ``4 * tick`` -- it runs even while the writer waits on a
 frozen peer.

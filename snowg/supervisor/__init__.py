@@ -2,7 +2,7 @@
 
 A supervisor is a process (a :class:`~snowg.GenServer` that traps exits)
 that starts its children, watches them through links, and restarts them
-according to a *strategy* (SEMANTICS 13-20):
+according to a *strategy* (semantics rules 13-20):
 
 * ``'one_for_one'`` (default): only the child that ended is restarted.
 * ``'one_for_all'``: the others are stopped (reverse start order), then all
@@ -45,7 +45,7 @@ Reports go to the ``snowg`` logger, named as OTP's: ``child_terminated``
 ``shutdown_error`` (a child that did not end with the expected reason while
 being stopped), ``reached_max_restart_intensity``.
 
-Remote children (``ChildSpec(node=...)``, DESIGN "Remote supervision"):
+Remote children (``ChildSpec(node=...)``):
 
 * ``node='name@host'``: the child is started with a remote ``spawn_link`` of
   its ``fn``, which must be ``@spawnable`` (or be given by its registered
@@ -89,7 +89,7 @@ Remote children (``ChildSpec(node=...)``, DESIGN "Remote supervision"):
 
 The dynamic API (``start_child`` ...) sends a request to the supervisor
 process and waits for its answer; it raises ``NoProc`` when the supervisor
-is gone. Errors follow OTP (SEMANTICS 19) as ``SupervisorError`` subclasses;
+is gone. Errors follow OTP (semantics rule 19) as ``SupervisorError`` subclasses;
 on a ``simple_one_for_one`` supervisor, ``restart_child`` and
 ``delete_child`` (and ``terminate_child`` with anything but a pid) raise
 :class:`SimpleOneForOne` (OTP's ``{error, simple_one_for_one}``).
@@ -319,7 +319,7 @@ def restart_child(sup: SupRef, id: Any, timeout: Optional[float] = None) -> Opti
     """Start a stopped child again from its spec; return the new pid (None if it ignored the start).
 
     Raises:
-        NotFound, Running, Restarting: see SEMANTICS 19.
+        NotFound, Running, Restarting: see semantics rule 19.
         StartError: it failed to start (the spec is kept).
         SimpleOneForOne: on a simple_one_for_one supervisor.
         NoProc: the supervisor is not there.
@@ -331,7 +331,7 @@ def delete_child(sup: SupRef, id: Any, timeout: Optional[float] = 5.0) -> None:
     """Forget the spec of a stopped child.
 
     Raises:
-        NotFound, Running, Restarting: see SEMANTICS 19.
+        NotFound, Running, Restarting: see semantics rule 19.
         SimpleOneForOne: on a simple_one_for_one supervisor.
         NoProc: the supervisor is not there.
         CallTimeout: no answer in ``timeout`` seconds.

@@ -177,7 +177,7 @@ def _nested_reason(e: StartError) -> Any:
 
 
 def shutdown_child(pid: Pid, shutdown: Any) -> Any:
-    """Stop one child (SEMANTICS 14) and return the reason it ended with."""
+    """Stop one child (semantics rule 14) and return the reason it ended with."""
     return shutdown_children((pid,), shutdown)[pid]
 
 

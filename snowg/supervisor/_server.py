@@ -64,7 +64,7 @@ class Supervisor(GenServer):
         if state.simple:
             state.template = specs[0]
             return state
-        for spec in specs:  # SEMANTICS 13: in list order, each started and initialised
+        for spec in specs:  # semantics rule 13: in list order, each started and initialised
             try:
                 pid = start_child_process(spec, (), state.connect_timeout)
             except ChildStartFailed as e:
@@ -77,7 +77,7 @@ class Supervisor(GenServer):
         return state
 
     def terminate(self, reason: Any, state: State) -> None:
-        """Stop every child, in reverse start order (SEMANTICS 14)."""
+        """Stop every child, in reverse start order (semantics rule 14)."""
         if state.simple:
             pids = list(state.dynamic)
             state.dynamic.clear()
@@ -118,7 +118,7 @@ class Supervisor(GenServer):
         if should_restart(child.spec.restart, reason):
             return self._restart(state, cid)
         if child.spec.restart == "temporary":
-            del state.children[cid]  # SEMANTICS 15: its spec goes with it
+            del state.children[cid]  # semantics rule 15: its spec goes with it
         return self._auto_shutdown(state, child.spec)
 
     def _try_again(self, state: State, key: Any) -> tuple:
@@ -179,7 +179,7 @@ class Supervisor(GenServer):
         return ("noreply", state)
 
     def _auto_shutdown(self, state: State, spec: ChildSpec) -> tuple:
-        """SEMANTICS 18: a significant child ended and was not restarted."""
+        """semantics rule 18: a significant child ended and was not restarted."""
         if not spec.significant or state.auto_shutdown == "never":
             return ("noreply", state)
         if state.simple:
@@ -274,7 +274,7 @@ class Supervisor(GenServer):
         return
 
     def _lookup_stopped(self, state: State, cid: Any) -> Child:
-        """The child ``cid`` if it is stopped, else the OTP error (SEMANTICS 19)."""
+        """The child ``cid`` if it is stopped, else the OTP error (semantics rule 19)."""
         if state.simple:
             raise ApiError("simple_one_for_one", cid)
         child = state.children.get(cid)

@@ -1,7 +1,7 @@
 """The supervisor's state record and its pure transition functions.
 
 Everything here is plain data and functions without side effects, so the
-rules (SEMANTICS 15-18) can be read and tested on their own; the process that
+rules (semantics rules 15-18) can be read and tested on their own; the process that
 acts on them is in ``_server.py``.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ def is_shutdown_reason(reason: Any) -> bool:
 
 
 def should_restart(restart: str, reason: Any) -> bool:
-    """SEMANTICS 15: permanent always, transient unless a deliberate end, temporary never."""
+    """semantics rule 15: permanent always, transient unless a deliberate end, temporary never."""
     if restart == "permanent":
         return True
     if restart == "transient":
@@ -93,7 +93,7 @@ def should_restart(restart: str, reason: Any) -> bool:
 
 
 def is_shutdown_error(reason: Any, shutdown: Any, restart: str) -> bool:
-    """SEMANTICS 20 (OTP's ``do_terminate``): did a child end badly while being stopped?
+    """semantics rule 20 (OTP's ``do_terminate``): did a child end badly while being stopped?
 
     Expected: ``'killed'`` under brutal_kill, ``'shutdown'`` otherwise, and
     ``'normal'`` from a child that is not permanent.
@@ -129,7 +129,7 @@ def ids_to_start(order: List[Any], failed: Any, strategy: str) -> List[Any]:
 
 
 def auto_shutdown_due(mode: str, significant_alive: bool) -> bool:
-    """SEMANTICS 18, after a significant child ended and was not restarted.
+    """semantics rules 18, after a significant child ended and was not restarted.
 
     ``significant_alive``: whether another significant child still runs.
     """

@@ -1,6 +1,6 @@
 """Rooms: this node's room registry, and broadcasts that reach the whole cluster.
 
-Membership is node-local (the seed design, SEMANTICS 29): each node knows only
+Membership is node-local (semantics rule 29): each node knows only
 its own connections, ``room -> members`` plus the reverse index kept on each
 connection (``conn.rooms``) so that a disconnect leaves every room at once.
 
@@ -127,7 +127,7 @@ def broadcast_except(room: str, data: Data, conn: "Connection") -> int:
     """Like :func:`broadcast`, but not to ``conn`` (a connection of this node).
 
     Other nodes get a plain broadcast: ``conn`` is local, so none of their
-    members is excluded (the seed design's reasoning).
+    members is excluded.
 
     Returns:
         The number of local deliveries queued.

@@ -1,4 +1,4 @@
-"""SEMANTICS.md rules 1-12 on real greenlets (snowg._core), one or more tests per rule.
+"""semantics rules 1-12 on real greenlets (snowg._core), one or more tests per rule.
 
 Synchronisation is by messages and monitors only. A test's own process is the
 adopted pytest main greenlet (fixtures ``me`` / ``trapping_me`` in conftest).

@@ -1,4 +1,4 @@
-"""Global names across real peer node OS processes (issue #5; SEMANTICS 26, 28)."""
+"""Global names across real peer node OS processes (semantics rules 26, 28)."""
 from __future__ import annotations
 
 import itertools
@@ -146,7 +146,7 @@ def test_five_nodes_race_for_one_name_a_hundred_times(peers):
 
 
 def test_global_name_cleaned_up_on_kill_9_of_its_node(peers):
-    """SEMANTICS 26: the names of a lost node's processes go, on every surviving node."""
+    """semantics rule 26: the names of a lost node's processes go, on every surviving node."""
     b = peers.start(modules=MODS)
     c = peers.start(modules=MODS)
     assert wait_for(lambda: len(b.rpc(rf.connected_nodes)) == 2)
@@ -164,7 +164,7 @@ def test_global_name_cleaned_up_on_kill_9_of_its_node(peers):
 
 @pytest.mark.parametrize("winner", ["first", "second"])
 def test_two_clusters_holding_a_name_merge_to_one_holder(peers, winner):
-    """SEMANTICS 28: the holder on the node whose name sorts lower keeps it; the other is killed.
+    """semantics rule 28: the holder on the node whose name sorts lower keeps it; the other is killed.
 
     Cluster 1 is this node and peer P1 (which holds the name); cluster 2 is P2
     (holds it) and P3, never connected to this node until the merge. P2 learns

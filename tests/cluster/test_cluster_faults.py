@@ -1,7 +1,7 @@
-"""Faults against real node OS processes (issue #4): kill -9, SIGSTOP, a cut
+"""Faults against real node OS processes: kill -9, SIGSTOP, a cut
 connection through a loopback proxy, and a node restarted under the same name.
 
-SEMANTICS 8, 10, 24-26.
+semantics rules 8, 10, 24-26.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def set_up_both_ways(peer, me: Pid):
 
 @pytest.mark.timeout(60)
 def test_kill_9_breaks_links_then_monitors_then_node_monitors(peers, trapping_me) -> None:
-    # SEMANTICS 8, 10, 26, all within 1 s of the kill.
+    # semantics rules 8, 10, 26, all within 1 s of the kill.
     peer = peers.start(modules=["distfuncs"])
     other = peers.start(modules=["distfuncs"])
     w1, w2 = start_waiter(peer), start_waiter(peer)

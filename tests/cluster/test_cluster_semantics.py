@@ -1,4 +1,4 @@
-"""SEMANTICS 1-11 and 23-26 across real node OS processes (issue #4).
+"""semantics rules 1-11 and 23-26 across real node OS processes.
 
 Every peer is a separate ``python -m snowg node`` process started by
 :mod:`snowg.testing`; the test process is a node too (``snowg_node``). The
@@ -122,7 +122,7 @@ def test_unsendable_term_raises_typeerror_and_nothing_is_sent(peer, me, bad) -> 
 
 
 def test_message_order_between_a_pair(peer, me) -> None:
-    # SEMANTICS 9: messages, then the exit signal, in the order sent.
+    # semantics rule 9: messages, then the exit signal, in the order sent.
     n = 5000
     pid = snowg.spawn(df.send_numbered, me, "n", 0, n, node=peer.name)
     for i in range(n):
@@ -148,7 +148,7 @@ def test_messages_then_exit_signal_arrive_in_order(peer, trapping_me) -> None:
 
 
 def test_remote_link_exit_trapping_and_not(peer, trapping_me) -> None:
-    # SEMANTICS 4: trapping -> Exit message; not trapping -> ends with the reason.
+    # semantics rule 4: trapping -> Exit message; not trapping -> ends with the reason.
     target = snowg.spawn(df.exit_on_command, node=peer.name)
     snowg.link(target)
     assert wait_for(lambda: trapping_me in (peer.rpc(df.info, target) or {}).get("links", []))
@@ -165,7 +165,7 @@ def test_remote_link_exit_trapping_and_not(peer, trapping_me) -> None:
 
 
 def test_remote_crash_reason_crosses(peer, trapping_me) -> None:
-    # SEMANTICS 5
+    # semantics rule 5
     target = snowg.spawn(df.exit_on_command, node=peer.name)
     snowg.link(target)
     snowg.send(target, ("raise", "kaput"))
@@ -175,7 +175,7 @@ def test_remote_crash_reason_crosses(peer, trapping_me) -> None:
 
 
 def test_remote_normal_exit_is_dropped_unless_trapping(peer, trapping_me) -> None:
-    # SEMANTICS 1 across nodes, both directions of the link.
+    # semantics rule 1 across nodes, both directions of the link.
     target = snowg.spawn(df.exit_on_command, node=peer.name)
 
     def not_trapping():
@@ -213,7 +213,7 @@ def test_remote_normal_exit_is_dropped_unless_trapping(peer, trapping_me) -> Non
 
 
 def test_remote_exit_kill_becomes_killed(peer, trapping_me) -> None:
-    # SEMANTICS 2: 'kill' cannot be trapped; links of the victim see 'killed'.
+    # semantics rule 2: 'kill' cannot be trapped; links of the victim see 'killed'.
     fwd = start_forwarder(peer, trap=True)
     watcher = snowg.spawn(df.linker, trapping_me, fwd, True, node=peer.name)
     recv(is_("linked", watcher))
@@ -226,7 +226,7 @@ def test_remote_exit_kill_becomes_killed(peer, trapping_me) -> None:
 
 
 def test_remote_process_ending_with_kill_sends_kill(peer, trapping_me) -> None:
-    # SEMANTICS 3: ending with 'kill' propagates 'kill' (not 'killed') over links.
+    # semantics rule 3: ending with 'kill' propagates 'kill' (not 'killed') over links.
     target = snowg.spawn(df.exit_on_command, node=peer.name)
 
     v, vref = snowg.spawn_monitor(df.linked_waiter, target, trapping_me)
@@ -255,7 +255,7 @@ def test_local_exit_reaches_remote_linked_processes(peer, me) -> None:
 
 
 def test_link_twice_is_one_link_and_unlink_stops_signals(peer, trapping_me) -> None:
-    # SEMANTICS 6
+    # semantics rule 6
     target = snowg.spawn(df.exit_on_command, node=peer.name)
     snowg.link(target)
     snowg.link(target)
@@ -272,7 +272,7 @@ def test_link_twice_is_one_link_and_unlink_stops_signals(peer, trapping_me) -> N
 
 
 def test_link_to_dead_remote_pid_gives_noproc(peer, trapping_me) -> None:
-    # SEMANTICS 7: a remote link to a dead process always ends in 'noproc'.
+    # semantics rule 7: a remote link to a dead process always ends in 'noproc'.
     w = start_waiter(peer)
     ref = snowg.monitor(w)
     snowg.send(w, "stop")
@@ -297,7 +297,7 @@ def test_link_to_dead_remote_pid_gives_noproc(peer, trapping_me) -> None:
 
 
 def test_remote_monitor_down_and_independent_monitors(peer, me) -> None:
-    # SEMANTICS 10
+    # semantics rule 10
     target = snowg.spawn(df.exit_on_command, node=peer.name)
     r1 = snowg.monitor(target)
     r2 = snowg.monitor(target)
@@ -320,7 +320,7 @@ def test_remote_monitor_of_dead_pid_is_noproc(peer, me) -> None:
 
 
 def test_remote_demonitor_and_flush(peer, me) -> None:
-    # SEMANTICS 11
+    # semantics rule 11
     target = snowg.spawn(df.exit_on_command, node=peer.name)
     ref = snowg.monitor(target)
     later = snowg.monitor(target)
@@ -344,7 +344,7 @@ def test_remote_demonitor_and_flush(peer, me) -> None:
 
 
 def test_monitor_by_name_on_another_node(peer, me) -> None:
-    # SEMANTICS 10: the Down names (name, node).
+    # semantics rule 10: the Down names (name, node).
     pid = peer.rpc(df.start_registered, "named")
     ref = snowg.monitor(("named", peer.name))
     assert wait_for(lambda: len(peer.rpc(df.info, pid)["monitored_by"]) == 1)
@@ -384,7 +384,7 @@ def test_remote_watcher_sees_local_death(peer, me) -> None:
 
 
 def test_connect_one_node_joins_the_full_mesh(peers, me) -> None:
-    # SEMANTICS 24
+    # semantics rule 24
     a = peers.start(modules=["distfuncs"], connect=False)
     b = peers.start(modules=["distfuncs"], connect=False, extra_args=["--connect", a.target])
     c = peers.start(modules=["distfuncs"], connect=False, extra_args=["--connect", a.target])

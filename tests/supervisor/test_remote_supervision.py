@@ -1,4 +1,4 @@
-"""Remote supervision (issue #7; DESIGN "Remote supervision", SEMANTICS 13-20, 26).
+"""Remote supervision (semantics rules 13-20, 26).
 
 Supervisors run in this test process (a node of the test cluster, tick 1 s);
 their remote children run in real peer node OS processes that import
@@ -94,7 +94,7 @@ def clear_pids():
 
 
 def test_remote_child_crash_is_restarted_on_the_same_node(peers):
-    """SEMANTICS 4/15/16: the crash arrives as a trapped exit; the restart goes to the same node."""
+    """semantics rule 4/15/16: the crash arrives as a trapped exit; the restart goes to the same node."""
     b = peers.start(modules=MODS)
     sup = supervisor.start([remote("w", b.name)], intensity=5)
     assert events(1) == [("started", "w")]
@@ -127,7 +127,7 @@ def test_remote_child_by_registered_name(peers):
 
 
 def test_transient_remote_child_ending_normally_is_not_restarted(peers):
-    """SEMANTICS 15 applies to remote children: transient + 'normal' is not restarted."""
+    """semantics rule 15 applies to remote children: transient + 'normal' is not restarted."""
     b = peers.start(modules=MODS)
     sup = supervisor.start([remote("t", b.name, restart="transient")])
     events(1)
@@ -144,7 +144,7 @@ def test_transient_remote_child_ending_normally_is_not_restarted(peers):
 
 
 def test_kill_9_of_the_childs_node_ends_the_supervisor_by_intensity(peers, caplog):
-    """SEMANTICS 8/17/26: 'noconnection' restarts, every failed restart counts, then 'shutdown'."""
+    """semantics rule 8/17/26: 'noconnection' restarts, every failed restart counts, then 'shutdown'."""
     b = peers.start(modules=MODS)
     sup = supervisor.start([remote("w", b.name)], intensity=3, period=30)
     events(1)
@@ -163,7 +163,7 @@ def test_kill_9_of_the_childs_node_ends_the_supervisor_by_intensity(peers, caplo
 
 
 def test_unreachable_node_at_start_fails_the_start(snowg_node):
-    """SEMANTICS 13: a remote child that cannot be reached fails start with 'noconnection'."""
+    """semantics rule 13: a remote child that cannot be reached fails start with 'noconnection'."""
     with pytest.raises(StartError) as e:
         supervisor.start([remote("w", UNCONNECTED)])
     assert e.value.child_id == "w"
@@ -171,7 +171,7 @@ def test_unreachable_node_at_start_fails_the_start(snowg_node):
 
 
 def test_sigstop_of_the_childs_node_is_detected_by_ticks(peers):
-    """DESIGN: a frozen node is declared down by ticks (4 * tick); then as a lost node."""
+    """A frozen node is declared down by ticks (4 * tick); then as a lost node."""
     b = peers.start(modules=MODS)
     try:
         sup = supervisor.start([remote("w", b.name)], intensity=1, period=60, connect_timeout=0.5)
@@ -190,7 +190,7 @@ def test_sigstop_of_the_childs_node_is_detected_by_ticks(peers):
 
 
 def test_candidate_nodes_child_moves_to_the_next_node_when_its_node_is_lost(peers):
-    """Beyond the seed: node=[b, c] starts on b, and on c once b is lost."""
+    """node=[b, c] starts on b, and on c once b is lost."""
     b = peers.start(modules=MODS)
     c = peers.start(modules=MODS)
     sup = supervisor.start([remote("w", [b.name, c.name])], intensity=5, period=30)
@@ -252,7 +252,7 @@ def test_node_restarted_under_the_same_name_in_time_gets_the_child_back(peers):
 
 
 def test_terminate_child_kills_a_remote_child_that_ignores_shutdown_after_the_timeout(peers):
-    """SEMANTICS 14 (not the seed's at-once stop): 'shutdown', wait ``shutdown`` s for Down, then 'kill'."""
+    """semantics rule 14 : 'shutdown', wait ``shutdown`` s for Down, then 'kill'."""
     b = peers.start(modules=MODS)
     sup = supervisor.start([remote("s", b.name, stubborn, shutdown=1.0)])
     events(1)
@@ -310,7 +310,7 @@ def mixed(b: Any) -> List[ChildSpec]:
 
 
 def test_one_for_all_with_local_and_remote_children_restarts_all_in_order(peers, snowg_node):
-    """SEMANTICS 16: the others stopped in reverse start order, then all started in start order."""
+    """semantics rule 16: the others stopped in reverse start order, then all started in start order."""
     b = peers.start(modules=MODS)
     sup = supervisor.start(mixed(b.name), strategy="one_for_all", intensity=5)
     assert events(4) == [("started", "l1"), ("started", "r1"), ("started", "l2"), ("started", "r2")]
@@ -336,7 +336,7 @@ def test_one_for_all_with_local_and_remote_children_restarts_all_in_order(peers,
 
 
 def test_rest_for_one_with_local_and_remote_children(peers):
-    """SEMANTICS 16: the children after the failed one stopped (reverse), then it and they started."""
+    """semantics rule 16: the children after the failed one stopped (reverse), then it and they started."""
     b = peers.start(modules=MODS)
     sup = supervisor.start(mixed(b.name), strategy="rest_for_one", intensity=5)
     events(4)
@@ -429,7 +429,7 @@ def test_remote_supervisor_that_exceeds_its_intensity_is_restarted_by_its_parent
 
 
 def test_remote_supervisor_failing_to_start_a_child_names_it(peers):
-    """SEMANTICS 13 across nodes: the grandchild that failed is named."""
+    """semantics rule 13 across nodes: the grandchild that failed is named."""
     b = peers.start(modules=MODS)
     sub = supervisor.child_spec("sub", [ChildSpec("bad", (Refuser, ("nope",)))], node=b.name)
     with pytest.raises(StartError) as e:

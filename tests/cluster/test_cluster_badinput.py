@@ -1,6 +1,6 @@
 """Bad input from a peer closes only that session, with a log line naming the
 peer (or its address) and the reason; the node keeps serving its other
-sessions (DESIGN.md "Distribution", issue #4).
+sessions .
 
 The node under test is this test process (so ``caplog`` sees its log); a real
 peer node started by :mod:`snowg.testing` shows that the node still serves

@@ -1,4 +1,4 @@
-"""Supervisor (snowg.supervisor): SEMANTICS 13-20, modelled on OTP's supervisor_SUITE.
+"""Supervisor (snowg.supervisor): semantics rules 13-20, modelled on OTP's supervisor_SUITE.
 
 Children report ``('started', id)`` and ``('stopped', id, reason)`` to the
 test process, which checks the exact sequence. Synchronisation is by
@@ -94,7 +94,7 @@ def alone() -> bool:
 
 
 def test_children_start_in_order_and_stop_in_reverse():
-    """SEMANTICS 13, 14."""
+    """semantics rules 13, 14."""
     sup = supervisor.start_link([spec("a"), spec("b"), spec("c")])
     assert events(3) == [("started", "a"), ("started", "b"), ("started", "c")]
     assert [c for c, _p, _t in supervisor.which_children(sup)] == ["a", "b", "c"]
@@ -104,7 +104,7 @@ def test_children_start_in_order_and_stop_in_reverse():
 
 
 def test_failed_start_names_the_child_and_stops_the_earlier_ones_in_reverse():
-    """SEMANTICS 13: StartError names the child; the caller (not trapping) is not killed."""
+    """semantics rule 13: StartError names the child; the caller (not trapping) is not killed."""
 
     class Broken(GenServer):
         def init(self):
@@ -169,7 +169,7 @@ REASONS = ["normal", "shutdown", ("shutdown", "why"), "crashed"]
 @pytest.mark.parametrize("restart", RESTARTS)
 @pytest.mark.parametrize("reason", REASONS, ids=str)
 def test_restart_type_decides_the_restart(strategy: str, restart: str, reason: Any):
-    """SEMANTICS 15, for each strategy."""
+    """semantics rules 15, for each strategy."""
     me = snowg.self()
     if strategy == "simple_one_for_one":
         sup = supervisor.start_link(
@@ -187,7 +187,7 @@ def test_restart_type_decides_the_restart(strategy: str, restart: str, reason: A
         assert events(1) == [("started", "x")]
         assert len(children) == 1 and children[0][1] not in (pid, None)
     elif strategy == "simple_one_for_one" or restart == "temporary":
-        assert children == []  # SEMANTICS 15: a temporary child's spec goes with it
+        assert children == []  # semantics rule 15: a temporary child's spec goes with it
     else:
         assert children == [("x", None, "worker")]
     no_more_events()
@@ -206,7 +206,7 @@ def test_one_for_one_restarts_only_the_failed_child():
 
 
 def test_one_for_all_stops_the_others_in_reverse_then_starts_all_in_order():
-    """SEMANTICS 16."""
+    """semantics rule 16."""
     sup = supervisor.start_link([spec("a"), spec("b"), spec("c"), spec("d")], strategy="one_for_all")
     events(4)
     end_child(pids(sup)["b"], "crashed")
@@ -219,7 +219,7 @@ def test_one_for_all_stops_the_others_in_reverse_then_starts_all_in_order():
 
 
 def test_rest_for_one_stops_the_later_ones_in_reverse_then_restarts_from_the_failed():
-    """SEMANTICS 16."""
+    """semantics rule 16."""
     sup = supervisor.start_link([spec("a"), spec("b"), spec("c"), spec("d")], strategy="rest_for_one")
     events(4)
     a = pids(sup)["a"]
@@ -235,7 +235,7 @@ def test_rest_for_one_stops_the_later_ones_in_reverse_then_restarts_from_the_fai
 
 @pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
 def test_temporary_bystanders_are_not_restarted(strategy: str):
-    """SEMANTICS 15: not even when a sibling's failure takes them down."""
+    """semantics rule 15: not even when a sibling's failure takes them down."""
     sup = supervisor.start_link(
         [spec("a"), spec("tmp", "temporary"), spec("c", "transient")], strategy=strategy
     )
@@ -285,7 +285,7 @@ class Clock:
 
 
 def test_intensity_exactly_at_the_limit_survives_and_one_past_ends_it(caplog):
-    """SEMANTICS 17."""
+    """semantics rule 17."""
     clock = Clock()
     snowg.trap_exit(True)
     sup = supervisor.start_link([spec("a"), spec("b")], intensity=2, period=10, _clock=clock)
@@ -327,7 +327,7 @@ def test_intensity_zero_ends_on_the_first_restart():
 
 
 def test_ends_that_are_not_restarts_do_not_count():
-    """Only real restarts count (SEMANTICS 17)."""
+    """Only real restarts count (semantics rule 17)."""
     sup = supervisor.start_link([spec("t", "temporary"), spec("tr", "transient"), spec("p")], intensity=0)
     events(3)
     end_child(pids(sup)["t"], "crashed")
@@ -357,7 +357,7 @@ def attempts(n: int) -> List[bool]:
 
 
 def test_failed_restart_is_retried_and_each_retry_counts():
-    """SEMANTICS 17: retried through the supervisor's own mailbox; each retry counts."""
+    """semantics rule 17: retried through the supervisor's own mailbox; each retry counts."""
     Flaky.plan["f"] = [True] + [False] * 10
     snowg.trap_exit(True)
     sup = supervisor.start_link([ChildSpec("f", (Flaky, (snowg.self(), "f")))], intensity=3, period=60)
@@ -420,7 +420,7 @@ def stubborn(rec: Any, cid: Any) -> None:
 
 
 def test_child_ignoring_shutdown_is_killed_after_its_shutdown_time(caplog):
-    """SEMANTICS 14, 20."""
+    """semantics rules 14, 20."""
     me = snowg.self()
     sup = supervisor.start_link([ChildSpec("s", (stubborn, (me, "s")), shutdown=0.1)])
     events(1)
@@ -463,7 +463,7 @@ def unlinker(rec: Any, cid: Any, trap: bool) -> None:
 
 @pytest.mark.parametrize("trap", [False, True])
 def test_child_that_unlinked_does_not_hang_the_shutdown(trap: bool):
-    """SEMANTICS 14: the supervisor monitors the child it stops."""
+    """semantics rule 14: the supervisor monitors the child it stops."""
     sup = supervisor.start_link([ChildSpec("u", (unlinker, (snowg.self(), "u", trap)), shutdown=0.2), spec("b")])
     events(2)
     u = pids(sup)["u"]
@@ -492,7 +492,7 @@ def test_parent_exit_stops_children_and_the_supervisor_exits_with_that_reason():
 
 
 def test_trapping_genserver_child_runs_terminate_on_supervisor_shutdown():
-    """SEMANTICS 22."""
+    """semantics rule 22."""
 
     class Clean(GenServer):
         def init(self, rec):
@@ -553,7 +553,7 @@ def test_nested_supervisor_is_stopped_with_infinity_by_default():
 
 
 def test_dynamic_api_results_and_errors():
-    """SEMANTICS 19."""
+    """semantics rule 19."""
     sup = supervisor.start_link([spec("a")])
     events(1)
     a = pids(sup)["a"]
@@ -735,7 +735,7 @@ def test_simple_one_for_one_ignoring_child_is_not_kept():
 
 
 def test_auto_shutdown_any_significant():
-    """SEMANTICS 18."""
+    """semantics rule 18."""
     snowg.trap_exit(True)
     sup = supervisor.start_link(
         [spec("a"), spec("s", "transient", significant=True)], auto_shutdown="any_significant"
@@ -791,7 +791,7 @@ def test_significant_child_restarted_does_not_trigger_auto_shutdown():
         (dict(shutdown="later"), "shutdown"),
         (dict(type="manager"), "type"),
         (dict(significant=True), "significant"),
-        (dict(node="bob@host"), "must be @spawnable"),  # remote child (issue #7): fn must be nameable there
+        (dict(node="bob@host"), "must be @spawnable"),  # remote child: fn must be nameable there
         (dict(node="bob"), "node"),
     ],
 )

@@ -1,8 +1,8 @@
-"""Load between real node OS processes (issue #4).
+"""Load between real node OS processes.
 
 * 1,000,000 messages: 10 senders on one peer send to 10 receivers on another
   peer; every receiver checks per-sender order and duplicates itself and
-  reports one summary (SEMANTICS 9: per-pair ordering, across nodes).
+  reports one summary (semantics rule 9: per-pair ordering, across nodes).
 * A peer that stops reading: sends outrun the socket, and what the socket
   cannot take waits in the session's writer, still in order.
 """

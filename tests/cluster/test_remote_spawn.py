@@ -1,4 +1,4 @@
-"""Remote spawn against real peer node OS processes (issue #5; SEMANTICS 27, 1-11).
+"""Remote spawn against real peer node OS processes (semantics rules 27, 1-11).
 
 Every peer is a ``snowg node`` OS process started by ``snowg.testing`` that
 imports ``tests/remotefuncs.py``. The test process (pytest's main greenlet) is
@@ -62,7 +62,7 @@ def assert_crash(reason, type_name: str, message: str, fn_name: str) -> None:
 
 
 def test_trapping_caller_of_remote_spawn_link_gets_crash_exit(peers):
-    """SEMANTICS 27 + 4/5: the link exists before the child runs; the crash reason crosses."""
+    """semantics rule 27 + 4/5: the link exists before the child runs; the crash reason crosses."""
     peer = peers.start(modules=MODS)
     snowg.trap_exit(True)
     try:
@@ -77,7 +77,7 @@ def test_trapping_caller_of_remote_spawn_link_gets_crash_exit(peers):
 
 
 def test_non_trapping_caller_of_remote_spawn_link_dies_with_crash_reason(peers):
-    """SEMANTICS 5: a linked non-trapping process ends with the child's crash reason."""
+    """semantics rule 5: a linked non-trapping process ends with the child's crash reason."""
     peer = peers.start(modules=MODS)
     me = snowg.self()
 
@@ -96,7 +96,7 @@ def test_non_trapping_caller_of_remote_spawn_link_dies_with_crash_reason(peers):
 
 
 def test_remote_spawn_monitor_of_child_dying_at_once_gives_one_down(peers):
-    """SEMANTICS 10/27: one Down per monitor, with the reason; the monitor predates the child's run."""
+    """semantics rule 10/27: one Down per monitor, with the reason; the monitor predates the child's run."""
     peer = peers.start(modules=MODS)
     pid, ref = snowg.spawn_monitor(crash_now, "monitored boom", node=peer.name)
     assert isinstance(ref, snowg.Ref)
@@ -115,7 +115,7 @@ def test_remote_spawn_monitor_of_child_dying_at_once_gives_one_down(peers):
 
 
 def test_remote_spawn_link_normal_exit_is_not_delivered_to_non_trapping_caller(peers):
-    """SEMANTICS 1: 'normal' over a link is dropped by a non-trapping process; trapping sees it."""
+    """semantics rule 1: 'normal' over a link is dropped by a non-trapping process; trapping sees it."""
     peer = peers.start(modules=MODS)
     me = snowg.self()
     pid = snowg.spawn_link(hello, me, node=peer.name)
@@ -180,7 +180,7 @@ def test_args_that_cannot_cross_raise_type_error_before_sending(peers):
 
 
 def test_undeclared_function_is_refused_and_logged(peers):
-    """SEMANTICS 27: only @spawnable functions run; the caller gets SpawnError naming fn and node."""
+    """semantics rule 27: only @spawnable functions run; the caller gets SpawnError naming fn and node."""
     peer = peers.start(modules=MODS)
     me = snowg.self()
     for spawn in (snowg.spawn, snowg.spawn_link, snowg.spawn_monitor):
@@ -218,7 +218,7 @@ def test_spawn_on_unconnected_node(peers):
     assert snowg.spawn(hello, me, node=UNCONNECTED) == snowg.Pid(UNCONNECTED, 0, 0)
     nothing_more()
 
-    # A non-trapping caller is killed with 'noconnection' (SEMANTICS 8, rule 4).
+    # A non-trapping caller is killed with 'noconnection' (semantics rules 8, rule 4).
     def caller():
         snowg.spawn_link(hello, me, node=UNCONNECTED)
         snowg.send(me, "caller survived")
@@ -229,7 +229,7 @@ def test_spawn_on_unconnected_node(peers):
 
 
 def test_kill_9_of_child_node_gives_linked_caller_noconnection(peers):
-    """SEMANTICS 8/10/26: kill -9 closes the socket; links get 'noconnection', monitors Down."""
+    """semantics rule 8/10/26: kill -9 closes the socket; links get 'noconnection', monitors Down."""
     peer = peers.start(modules=MODS)
     me = snowg.self()
     snowg.trap_exit(True)
