@@ -49,6 +49,7 @@ from ._core import (
     whereis,
 )
 from ._core import self as _self
+from ._core.terms import is_shutdown_reason
 from ._errors import CallError, CallTimeout, NameTaken, NoProc, StartError, Timeout
 
 log = logging.getLogger("snowg")
@@ -89,14 +90,6 @@ _REPLY_ROUTER = "snowg.gen_server.replies"
 #: tag -> caller pid, for every call of this node that is still waiting (the "alias").
 _active_calls: Dict[Ref, Pid] = {}
 
-
-def _is_quiet(reason: Any) -> bool:
-    """True for the reasons that end a server without an error report (semantics rule 22)."""
-    return (
-        reason == "normal"
-        or reason == "shutdown"
-        or (type(reason) is tuple and len(reason) == 2 and reason[0] == "shutdown")
-    )
 
 
 # ------------------------------------------------------------ synchronous start
@@ -336,7 +329,7 @@ def _server_main(starter: tuple, cls: type, args: tuple, name: Optional[str]) ->
         exit("normal")
     if type(result) is tuple and len(result) == 2 and result[0] == "stop":
         reason = result[1]
-        if not _is_quiet(reason):
+        if not is_shutdown_reason(reason):
             log.error("%s %s refused to start: %s", cls.__name__, me, reason)
         _ack_fail(starter, reason)
         exit(reason)
@@ -462,7 +455,7 @@ def _stop(server: GenServer, reason: Any, state: Any, last_msg: Any) -> None:
         reason = Crash.from_exception(e)
         log.error("%s %s crashed in terminate: %s\n%s", type(server).__name__, _self(), reason, reason.traceback)
         exit(reason)
-    if not _is_quiet(reason):
+    if not is_shutdown_reason(reason):
         tb = getattr(reason, "traceback", "")
         log.error(
             "%s %s terminating\n** Last message: %r\n** State: %r\n** Reason: %s\n%s",

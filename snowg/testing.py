@@ -32,6 +32,7 @@ import gevent
 from gevent import subprocess
 
 from . import cluster
+from ._core import reset_runtime
 from .cluster.node import current as _current_node
 from .cluster import rpc as _rpc
 from .cluster import tls as _tls

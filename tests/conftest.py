@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import gevent
 import pytest
-from greenlet import getcurrent
 
 import snowg
-from snowg._core import process as _process
-from snowg._core.runtime import rt
+from snowg.testing import reset_runtime
 
 # Tests fork peer nodes (gevent.subprocess). gevent's default resolver runs
 # getaddrinfo in a thread pool, and a fork from a process with threads can
@@ -23,37 +21,12 @@ from snowg._core.runtime import rt
 gevent.config.resolver = "block"
 
 
-def _end_main_process() -> None:
-    """End the process adopted for the current (pytest main) greenlet, if any."""
-    glet = getcurrent()
-    proc = getattr(glet, "_snowg_proc", None)
-    if proc is not None:
-        _process._terminate(proc, "normal")
-        glet._snowg_proc = None
-
-
-def _kill_strays(limit: float = 10.0) -> list:
-    """Kill every live process (the main greenlet has none by now); return their pids."""
-    strays = list(rt.procs.values())
-    for proc in strays:
-        _process._kill(proc, "killed")
-    with gevent.Timeout(limit, False):
-        while rt.procs or rt.ready:
-            gevent.sleep(0)
-    for tid, (timer, _owner) in list(rt.timers.items()):
-        timer.close()
-        del rt.timers[tid]
-    rt.names.clear()
-    return [p.pid for p in strays]
-
-
 @pytest.fixture(autouse=True)
 def snowg_runtime():
     """A fresh main-greenlet process for the test; strays killed afterwards."""
-    _end_main_process()
+    reset_runtime()
     yield
-    _end_main_process()
-    _kill_strays()
+    reset_runtime()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from .process import (
     receive,
     register,
     registered,
+    reset_runtime,
     self,
     send,
     send_after,
@@ -30,7 +31,7 @@ from .terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
 __all__ = [
     "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "ProcessExit", "Ref", "TimerRef",
     "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "link", "make_ref",
-    "monitor", "process_info", "processes", "receive", "register", "registered", "self",
+    "monitor", "process_info", "processes", "receive", "register", "registered", "reset_runtime", "self",
     "send", "send_after", "spawn", "spawn_link", "spawn_monitor", "trap_exit", "unlink",
     "unregister", "whereis",
 ]

@@ -151,8 +151,12 @@ class Crash(NamedTuple):
         return cls(type(exc).__name__, str(exc), tb)
 
 
-def is_normal_exit(reason: Any) -> bool:
-    """True for the reasons that end a process quietly: ``'normal'``, ``'shutdown'``, ``('shutdown', _)``."""
+def is_shutdown_reason(reason: Any) -> bool:
+    """True for a deliberate end: ``'normal'``, ``'shutdown'`` or ``('shutdown', term)``.
+
+    These end a GenServer without an error report (semantics rule 22) and do
+    not restart a transient child (semantics rule 15).
+    """
     return (
         reason == "normal"
         or reason == "shutdown"

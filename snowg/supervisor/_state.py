@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._core import Pid
+from .._core.terms import is_shutdown_reason
 from ._spec import ChildSpec
 
 #: ``Child.pid`` while a failed restart waits for its retry (which_children shows it).
@@ -72,15 +73,6 @@ def add_restart(
     """
     kept = tuple(t for t in restarts if now - t <= period) + (now,)
     return kept, len(kept) <= intensity
-
-
-def is_shutdown_reason(reason: Any) -> bool:
-    """``'normal'``, ``'shutdown'`` or ``('shutdown', term)``: a deliberate end."""
-    return (
-        reason == "normal"
-        or reason == "shutdown"
-        or (type(reason) is tuple and len(reason) == 2 and reason[0] == "shutdown")
-    )
 
 
 def should_restart(restart: str, reason: Any) -> bool:
