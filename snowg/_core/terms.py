@@ -30,7 +30,7 @@ class Pid:
         self.id = id
         self.creation = creation
         self._proc: Any = None
-        self._ext: Any = None  # the wire encoding, once it has been sent (snowg.cluster.codec)
+        self._ext: Any = None  # the wire encoding, once it has been sent (snowg.cluster._codec)
 
     def __eq__(self, other: object) -> bool:
         if self is other:

@@ -31,7 +31,9 @@ from .._core import remote as _remote
 from .._core.runtime import RemoteRouter, rt
 from .._core.terms import NONODE, Down, Exit, NodeDown, NodeUp, Pid, Ref
 from .._errors import NodeError, SpawnError
-from . import hooks, protocol, spawnable
+from . import hooks, protocol
+from ._names import check_node_name
+from ._spawnable import lookup_spawnable, wire_name
 from . import tls as _tls
 from .cookie import resolve_cookie
 from .session import Session
@@ -41,7 +43,8 @@ log = logging.getLogger("snowg")
 DEFAULT_TICK = 15.0
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 10.0
-CONNECT_TIMEOUT = 5.0
+# Seconds to open the TCP connection to a peer (the handshake has its own limit).
+DIAL_TIMEOUT = 5.0
 
 _enc = protocol.encode_frame
 
@@ -158,11 +161,12 @@ def start_node(
     global _state
     if _state is not None:
         raise NodeError(f"this process is already the node {_state.info.name}")
-    if "@" not in name or name.startswith("@") or name.endswith("@"):
-        raise NodeError(f"a node name is 'name@host', got {name!r}")
+    try:
+        host = check_node_name(name)
+    except ValueError as exc:
+        raise NodeError(str(exc)) from None
     if tick <= 0:
         raise NodeError("tick must be positive")
-    host = name.split("@", 1)[1]
     cookie = resolve_cookie(cookie)
     cfg = _tls.load_tls(tls, name, default_dir=None)
     server_ctx = _tls.server_context(cfg)
@@ -271,7 +275,7 @@ def _connect(st: _State, name: str, host: str, port: int) -> bool:
     ev = st.pending.get(name)
     if ev is not None:
         same_address = st.pending_address.get(name) == (host, port)
-        ev.wait(HANDSHAKE_TIMEOUT + CONNECT_TIMEOUT)
+        ev.wait(HANDSHAKE_TIMEOUT + DIAL_TIMEOUT)
         if name in st.sessions or same_address or name in st.pending:
             return name in st.sessions
         # The attempt we waited for went to another address (say, where the
@@ -294,8 +298,8 @@ def _connect_out(st: _State, name: str, host: str, port: int) -> str:
     where = f"{name} at {host}:{port}"
     sock = None
     try:
-        with gevent.Timeout(CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT, NodeError("timed out")):
-            sock = _open_tcp(host, port, CONNECT_TIMEOUT)
+        with gevent.Timeout(DIAL_TIMEOUT + HANDSHAKE_TIMEOUT, NodeError("timed out")):
+            sock = _open_tcp(host, port, DIAL_TIMEOUT)
             sock.settimeout(None)
             sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
             sock = st.client_ctx.wrap_socket(sock, server_side=False)
@@ -716,7 +720,7 @@ def _h_monitor_exit(sess: Session, f: tuple) -> None:
 def _h_spawn_request(sess: Session, f: tuple) -> None:
     _, req, caller, fn_name, args, kwargs, opts = f
     _check_from(sess, caller)
-    fn = spawnable.lookup(fn_name)
+    fn = lookup_spawnable(fn_name)
     if fn is None:
         log.warning("node %s asked to spawn %r, which is not @spawnable here: refused", sess.peer_name, fn_name)
         sess.send(_enc([protocol.SPAWN_REPLY, req, caller, f"{fn_name!r} is not spawnable on node {rt.node}"]))
@@ -874,7 +878,7 @@ class _Router(RemoteRouter):
         me = _p._current()
         caller = me.pid
         req = _p.make_ref()
-        name = spawnable.name_of(fn)
+        name = wire_name(fn)
         frame = _enc([protocol.SPAWN_REQUEST, req, caller, name, list(args), kwargs, list(opts)])
         st = _state
         sess = self._session(node_name)

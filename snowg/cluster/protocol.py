@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import msgpack
 
 from .._core.terms import Pid, Ref
-from . import codec
+from . import _codec as codec
 
 __all__ = [
     "ACCEPTOR",

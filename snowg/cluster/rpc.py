@@ -26,17 +26,17 @@ from .._core.terms import Crash, Down, Pid, Ref
 from .._errors import CallError, CallTimeout, RemoteError, SpawnError, Timeout
 from . import node as _node
 from . import protocol
-from . import spawnable as _spawnable
+from ._spawnable import lookup_spawnable, spawnable, wire_name
 from .node import SpawnReply
 
 
 RUNNER = "snowg.rpc.runner"
 
 
-@_spawnable.spawnable(RUNNER)
+@spawnable(RUNNER)
 def _runner(caller: Pid, tag: Ref, fn_name: str, args: list, kwargs: dict) -> None:
     """Run ``fn_name(*args, **kwargs)`` and end with ``(tag, outcome...)`` as the exit reason."""
-    fn = _spawnable.lookup(fn_name)
+    fn = lookup_spawnable(fn_name)
     if fn is None:
         _core.exit((tag, "refused", f"{fn_name!r} is not spawnable on node {rt.node}"))
     try:
@@ -71,7 +71,7 @@ def call(node: str, fn: Union[str, Callable[..., Any]], *args: Any, timeout: Opt
     """
     tag = _core.make_ref()
     me = _core.self()
-    name = _spawnable.name_of(fn)
+    name = wire_name(fn)
     deadline = None if timeout is None else time.monotonic() + timeout
     req = _request(node, me, tag, name, args, kwargs)
     if req is None:

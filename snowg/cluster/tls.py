@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .._errors import NodeError
+from ._names import check_node_name
 
 if TYPE_CHECKING:
     import ssl
@@ -128,12 +129,8 @@ def _fmt(when: datetime.datetime) -> str:
 
 def _check_node_name(name: str) -> str:
     """Return the host part of ``name@host``; raise ValueError if unusable as a file name."""
-    if not isinstance(name, str) or name.count('@') != 1:
-        raise ValueError(f"node name {name!r} is not of the form 'name@host'")
-    short, host = name.split('@')
-    if not short or not host:
-        raise ValueError(f"node name {name!r} is not of the form 'name@host'")
-    if '/' in name or '\\' in name or name.startswith('.') or '\0' in name:
+    host = check_node_name(name)
+    if '/' in name or '\\' in name or name.startswith('.'):
         raise ValueError(f'node name {name!r} cannot be used as a file name')
     return host
 

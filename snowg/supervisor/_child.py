@@ -37,7 +37,7 @@ except ImportError:  # a cluster layer without on-demand reconnect: only connect
     def _ensure_connected(name: str) -> bool:
         return name in _connected_nodes()
 
-from ..cluster.spawnable import lookup
+from ..cluster import lookup_spawnable as lookup
 from ..gen_server import start_sync
 from ._remote import (
     encode_children,

@@ -29,8 +29,9 @@ import time
 from typing import Any, Dict, List
 
 from .._core import exit
-from ..cluster import codec
-from ..cluster.spawnable import lookup, spawnable
+from ..cluster import _codec as codec
+from ..cluster import lookup_spawnable as lookup
+from ..cluster import spawnable
 from ..gen_server import GenServer, _ack_fail, _server_main
 from ._spec import ChildSpec, check_children, check_connect_timeout, check_flags, spawnable_name
 

@@ -144,7 +144,7 @@ def spawnable_name(fn: Any) -> Optional[str]:
 
 def _check_remote_start(spec: "ChildSpec") -> None:
     """A remote child's start must be nameable on the other node and its terms must cross."""
-    from ..cluster import codec  # the wire format decides what can cross
+    from ..cluster import _codec as codec  # the wire format decides what can cross
 
     fn, args, kwargs = spec.start
     if getattr(fn, "_snowg_sync_start", False):

@@ -1,4 +1,4 @@
-"""Tests of snowg.cluster.codec: exact round-trips, refusals, and hostile input."""
+"""Tests of snowg.cluster._codec: exact round-trips, refusals, and hostile input."""
 from __future__ import annotations
 
 import enum
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snowg._core.terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
-from snowg.cluster import codec
-from snowg.cluster.codec import CodecError, decode, encode
+from snowg.cluster import _codec as codec
+from snowg.cluster._codec import CodecError, decode, encode
 
 # --- helpers ----------------------------------------------------------------
 

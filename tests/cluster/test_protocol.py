@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snowg._core.terms import Pid, Ref
-from snowg.cluster import codec
+from snowg.cluster import _codec as codec
 from snowg.cluster import protocol as P
 from snowg.cluster.protocol import (
     Established,

@@ -31,6 +31,9 @@ def spawnable(fn: Union[F, str]) -> Union[F, Callable[[F], F]]:
     ``@spawnable`` registers it under ``module.qualname``; ``@spawnable('name')``
     under ``name``. The module must be imported on the node that runs it (for
     ``snowg node``, with ``--import``).
+
+    Raises:
+        TypeError: the decorated object is not callable (the caller's mistake).
     """
     if isinstance(fn, str):
         name = fn
@@ -54,13 +57,33 @@ def _register(name: str, fn: Callable[..., Any]) -> None:
         pass  # builtins and some callables take no attributes; the registry is what counts
 
 
-def lookup(name: str) -> Optional[Callable[..., Any]]:
-    """The function registered as ``name``, or None."""
+def lookup_spawnable(name: str) -> Optional[Callable[..., Any]]:
+    """The function registered as ``name`` on this node, or None."""
     return _registry.get(name)
 
 
-def name_of(fn: Union[str, Callable[..., Any]]) -> str:
-    """The name under which a peer will look ``fn`` up."""
+def spawnable_name(fn: Union[str, Callable[..., Any]]) -> Optional[str]:
+    """The name a peer looks ``fn`` up under, or None when ``fn`` was not declared ``@spawnable``.
+
+    A str is a name already and is returned as it is. A class must be declared
+    itself: a subclass does not inherit its parent's name.
+    """
     if isinstance(fn, str):
         return fn
-    return getattr(fn, "__snowg_spawnable__", None) or qualified_name(fn)
+    if isinstance(fn, type):
+        declared = fn.__dict__.get("__snowg_spawnable__")
+    else:
+        declared = getattr(fn, "__snowg_spawnable__", None)
+    return declared if isinstance(declared, str) else None
+
+
+def wire_name(fn: Union[str, Callable[..., Any]]) -> str:
+    """The name sent to a peer for ``fn``: its spawnable name, else its qualified name.
+
+    An undeclared function is still named, so that the peer refuses it with a
+    message naming it (it is not spawnable there either).
+    """
+    name = spawnable_name(fn)
+    if name is not None:
+        return name
+    return qualified_name(fn)  # type: ignore[arg-type]

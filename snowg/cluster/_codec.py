@@ -35,6 +35,7 @@ from .._core.terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRe
 
 __all__ = [
     "CodecError",
+    "check_term",
     "EXT_BIGINT",
     "EXT_PID",
     "EXT_REF",
@@ -185,6 +186,21 @@ def encode(term: Any) -> bytes:
         return _pack(term)
     except RecursionError as exc:  # msgpack's pure-Python fallback recurses
         raise ValueError("term nested too deeply to encode") from exc
+
+
+def check_term(value: Any) -> None:
+    """Check that ``value`` can cross to another node (what :func:`encode` accepts).
+
+    Raises:
+        TypeError: ``value`` holds something that is not a term, or is nested
+            too deeply; the message names the problem (the caller's value).
+    """
+    try:
+        _pack(value)
+    except RecursionError:  # msgpack's pure-Python fallback recurses
+        raise TypeError("the value is nested too deeply to cross nodes") from None
+    except ValueError as exc:
+        raise TypeError(f"the value cannot cross nodes: {exc}") from None
 
 
 # --- decoding ---------------------------------------------------------------
