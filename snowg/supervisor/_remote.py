@@ -32,7 +32,7 @@ from .._core import exit
 from ..cluster import _codec as codec
 from ..cluster import lookup_spawnable as lookup
 from ..cluster import spawnable
-from ..gen_server import GenServer, _ack_fail, _server_main
+from ..gen_server import GenServer, ack_fail, run_server
 from ._spec import ChildSpec, check_children, check_connect_timeout, check_flags, spawnable_name
 
 #: Supervisor flags that may cross to a remote supervisor.
@@ -162,9 +162,9 @@ def run_gen_server(starter: tuple, class_name: str, args: tuple, name: Any) -> N
     """The body of a remote GenServer child: look its class up here, then run it (with init ack)."""
     cls = lookup(class_name) if type(class_name) is str else None
     if not is_gen_server(cls):
-        _ack_fail(starter, ("not_spawnable", class_name))
+        ack_fail(starter, ("not_spawnable", class_name))
         exit("normal")
-    _server_main(starter, cls, tuple(args), name)  # type: ignore[arg-type]
+    run_server(starter, cls, tuple(args), name)  # type: ignore[arg-type]
 
 
 @spawnable("snowg.supervisor.run_supervisor")
@@ -182,12 +182,12 @@ def run_supervisor(starter: tuple, children: Any, options: Any) -> None:
         flags = remote_flags(options)
         specs = check_children(decode_children(children), flags[0])
     except BadRemoteSpec as e:
-        _ack_fail(starter, e.reason)
+        ack_fail(starter, e.reason)
         exit("normal")
     except (TypeError, ValueError) as e:
-        _ack_fail(starter, ("bad_flags", str(e)))
+        ack_fail(starter, ("bad_flags", str(e)))
         exit("normal")
-    _server_main(starter, Supervisor, (flags, specs), flags[5])
+    run_server(starter, Supervisor, (flags, specs), flags[5])
 
 
 __all__ = [

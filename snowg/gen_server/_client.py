@@ -1,0 +1,165 @@
+"""The client side of a GenServer: :func:`call`, :func:`cast`, :func:`reply`, :func:`stop`.
+
+The messages are plain terms, so they cross nodes:
+
+* call:  ``('$gen_call', (caller_pid, tag), request)``, reply ``(tag, value)``;
+  ``tag`` is the caller's monitor ref of the server.
+* cast:  ``('$gen_cast', request)``.
+* stop:  ``('$gen_stop', reason)``.
+
+Late replies. snowg's ``receive`` is selective, so a reply that arrives after
+the caller gave up would stay in its mailbox for ever. OTP solves this with a
+process alias that the caller deactivates; snowg emulates the alias: a caller
+keeps its tag in ``_active_calls`` for exactly as long as it waits, and
+:func:`reply` delivers only to an active tag. For a caller on another node the
+reply goes to the reply router registered on the caller's node, which does the
+same check there.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple, Union
+
+from .._core import Down, Pid, Ref, demonitor, monitor, receive, register, send, spawn, trap_exit, whereis
+from .._core import self as _self
+from .._errors import CallError, CallTimeout, NoProc, Timeout
+
+#: Where a server is: a pid, a locally registered name, or ``(name, node)``.
+Dest = Union[Pid, str, Tuple[str, str]]
+#: Who called: ``(caller_pid, tag)``, the ``from_`` of ``handle_call``.
+From = Tuple[Pid, Ref]
+
+CALL = "$gen_call"
+CAST = "$gen_cast"
+STOP = "$gen_stop"
+
+_REPLY = "$reply"
+_REPLY_ROUTER = "snowg.gen_server.replies"
+
+#: tag -> caller pid, for every call of this node that is still waiting (the "alias").
+_active_calls: Dict[Ref, Pid] = {}
+
+
+def is_remote(dest: Dest) -> bool:
+    """Whether ``dest`` names a process on another node than the caller's."""
+    here = _self().node
+    if type(dest) is Pid:
+        return dest.node != here
+    return type(dest) is tuple and len(dest) == 2 and dest[1] != here
+
+
+def call(dest: Dest, request: Any, timeout: Optional[float] = 5.0) -> Any:
+    """Send ``request`` to the server ``dest`` and wait for its reply.
+
+    Blocks the caller until the reply arrives, the server ends, or ``timeout``
+    seconds pass (None: no limit). The server is monitored for the duration.
+
+    Args:
+        dest: a pid, a locally registered name, or ``(name, node)``.
+        request: passed to the server's ``handle_call``.
+        timeout: seconds to wait (default 5).
+
+    Returns:
+        The value the server replied.
+
+    Raises:
+        NoProc: the server does not exist (or ended with reason ``'noproc'``).
+        CallError: the server ended before replying; ``.reason`` is its exit
+            reason (``'noconnection'`` when its node went away), or
+            ``'calling_self'`` when a server calls itself.
+        CallTimeout: no reply in time; a reply that comes later is dropped and
+            never reaches the caller's mailbox.
+    """
+    me = _self()
+    if dest == me:
+        raise CallError("calling_self")
+    mref = monitor(dest)
+    _active_calls[mref] = me
+    try:
+        if is_remote(dest):
+            _ensure_reply_router()
+        try:
+            send(dest, (CALL, (me, mref), request))
+        except NoProc:
+            demonitor(mref, flush=True)
+            raise NoProc(f"no process is registered as {dest!r}") from None
+        try:
+            msg = receive(
+                lambda m: (type(m) is tuple and len(m) == 2 and m[0] == mref)
+                or (type(m) is Down and m.ref == mref),
+                timeout,
+            )
+        except Timeout:
+            demonitor(mref, flush=True)
+            raise CallTimeout(f"no reply from {dest!r} within {timeout} s") from None
+    finally:
+        del _active_calls[mref]
+    if type(msg) is Down:
+        if msg.reason == "noproc":
+            raise NoProc(f"{dest!r} is not alive")
+        raise CallError(msg.reason)
+    demonitor(mref, flush=True)
+    return msg[1]
+
+
+def cast(dest: Dest, request: Any) -> None:
+    """Send ``request`` to the server's ``handle_cast``; never blocks, never fails."""
+    try:
+        send(dest, (CAST, request))
+    except NoProc:
+        pass  # OTP: a cast to a missing name is silently dropped
+
+
+def reply(from_: From, value: Any) -> None:
+    """Reply to a call whose ``handle_call`` returned ``noreply`` (or any time).
+
+    Never blocks. A reply to a caller that stopped waiting (timed out or
+    ended) is dropped.
+    """
+    pid, tag = from_
+    if tag in _active_calls:
+        send(pid, (tag, value))
+    elif type(pid) is Pid and pid.node != _self().node:
+        send((_REPLY_ROUTER, pid.node), (_REPLY, pid, tag, value))
+
+
+def stop(dest: Dest, reason: Any = "normal", timeout: Optional[float] = None) -> None:
+    """Stop the server: run its ``terminate(reason, state)`` and wait until it ended.
+
+    Blocks until the server has ended (or ``timeout`` seconds; None: no limit).
+
+    Raises:
+        NoProc: the server does not exist.
+        CallError: it ended with another reason than ``reason``.
+        CallTimeout: it did not end in time.
+    """
+    mref = monitor(dest)
+    try:
+        send(dest, (STOP, reason))
+    except NoProc:
+        demonitor(mref, flush=True)
+        raise NoProc(f"no process is registered as {dest!r}") from None
+    try:
+        down = receive(lambda m: type(m) is Down and m.ref == mref, timeout)
+    except Timeout:
+        demonitor(mref, flush=True)
+        raise CallTimeout(f"{dest!r} did not stop within {timeout} s") from None
+    if down.reason == "noproc":
+        raise NoProc(f"{dest!r} is not alive")
+    if down.reason != reason:
+        raise CallError(down.reason)
+
+
+def _ensure_reply_router() -> None:
+    """Start this node's reply router (the alias check for replies from other nodes)."""
+    if whereis(_REPLY_ROUTER) is None:
+        register(_REPLY_ROUTER, spawn(_reply_router))
+
+
+def _reply_router() -> None:
+    trap_exit(False)
+    while True:
+        msg = receive()
+        if type(msg) is tuple and len(msg) == 4 and msg[0] == _REPLY:
+            _tag, pid, tag, value = msg
+            if tag in _active_calls:
+                send(pid, (tag, value))
