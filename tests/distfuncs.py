@@ -6,10 +6,12 @@ test's process with messages, so tests synchronise on messages, not sleeps.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import snowg
-from snowg._core.runtime import rt, table_sizes as _table_sizes
+from snowg._core.runtime import rt
+from snowg.cluster.node import session_for
+from support import forward_until_stop, wait_for_stop
 
 
 # ------------------------------------------------------------------ processes
@@ -27,15 +29,6 @@ def echo() -> None:
             snowg.send(msg[0], ("echo", me, msg[1]))
 
 
-def _forward_until_stop(parent: snowg.Pid, me: snowg.Pid) -> None:
-    """Forward every message to ``parent`` as ``('fwd', me, msg)`` until ``'stop'``."""
-    while True:
-        msg = snowg.receive()
-        if msg == "stop":
-            return
-        snowg.send(parent, ("fwd", me, msg))
-
-
 def linked_waiter(target: snowg.Pid, parent: snowg.Pid) -> None:
     """A local, non-trapping process: link to ``target``, tell ``parent`` ``'linked'``, wait for ever."""
     snowg.link(target)
@@ -47,9 +40,8 @@ def linked_waiter(target: snowg.Pid, parent: snowg.Pid) -> None:
 def forwarder(parent: snowg.Pid, trap: bool = False) -> None:
     """Forward every message to ``parent`` as ``('fwd', self(), msg)``; end on ``'stop'``."""
     snowg.trap_exit(trap)
-    me = snowg.self()
-    snowg.send(parent, ("ready", me))
-    _forward_until_stop(parent, me)
+    snowg.send(parent, ("ready", snowg.self()))
+    forward_until_stop(parent)
 
 
 @snowg.spawnable
@@ -58,13 +50,7 @@ def registered_forwarder(parent: snowg.Pid, name: str) -> None:
     me = snowg.self()
     snowg.register(name, me)
     snowg.send(parent, ("ready", me))
-    _forward_until_stop(parent, me)
-
-
-@snowg.spawnable
-def wait_forever() -> None:
-    """Block until ``'stop'`` (the target of links, monitors and exits)."""
-    snowg.receive(lambda m: m == "stop")
+    forward_until_stop(parent)
 
 
 @snowg.spawnable
@@ -82,19 +68,17 @@ def exit_on_command() -> None:
 def linker(parent: snowg.Pid, target: snowg.Pid, trap: bool) -> None:
     """Link to ``target`` (trapping or not), report ``('linked', self())``, forward messages."""
     snowg.trap_exit(trap)
-    me = snowg.self()
     snowg.link(target)
-    snowg.send(parent, ("linked", me))
-    _forward_until_stop(parent, me)
+    snowg.send(parent, ("linked", snowg.self()))
+    forward_until_stop(parent)
 
 
 @snowg.spawnable
 def monitorer(parent: snowg.Pid, target: Any) -> None:
     """Monitor ``target``, report ``('monitoring', self(), ref)``, forward messages."""
-    me = snowg.self()
     ref = snowg.monitor(target)
-    snowg.send(parent, ("monitoring", me, ref))
-    _forward_until_stop(parent, me)
+    snowg.send(parent, ("monitoring", snowg.self(), ref))
+    forward_until_stop(parent)
 
 
 @snowg.spawnable
@@ -103,25 +87,6 @@ def send_numbered(dest: Any, tag: Any, first: int, count: int) -> None:
     send = snowg.send
     for i in range(first, first + count):
         send(dest, (tag, i))
-
-
-@snowg.spawnable
-def burst_sender(dest: Any, tag: int, count: int, go: bool = False) -> None:
-    """Send ``(tag, 0..count-1)`` to ``dest``, yielding now and then; waits for 'go' if asked."""
-    if go:
-        snowg.receive(lambda m: m == "go")
-    send = snowg.send
-    sleep = snowg_sleep
-    for i in range(count):
-        send(dest, (tag, i))
-        if i % 1000 == 999:
-            sleep()
-
-
-def snowg_sleep() -> None:
-    import gevent
-
-    gevent.sleep(0)
 
 
 @snowg.spawnable
@@ -173,15 +138,9 @@ def ping(x: Any = None) -> Any:
 
 
 @snowg.spawnable
-def spawn_waiter() -> snowg.Pid:
-    """Start a local process that waits for ever; return its pid."""
-    return snowg.spawn(wait_forever)
-
-
-@snowg.spawnable
 def start_registered(name: str) -> snowg.Pid:
     """Start a process registered as ``name`` that waits for ever; return its pid."""
-    pid = snowg.spawn(wait_forever)
+    pid = snowg.spawn(wait_for_stop)
     snowg.register(name, pid)
     return pid
 
@@ -201,36 +160,14 @@ def alive(pid: snowg.Pid) -> bool:
     return snowg.is_alive(pid)
 
 
-@snowg.spawnable
-def nodes() -> List[str]:
-    return snowg.nodes()
+def refs_to(node: str, skip: Optional[snowg.Pid] = None) -> Dict[str, int]:
+    """How many links / monitors / monitored_by entries of this node's processes involve ``node``.
 
-
-@snowg.spawnable
-def connect(target: str) -> bool:
-    return snowg.connect(target)
-
-
-@snowg.spawnable
-def disconnect(name: str) -> bool:
-    return snowg.disconnect(name)
-
-
-@snowg.spawnable
-def table_sizes() -> Dict[str, int]:
-    return _table_sizes()
-
-
-@snowg.spawnable
-def refs_to(node: str) -> Dict[str, int]:
-    """How many links / monitors / monitored_by entries of this node involve ``node``.
-
-    The rpc runner that runs this (and its caller's monitor on it) is left out.
+    The process ``skip`` (if given) is left out.
     """
-    me = snowg.self()
     links = monitors = monitored_by = 0
     for proc in list(rt.procs.values()):
-        if proc.pid == me:
+        if proc.pid == skip:
             continue
         links += sum(1 for p in (proc.links or ()) if p.node == node)
         for target in (proc.monitors or {}).values():
@@ -241,8 +178,9 @@ def refs_to(node: str) -> Dict[str, int]:
 
 
 @snowg.spawnable
-def stop(pid: snowg.Pid) -> None:
-    snowg.send(pid, "stop")
+def peer_refs_to(node: str) -> Dict[str, int]:
+    """:func:`refs_to` run by rpc: the rpc runner (and its caller's monitor on it) is left out."""
+    return refs_to(node, skip=snowg.self())
 
 
 @snowg.spawnable
@@ -267,10 +205,8 @@ def roundtrip(value: Any) -> Any:
 @snowg.spawnable
 def local_sessions() -> Dict[str, str]:
     """Peer name -> the local socket address of its session (to tell sessions apart)."""
-    st = snowg.cluster.node._state
-    if st is None:
-        return {}
-    return {name: sess.peer_socket for name, sess in st.sessions.items()}
+    sessions = {name: session_for(name) for name in snowg.nodes()}
+    return {name: sess.peer_socket for name, sess in sessions.items() if sess is not None}
 
 
 @snowg.spawnable

@@ -72,13 +72,6 @@ def crash_now(text: str) -> None:
 
 
 @snowg.spawnable
-def wait_for_stop(parent: Optional[snowg.Pid] = None) -> None:
-    if parent is not None:
-        snowg.send(parent, ("started", snowg.self()))
-    snowg.receive(lambda m: m == "stop")
-
-
-@snowg.spawnable
 def one_reply(parent: snowg.Pid, i: int) -> None:
     snowg.send(parent, i)
 
@@ -133,16 +126,6 @@ def block_then(value: Any, seconds: float) -> Any:
 @snowg.spawnable
 def node_name() -> str:
     return snowg.node()
-
-
-@snowg.spawnable
-def connected_nodes() -> List[str]:
-    return snowg.nodes()
-
-
-@snowg.spawnable
-def connect_to(target: str) -> bool:
-    return snowg.connect(target)
 
 
 # ---------------------------------------------------------- message server

@@ -90,12 +90,6 @@ def stop_server(port: int, timeout: float = 1.0) -> bool:
 
 
 @snowg.spawnable
-def connected_nodes() -> List[str]:
-    """``snowg.nodes()`` of this node."""
-    return snowg.nodes()
-
-
-@snowg.spawnable
 def member_ids(room: str) -> List[int]:
     """The ids of this node's connections in ``room`` (join order)."""
     return [c.id for c in ws.members(room)]

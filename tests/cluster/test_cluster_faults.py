@@ -18,42 +18,21 @@ from snowg._core.runtime import table_sizes
 from snowg.testing import wait_for
 
 import distfuncs as df
+from support import forward_until_stop, recv, wait_for_stop
 
 pytest_plugins = ["snowg.testing"]
 
-T = 5.0
 NO_REFS = {"links": 0, "monitors": 0, "monitored_by": 0}
 
 
-def recv(match=None, timeout: float = T):
-    return snowg.receive(match, timeout=timeout)
-
-
 def start_waiter(peer) -> Pid:
-    return snowg.spawn(df.wait_forever, node=peer.name)
-
-
-def local_refs_to(node: str) -> dict:
-    """Links / monitors / monitored_by entries of this node that involve ``node``."""
-    from snowg._core.runtime import rt
-
-    links = monitors = monitored_by = 0
-    for proc in list(rt.procs.values()):
-        links += sum(1 for p in (proc.links or ()) if p.node == node)
-        for target in (proc.monitors or {}).values():
-            monitors += (target.node if type(target) is Pid else target[1]) == node
-        monitored_by += sum(1 for w, _r in (proc.monitored_by or {}).values() if w.node == node)
-    return {"links": links, "monitors": monitors, "monitored_by": monitored_by}
+    return snowg.spawn(wait_for_stop, node=peer.name)
 
 
 def _local_trapper(parent: Pid) -> None:
     snowg.trap_exit(True)
     snowg.send(parent, ("ready", snowg.self()))
-    while True:
-        msg = snowg.receive()
-        if msg == "stop":
-            return
-        snowg.send(parent, ("local", snowg.self(), msg))
+    forward_until_stop(parent, "local")
 
 
 def set_up_both_ways(peer, me: Pid):
@@ -101,7 +80,7 @@ def test_kill_9_breaks_links_then_monitors_then_node_monitors(peers, trapping_me
     # Our local process linked from and monitored by the dead node: it got the
     # exit (it traps) and holds nothing that names that node any more.
     assert recv(lambda m: type(m) is tuple and m[0] == "local") == ("local", local, Exit(_linker, "noconnection"))
-    assert local_refs_to(peer.name) == NO_REFS
+    assert df.refs_to(peer.name) == NO_REFS
     # The rest of the cluster is unaffected.
     assert other.rpc(df.ping, 1) == ("pong", other.name, 1)
 
@@ -127,7 +106,7 @@ def test_sigstop_is_detected_by_ticks_and_reconnects_cleanly(peers, snowg_cluste
         nd = recv(timeout=1)
         assert type(nd) is NodeDown and nd.node == peer.name
         assert elapsed <= 4 * tick + 1.0, elapsed
-        assert local_refs_to(peer.name) == NO_REFS
+        assert df.refs_to(peer.name) == NO_REFS
         assert snowg.process_info(local)["links"] == []
         assert snowg.process_info(local)["monitored_by"] == []
     finally:
@@ -140,7 +119,7 @@ def test_sigstop_is_detected_by_ticks_and_reconnects_cleanly(peers, snowg_cluste
     events = peer.rpc(df.get_events)
     assert any(type(e) is NodeDown and e.node == snowg.node() for e in events), events
     assert events[-1] == NodeUp(snowg.node())
-    assert peer.rpc(df.refs_to, snowg.node()) == NO_REFS
+    assert peer.rpc(df.peer_refs_to, snowg.node()) == NO_REFS
     assert peer.rpc(df.alive, linker) is False  # it did not trap: 'noconnection' ended it
     assert peer.rpc(df.alive, monitorer) is True
     assert peer.rpc(df.alive, w) is False  # linked to us, not trapping: also 'noconnection'

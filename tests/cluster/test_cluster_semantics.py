@@ -14,45 +14,24 @@ from snowg._core.runtime import table_sizes
 from snowg.testing import wait_for
 
 import distfuncs as df
+from support import connected_nodes, is_down, no_message, recv, tagged, wait_for_stop
 
 pytest_plugins = ["snowg.testing"]
 
 pytestmark = pytest.mark.timeout(60)
 
-T = 5.0  # seconds any single expected message may take
-
-
-def recv(match=None, timeout: float = T):
-    return snowg.receive(match, timeout=timeout)
-
-
-def no_message(match=None, timeout: float = 0.0) -> None:
-    try:
-        msg = snowg.receive(match, timeout=timeout)
-    except snowg.Timeout:
-        return
-    raise AssertionError(f"unexpected message {msg!r}")
-
-
-def is_(kind, *fields):
-    """A match predicate: a message of type/tag ``kind`` whose first fields equal ``fields``."""
-    if isinstance(kind, type):
-        return lambda m: type(m) is kind and tuple(m[: len(fields)]) == fields
-    return lambda m: type(m) is tuple and m[:1] == (kind,) and m[1 : 1 + len(fields)] == fields
-
-
 def start_forwarder(peer, trap: bool = False) -> Pid:
     pid = snowg.spawn(df.forwarder, snowg.self(), trap, node=peer.name)
-    recv(is_("ready", pid))
+    recv(tagged("ready", pid))
     return pid
 
 
 def start_waiter(peer) -> Pid:
-    return snowg.spawn(df.wait_forever, node=peer.name)
+    return snowg.spawn(wait_for_stop, node=peer.name)
 
 
 def await_down(ref: Ref) -> Down:
-    return recv(lambda m: type(m) is Down and m.ref == ref)
+    return recv(is_down(ref))
 
 
 @pytest.fixture
@@ -70,7 +49,7 @@ def test_send_to_remote_pid_and_to_name_node(peer, me) -> None:
     assert recv() == ("echo", echo, "hello")
 
     fwd = snowg.spawn(df.registered_forwarder, me, "fw", node=peer.name)
-    recv(is_("ready", fwd))
+    recv(tagged("ready", fwd))
     snowg.send(("fw", peer.name), "by name")
     assert recv() == ("fwd", fwd, "by name")
     # An unknown name on another node is dropped silently (Erlang: {Name, Node} ! Msg never fails).
@@ -216,13 +195,13 @@ def test_remote_exit_kill_becomes_killed(peer, trapping_me) -> None:
     # semantics rule 2: 'kill' cannot be trapped; links of the victim see 'killed'.
     fwd = start_forwarder(peer, trap=True)
     watcher = snowg.spawn(df.linker, trapping_me, fwd, True, node=peer.name)
-    recv(is_("linked", watcher))
+    recv(tagged("linked", watcher))
     snowg.link(fwd)
     ref = snowg.monitor(fwd)
     snowg.exit(fwd, "kill")
     assert recv(lambda m: type(m) is Exit) == Exit(fwd, "killed")
     assert await_down(ref) == Down(ref, fwd, "killed")
-    assert recv(is_("fwd", watcher)) == ("fwd", watcher, Exit(fwd, "killed"))
+    assert recv(tagged("fwd", watcher)) == ("fwd", watcher, Exit(fwd, "killed"))
 
 
 def test_remote_process_ending_with_kill_sends_kill(peer, trapping_me) -> None:
@@ -244,13 +223,13 @@ def test_local_exit_reaches_remote_linked_processes(peer, me) -> None:
 
     p = snowg.spawn(local)
     trapper = snowg.spawn(df.linker, me, p, True, node=peer.name)
-    recv(is_("linked", trapper))
+    recv(tagged("linked", trapper))
     plain = snowg.spawn(df.linker, me, p, False, node=peer.name)
-    recv(is_("linked", plain))
+    recv(tagged("linked", plain))
     pref = snowg.monitor(plain)
     assert sorted(snowg.process_info(p)["links"]) == sorted([trapper, plain])
     snowg.send(p, "go")
-    assert recv(is_("fwd", trapper)) == ("fwd", trapper, Exit(p, ("bye", 1)))
+    assert recv(tagged("fwd", trapper)) == ("fwd", trapper, Exit(p, ("bye", 1)))
     assert await_down(pref) == Down(pref, plain, ("bye", 1))
 
 
@@ -306,7 +285,7 @@ def test_remote_monitor_down_and_independent_monitors(peer, me) -> None:
     snowg.send(target, ("exit", ("reason", 1)))
     downs = {recv().ref: None for _ in range(2)}
     assert set(downs) == {r1, r2}
-    no_message(lambda m: type(m) is Down, timeout=0.1)
+    no_message(lambda m: type(m) is Down, wait=0.1)
 
 
 def test_remote_monitor_of_dead_pid_is_noproc(peer, me) -> None:
@@ -361,7 +340,7 @@ def test_monitor_by_name_on_another_node(peer, me) -> None:
     # A remote process monitoring a name of ours.
     snowg.register("mine", me)
     mon = snowg.spawn(df.monitorer, me, ("mine", snowg.node()), node=peer.name)
-    _, _, mref = recv(is_("monitoring", mon))
+    _, _, mref = recv(tagged("monitoring", mon))
     assert wait_for(lambda: snowg.process_info(me)["monitored_by"] == [mon])
     snowg.send(mon, "stop")
     assert wait_for(lambda: snowg.process_info(me)["monitored_by"] == [])
@@ -375,9 +354,9 @@ def test_remote_watcher_sees_local_death(peer, me) -> None:
 
     p = snowg.spawn(local)
     mon = snowg.spawn(df.monitorer, me, p, node=peer.name)
-    _, _, ref = recv(is_("monitoring", mon))
+    _, _, ref = recv(tagged("monitoring", mon))
     snowg.send(p, "go")
-    assert recv(is_("fwd", mon)) == ("fwd", mon, Down(ref, p, "done here"))
+    assert recv(tagged("fwd", mon)) == ("fwd", mon, Down(ref, p, "done here"))
 
 
 # ------------------------------------------------------------ cluster
@@ -392,7 +371,7 @@ def test_connect_one_node_joins_the_full_mesh(peers, me) -> None:
     everyone = {snowg.node(), a.name, b.name, c.name}
     assert wait_for(lambda: set(snowg.nodes()) == everyone - {snowg.node()})
     for p in (a, b, c):
-        assert wait_for(lambda p=p: set(p.rpc(df.nodes)) == everyone - {p.name})
+        assert wait_for(lambda p=p: set(p.rpc(connected_nodes)) == everyone - {p.name})
     # Messages go directly between any two peers.
     fwd = start_forwarder(b)
     snowg.spawn(df.send_numbered, fwd, "c->b", 0, 3, node=c.name)
@@ -419,7 +398,7 @@ def test_monitor_node_and_monitor_nodes(peers, me) -> None:
         assert all(type(d) is NodeDown for d in downs)
         q.kill()
         assert recv() == NodeDown(q.name, downs[0].reason)
-        no_message(timeout=0.1)
+        no_message(wait=0.1)
     finally:
         snowg.monitor_nodes(False)
 
@@ -439,7 +418,7 @@ def test_disconnect(peer, trapping_me) -> None:
     snowg.send(w, "dropped")  # not connected: dropped, no error
     assert snowg.connect(peer.target) is True
     # The peer saw the disconnect too: nothing of ours is left there.
-    assert peer.rpc(df.refs_to, snowg.node()) == {"links": 0, "monitors": 0, "monitored_by": 0}
+    assert peer.rpc(df.peer_refs_to, snowg.node()) == {"links": 0, "monitors": 0, "monitored_by": 0}
     assert peer.rpc(df.alive, w) is True
 
 
@@ -448,7 +427,7 @@ def test_monkeypatched_and_plain_peers_work_together(peers, me) -> None:
     patched = peers.start(modules=["distfuncs"], monkeypatch=True)
     assert plain.rpc(df.monkeypatched) is False
     assert patched.rpc(df.monkeypatched) is True
-    assert wait_for(lambda: patched.name in plain.rpc(df.nodes))
+    assert wait_for(lambda: patched.name in plain.rpc(connected_nodes))
     for src, dst in ((plain, patched), (patched, plain)):
         fwd = start_forwarder(dst)
         snowg.spawn(df.send_numbered, fwd, src.name, 0, 100, node=src.name)

@@ -16,6 +16,7 @@ import snowg
 from snowg.testing import wait_for
 
 import distfuncs as df
+from support import connected_nodes
 
 pytest_plugins = ["snowg.testing"]
 
@@ -28,7 +29,7 @@ PER_PAIR = 10_000  # 10 x 10 x 10,000 = 1,000,000 messages
 def test_a_million_messages_arrive_in_order_once(peers, me) -> None:
     src = peers.start(modules=["distfuncs"])
     dst = peers.start(modules=["distfuncs"])
-    assert wait_for(lambda: dst.name in src.rpc(df.nodes))
+    assert wait_for(lambda: dst.name in src.rpc(connected_nodes))
     sessions = src.rpc(df.local_sessions), dst.rpc(df.local_sessions)
     receivers = [snowg.spawn(df.order_checker, me, SENDERS, PER_PAIR, node=dst.name) for _ in range(RECEIVERS)]
     t0 = time.monotonic()

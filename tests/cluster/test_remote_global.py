@@ -7,23 +7,20 @@ import re
 
 import pytest
 import remotefuncs as rf
+from support import connected_nodes, recv, wait_for_stop
 
 import snowg
 from snowg.testing import wait_for
 
 pytest_plugins = ["snowg.testing"]
 
-MODS = ["remotefuncs"]
+MODS = ["remotefuncs", "support"]
 _uniq = itertools.count(1)
 
 
 def gname(what: str) -> str:
     """A global name no other test (and no earlier run of this one) used."""
     return f"{what}-{os.getpid()}-{next(_uniq)}"
-
-
-def recv(match, timeout: float = 10.0):
-    return snowg.receive(match, timeout=timeout)
 
 
 def everywhere(peer_list, fn, *args):
@@ -47,7 +44,7 @@ def start_holder(peer, name):
 def test_register_whereis_send_unregister_across_three_nodes(peers):
     b = peers.start(modules=MODS)
     c = peers.start(modules=MODS)
-    assert wait_for(lambda: sorted(c.rpc(rf.connected_nodes)) == sorted([snowg.node(), b.name]))
+    assert wait_for(lambda: sorted(c.rpc(connected_nodes)) == sorted([snowg.node(), b.name]))
     name = gname("svc")
     holder = start_holder(b, name)
     # every replica has it (the registration reached every node before its locks were released)
@@ -62,7 +59,7 @@ def test_register_whereis_send_unregister_across_three_nodes(peers):
     assert recv(lambda m: type(m) is tuple and m[0] == "pong") == ("pong", name, b.name)
 
     # a second process cannot take the name, from any node; the same pid again is fine
-    other = snowg.spawn(rf.wait_for_stop)
+    other = snowg.spawn(wait_for_stop)
     assert snowg.register_global(name, other) is False
     assert c.rpc(rf.register_global, name, other) is False
     assert c.rpc(rf.register_global, name, holder) is True
@@ -84,7 +81,7 @@ def test_register_whereis_send_unregister_across_three_nodes(peers):
 def test_global_name_freed_when_its_process_ends_on_every_node(peers):
     b = peers.start(modules=MODS)
     c = peers.start(modules=MODS)
-    assert wait_for(lambda: len(c.rpc(rf.connected_nodes)) == 2)
+    assert wait_for(lambda: len(c.rpc(connected_nodes)) == 2)
     # a process on B ends normally
     name = gname("ends")
     holder = start_holder(b, name)
@@ -115,7 +112,7 @@ def test_global_name_freed_when_its_process_ends_on_every_node(peers):
 def test_five_nodes_race_for_one_name_a_hundred_times(peers):
     """Exactly one winner per name, and every replica names the same winner."""
     ps = [peers.start(modules=MODS) for _ in range(4)]
-    assert wait_for(lambda: all(len(p.rpc(rf.connected_nodes)) == 4 for p in ps), timeout=15)
+    assert wait_for(lambda: all(len(p.rpc(connected_nodes)) == 4 for p in ps), timeout=15)
     me = snowg.self()
     contenders = {}
     for p in ps:
@@ -149,7 +146,7 @@ def test_global_name_cleaned_up_on_kill_9_of_its_node(peers):
     """semantics rule 26: the names of a lost node's processes go, on every surviving node."""
     b = peers.start(modules=MODS)
     c = peers.start(modules=MODS)
-    assert wait_for(lambda: len(b.rpc(rf.connected_nodes)) == 2)
+    assert wait_for(lambda: len(b.rpc(connected_nodes)) == 2)
     on_c = gname("on-c")
     on_b = gname("on-b")
     holder_c = start_holder(c, on_c)
@@ -159,7 +156,7 @@ def test_global_name_cleaned_up_on_kill_9_of_its_node(peers):
     assert all_see([b], on_c, None)
     assert everywhere([b], rf.whereis_global, on_b) == [holder_b, holder_b]  # untouched
     # a registration stuck on no lock: the name is free for others at once
-    assert snowg.register_global(on_c, snowg.spawn(rf.wait_for_stop)) is True
+    assert snowg.register_global(on_c, snowg.spawn(wait_for_stop)) is True
 
 
 @pytest.mark.parametrize("winner", ["first", "second"])
@@ -192,7 +189,7 @@ def test_two_clusters_holding_a_name_merge_to_one_holder(peers, winner):
     # merge: connect one node of each cluster
     assert snowg.connect(p2.target)
     everyone = [p1, p2, p3]
-    assert wait_for(lambda: all(len(p.rpc(rf.connected_nodes)) == 3 for p in everyone), timeout=15)
+    assert wait_for(lambda: all(len(p.rpc(connected_nodes)) == 3 for p in everyone), timeout=15)
     if winner == "first":
         # P1 ('a...') sorts before P2 ('b...'): P1's holder keeps the name, P2's is killed.
         assert all_see(everyone, name, h1)

@@ -15,6 +15,7 @@ from remotefuncs import (
     runs,
     sleep_then,
 )
+from support import no_message
 
 import snowg
 from snowg import rpc
@@ -23,12 +24,6 @@ from snowg.testing import wait_for
 pytest_plugins = ["snowg.testing"]
 
 MODS = ["remotefuncs"]
-
-
-def nothing_in_mailbox(wait: float) -> None:
-    with pytest.raises(snowg.Timeout):
-        msg = snowg.receive(timeout=wait)
-        pytest.fail(f"unexpected message {msg!r}")
 
 
 def test_rpc_returns_values_exactly(peers):
@@ -44,7 +39,7 @@ def test_rpc_returns_values_exactly(peers):
     assert rpc.call(peer.name, give_back, [1, 2]) == [1, 2]
     assert type(rpc.call(peer.name, give_back, [1, 2])) is list
     assert rpc.call(peer.name, give_back, None) is None
-    nothing_in_mailbox(0.1)  # no Down, no stray reply
+    no_message(wait=0.1)  # no Down, no stray reply
 
 
 def test_rpc_reraises_remote_exception_as_remote_error(peers):
@@ -59,7 +54,7 @@ def test_rpc_reraises_remote_exception_as_remote_error(peers):
     assert "Traceback (most recent call last)" in err.traceback
     assert "remotefuncs.py" in err.traceback and "in fail" in err.traceback
     assert "KeyError: 'no such key'" in err.traceback
-    nothing_in_mailbox(0.1)
+    no_message(wait=0.1)
 
 
 def test_rpc_timeout_and_no_late_reply(peers):
@@ -70,7 +65,7 @@ def test_rpc_timeout_and_no_late_reply(peers):
     with pytest.raises(snowg.CallTimeout):
         rpc.call(peer.name, sleep_then, "late", 1.0, timeout=0.2)
     assert 0.19 <= time.monotonic() - t0 < 0.7
-    nothing_in_mailbox(1.3)
+    no_message(wait=1.3)
     # the runner was killed, not left running there
     assert peer.rpc(process_count) == baseline
 
@@ -80,10 +75,10 @@ def test_rpc_reply_in_flight_at_timeout_is_dropped(peers):
     peer = peers.start(modules=MODS)
     with pytest.raises(snowg.CallTimeout):
         rpc.call(peer.name, block_then, "late", 0.6, timeout=0.2)
-    nothing_in_mailbox(1.5)
+    no_message(wait=1.5)
     # and the next call works and gets its own answer
     assert rpc.call(peer.name, add, 2, 3) == 5
-    nothing_in_mailbox(0.1)
+    no_message(wait=0.1)
 
 
 def test_rpc_timeout_covers_the_spawn_of_the_runner(peers):
@@ -98,7 +93,7 @@ def test_rpc_timeout_covers_the_spawn_of_the_runner(peers):
     finally:
         peer.thaw()
     # the spawn reply, the reply and the runner's Down all come now, and are all dropped
-    nothing_in_mailbox(1.0)
+    no_message(wait=1.0)
     assert rpc.call(peer.name, add, 1, 2) == 3
     assert peer.name in snowg.nodes()
 
@@ -115,9 +110,9 @@ def test_rpc_timeout_before_the_spawn_reply_still_kills_the_runner(peers):
         peer.thaw()
     # Without the kill the runner would sleep there for 30 s.
     assert wait_for(lambda: peer.rpc(process_count) == baseline, timeout=5)
-    nothing_in_mailbox(0.5)
+    no_message(wait=0.5)
     assert rpc.call(peer.name, add, 1, 2) == 3
-    nothing_in_mailbox(0.1)
+    no_message(wait=0.1)
 
 
 def test_rpc_node_killed_during_call_gives_call_error_noconnection(peers):
@@ -129,7 +124,7 @@ def test_rpc_node_killed_during_call_gives_call_error_noconnection(peers):
     assert ei.value.reason == "noconnection"
     assert time.monotonic() - t0 < 3
     killer.join()
-    nothing_in_mailbox(0.1)
+    no_message(wait=0.1)
     # and a call to the gone node fails the same way, at once
     with pytest.raises(snowg.CallError) as ei:
         rpc.call(peer.name, add, 1, 2)
@@ -144,7 +139,7 @@ def test_rpc_of_non_spawnable_function_is_spawn_error(peers):
     with pytest.raises(snowg.SpawnError, match="os.getcwd"):
         rpc.call(peer.name, "os.getcwd")
     assert peer.rpc(runs, "not_declared") == 0
-    nothing_in_mailbox(0.2)
+    no_message(wait=0.2)
 
 
 def test_rpc_args_that_cannot_cross_raise_type_error(peers):
@@ -156,7 +151,7 @@ def test_rpc_args_that_cannot_cross_raise_type_error(peers):
     # a result that cannot cross comes back as a RemoteError naming the problem
     with pytest.raises(snowg.RemoteError, match="cannot cross"):
         rpc.call(peer.name, "remotefuncs.runs_set")
-    nothing_in_mailbox(0.1)
+    no_message(wait=0.1)
 
 
 def test_rpc_on_this_node_runs_locally():
@@ -166,4 +161,4 @@ def test_rpc_on_this_node_runs_locally():
     assert ei.value.type_name == "KeyError"
     with pytest.raises(snowg.CallTimeout):
         rpc.call(snowg.node(), sleep_then, 1, 0.5, timeout=0.05)
-    nothing_in_mailbox(0.7)
+    no_message(wait=0.7)

@@ -21,27 +21,17 @@ from remotefuncs import (
     one_reply,
     process_count,
     runs,
-    wait_for_stop,
 )
+from support import no_message, recv, wait_for_stop
 
 import snowg
 from snowg.testing import wait_for
 
 pytest_plugins = ["snowg.testing"]
 
-MODS = ["remotefuncs"]
+MODS = ["remotefuncs", "support"]
+QUIET = 0.3  # seconds in which no further message may arrive
 UNCONNECTED = "nosuchnode@127.0.0.1"
-
-
-def recv(match, timeout: float = 10.0):
-    return snowg.receive(match, timeout=timeout)
-
-
-def nothing_more(match=None, wait: float = 0.3) -> None:
-    """Assert that no (matching) message arrives within ``wait`` seconds."""
-    with pytest.raises(snowg.Timeout):
-        msg = snowg.receive(match, timeout=wait)
-        pytest.fail(f"unexpected message {msg!r}")
 
 
 def is_exit(m) -> bool:
@@ -71,7 +61,7 @@ def test_trapping_caller_of_remote_spawn_link_gets_crash_exit(peers):
         ex = recv(is_exit)
         assert ex.pid == pid
         assert_crash(ex.reason, "ValueError", "boom at once", "crash_now")
-        nothing_more(is_exit)
+        no_message(is_exit, QUIET)
     finally:
         snowg.trap_exit(False)
 
@@ -92,7 +82,7 @@ def test_non_trapping_caller_of_remote_spawn_link_dies_with_crash_reason(peers):
     assert down.pid == mid
     assert_crash(down.reason, "ValueError", "linked boom", "crash_now")
     # It was killed, not ended: the "survived" line never ran.
-    nothing_more(lambda m: m == "middle survived")
+    no_message(lambda m: m == "middle survived", QUIET)
 
 
 def test_remote_spawn_monitor_of_child_dying_at_once_gives_one_down(peers):
@@ -104,14 +94,14 @@ def test_remote_spawn_monitor_of_child_dying_at_once_gives_one_down(peers):
     down = recv(lambda m: isinstance(m, snowg.Down))
     assert down.ref == ref and down.pid == pid
     assert_crash(down.reason, "ValueError", "monitored boom", "crash_now")
-    nothing_more(lambda m: isinstance(m, snowg.Down))
+    no_message(lambda m: isinstance(m, snowg.Down), QUIET)
 
     # And a normal end is reported as 'normal', after the child's message.
     me = snowg.self()
     pid2, ref2 = snowg.spawn_monitor(hello, me, node=peer.name)
     assert recv(lambda m: type(m) is tuple and m[0] == "hello") == ("hello", pid2, peer.name)
     assert recv(lambda m: isinstance(m, snowg.Down)) == snowg.Down(ref2, pid2, "normal")
-    nothing_more()
+    no_message(wait=QUIET)
 
 
 def test_remote_spawn_link_normal_exit_is_not_delivered_to_non_trapping_caller(peers):
@@ -120,7 +110,7 @@ def test_remote_spawn_link_normal_exit_is_not_delivered_to_non_trapping_caller(p
     me = snowg.self()
     pid = snowg.spawn_link(hello, me, node=peer.name)
     assert recv(lambda m: type(m) is tuple and m[0] == "hello") == ("hello", pid, peer.name)
-    nothing_more()
+    no_message(wait=QUIET)
     snowg.trap_exit(True)
     try:
         pid = snowg.spawn_link(hello, me, node=peer.name)
@@ -174,7 +164,7 @@ def test_args_that_cannot_cross_raise_type_error_before_sending(peers):
             spawn(echo_args, me, 1, node=peer.name, key=frozenset())
     assert peer.rpc(runs, "echo_args") == 0  # nothing ran there
     assert peer.rpc(process_count) == baseline  # nothing was spawned there
-    nothing_more()  # no Exit / Down / reply: nothing was sent
+    no_message(wait=QUIET)  # no Exit / Down / reply: nothing was sent
     assert snowg.process_info(me)["links"] == []
     assert snowg.process_info(me)["monitors"] == []
 
@@ -190,7 +180,7 @@ def test_undeclared_function_is_refused_and_logged(peers):
         assert peer.name in str(ei.value)
     with pytest.raises(snowg.SpawnError, match="os.system"):
         snowg.spawn("os.system", "true", node=peer.name)
-    nothing_more()  # no Exit, no Down, and not_declared sent nothing
+    no_message(wait=QUIET)  # no Exit, no Down, and not_declared sent nothing
     assert snowg.process_info(me)["links"] == []
     assert peer.rpc(runs, "not_declared") == 0
     logged = peer.read_log()
@@ -216,7 +206,7 @@ def test_spawn_on_unconnected_node(peers):
     assert recv(lambda m: isinstance(m, snowg.Down), 1) == snowg.Down(ref, pid, "noconnection")
     # plain spawn: a pid, and nothing else happens
     assert snowg.spawn(hello, me, node=UNCONNECTED) == snowg.Pid(UNCONNECTED, 0, 0)
-    nothing_more()
+    no_message(wait=QUIET)
 
     # A non-trapping caller is killed with 'noconnection' (semantics rules 8, rule 4).
     def caller():
@@ -225,7 +215,7 @@ def test_spawn_on_unconnected_node(peers):
 
     cpid, cref = snowg.spawn_monitor(caller)
     assert recv(lambda m: isinstance(m, snowg.Down)) == snowg.Down(cref, cpid, "noconnection")
-    nothing_more()
+    no_message(wait=QUIET)
 
 
 def test_kill_9_of_child_node_gives_linked_caller_noconnection(peers):
@@ -254,7 +244,7 @@ def test_kill_9_of_child_node_gives_linked_caller_noconnection(peers):
         assert recv(lambda m: isinstance(m, snowg.Down) and m.ref == nref, 5) == snowg.Down(nref, npid,
                                                                                            "noconnection")
         assert time.monotonic() - t0 < 3  # a closed socket is down at once, no tick wait
-        nothing_more()
+        no_message(wait=QUIET)
     finally:
         snowg.trap_exit(False)
 
@@ -271,7 +261,7 @@ def test_ten_thousand_remote_spawns_in_a_row(peers):
         got.add(recv(lambda m: type(m) is int, 30))
     elapsed = time.monotonic() - t0
     assert got == set(range(n))
-    nothing_more()
+    no_message(wait=QUIET)
     assert elapsed < 90, f"{n} remote spawns took {elapsed:.1f} s"
     # every child ended: only the rpc runner itself is left there
     assert wait_for(lambda: peer.rpc(process_count) == 1, timeout=10)

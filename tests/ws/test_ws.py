@@ -25,6 +25,7 @@ import snowg.ws as ws
 import snowg.ws._rooms as rooms_mod
 from snowg.cluster.tls import make_certs
 from snowg.ws import _frames as fr
+from support import recv, tagged
 from test_ws_frames import client_frame
 
 TIME_LIMIT = 20
@@ -128,14 +129,6 @@ class RawClient:
 
     def close(self):
         self.sock.close()
-
-
-def expect(match, timeout=5):
-    return snowg.receive(match, timeout=timeout)
-
-
-def tagged(tag):
-    return lambda m: type(m) is tuple and m and m[0] == tag
 
 
 # ---------------------------------------------------------------- handlers
@@ -274,11 +267,11 @@ def test_abrupt_disconnect_leaves_rooms(servers):
 
     srv = servers(reporting(me, body))
     raw = RawClient(srv.port)
-    _, conn = expect(tagged("conn"))
-    expect(tagged("joined"))
+    _, conn = recv(tagged("conn"))
+    recv(tagged("joined"))
     assert ws.members("room") == [conn] and conn.rooms == {"room", "room2"}
     raw.close()  # no close frame: the TCP connection just goes
-    _, cid, code = expect(tagged("gone"))
+    _, cid, code = recv(tagged("gone"))
     assert cid == conn.id and code == 1006
     assert ws.members("room") == [] and ws.rooms() == [] and conn.rooms == frozenset()
 
@@ -328,7 +321,7 @@ def test_handler_is_a_process_that_can_be_messaged_monitored_and_linked(servers)
 
     srv = servers(reporting(me, body))
     c1 = connect(srv.port)
-    _, conn1 = expect(tagged("conn"))
+    _, conn1 = recv(tagged("conn"))
     assert snowg.is_alive(conn1.pid)
     ref = snowg.monitor(conn1.pid)
     snowg.send(conn1.pid, ("say", "hello from a process"))
@@ -337,17 +330,17 @@ def test_handler_is_a_process_that_can_be_messaged_monitored_and_linked(servers)
     assert c1.recv() == "heard x"
     snowg.send(conn1.pid, ("stop",))
     assert wait_close(c1) == (1000, "")
-    down = expect(lambda m: isinstance(m, snowg.Down) and m.ref == ref)
+    down = recv(lambda m: isinstance(m, snowg.Down) and m.ref == ref)
     assert down.reason == "normal"
 
     # Linked: killing the handler closes its client with 1011, and the exit reaches us.
     c2 = connect(srv.port)
-    _, conn2 = expect(tagged("conn"))
+    _, conn2 = recv(tagged("conn"))
     old = snowg.trap_exit(True)
     try:
         snowg.link(conn2.pid)
         snowg.exit(conn2.pid, "kill")
-        ex = expect(lambda m: isinstance(m, snowg.Exit) and m.pid == conn2.pid)
+        ex = recv(lambda m: isinstance(m, snowg.Exit) and m.pid == conn2.pid)
         assert ex.reason == "killed"
         assert wait_close(c2)[0] == 1011
     finally:
@@ -365,12 +358,12 @@ def test_receive_timeout_and_foreign_caller(servers):
 
     srv = servers(reporting(me, body))
     c = connect(srv.port)
-    _, conn = expect(tagged("conn"))
-    expect(tagged("timed out"))
+    _, conn = recv(tagged("conn"))
+    recv(tagged("timed out"))
     with pytest.raises(RuntimeError):
         conn.receive(timeout=0)
     c.close()
-    expect(tagged("gone"))
+    recv(tagged("gone"))
 
 
 def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(servers):
@@ -391,7 +384,7 @@ def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(servers):
 
     srv = servers(reporting(me, body), recv_queue_size=limit)
     c = connect(srv.port)
-    _, conn = expect(tagged("conn"))
+    _, conn = recv(tagged("conn"))
     for i in range(total):
         c.send(f"m{i}")
     c.send("last")
@@ -399,11 +392,11 @@ def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(servers):
     while not conn._reader_waiting:
         gevent.sleep(0.005)
     snowg.send(conn.pid, ("go",))
-    _, queued, got = expect(tagged("got"))
+    _, queued, got = recv(tagged("got"))
     assert queued == limit  # only `limit` messages were taken off the socket meanwhile
     assert got == [f"m{i}" for i in range(total)]
     c.close()
-    expect(tagged("gone"))
+    recv(tagged("gone"))
 
 
 def test_closed_connection_refuses_sends_and_joins(servers):
@@ -417,10 +410,10 @@ def test_closed_connection_refuses_sends_and_joins(servers):
 
     srv = servers(reporting(me, body))
     c = connect(srv.port)
-    assert expect(tagged("after close"))[1:] == (True, False, False, [])
+    assert recv(tagged("after close"))[1:] == (True, False, False, [])
     assert wait_close(c) == (4000, "done here")
-    assert expect(tagged("received")) == ("received", None, None, 4000)
-    _, _, code = expect(tagged("gone"))
+    assert recv(tagged("received")) == ("received", None, None, 4000)
+    _, _, code = recv(tagged("gone"))
     assert code == 4000 and ws.rooms() == []
 
 
@@ -449,13 +442,13 @@ def test_client_close_code_is_echoed(servers):
     me = snowg.self()
     srv = servers(reporting(me))
     c = connect(srv.port)
-    expect(tagged("conn"))
+    recv(tagged("conn"))
     c.send_close(status=4001, reason=b"bye")
     # Read the server's answer ourselves (close_frame is not in every websocket-client).
     opcode, frame = c.recv_data_frame(True)
     assert opcode == websocket.ABNF.OPCODE_CLOSE
     assert struct.unpack("!H", frame.data[:2])[0] == 4001
-    _, _, code = expect(tagged("gone"))
+    _, _, code = recv(tagged("gone"))
     assert code == 4001
 
 
@@ -499,11 +492,11 @@ def test_invalid_utf8_closes_1007(servers):
 def test_protocol_errors_close_1002(servers, frame):
     me = snowg.self()
     raw = RawClient(servers(reporting(me)).port)
-    expect(tagged("conn"))
+    recv(tagged("conn"))
     raw.send_frame(**frame)
     assert raw.close_code() == 1002
     raw.close()
-    _, _, code = expect(tagged("gone"))
+    _, _, code = recv(tagged("gone"))
     assert code == 1002
 
 
@@ -565,13 +558,13 @@ def test_a_client_that_never_reads_does_not_delay_the_others(servers, caplog):
 
     srv = servers(reporting(me, body), queue_size=8, close_timeout=0.5, ping_interval=None)
     stalled = RawClient(srv.port, rcvbuf=4096)
-    _, slow = expect(tagged("conn"))
-    expect(tagged("joined"))
+    _, slow = recv(tagged("conn"))
+    recv(tagged("joined"))
     readers = []
     for _ in range(3):
         c = connect(srv.port)
-        expect(tagged("conn"))
-        expect(tagged("joined"))
+        recv(tagged("conn"))
+        recv(tagged("joined"))
         readers.append(c)
     got = [[] for _ in readers]
     payload = "x" * 65536
@@ -591,7 +584,7 @@ def test_a_client_that_never_reads_does_not_delay_the_others(servers, caplog):
         # The readers get each message while the stalled client does not read at all.
         gevent.joinall([gevent.spawn(read_all, i, c, 1) for i, c in enumerate(readers)], raise_error=True)
         sent += 1
-    _, cid, code = expect(tagged("gone"))
+    _, cid, code = recv(tagged("gone"))
     assert cid == slow.id and code == ws.CLOSE_OVERFLOW == 1008
     assert len(ws.members("feed")) == 3 and slow not in ws.members("feed")
     for _ in range(10):  # the others go on as before
@@ -622,8 +615,8 @@ def test_one_writer_many_senders_every_message_intact_and_in_order(servers):
 
     srv = servers(reporting(me, body), queue_size=100000)
     c = connect(srv.port)
-    _, conn = expect(tagged("conn"))
-    expect(tagged("joined"))
+    _, conn = recv(tagged("conn"))
+    recv(tagged("joined"))
 
     def sender(i):
         for j in range(per_sender):
@@ -650,7 +643,7 @@ def test_one_writer_many_senders_every_message_intact_and_in_order(servers):
         seen[who] = j
     assert len(seen) == senders + broadcasters
     for ref in refs:
-        assert expect(lambda m, ref=ref: isinstance(m, snowg.Down) and m.ref == ref).reason == "normal"
+        assert recv(lambda m, ref=ref: isinstance(m, snowg.Down) and m.ref == ref).reason == "normal"
     c.close()
 
 

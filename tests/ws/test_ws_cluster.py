@@ -31,9 +31,11 @@ from gevent.event import Event  # noqa: E402
 import snowg  # noqa: E402
 import snowg.ws as ws  # noqa: E402
 import wsfuncs  # noqa: E402
+from support import connected_nodes, recv, tagged  # noqa: E402
 from snowg.testing import wait_for  # noqa: E402
 
 TIME_LIMIT = 90
+W = 20.0  # seconds any single expected message may take
 
 
 @pytest.fixture(autouse=True)
@@ -161,28 +163,20 @@ class RawClient:
 # ----------------------------------------------------------------- helpers
 
 
-def tagged(tag):
-    return lambda m: type(m) is tuple and m and m[0] == tag
-
-
-def expect(match, timeout=20):
-    return snowg.receive(match, timeout=timeout)
-
-
 def three_nodes(peers, local_servers, me=None, **server_options):
     """Start peers B and C, wait for the full mesh, start a server on each node.
 
     Returns ``(nodes, ports, peer_of)``: node names ``[A, B, C]``, their
     servers' ports, and the Peer of each peer node.
     """
-    b = peers.start(modules=["wsfuncs"])
-    c = peers.start(modules=["wsfuncs"])
+    b = peers.start(modules=["wsfuncs", "support"])
+    c = peers.start(modules=["wsfuncs", "support"])
     a = snowg.node()
     names = [a, b.name, c.name]
     # The peer list exchange connects B and C to each other in the background.
     for p in (b, c):
         others = sorted(n for n in names if n != p.name)
-        assert wait_for(lambda p=p, others=others: p.rpc(wsfuncs.connected_nodes) == others, timeout=20)
+        assert wait_for(lambda p=p, others=others: p.rpc(connected_nodes) == others, timeout=20)
     ports = {a: local_servers(report_to=me, **server_options)}
     for p in (b, c):
         ports[p.name] = p.rpc(wsfuncs.start_server, report_to=me, **server_options)
@@ -199,7 +193,7 @@ def broadcast_from(node, room, data, peer_of):
 def _local_broadcast(room, data):
     me = snowg.self()
     snowg.spawn(lambda: snowg.send(me, ("bcast-done", ws.broadcast(room, data))))
-    return expect(tagged("bcast-done"))[1]
+    return recv(tagged("bcast-done"), W)[1]
 
 
 def fence_all(nodes, peer_of, clients, label="fence"):
@@ -296,7 +290,7 @@ def test_killing_a_node_mid_stream_loses_nothing_between_the_survivors(peers, lo
         snowg.spawn(wsfuncs.streamer, me, "stream", f"n-{n}", node=n)
     streamers = {}
     for _ in nodes:
-        _, tag, pid = expect(tagged("streaming"))
+        _, tag, pid = recv(tagged("streaming"), W)
         streamers[tag] = pid
 
     # Kill C while all three streams are flowing: once every survivor has
@@ -316,9 +310,9 @@ def test_killing_a_node_mid_stream_loses_nothing_between_the_survivors(peers, lo
     for n in (a, b):
         snowg.send(streamers[f"n-{n}"], "finish")
     for _ in (a, b):
-        _, tag, count = expect(tagged("streamed"))
+        _, tag, count = recv(tagged("streamed"), W)
         totals[tag] = count
-    assert wait_for(lambda: snowg.nodes() == [b] and peer_of[b].rpc(wsfuncs.connected_nodes) == [a])
+    assert wait_for(lambda: snowg.nodes() == [b] and peer_of[b].rpc(connected_nodes) == [a])
     fence_all([a, b], peer_of, survivors)
 
     for cl in survivors:
@@ -350,12 +344,12 @@ def test_a_client_that_never_reads_on_one_node_does_not_delay_the_others(peers, 
     a, b, c = nodes
     stalled = RawClient(ports[b], rcvbuf=4096)
     stalled.send_text("join feed")
-    _, _, stalled_id, _ = expect(lambda m: tagged("joined")(m) and m[1] == b)
+    _, _, stalled_id, _ = recv(tagged("joined", b), W)
     readers = []
     for n in nodes:
         cl = Client(n, ports[n], f"r@{n}")
         assert cl.command("join feed", "joined ") == "joined feed"
-        expect(lambda m, n=n: tagged("joined")(m) and m[1] == n)
+        recv(tagged("joined", n), W)
         readers.append(cl.start_reading())
     body = "x" * 65536
 
@@ -368,7 +362,7 @@ def test_a_client_that_never_reads_on_one_node_does_not_delay_the_others(peers, 
             cl.wait(lambda got, k=sent: len(payload(got)) > k)
         sent += 1
         try:
-            gone = expect(lambda m: tagged("gone")(m) and m[1] == b, timeout=0)
+            gone = recv(tagged("gone", b), timeout=0)
         except snowg.Timeout:
             pass
     _, _, cid, code = gone
@@ -394,17 +388,17 @@ def test_an_abruptly_disconnected_client_leaves_its_rooms_on_its_node(peers, loc
     raw = RawClient(ports[b])
     raw.send_text("join r1")
     raw.send_text("join r2")
-    joined = [expect(lambda m: tagged("joined")(m) and m[1] == b) for _ in range(2)]
+    joined = [recv(tagged("joined", b), W) for _ in range(2)]
     raw_id = joined[0][2]
     assert [j[3] for j in joined] == ["r1", "r2"]
     keeper = Client(b, ports[b], "keeper@b")
     assert keeper.command("join r1", "joined ") == "joined r1"
-    _, _, keeper_id, _ = expect(lambda m: tagged("joined")(m) and m[1] == b)
+    _, _, keeper_id, _ = recv(tagged("joined", b), W)
     assert peer_of[b].rpc(wsfuncs.member_ids, "r1") == [raw_id, keeper_id]
     assert peer_of[b].rpc(wsfuncs.room_names) == ["r1", "r2"]
 
     raw.close()  # no close frame: the TCP connection just goes
-    _, node, cid, code = expect(lambda m: tagged("gone")(m) and m[1:3] == (b, raw_id))
+    _, node, cid, code = recv(tagged("gone", b, raw_id), W)
     assert (node, code) == (b, 1006)
     assert peer_of[b].rpc(wsfuncs.member_ids, "r1") == [keeper_id]
     assert peer_of[b].rpc(wsfuncs.member_ids, "r2") == []
