@@ -22,13 +22,9 @@ from snowg import (
     supervisor,
 )
 from snowg.gen_server import Continue, stop
+from support import wait_down
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def _wait_down(pid: Any) -> Any:
-    ref = snowg.monitor(pid)
-    return snowg.receive(lambda m: type(m) is Down and m.ref == ref, 5).reason
 
 
 def _stop_linked(pid: Any) -> None:
@@ -104,7 +100,7 @@ def test_call_cast_info_terminate():
     assert snowg.receive(timeout=5) == ("info", "hello")
     assert snowg.call(srv, ("stop", "normal")) == "bye"
     assert snowg.receive(timeout=5) == ("terminate", "normal")
-    assert _wait_down(srv) == "noproc"
+    assert wait_down(srv) == "noproc"
     assert snowg.process_info(me)["message_queue_len"] == 0
 
 
@@ -157,7 +153,7 @@ def test_call_timeout_then_later_calls_get_their_own_replies():
 
 def test_call_to_dead_pid_or_unknown_name_raises_noproc():
     pid = snowg.spawn(lambda: None)
-    _wait_down(pid)
+    wait_down(pid)
     with pytest.raises(NoProc):
         snowg.call(pid, "anything")
     with pytest.raises(NoProc):
@@ -280,7 +276,7 @@ def test_terminate_does_not_run_when_killed_by_an_untrapped_signal():
     me = snowg.self()
     srv = Store.start(me)
     snowg.exit(srv, "die")
-    assert _wait_down(srv) == "die"  # a terminate message would have been sent before this
+    assert wait_down(srv) == "die"  # a terminate message would have been sent before this
     with pytest.raises(snowg.Timeout):
         snowg.receive(lambda m: m[0] == "terminate", 0)
 
@@ -383,7 +379,7 @@ def test_abnormal_stop_is_logged_with_the_last_message(caplog):
     srv = Store.start(snowg.self())
     with caplog.at_level(logging.ERROR, logger="snowg"):
         snowg.cast(srv, ("stop", "bad_thing"))
-        assert _wait_down(srv) == "bad_thing"
+        assert wait_down(srv) == "bad_thing"
     text = caplog.text
     assert "bad_thing" in text and "Last message" in text and "('$gen_cast', ('stop', 'bad_thing'))" in text
 

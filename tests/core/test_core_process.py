@@ -11,12 +11,9 @@ import snowg
 from snowg import Crash, Down, Exit, NoProc, Timeout
 from snowg._core import ProcessExit
 from snowg._core.runtime import rt, table_sizes
+from support import forward_until_stop, is_down
 
 W = 5.0
-
-
-def is_down(ref):
-    return lambda m: type(m) is Down and m.ref == ref
 
 
 def watch(pid):
@@ -30,8 +27,7 @@ def idle():
 
 def echo_loop(parent):
     snowg.send(parent, ("ready", snowg.self()))
-    while True:
-        snowg.send(parent, ("got", snowg.self(), snowg.receive()))
+    forward_until_stop(parent, "got")
 
 
 def start_echo():

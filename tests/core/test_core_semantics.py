@@ -9,17 +9,14 @@ import gevent
 import pytest
 
 import snowg
-from snowg import Crash, Down, Exit, NameTaken, NoProc, Pid, Timeout
+from snowg import Crash, Down, Exit, NameTaken, NoProc, Pid
 from snowg._core.runtime import RemoteRouter, rt, table_sizes
+from support import forward_until_stop, is_down, no_message
 
 W = 5.0  # upper bound of every wait in this module (seconds)
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def is_down(ref):
-    return lambda m: type(m) is Down and m.ref == ref
 
 
 def is_exit_from(pid):
@@ -39,9 +36,7 @@ def reporter(parent, trap=False, links=()):
     for p in links:
         snowg.link(p)
     snowg.send(parent, ("ready", snowg.self()))
-    while True:
-        m = snowg.receive()
-        snowg.send(parent, ("got", snowg.self(), m))
+    forward_until_stop(parent, "got")
 
 
 def start_reporter(trap=False, links=()):
@@ -66,11 +61,6 @@ def sync(pid):
 
 def idle():
     snowg.receive()
-
-
-def assert_no_message(match=None):
-    with pytest.raises(Timeout):
-        snowg.receive(match, timeout=0)
 
 
 @pytest.fixture(autouse=True)
@@ -140,7 +130,7 @@ def test_rule1_exit_self_normal_ends_the_caller(me):
     wp = watch(p)
     assert wp() == "normal"
     assert next_from(observer) == Exit(p, "normal")
-    assert_no_message(lambda m: m == "not reached")
+    no_message(lambda m: m == "not reached")
     snowg.exit(observer, "kill")
 
 
@@ -173,7 +163,7 @@ def test_rule2_kill_of_a_process_that_never_ran(me):
     wp = watch(p)
     snowg.exit(p, "kill")
     assert wp() == "killed"
-    assert_no_message(lambda m: m == "ran")
+    no_message(lambda m: m == "ran")
 
 
 # ------------------------------------------------------------------ rule 3
@@ -309,7 +299,7 @@ def test_rule6_linking_twice_is_one_link(trapping_me):
     wp = watch(p)
     snowg.exit(p, "kill")
     assert wp() == "killed"
-    assert_no_message(lambda m: type(m) is Exit)
+    no_message(lambda m: type(m) is Exit)
 
 
 def test_rule6_no_exit_through_link_after_unlink(me):
@@ -482,7 +472,7 @@ def test_rule10_down_once_per_monitor_and_monitors_independent(me):
     sync_pid = snowg.spawn(snowg.send, me, "sync")
     assert snowg.receive(lambda m: m == "sync", timeout=W)
     watch(sync_pid)()
-    assert_no_message(lambda m: type(m) is Down)
+    no_message(lambda m: type(m) is Down)
     assert snowg.process_info(me)["monitors"] == []
 
 
@@ -515,7 +505,7 @@ def test_rule11_demonitor_means_no_later_down(me):
     wp = watch(p)
     snowg.exit(p, "bye")
     assert wp() == "bye"
-    assert_no_message(is_down(ref))
+    no_message(is_down(ref))
     assert snowg.demonitor(ref) is False
 
 
@@ -536,7 +526,7 @@ def test_rule11_demonitor_flush_removes_queued_down(me):
     assert wq() == "bye"
     snowg.send(me, "after")
     assert snowg.demonitor(ref, flush=True) is False
-    assert_no_message(is_down(ref))
+    no_message(is_down(ref))
     assert snowg.flush_messages() == ["before", "after"]
 
 

@@ -30,6 +30,7 @@ from supfuncs import (  # noqa: E402
     stubborn,
     worker,
 )
+from support import no_message  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -59,9 +60,7 @@ PIDS: Dict[Any, snowg.Pid] = {}
 
 
 def no_more_events(wait: float = 0.3) -> None:
-    with pytest.raises(snowg.Timeout):
-        m = snowg.receive(is_report, wait)
-        pytest.fail(f"unexpected report {m!r}")
+    no_message(is_report, wait)
 
 
 def watch(pid: Any) -> Any:

@@ -22,6 +22,7 @@ from snowg.supervisor import (
     SimpleOneForOne,
 )
 from snowg.supervisor._state import add_restart
+from support import no_message, wait_down
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,13 +59,7 @@ def events(n: int) -> List[Tuple[Any, ...]]:
 
 
 def no_more_events() -> None:
-    with pytest.raises(snowg.Timeout):
-        snowg.receive(lambda m: type(m) is tuple and m and m[0] in ("started", "stopped"), 0)
-
-
-def wait_down(pid: Any) -> Any:
-    ref = snowg.monitor(pid)
-    return snowg.receive(lambda m: type(m) is Down and m.ref == ref, 10).reason
+    no_message(lambda m: type(m) is tuple and m and m[0] in ("started", "stopped"))
 
 
 def end_child(pid: Any, reason: Any) -> None:
