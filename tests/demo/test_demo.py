@@ -10,106 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import pytest
 import websocket
+from demo_process import STARTUP_TIMEOUT, Demo
 
-STARTUP_TIMEOUT = 60.0
 STATE_TIMEOUT = 20.0
 NODES = [f"demo{i}@127.0.0.1" for i in (1, 2, 3)]
-
-
-def free_port() -> int:
-    """A free port p such that p+1..p+3 look free too (the nodes' preferred chat ports)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port > 65000:
-            continue
-        ok = True
-        for p in range(port + 1, port + 4):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return port
-    raise RuntimeError("no free port")
-
-
-class Demo:
-    """A ``snowg demo`` subprocess and its output."""
-
-    def __init__(self, directory: str) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self.output: List[str] = []
-        env = dict(os.environ)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "snowg", "demo", "--port", str(self.port), "--dir", directory],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            text=True, bufsize=1,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, needle: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {needle!r} from snowg demo in {timeout} s:\n{self.log()}")
-            try:
-                line = self.lines.get(timeout=min(remaining, 0.5))
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"snowg demo exited with {self.proc.returncode}:\n{self.log()}") from None
-                continue
-            if needle in line:
-                return line
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def log(self) -> str:
-        text = "".join(self.output)
-        logs = os.path.join(self.directory, "logs")
-        if os.path.isdir(logs):
-            for name in sorted(os.listdir(logs)):
-                with open(os.path.join(logs, name), errors="replace") as f:
-                    text += f"\n--- {name} (tail) ---\n" + "".join(f.readlines()[-30:])
-        return text
-
-    def stop(self, timeout: float = 20.0) -> Optional[int]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        return self.proc.returncode
 
 
 class Control:
@@ -185,16 +99,6 @@ class ChatClient:
 
     def close(self) -> None:
         self.ws.close()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: Any):
-    d = Demo(str(tmp_path_factory.mktemp("snowg-demo")))
-    try:
-        d.wait_line("open http://", STARTUP_TIMEOUT)
-        yield d
-    finally:
-        d.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import pytest
 
-from test_demo import STARTUP_TIMEOUT, Demo
+from demo_process import Demo
 
 WAIT = 25.0  # seconds any one thing in the page may take
 
@@ -55,16 +55,6 @@ if CHROMEDRIVER is None:
 if _missing:
     pytest.skip("BROWSER TEST SKIPPED: the demo was NOT checked in a browser, missing: " + "; ".join(_missing),
                 allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: Any):
-    d = Demo(str(tmp_path_factory.mktemp("snowg-demo-browser")))
-    try:
-        d.wait_line("open http://", STARTUP_TIMEOUT)
-        yield d
-    finally:
-        d.stop()
 
 
 @pytest.fixture(scope="module")
