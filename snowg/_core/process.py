@@ -997,9 +997,15 @@ def reset_runtime(limit: float = 10.0) -> List[Pid]:
     """End every local process, cancel every timer and free every name.
 
     The calling greenlet's adopted process (if any) ends with ``'normal'``;
-    every other live process is killed (``'killed'``). Blocks until they have
-    all ended, at most ``limit`` seconds. Returns the pids that were killed.
-    Used between tests, so one test's leftovers cannot reach the next.
+    every other live process is killed (``'killed'``). Used between tests
+    (``snowg.testing.reset_runtime``), so one test's leftovers cannot reach
+    the next. Blocks until they have all ended, at most ``limit`` seconds.
+
+    Args:
+        limit: seconds to wait for the killed processes to end.
+
+    Returns:
+        The pids that were killed.
     """
     me = getcurrent()
     adopted = getattr(me, "_snowg_proc", None)
