@@ -90,6 +90,10 @@ class Restarting(SupervisorError):
     """The operation needs a stopped child, and the child is being restarted."""
 
 
+class SimpleOneForOne(SupervisorError):
+    """The operation needs a child id, and a ``simple_one_for_one`` supervisor has none."""
+
+
 class SpawnError(SnowgError):
     """A remote spawn was refused (for example the function is not ``@spawnable`` there)."""
 

@@ -3,53 +3,33 @@
 Remote children (``ChildSpec(node=...)``) start here too: each candidate node
 in order, skipping those that cannot be reached (connecting on demand, for at
 most the supervisor's ``connect_timeout``); a plain function by a remote
-``spawn_link``, a ``GenServer`` or a nested supervisor through the runners of
-``_remote`` with an init acknowledgement. :func:`shutdown_children` uses only
-monitor / unlink / exit / Down, which the cluster layer routes to other nodes.
+``spawn_link``, a ``GenServer`` or a nested supervisor through the runners
+named in ``_wire`` with an init acknowledgement. :func:`shutdown_children`
+uses only monitor / unlink / exit / Down, which the cluster layer routes to
+other nodes.
+
+A nested supervisor on this node is started by the caller's
+``start_supervisor`` (the supervisor process passes its own start: this
+module sits below it).
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import gevent
 
-from .._core import (
-    Crash,
-    Down,
-    Exit,
-    Pid,
-    exit,
-    flush_messages,
-    monitor,
-    receive,
-    spawn_link,
-    unlink,
-)
+from .._core import Crash, Down, Exit, Pid, Ref, exit, flush_messages, monitor, receive, spawn_link, unlink
 from .._errors import SpawnError, StartError, Timeout
-from ..cluster.node import node as _this_node
-from ..cluster.node import nodes as _connected_nodes
-
-try:
-    from ..cluster.node import ensure_connected as _ensure_connected
-except ImportError:  # a cluster layer without on-demand reconnect: only connected nodes count
-
-    def _ensure_connected(name: str) -> bool:
-        return name in _connected_nodes()
-
-from ..cluster import lookup_spawnable as lookup
+from ..cluster import ensure_connected, lookup_spawnable, node, nodes, spawnable_name
 from ..gen_server import start_sync
-from ._remote import (
-    encode_children,
-    is_gen_server,
-    is_nested_supervisor,
-    run_gen_server,
-    run_supervisor,
-)
-from ._spec import ChildSpec, spawnable_name
+from ._spec import ChildSpec, NestedSupervisor, Target, gen_server_class
+from ._wire import RUN_GEN_SERVER, RUN_SUPERVISOR, encode_children
 
-#: Default seconds a supervisor waits to (re)connect to a remote child's node.
-CONNECT_TIMEOUT = 5.0
+#: What a child starts on this node: a function, a ``GenServer`` class or a nested supervisor.
+LocalTarget = Union[Callable[..., Any], NestedSupervisor]
+#: Starts a nested supervisor on this node, linked to the caller: ``(children, options) -> pid``.
+StartSupervisor = Callable[[List[ChildSpec], Mapping[str, Any]], Optional[Pid]]
 
 
 class ChildStartFailed(Exception):
@@ -60,51 +40,71 @@ class ChildStartFailed(Exception):
         self.reason = reason
 
 
+class _Unreachable(Exception):
+    """Internal: the candidate node turned out to be unreachable during the start."""
+
+
 def start_child_process(
-    spec: ChildSpec, extra_args: tuple = (), connect_timeout: float = CONNECT_TIMEOUT,
+    spec: ChildSpec,
+    extra_args: Tuple[Any, ...],
+    connect_timeout: float,
+    start_supervisor: StartSupervisor,
 ) -> Optional[Pid]:
     """Start the child of ``spec`` linked to the calling supervisor; return its pid.
 
     A plain function is spawned (it cannot fail to start, locally). A
-    ``GenServer`` subclass, or a function marked ``_snowg_sync_start`` (a
-    nested supervisor's ``start_link``), is started synchronously: this blocks
-    until it has initialised. A remote child starts on the first of its
-    candidate nodes that can be reached. Returns None for a ``GenServer``
-    whose ``init`` returned ``'ignore'`` (OTP: the child's pid is ``undefined``).
+    ``GenServer`` subclass or a nested supervisor is started synchronously:
+    this blocks until it has initialised. A remote child starts on the first
+    of its candidate nodes that can be reached (waiting at most
+    ``connect_timeout`` seconds for each that is not connected). Returns
+    None for a ``GenServer`` whose ``init`` returned ``'ignore'`` (OTP: the
+    child's pid is ``undefined``).
 
     Raises:
         ChildStartFailed: the child failed to initialise; ``'noconnection'``
             when no candidate node could be reached.
     """
-    fn, args, kwargs = spec.start
+    fn, args, kwargs = spec.fn, spec.args, spec.kwargs
     if extra_args:
         args = args + tuple(extra_args)
     if spec.node is None:
-        return _start_local(fn, args, kwargs)
-    here = _this_node()
-    for node in spec.nodes:
-        if node == here:
-            local = lookup(fn) if isinstance(fn, str) else fn
-            if local is None:
-                raise ChildStartFailed(("not_spawnable", fn))
-            return _start_local(local, args, kwargs)
-        if not _reachable(node, connect_timeout):
+        return _start_local(_resolve(fn), args, kwargs, start_supervisor)
+    here = node()
+    for candidate in spec.nodes:
+        if candidate == here:
+            return _start_local(_resolve(fn), args, kwargs, start_supervisor)
+        if not _reachable(candidate, connect_timeout):
             continue
-        pid = _start_remote(node, spec.id, fn, args, kwargs)
-        if pid is not _UNREACHABLE:
-            return pid
+        try:
+            return _start_remote(candidate, spec.id, fn, args, kwargs)
+        except _Unreachable:
+            continue
     raise ChildStartFailed("noconnection")
 
 
-def _start_local(fn: Any, args: tuple, kwargs: dict) -> Optional[Pid]:
-    if is_gen_server(fn):
-        starter = fn.start_link
-    elif is_nested_supervisor(fn):
-        starter = fn
-    else:
-        return spawn_link(fn, *args, **kwargs)
+def _resolve(fn: Target) -> LocalTarget:
+    """What ``fn`` starts on this node: a spawnable name is looked up here.
+
+    Raises:
+        ChildStartFailed: nothing is ``@spawnable`` here under that name.
+    """
+    if not isinstance(fn, str):
+        return fn
+    found = lookup_spawnable(fn)
+    if found is None:
+        raise ChildStartFailed(("not_spawnable", fn))
+    return found
+
+
+def _start_local(
+    fn: LocalTarget, args: Tuple[Any, ...], kwargs: Dict[str, Any], start_supervisor: StartSupervisor,
+) -> Optional[Pid]:
+    server = gen_server_class(fn)
     try:
-        return starter(*args, **kwargs)
+        if isinstance(fn, NestedSupervisor):
+            return start_supervisor(args[0] if args else [], kwargs)
+        if server is not None:
+            return server.start_link(*args, **kwargs)
     except StartError as e:
         # A nested supervisor names the grandchild that failed; keep that.
         raise ChildStartFailed(
@@ -112,18 +112,19 @@ def _start_local(fn: Any, args: tuple, kwargs: dict) -> Optional[Pid]:
         ) from None
     except Exception as e:  # noqa: BLE001 - e.g. a bad spec in a nested supervisor
         raise ChildStartFailed(Crash.from_exception(e)) from None
+    return spawn_link(fn, *args, **kwargs)
 
 
-def _reachable(node: str, timeout: float) -> bool:
-    """Connected to ``node``, or connected now on demand within ``timeout`` seconds.
+def _reachable(name: str, timeout: float) -> bool:
+    """Connected to ``name``, or connected now on demand within ``timeout`` seconds.
 
     The connection attempt runs in its own greenlet, so a node that accepts
     TCP but never answers (e.g. stopped with SIGSTOP) costs us ``timeout``,
     not the cluster layer's whole handshake time.
     """
-    if node in _connected_nodes():
+    if name in nodes():
         return True
-    attempt = gevent.spawn(_ensure_connected, node)
+    attempt = gevent.spawn(ensure_connected, name)
     attempt.join(timeout)
     return attempt.successful() and bool(attempt.value)
 
@@ -133,27 +134,30 @@ def _is_placeholder(pid: Pid) -> bool:
     return pid.id == 0 and pid.creation == 0
 
 
-_UNREACHABLE: Any = object()
+def _start_remote(
+    where: str, cid: Any, fn: Target, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+) -> Optional[Pid]:
+    """Start the child on node ``where``: its pid, or None if it ignored its start.
 
-
-def _start_remote(node: str, cid: Any, fn: Any, args: tuple, kwargs: dict) -> Any:
-    """Start the child on ``node``: its pid, None if ignored, ``_UNREACHABLE`` if the node turned out so."""
+    Raises:
+        _Unreachable: the node turned out to be unreachable.
+        ChildStartFailed: the child failed to start there.
+    """
     try:
-        if is_nested_supervisor(fn):
-            options = dict(kwargs)
+        if isinstance(fn, NestedSupervisor):
             wire = encode_children(args[0] if args else [], f"the remote supervisor {cid!r}")
-            return start_sync(run_supervisor, (wire, options), True, None, node=node)
-        if is_gen_server(fn):
+            return start_sync(RUN_SUPERVISOR, (wire, dict(kwargs)), True, None, node=where)
+        if gen_server_class(fn) is not None:
             kw = dict(kwargs)
             name = kw.pop("name", None)
             timeout = kw.pop("timeout", None)
             if kw:
-                raise TypeError(f"{fn.__name__}.start_link: unexpected keyword arguments {sorted(kw)}")
-            return start_sync(run_gen_server, (spawnable_name(fn), args, name), True, timeout, node=node)
-        pid = spawn_link(fn, *args, node=node, **kwargs)
+                raise TypeError(f"{getattr(fn, '__name__', fn)}.start_link: unexpected keyword arguments {sorted(kw)}")
+            return start_sync(RUN_GEN_SERVER, (spawnable_name(fn), args, name), True, timeout, node=where)
+        pid = spawn_link(fn, *args, node=where, **kwargs)  # type: ignore[arg-type]
     except StartError as e:
         if e.child_id is None and e.reason == "noconnection":
-            return _UNREACHABLE
+            raise _Unreachable(where) from None
         raise ChildStartFailed(_nested_reason(e)) from None
     except SpawnError as e:
         raise ChildStartFailed(("spawn_error", str(e))) from None
@@ -162,7 +166,7 @@ def _start_remote(node: str, cid: Any, fn: Any, args: tuple, kwargs: dict) -> An
     if _is_placeholder(pid):
         # The node went away just now; the spawn delivered Exit(pid, 'noconnection').
         flush_messages(lambda m: type(m) is Exit and m.pid == pid)
-        return _UNREACHABLE
+        raise _Unreachable(where)
     return pid
 
 
@@ -194,7 +198,7 @@ def shutdown_children(pids: Iterable[Pid], shutdown: Any) -> Dict[Pid, Any]:
     Returns:
         pid -> the reason from its ``Down`` (``'killed'`` after a kill).
     """
-    by_ref: Dict[Any, Pid] = {}
+    by_ref: Dict[Ref, Pid] = {}
     for pid in pids:
         by_ref[monitor(pid)] = pid
         unlink(pid)
@@ -217,7 +221,7 @@ def shutdown_children(pids: Iterable[Pid], shutdown: Any) -> Dict[Pid, Any]:
     return reasons
 
 
-def _await_downs(by_ref: Dict[Any, Pid], reasons: Dict[Pid, Any], timeout: Optional[float]) -> Dict[Any, Pid]:
+def _await_downs(by_ref: Dict[Ref, Pid], reasons: Dict[Pid, Any], timeout: Optional[float]) -> Dict[Ref, Pid]:
     """Collect the ``Down`` of each monitor in ``by_ref``; return those still missing at the deadline."""
     pending = dict(by_ref)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -230,6 +234,3 @@ def _await_downs(by_ref: Dict[Any, Pid], reasons: Dict[Pid, Any], timeout: Optio
         pid = pending.pop(down.ref)
         reasons.setdefault(pid, down.reason)
     return pending
-
-
-__all__ = ["CONNECT_TIMEOUT", "ChildStartFailed", "shutdown_child", "shutdown_children", "start_child_process"]

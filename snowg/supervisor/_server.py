@@ -7,19 +7,20 @@ detail)`` (plain terms, so they cross nodes); the client functions in
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._core import Exit, Pid, send, trap_exit
 from .._core import self as _self
-from ..gen_server import GenServer
+from .._core.terms import is_shutdown_reason
+from .._errors import StartError
+from ..gen_server import From, GenServer, Result
 from ._child import (
     ChildStartFailed,
     shutdown_child,
     shutdown_children,
     start_child_process,
 )
-from ._remote import BadRemoteSpec, decode_spec
-from ._spec import ChildSpec
+from ._spec import ChildSpec, Flags, check_children
 from ._state import (
     RESTARTING,
     Child,
@@ -30,17 +31,54 @@ from ._state import (
     ids_to_start,
     ids_to_stop,
     is_shutdown_error,
-    is_shutdown_reason,
     should_restart,
     which,
 )
+from ._wire import BadRemoteSpec, decode_spec
 
 log = logging.getLogger("snowg")
 
 _TRY_AGAIN = "$sup_try_again"
 
-#: (strategy, intensity, period, auto_shutdown, clock, name, connect_timeout)
-Flags = Tuple[str, int, float, str, Callable[[], float], Optional[str], float]
+
+def start_supervisor(children: Iterable[ChildSpec], flags: Flags, link: bool) -> Optional[Pid]:
+    """Start a supervisor process; return its pid once every child runs.
+
+    Blocks until each child, in list order, has started. ``link``: linked to
+    the caller (its parent); else it is its own parent.
+
+    Raises:
+        TypeError, ValueError: a bad child list (before anything starts).
+        StartError: a child failed to start (``.child_id`` names it); the
+            children started before it were stopped, in reverse order. Also
+            when ``flags.name`` is taken.
+    """
+    specs = check_children(children, flags.strategy)
+    try:
+        if link:
+            return Supervisor.start_link(flags, specs, name=flags.name)
+        return Supervisor.start(flags, specs, name=flags.name)
+    except StartError as e:
+        r = e.reason
+        if type(r) is tuple and len(r) == 2 and r[0] == "shutdown" and type(r[1]) is tuple and len(r[1]) == 3:
+            _tag, child_id, reason = r[1]
+            raise StartError(reason, child_id) from None
+        raise
+
+
+def start_nested(children: List[ChildSpec], options: Mapping[str, Any]) -> Optional[Pid]:
+    """Start a nested supervisor, linked to the calling (parent) supervisor (see :func:`start_supervisor`).
+
+    Raises:
+        TypeError, ValueError: a bad option or child list.
+        StartError: as :func:`start_supervisor`.
+    """
+    return start_supervisor(children, Flags.from_options(options), link=True)
+
+
+def _start(state: State, spec: ChildSpec, extra_args: Tuple[Any, ...] = ()) -> Optional[Pid]:
+    """Start the child of ``spec`` (see ``_child.start_child_process``)."""
+    return start_child_process(spec, extra_args, state.flags.connect_timeout, start_nested)
 
 
 class ApiError(Exception):
@@ -57,16 +95,15 @@ class Supervisor(GenServer):
 
     # ----------------------------------------------------------------- init
 
-    def init(self, flags: Flags, specs: List[ChildSpec]) -> Any:  # type: ignore[override]
-        strategy, intensity, period, auto_shutdown, clock, name, connect_timeout = flags
+    def init(self, flags: Flags, specs: List[ChildSpec]) -> Any:
         trap_exit(True)
-        state = State(strategy, intensity, period, auto_shutdown, clock, name, connect_timeout)
+        state = State(flags)
         if state.simple:
             state.template = specs[0]
             return state
         for spec in specs:  # semantics rule 13: in list order, each started and initialised
             try:
-                pid = start_child_process(spec, (), state.connect_timeout)
+                pid = _start(state, spec)
             except ChildStartFailed as e:
                 _report(state, logging.ERROR, "start_error", spec.id, None, e.reason)
                 self.terminate("shutdown", state)  # the started ones, in reverse
@@ -90,7 +127,7 @@ class Supervisor(GenServer):
 
     # ------------------------------------------------------- exits, retries
 
-    def handle_info(self, msg: Any, state: State) -> tuple:
+    def handle_info(self, msg: Any, state: State) -> Result:
         if type(msg) is Exit:
             return self._child_exited(state, msg.pid, msg.reason)
         if type(msg) is tuple and len(msg) == 2 and msg[0] == _TRY_AGAIN:
@@ -98,7 +135,7 @@ class Supervisor(GenServer):
         log.warning("supervisor %s received an unexpected message: %r", _sup_name(state), msg)
         return ("noreply", state)
 
-    def _child_exited(self, state: State, pid: Any, reason: Any) -> tuple:
+    def _child_exited(self, state: State, pid: Any, reason: Any) -> Result:
         if state.simple:
             args = state.dynamic.pop(pid, None)
             if args is None:
@@ -121,7 +158,7 @@ class Supervisor(GenServer):
             del state.children[cid]  # semantics rule 15: its spec goes with it
         return self._auto_shutdown(state, child.spec)
 
-    def _try_again(self, state: State, key: Any) -> tuple:
+    def _try_again(self, state: State, key: Any) -> Result:
         """A retry of a failed restart (sent to ourselves, so other requests went first)."""
         if state.simple:
             args = state.dyn_restarting.pop(key, None)
@@ -134,25 +171,26 @@ class Supervisor(GenServer):
         return self._restart(state, key)
 
     def _count_restart(self, state: State, key: Any) -> bool:
-        state.restarts, ok = add_restart(state.restarts, state.clock(), state.period, state.intensity)
+        flags = state.flags
+        state.restarts, ok = add_restart(state.restarts, flags.clock(), flags.period, flags.intensity)
         if not ok:
             _report(state, logging.ERROR, "reached_max_restart_intensity", key, None, "shutdown")
         return ok
 
-    def _restart(self, state: State, cid: Any) -> tuple:
+    def _restart(self, state: State, cid: Any) -> Result:
         """Restart ``cid`` by the strategy; a failed start is retried through our mailbox."""
         if not self._count_restart(state, cid):
             state.children[cid].pid = None
             return ("stop", "shutdown", state)  # terminate() stops the others
         order = list(state.children)
-        for oid in ids_to_stop(order, cid, state.strategy):
+        for oid in ids_to_stop(order, cid, state.flags.strategy):
             _stop_static(state, oid)
-        for sid in ids_to_start(order, cid, state.strategy):
+        for sid in ids_to_start(order, cid, state.flags.strategy):
             child = state.children.get(sid)
             if child is None or type(child.pid) is Pid:
                 continue  # a temporary bystander (removed), or still running
             try:
-                pid = start_child_process(child.spec, (), state.connect_timeout)
+                pid = _start(state, child.spec)
             except ChildStartFailed as e:
                 _report(state, logging.ERROR, "start_error", sid, None, e.reason)
                 child.pid = RESTARTING
@@ -163,12 +201,12 @@ class Supervisor(GenServer):
                 state.by_pid[pid] = sid
         return ("noreply", state)
 
-    def _restart_dynamic(self, state: State, old_pid: Pid, args: tuple) -> tuple:
+    def _restart_dynamic(self, state: State, old_pid: Pid, args: Tuple[Any, ...]) -> Result:
         if not self._count_restart(state, None):
             return ("stop", "shutdown", state)
         assert state.template is not None
         try:
-            pid = start_child_process(state.template, args, state.connect_timeout)
+            pid = _start(state, state.template, args)
         except ChildStartFailed as e:
             _report(state, logging.ERROR, "start_error", None, None, e.reason)
             state.dyn_restarting[old_pid] = args
@@ -178,28 +216,29 @@ class Supervisor(GenServer):
             state.dynamic[pid] = args
         return ("noreply", state)
 
-    def _auto_shutdown(self, state: State, spec: ChildSpec) -> tuple:
+    def _auto_shutdown(self, state: State, spec: ChildSpec) -> Result:
         """semantics rule 18: a significant child ended and was not restarted."""
-        if not spec.significant or state.auto_shutdown == "never":
+        if not spec.significant or state.flags.auto_shutdown == "never":
             return ("noreply", state)
         if state.simple:
             alive = bool(state.dynamic)
         else:
             alive = any(c.spec.significant and type(c.pid) is Pid for c in state.children.values())
-        if auto_shutdown_due(state.auto_shutdown, alive):
-            log.info("supervisor %s: auto_shutdown (%s)", _sup_name(state), state.auto_shutdown)
+        if auto_shutdown_due(state.flags.auto_shutdown, alive):
+            log.info("supervisor %s: auto_shutdown (%s)", _sup_name(state), state.flags.auto_shutdown)
             return ("stop", "shutdown", state)
         return ("noreply", state)
 
-    def _stopped(self, state: State, spec: ChildSpec, cid: Any, reasons: dict) -> None:
+    def _stopped(self, state: State, spec: ChildSpec, cid: Any, reasons: Dict[Pid, Any]) -> None:
         for pid, reason in reasons.items():
             if is_shutdown_error(reason, spec.shutdown, spec.restart):
                 _report(state, logging.ERROR, "shutdown_error", cid, pid, reason)
 
     # ----------------------------------------------------------- dynamic API
 
-    def handle_call(self, request: Any, from_: Any, state: State) -> tuple:
+    def handle_call(self, request: Any, from_: From, state: State) -> Result:
         op, arg = request
+        value: Any = None
         try:
             if op == "start_child":
                 value = self._start_child(state, arg)
@@ -210,11 +249,11 @@ class Supervisor(GenServer):
                     raise ApiError("badarg", e.reason) from None
                 value = self._start_child(state, spec)
             elif op == "terminate_child":
-                value = self._terminate_child(state, arg)
+                self._terminate_child(state, arg)
             elif op == "restart_child":
                 value = self._restart_child(state, arg)
             elif op == "delete_child":
-                value = self._delete_child(state, arg)
+                self._delete_child(state, arg)
             elif op == "which_children":
                 value = which(state)
             elif op == "count_children":
@@ -232,7 +271,7 @@ class Supervisor(GenServer):
             args = tuple(arg)
             assert state.template is not None
             try:
-                pid = start_child_process(state.template, args, state.connect_timeout)
+                pid = _start(state, state.template, args)
             except ChildStartFailed as e:
                 raise ApiError("start_error", (e.reason, None)) from None
             if pid is not None:
@@ -246,7 +285,7 @@ class Supervisor(GenServer):
                 raise ApiError("already_started", old.pid)
             raise ApiError("already_present", arg.id)
         try:
-            pid = start_child_process(arg, (), state.connect_timeout)
+            pid = _start(state, arg)
         except ChildStartFailed as e:
             raise ApiError("start_error", (e.reason, arg.id)) from None
         state.children[arg.id] = Child(arg, pid)
@@ -289,7 +328,7 @@ class Supervisor(GenServer):
     def _restart_child(self, state: State, cid: Any) -> Optional[Pid]:
         child = self._lookup_stopped(state, cid)
         try:
-            pid = start_child_process(child.spec, (), state.connect_timeout)
+            pid = _start(state, child.spec)
         except ChildStartFailed as e:
             raise ApiError("start_error", (e.reason, cid)) from None
         child.pid = pid
@@ -320,7 +359,7 @@ def _stop_static(state: State, cid: Any) -> None:
 
 
 def _sup_name(state: State) -> Any:
-    return state.name if state.name is not None else _self()
+    return state.flags.name if state.flags.name is not None else _self()
 
 
 def _report(state: State, level: int, kind: str, cid: Any, pid: Any, reason: Any) -> None:

@@ -1,19 +1,59 @@
 """Child specifications and supervisor flags, validated where they are made.
 
-Errors are ``ValueError``/``TypeError`` naming the field, raised in the code
-that built the bad spec (not later, inside the supervisor process).
+A :class:`ChildSpec` says how one child is started, restarted and stopped;
+:class:`Flags` say how a supervisor restarts its children. Both are immutable
+records checked when they are built: errors are ``ValueError``/``TypeError``
+naming the field, raised in the code that built the bad value (the caller's
+mistake), not later inside the supervisor process.
+
+A nested supervisor is a child whose ``fn`` is :data:`SUPERVISOR`, a marker of
+its own type (:class:`NestedSupervisor`) rather than a function: its ``args``
+are ``(children,)`` and its ``kwargs`` the supervisor's options. The parent
+starts it as a supervisor (synchronously, its own children first).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union
+
+from ..cluster import check_node_name, check_term, spawnable_name
+from ..gen_server import GenServer
 
 RESTARTS = ("permanent", "transient", "temporary")
 TYPES = ("worker", "supervisor")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
 AUTO_SHUTDOWNS = ("never", "any_significant", "all_significant")
 
+#: Default seconds a supervisor waits to (re)connect to the node of a remote child
+#: (its ``connect_timeout`` flag); not the cluster's own dial timeout.
+CHILD_CONNECT_TIMEOUT = 5.0
+
+#: ``ChildSpec.shutdown``: seconds, ``'brutal_kill'`` or ``'infinity'``.
 Shutdown = Union[float, str]
+
+
+class NestedSupervisor:
+    """The type of :data:`SUPERVISOR`, the ``fn`` of a nested supervisor's spec."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<nested supervisor>"
+
+
+#: The ``fn`` of a nested supervisor's :class:`ChildSpec` (see ``supervisor.child_spec``).
+SUPERVISOR = NestedSupervisor()
+
+#: What a ChildSpec starts: a function, a ``GenServer`` class, a spawnable name
+#: (a ``str``, for a remote child) or :data:`SUPERVISOR`.
+Target = Union[Callable[..., Any], str, NestedSupervisor]
+
+
+def gen_server_class(fn: Any) -> Optional[Type[GenServer]]:
+    """``fn`` if it is a ``GenServer`` subclass (a child started through its ``start_link``), else None."""
+    return fn if isinstance(fn, type) and issubclass(fn, GenServer) else None
+
 
 class _DefaultShutdown:
     """Sentinel: the default shutdown depends on the type (5 s workers, 'infinity' supervisors)."""
@@ -60,7 +100,7 @@ class ChildSpec:
     restart: str = "permanent"
     shutdown: Shutdown = field(default=_DEFAULT_SHUTDOWN)
     type: str = "worker"
-    node: Union[None, str, Tuple[str, ...]] = None
+    node: Union[str, Sequence[str], None] = None
     significant: bool = False
 
     def __post_init__(self) -> None:
@@ -90,21 +130,33 @@ class ChildSpec:
     @property
     def nodes(self) -> Tuple[str, ...]:
         """The candidate nodes in order (``()`` for a local child)."""
-        if self.node is None:
+        node = self.node
+        if node is None:
             return ()
-        return (self.node,) if isinstance(self.node, str) else self.node
+        return (node,) if isinstance(node, str) else tuple(node)
 
     @property
-    def fn(self) -> Callable[..., Any]:
-        return self.start[0]
+    def fn(self) -> Target:
+        """What the child starts (``start[0]``)."""
+        fn: Target = self.start[0]
+        return fn
 
     @property
-    def args(self) -> tuple:
-        return self.start[1]
+    def args(self) -> Tuple[Any, ...]:
+        """The positional arguments of ``fn`` (``start[1]``, a tuple)."""
+        args: Tuple[Any, ...] = self.start[1]
+        return args
 
     @property
     def kwargs(self) -> Dict[str, Any]:
-        return self.start[2]
+        """The keyword arguments of ``fn`` (``start[2]``, ``{}`` when not given)."""
+        kwargs: Dict[str, Any] = self.start[2]
+        return kwargs
+
+    @property
+    def is_supervisor(self) -> bool:
+        """Whether the child is a nested supervisor (its ``fn`` is :data:`SUPERVISOR`)."""
+        return isinstance(self.start[0], NestedSupervisor)
 
 
 def _check_node(node: Any) -> Union[str, Tuple[str, ...]]:
@@ -125,53 +177,39 @@ def _check_node(node: Any) -> Union[str, Tuple[str, ...]]:
 
 
 def _check_node_name(name: str) -> None:
-    nm, sep, host = name.partition("@")
-    if not sep or not nm or not host or "@" in host:
-        raise ValueError(f"ChildSpec.node: a node is named 'name@host', got {name!r}")
+    try:
+        check_node_name(name)
+    except ValueError as e:
+        raise ValueError(f"ChildSpec.node: {e}") from None
 
 
-def spawnable_name(fn: Any) -> Optional[str]:
-    """The name a peer looks ``fn`` up under, or None when ``fn`` was not declared ``@spawnable``.
+def _check_remote_start(spec: ChildSpec) -> None:
+    """A remote child's start must be nameable on the other node and its terms must cross.
 
-    A class must be declared itself (a subclass does not inherit its parent's name).
+    A nested supervisor's children are checked by whoever made its spec
+    (``child_spec`` puts them in their wire form).
     """
-    if isinstance(fn, str):
-        return fn
-    if isinstance(fn, type):
-        return fn.__dict__.get("__snowg_spawnable__")
-    return getattr(fn, "__snowg_spawnable__", None)
-
-
-def _check_remote_start(spec: "ChildSpec") -> None:
-    """A remote child's start must be nameable on the other node and its terms must cross."""
-    from ..cluster import _codec as codec  # the wire format decides what can cross
-
     fn, args, kwargs = spec.start
-    if getattr(fn, "_snowg_sync_start", False):
-        # A nested supervisor (child_spec(..., node=...)): its spec list crosses.
-        from ._remote import encode_spec
-
-        encode_spec(spec, "child_spec")
-    elif spawnable_name(fn) is None:
+    if "node" in kwargs:
+        raise ValueError("ChildSpec.start: a remote child cannot take a keyword argument named 'node'")
+    if spec.is_supervisor:
+        return
+    if spawnable_name(fn) is None:
         what = getattr(fn, "__qualname__", type(fn).__name__)
         raise ValueError(
             f"ChildSpec.start: the child {spec.id!r} runs on another node (node={spec.node!r}), so its "
             f"fn must be @spawnable (or its registered name as a str); {what} is not"
         )
-    if "node" in kwargs:
-        raise ValueError("ChildSpec.start: a remote child cannot take a keyword argument named 'node'")
     for what, term in (("args", args), ("kwargs", kwargs)):
-        if what == "args" and getattr(fn, "_snowg_sync_start", False):
-            continue
         try:
-            codec.encode(term)
-        except (TypeError, ValueError) as e:
+            check_term(term)
+        except TypeError as e:
             raise TypeError(
                 f"ChildSpec.start: the {what} of the remote child {spec.id!r} cannot cross nodes: {e}"
             ) from None
 
 
-def _check_start(start: Any, remote: bool = False) -> Tuple[Any, tuple, dict]:
+def _check_start(start: Any, remote: bool) -> Tuple[Target, Tuple[Any, ...], Dict[str, Any]]:
     if not isinstance(start, (tuple, list)) or len(start) not in (2, 3):
         raise ValueError(f"ChildSpec.start must be (fn, args) or (fn, args, kwargs), got {start!r}")
     fn, args = start[0], start[1]
@@ -179,7 +217,7 @@ def _check_start(start: Any, remote: bool = False) -> Tuple[Any, tuple, dict]:
     if remote and isinstance(fn, str):
         if not fn:
             raise ValueError("ChildSpec.start: the registered name of a remote fn is empty")
-    elif not callable(fn):
+    elif not callable(fn) and not isinstance(fn, NestedSupervisor):
         raise TypeError(f"ChildSpec.start: fn must be callable, got {type(fn).__name__}")
     if not isinstance(args, (tuple, list)):
         raise TypeError(f"ChildSpec.start: args must be a tuple or list, got {type(args).__name__}")
@@ -195,33 +233,6 @@ def _check_shutdown(shutdown: Any) -> None:
         raise ValueError(
             f"ChildSpec.shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', got {shutdown!r}"
         )
-
-
-def check_flags(strategy: str, intensity: int, period: float, auto_shutdown: str) -> None:
-    """Validate the supervisor flags.
-
-    Raises:
-        ValueError, TypeError: naming the bad flag.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
-        raise ValueError(f"intensity must be an int >= 0, got {intensity!r}")
-    if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0:
-        raise ValueError(f"period must be a number of seconds > 0, got {period!r}")
-    if auto_shutdown not in AUTO_SHUTDOWNS:
-        raise ValueError(f"auto_shutdown must be one of {AUTO_SHUTDOWNS}, got {auto_shutdown!r}")
-
-
-def check_connect_timeout(connect_timeout: Any) -> float:
-    """Validate the seconds a supervisor waits to reach a remote child's node.
-
-    Raises:
-        ValueError: not a number of seconds > 0.
-    """
-    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
-        raise ValueError(f"connect_timeout must be a number of seconds > 0, got {connect_timeout!r}")
-    return float(connect_timeout)
 
 
 def check_children(children: Iterable[Any], strategy: str) -> List[ChildSpec]:
@@ -244,3 +255,63 @@ def check_children(children: Iterable[Any], strategy: str) -> List[ChildSpec]:
     if strategy == "simple_one_for_one" and len(specs) != 1:
         raise ValueError(f"children: simple_one_for_one needs exactly one template spec, got {len(specs)}")
     return specs
+
+
+# ------------------------------------------------------------------- flags
+
+#: The options of a supervisor that are its flags (``_clock`` only for tests, never crosses nodes).
+FLAG_OPTIONS = ("strategy", "intensity", "period", "name", "auto_shutdown", "connect_timeout", "_clock")
+
+
+@dataclass(frozen=True)
+class Flags:
+    """How a supervisor restarts its children (see ``snowg.supervisor.start_link``).
+
+    Raises:
+        ValueError, TypeError: a flag is invalid (the message names it).
+    """
+
+    strategy: str = "one_for_one"
+    intensity: int = 1
+    period: float = 5.0
+    auto_shutdown: str = "never"
+    name: Optional[str] = None
+    connect_timeout: float = CHILD_CONNECT_TIMEOUT
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        strategy, intensity, period = self.strategy, self.intensity, self.period
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
+            raise ValueError(f"intensity must be an int >= 0, got {intensity!r}")
+        if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0:
+            raise ValueError(f"period must be a number of seconds > 0, got {period!r}")
+        if self.auto_shutdown not in AUTO_SHUTDOWNS:
+            raise ValueError(f"auto_shutdown must be one of {AUTO_SHUTDOWNS}, got {self.auto_shutdown!r}")
+        timeout = self.connect_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"connect_timeout must be a number of seconds > 0, got {timeout!r}")
+        object.__setattr__(self, "period", float(period))
+        object.__setattr__(self, "connect_timeout", float(timeout))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Flags:
+        """The flags given as ``start_link``'s keyword options (a nested supervisor's ``kwargs``).
+
+        Raises:
+            TypeError: an option that is not a flag.
+            ValueError: a bad flag.
+        """
+        unknown = set(options) - set(FLAG_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown supervisor options {sorted(unknown)}")
+        fields = {k.lstrip("_"): v for k, v in options.items()}
+        if fields.get("clock") is None:
+            fields.pop("clock", None)
+        return cls(**fields)
+
+    @property
+    def simple(self) -> bool:
+        """Whether the strategy is ``simple_one_for_one``."""
+        return self.strategy == "simple_one_for_one"

@@ -7,11 +7,11 @@ acts on them is in ``_server.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .._core import Pid
 from .._core.terms import is_shutdown_reason
-from ._spec import ChildSpec
+from ._spec import ChildSpec, Flags
 
 #: ``Child.pid`` while a failed restart waits for its retry (which_children shows it).
 RESTARTING = "restarting"
@@ -22,12 +22,12 @@ class Child:
     """One static child: its spec and its process (a Pid, ``RESTARTING`` or None)."""
 
     spec: ChildSpec
-    pid: Any = None
+    pid: Union[Pid, str, None] = None
 
 
 @dataclass(repr=False)
 class State:
-    """Everything a supervisor knows.
+    """Everything a supervisor knows: its flags, its children, its recent restarts.
 
     Static strategies keep ``children`` (id -> Child, in start order: a dict
     keeps insertion order, and a restart does not move a child) and
@@ -38,28 +38,23 @@ class State:
     retry. ``restarts`` holds the times of the restarts in the current window.
     """
 
-    strategy: str
-    intensity: int
-    period: float
-    auto_shutdown: str
-    clock: Callable[[], float]
-    name: Optional[str] = None
-    connect_timeout: float = 5.0
+    flags: Flags
     children: Dict[Any, Child] = field(default_factory=dict)
     by_pid: Dict[Pid, Any] = field(default_factory=dict)
     template: Optional[ChildSpec] = None
-    dynamic: Dict[Pid, tuple] = field(default_factory=dict)
-    dyn_restarting: Dict[Pid, tuple] = field(default_factory=dict)
+    dynamic: Dict[Pid, Tuple[Any, ...]] = field(default_factory=dict)
+    dyn_restarting: Dict[Pid, Tuple[Any, ...]] = field(default_factory=dict)
     restarts: Tuple[float, ...] = ()
 
     @property
     def simple(self) -> bool:
-        return self.strategy == "simple_one_for_one"
+        """Whether the strategy is ``simple_one_for_one``."""
+        return self.flags.simple
 
     def __repr__(self) -> str:
         # Short on purpose: it goes into error reports, and may hold 10,000 children.
         n = len(self.dynamic) + len(self.dyn_restarting) if self.simple else len(self.children)
-        return f"<supervisor state {self.strategy} children={n} restarts={len(self.restarts)}>"
+        return f"<supervisor state {self.flags.strategy} children={n} restarts={len(self.restarts)}>"
 
 
 def add_restart(
@@ -121,7 +116,7 @@ def ids_to_start(order: List[Any], failed: Any, strategy: str) -> List[Any]:
 
 
 def auto_shutdown_due(mode: str, significant_alive: bool) -> bool:
-    """semantics rules 18, after a significant child ended and was not restarted.
+    """semantics rule 18, after a significant child ended and was not restarted.
 
     ``significant_alive``: whether another significant child still runs.
     """
