@@ -1,28 +1,33 @@
 """``snowg node``: run this OS process as a node until SIGTERM or SIGINT."""
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Dict
 
 import gevent
 from gevent.event import Event
 
 from . import cluster
+from ._peer import ready_line
 
 log = logging.getLogger("snowg")
 
-READY_PREFIX = "SNOWG_NODE_READY"
 
-
-def run_node(args: Any) -> int:
+def run_node(args: argparse.Namespace) -> int:
     """Start the node described by ``args`` (see ``snowg.cli``) and block until told to stop.
 
     Prints ``SNOWG_NODE_READY <name> <host:port>`` on stdout once listening
-    (``snowg.testing`` waits for that line); logs go to stderr.
+    (:func:`snowg._peer.ready_line`, what the process that started it waits
+    for); logs go to stderr.
+
+    Returns:
+        The exit status: 0 after a clean stop, 1 if the node could not start,
+        2 if a module to import failed (the reason is on stderr).
     """
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -35,7 +40,7 @@ def run_node(args: Any) -> int:
         except Exception as exc:  # noqa: BLE001 - report any import failure clearly
             print(f"snowg node: cannot import {module!r}: {exc}", file=sys.stderr)
             return 2
-    options = {}
+    options: Dict[str, Any] = {}  # only what the command line set: the rest keeps start_node's defaults
     if args.tick is not None:
         options["tick"] = args.tick
     try:
@@ -51,7 +56,7 @@ def run_node(args: Any) -> int:
     for target in args.connect:
         if not cluster.connect(target):
             log.warning("could not connect to %s", target)
-    sys.stdout.write(f"{READY_PREFIX} {info.name} {info.address}\n")
+    sys.stdout.write(ready_line(info.name, info.address))
     sys.stdout.flush()
     stop.wait()
     log.info("stopping node %s", info.name)

@@ -15,6 +15,10 @@ Drive a peer with messages: ``snowg.spawn(fn, ..., node=peer.name)`` of a
 (SIGKILL), ``peer.freeze()``/``peer.thaw()`` (SIGSTOP/SIGCONT),
 ``peer.terminate()`` (SIGTERM, a clean stop).
 
+Between tests, :func:`reset_runtime` ends every process of this node and
+cancels its timers, so one test's leftovers cannot reach the next (call it
+before and after each test, e.g. from an autouse fixture).
+
 Without pytest, :func:`start_test_node` and :class:`PeerFactory` work the same.
 """
 from __future__ import annotations
@@ -26,18 +30,21 @@ import secrets
 import signal
 import sys
 import tempfile
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence
 
 import gevent
-from gevent import subprocess
 
 from . import cluster
 from ._core import reset_runtime
-from .cluster.node import current as _current_node
-from .cluster import rpc as _rpc
-from .cluster import tls as _tls
+from ._peer import READY_PREFIX, NodeProcess
+from .cluster import current as _current_node
+from .cluster import make_certs
 
-READY_PREFIX = "SNOWG_NODE_READY"
+__all__ = [
+    "DEFAULT_TEST_TICK", "READY_PREFIX", "START_TIMEOUT", "ClusterConfig", "Peer", "PeerFactory",
+    "reset_runtime", "start_test_node", "wait_for",
+]
+
 DEFAULT_TEST_TICK = 1.0
 START_TIMEOUT = 30.0
 
@@ -45,8 +52,8 @@ _all_peers: List["Peer"] = []
 _counter = itertools.count(1)
 
 
-class Peer:
-    """A peer node running in its own OS process.
+class Peer(NodeProcess):
+    """A peer node running in its own OS process (see :class:`PeerFactory`).
 
     Attributes:
         name: its node name.
@@ -55,36 +62,14 @@ class Peer:
         log_path: file holding its stderr (its log).
     """
 
-    def __init__(self, name: str, address: str, process: Any, log_path: str) -> None:
-        self.name = name
-        self.address = address
-        self.process = process
-        self.log_path = log_path
-
-    def __repr__(self) -> str:
-        return f"<Peer {self.name} pid={self.process.pid}>"
-
-    @property
-    def target(self) -> str:
-        """``'name@host:port'``, what :func:`snowg.connect` takes."""
-        return f"{self.name}:{self.address.rsplit(':', 1)[1]}"
-
-    @property
-    def os_pid(self) -> int:
-        return int(self.process.pid)
-
     def rpc(self, fn: Any, *args: Any, timeout: float = 10.0, **kwargs: Any) -> Any:
-        """``snowg.rpc.call(self.name, fn, *args, **kwargs)``."""
-        return _rpc.call(self.name, fn, *args, timeout=timeout, **kwargs)
+        """``snowg.rpc.call(self.name, fn, *args, **kwargs)``: blocks at most ``timeout`` seconds.
 
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the peer and reap it."""
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        Raises:
+            snowg.CallError, snowg.CallTimeout, snowg.RemoteError, snowg.SpawnError:
+                as :func:`snowg.rpc.call` does.
+        """
+        return cluster.rpc.call(self.name, fn, *args, timeout=timeout, **kwargs)
 
     def freeze(self) -> None:
         """SIGSTOP: the peer stops answering (and ticking) but keeps its sockets open."""
@@ -94,26 +79,6 @@ class Peer:
         """SIGCONT after :meth:`freeze`."""
         self.process.send_signal(signal.SIGCONT)
 
-    def terminate(self, timeout: float = 5.0) -> Optional[int]:
-        """SIGTERM (a clean stop), then SIGKILL after ``timeout``; returns the exit code."""
-        if self.alive():
-            self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-        return self.process.returncode
-
-    def read_log(self) -> str:
-        """The peer's log so far."""
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
 
 class ClusterConfig:
     """Certificates and cookie shared by the test node and its peers."""
@@ -122,7 +87,7 @@ class ClusterConfig:
                  tick: float = DEFAULT_TEST_TICK) -> None:
         self.directory = directory or tempfile.mkdtemp(prefix="snowg-test-")
         self.certs = os.path.join(self.directory, "certs")
-        _tls.make_certs(self.certs)
+        make_certs(self.certs)
         self.cookie = cookie or secrets.token_hex(16)
         self.tick = tick
 
@@ -156,7 +121,7 @@ class PeerFactory:
         monkeypatch: bool = False,
         connect: bool = True,
         extra_args: Sequence[str] = (),
-        env: Optional[dict] = None,
+        env: Optional[Mapping[str, str]] = None,
         timeout: float = START_TIMEOUT,
     ) -> Peer:
         """Start a peer node process and (by default) connect this node to it.
@@ -169,56 +134,34 @@ class PeerFactory:
             tick: its liveness tick; default the config's.
             monkeypatch: run it with ``gevent.monkey.patch_all()`` first.
             connect: connect this node to it once it listens.
+            extra_args: more ``snowg node`` arguments (they win: ``["--cookie", "wrong"]``).
+            env: more environment variables for it.
+            timeout: seconds it may take to listen.
 
         Raises:
-            RuntimeError: it did not start in time or exited (its log is in the message).
+            RuntimeError: it did not start in time, exited, or could not be
+                connected to (the end of its log is in the message).
         """
         name = name or f"peer{next(_counter)}-{os.getpid()}@127.0.0.1"
         log_fd, log_path = tempfile.mkstemp(prefix="snowg-peer-", suffix=".log")
-        cmd = [
-            sys.executable, "-m", "snowg", "node", name,
-            "--cookie", self.config.cookie, "--certs", self.config.certs,
-            "--tick", str(tick if tick is not None else self.config.tick),
-            "--exit-with-parent",
-        ]
-        for module in modules:
-            cmd += ["--import", module]
-        if monkeypatch:
-            cmd.append("--monkeypatch")
-        cmd += list(extra_args)
-        child_env = dict(os.environ)
-        child_env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + sys.path)
-        child_env.update(env or {})
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_fd, stdin=subprocess.DEVNULL,
-                                env=child_env)
         os.close(log_fd)
-        peer = Peer(name, "", proc, log_path)
+        peer = Peer.launch(
+            name, certs=self.config.certs, cookie=self.config.cookie, log_path=log_path,
+            tick=tick if tick is not None else self.config.tick, modules=modules, monkeypatch=monkeypatch,
+            extra_args=extra_args, pythonpath=[os.getcwd(), *sys.path], env=env, timeout=timeout,
+        )
         self.peers.append(peer)
         _all_peers.append(peer)
-        line = b""
-        with gevent.Timeout(timeout, False):
-            while True:
-                line = proc.stdout.readline()
-                if not line or line.startswith(READY_PREFIX.encode()):
-                    break
-        if not line.startswith(READY_PREFIX.encode()):
-            peer.kill()
-            raise RuntimeError(f"peer {name} did not start:\n{peer.read_log()}")
-        _prefix, _name, address = line.decode().split()
-        peer.address = address
         if connect:
             start_test_node(self.config)
             if not cluster.connect(peer.target):
-                raise RuntimeError(f"could not connect to peer {name}:\n{peer.read_log()}")
+                raise RuntimeError(f"could not connect to peer {name}; end of its log:\n{peer.log_tail()}")
         return peer
 
     def stop_all(self) -> None:
-        """Kill every peer this factory started."""
+        """Kill every peer this factory started and remove its log; blocks until they are reaped."""
         for peer in self.peers:
-            try:
-                peer.kill()
-            except OSError:
-                pass
+            peer.kill()
             try:
                 os.unlink(peer.log_path)
             except OSError:
@@ -233,10 +176,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
 
     For state that has no event to wait on (e.g. the set of connected nodes of a peer).
     """
-    with gevent.Timeout(timeout, False):
-        while not predicate():
-            gevent.sleep(interval)
-        return True
+    deadline = gevent.Timeout(timeout)
+    try:
+        with deadline:
+            while not predicate():
+                gevent.sleep(interval)
+            return True
+    except gevent.Timeout as exc:
+        if exc is not deadline:
+            raise
     return bool(predicate())
 
 

@@ -32,13 +32,13 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 import gevent
-from gevent import subprocess
 from gevent.event import Event
 
 import snowg
 from snowg import ws
-from snowg.cluster import tls as _tls
+from snowg.cluster import make_certs as _make_certs
 
+from .._peer import NodeProcess
 from . import node_app
 
 log = logging.getLogger("snowg.demo")
@@ -51,7 +51,6 @@ POLL_INTERVAL = 0.5
 RPC_TIMEOUT = 1.5
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 3.0
-READY_PREFIX = b"SNOWG_NODE_READY"
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -76,8 +75,7 @@ class DemoNode:
         self.name = f"demo{index}@{HOST}"
         self.short = f"demo{index}"
         self.preferred_ws_port = preferred_ws_port
-        self.proc: Any = None
-        self.address = ""
+        self.proc: Optional[NodeProcess] = None
         self.ws_port = 0
         self.status = "stopped"  # starting | up | down | stopped
         self.launches = 0
@@ -85,11 +83,22 @@ class DemoNode:
         self.busy = False
 
     @property
+    def address(self) -> str:
+        """``'host:port'`` of its latest process (``''`` before one listened)."""
+        return self.proc.address if self.proc is not None else ""
+
+    @property
     def target(self) -> str:
-        return f"{self.name}:{self.address.rsplit(':', 1)[1]}" if self.address else ""
+        """``'name@host:port'`` of its latest process (``''`` before one listened)."""
+        return self.proc.target if self.proc is not None else ""
+
+    @property
+    def os_pid(self) -> Optional[int]:
+        """The OS pid of its process while that runs."""
+        return self.proc.os_pid if self.proc is not None and self.proc.alive() else None
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.alive()
 
 
 def static_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
@@ -163,7 +172,7 @@ class Launcher:
 
     def _prepare(self) -> None:
         os.makedirs(self.logs, exist_ok=True)
-        _tls.make_certs(self.certs)
+        _make_certs(self.certs)
         cookie_file = os.path.join(self.directory, "cookie")
         if os.path.exists(cookie_file):
             with open(cookie_file, encoding="ascii") as f:
@@ -184,10 +193,11 @@ class Launcher:
         try:
             _say(f"cluster directory {self.directory} (node logs in {self.logs})")
             starters = [gevent.spawn(self._start_node, n, None) for n in self.nodes]
+            self._greenlets += starters  # a stop while they wait kills them, and so their node process
             gevent.joinall(starters, raise_error=True)
             self._ensure_tree(force=True)
             for n in self.nodes:
-                _say(f"{n.name:<18} OS pid {n.proc.pid:<7} chat WebSocket ws://{HOST}:{n.ws_port}/")
+                _say(f"{n.name:<18} OS pid {n.os_pid!s:<7} chat WebSocket ws://{HOST}:{n.ws_port}/")
             self.ready = True
             self._greenlets.append(gevent.spawn(self._poll_loop))
             _say(f"open http://{HOST}:{self.port}/   (Ctrl-C stops everything)")
@@ -203,89 +213,50 @@ class Launcher:
         n.status = "starting"
         n.launches += 1
         n.info = {}
-        # The cookie goes through the environment, not the command line that `ps` shows everyone.
-        cmd = [sys.executable, "-m", "snowg", "node", n.name, "--certs", self.certs,
-               "--tick", str(TICK), "--import", node_app.__name__, "--exit-with-parent"]
-        if via is not None and via.target:
-            cmd += ["--connect", via.target]
-        env = dict(os.environ)
-        env["SNOWG_COOKIE"] = self.cookie
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-                                                            if p])
-        log_path = os.path.join(self.logs, f"{n.short}.log")
-        with open(log_path, "ab") as log_file:
-            n.proc = proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file,
-                                             stdin=subprocess.DEVNULL, env=env)
-        line = b""
-        with gevent.Timeout(START_TIMEOUT, False):
-            while True:
-                line = proc.stdout.readline()
-                if not line or line.startswith(READY_PREFIX):
-                    break
-        if not line.startswith(READY_PREFIX):
-            self._kill(n)
+        try:
+            n.proc = proc = NodeProcess.launch(
+                n.name, certs=self.certs, cookie=self.cookie, log_path=os.path.join(self.logs, f"{n.short}.log"),
+                tick=TICK, modules=[node_app.__name__], connect=[via.target] if via is not None and via.target else [],
+                pythonpath=[pkg_root], timeout=START_TIMEOUT,
+            )
+        except BaseException:
             n.status = "down"
-            raise RuntimeError(f"{n.name} did not start; see {log_path}")
-        n.address = line.decode().split()[2]
+            raise
         self._greenlets.append(gevent.spawn(self._watch, n, proc))
         try:
-            if not snowg.connect(n.target):
-                raise RuntimeError(f"cannot connect to {n.name} at {n.address}; see {log_path}")
+            if not snowg.connect(proc.target):
+                raise RuntimeError(f"cannot connect to {n.name} at {proc.address}; see {proc.log_path}")
             n.ws_port = snowg.rpc.call(n.name, node_app.start_web, n.preferred_ws_port, timeout=10)
         except BaseException:
-            self._kill(n)
+            proc.kill()
             n.status = "down"
             raise
         n.status = "up"
-        self._event(f"{n.short} is up (OS pid {proc.pid}, chat on port {n.ws_port})"
+        self._event(f"{n.short} is up (OS pid {proc.os_pid}, chat on port {n.ws_port})"
                     + (f", joined the cluster through {via.short}" if via is not None else ""))
 
-    def _watch(self, n: DemoNode, proc: Any) -> None:
+    def _watch(self, n: DemoNode, proc: NodeProcess) -> None:
         """Drain the node's stdout and notice when its process ends."""
         try:
-            while proc.stdout.readline():
+            while proc.process.stdout.readline():
                 pass
         except (OSError, ValueError):
             pass
-        code = proc.wait()
+        code = proc.process.wait()
         if n.proc is proc:
             n.status = "down"
             if not self.stop_event.is_set():
                 how = "killed by SIGKILL" if code == -signal.SIGKILL else f"exited with {code}"
                 self._event(f"{n.short} is down ({how})")
 
-    def _kill(self, n: DemoNode) -> None:
-        if n.alive():
-            try:
-                n.proc.send_signal(signal.SIGKILL)
-            except OSError:
-                pass
-        if n.proc is not None:
-            try:
-                n.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
     def _cleanup(self) -> None:
         jobs = self._greenlets + ([self._tree_job] if self._tree_job is not None else [])
         gevent.killall([g for g in jobs if not g.dead], timeout=2)
         for conn in list(self.controls):
             conn.close(1001, "demo stopping")
-        alive = [n for n in self.nodes if n.alive()]
-        for n in alive:
-            try:
-                n.proc.send_signal(signal.SIGTERM)
-            except OSError:
-                pass
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for n in alive:
-            try:
-                n.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._kill(n)
-        for n in self.nodes:
-            self._kill(n)
+        # SIGTERM to all at once, SIGKILL to those still there after STOP_TIMEOUT.
+        gevent.joinall([gevent.spawn(n.proc.terminate, STOP_TIMEOUT) for n in self.nodes if n.proc is not None])
         if self.server is not None:
             self.server.stop(timeout=1)
         try:
@@ -390,7 +361,7 @@ class Launcher:
         for n in self.nodes:
             sees = [x for x in n.info.get("nodes", []) if x in names or x == LAUNCHER_NAME] if n.status == "up" else []
             nodes.append({
-                "name": n.name, "short": n.short, "status": n.status, "os_pid": n.proc.pid if n.alive() else None,
+                "name": n.name, "short": n.short, "status": n.status, "os_pid": n.os_pid,
                 "address": n.address, "ws_port": n.ws_port, "creation": n.info.get("creation"),
                 "sees": sees, "rooms": n.info.get("rooms", {}), "launches": n.launches,
                 "error": n.info.get("error"), "busy": n.busy,
@@ -482,10 +453,10 @@ class Launcher:
         self._push()
 
     def _kill_node(self, n: DemoNode) -> None:
-        if not n.alive():
+        if n.proc is None or not n.alive():
             raise RuntimeError(f"{n.short} is not running")
-        self._event(f"kill -9 {n.short} (OS pid {n.proc.pid})")
-        self._kill(n)
+        self._event(f"kill -9 {n.short} (OS pid {n.proc.os_pid})")
+        n.proc.kill()
         n.status = "down"
 
     def _restart_node(self, n: DemoNode) -> None:
