@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table import Row, print_table, write_json  # noqa: E402
 
 import snowg  # noqa: E402
-from snowg.cluster import tls  # noqa: E402
+from snowg import cluster as tls  # noqa: E402
 
 _LEN = struct.Struct(">I")
 

@@ -84,16 +84,17 @@ __all__ += ["ChildSpec", "supervisor", "GenServer", "call", "cast", "reply"]
 # --- end OTP behaviours ---
 
 # --- distribution (snowg.cluster) ---
+from . import rpc  # noqa: E402
 from .cluster import (  # noqa: E402
     Node,
     connect,
     disconnect,
     monitor_node,
     monitor_nodes,
+    node,
     nodes,
     register_global,
     registered_global,
-    rpc,
     send_global,
     spawnable,
     start_node,
@@ -101,7 +102,6 @@ from .cluster import (  # noqa: E402
     unregister_global,
     whereis_global,
 )
-from .cluster.node import node  # noqa: E402 - the function; snowg.cluster.node is the module
 
 __all__ += [
     "Node", "connect", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",

@@ -42,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="keep certificates, cookie and logs here "
                              "(default: a temporary directory, removed at exit)")
     if argv[:1] == ["certs"]:
-        from .cluster.tls import certs_main
+        from .cluster import certs_main
 
         return certs_main(argv[1:])
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import snowg
 from snowg._core.runtime import rt
-from snowg.cluster.node import session_for
+from snowg.cluster._connect import session_for
 from support import forward_until_stop, wait_for_stop
 
 

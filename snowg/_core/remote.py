@@ -1,16 +1,37 @@
-"""What the distribution layer calls when a signal for a local process arrives from a peer.
+"""The distribution seam: everything the cluster layer may ask of ``_core``.
 
-These functions are the other half of :class:`~snowg._core.runtime.RemoteRouter`:
-the router carries signals out of this node, these bring them in. They never
-block, so a session's reader greenlet can call them for every frame.
+``_core`` knows nothing of nodes. The cluster layer installs a
+:class:`~snowg._core.runtime.RemoteRouter` (:func:`install_router`) that
+carries signals for other nodes' pids out of this node; the functions here
+bring signals from peers in, and give the cluster layer the few runtime
+operations it needs. They never block, so a session's reader greenlet can call
+them for every frame.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple
 
 from . import process as _p
-from .runtime import rt
-from .terms import Down, Pid, Ref, pid_node
+from .process import is_local_pid
+from .runtime import RemoteRouter, rt
+from .terms import Down, Exit, Pid, Ref, pid_node
+
+__all__ = [
+    "RemoteRouter", "add_outgoing_link", "add_outgoing_monitor", "deliver_to", "deliver_to_name",
+    "fail_remote_spawn", "incoming_demonitor", "incoming_down", "incoming_exit2", "incoming_link",
+    "incoming_link_exit", "incoming_monitor", "incoming_unlink", "install_router", "is_local_pid",
+    "kill_local", "link_noproc", "local_node", "node_down", "rename_local_pids", "spawn_for_peer",
+]
+
+
+def install_router(router: Optional[RemoteRouter]) -> None:
+    """Route signals for other nodes' pids through ``router`` (None: this node is not distributed)."""
+    rt.router = router
+
+
+def local_node() -> str:
+    """This node's name (``'nonode@nohost'`` while it is not distributed)."""
+    return rt.node
 
 
 def rename_local_pids(node: str, creation: int) -> None:
@@ -202,4 +223,34 @@ def spawn_for_peer(
         proc.monitored_by = {monitor_ref: (caller, proc.pid)}
     _p._schedule(proc)
     return proc.pid
+
+
+def kill_local(pid: Pid) -> None:
+    """End the local process ``pid`` as an untrappable ``'kill'`` would; nothing if it is not alive."""
+    proc = _p.local_process(pid)
+    if proc is not None:
+        _p._signal_exit2(pid, proc, "kill")
+
+
+def fail_remote_spawn(pid: Pid, ref: Ref, opts: Tuple[str, ...]) -> Any:
+    """The calling process's remote spawn could not reach the node: answer as Erlang does.
+
+    The caller gets ``pid`` (never alive) and, at once, ``Down(ref, pid,
+    'noconnection')`` for a spawn_monitor, or the ``'noconnection'`` exit
+    signal of the link for a spawn_link (which ends a caller that does not
+    trap exits: raised here, in the caller).
+
+    Returns:
+        ``(pid, ref)`` for a spawn_monitor, else ``pid``.
+    """
+    me = _p._current()
+    if "monitor" in opts:
+        _p.deliver(me, Down(ref, pid, "noconnection"))
+        return pid, ref
+    if "link" in opts:
+        if me.trap:
+            _p.deliver(me, Exit(pid, "noconnection"))
+        else:
+            _p._kill(me, "noconnection")
+    return pid
 

@@ -1,36 +1,65 @@
-"""The cluster layer: nodes over mutually authenticated TLS (see docs/architecture).
+"""The cluster layer: nodes over mutually authenticated TLS, with msgpack frames.
 
-This module is the layer's interface for the layers above it; its private
-modules are not imported from outside the package.
+This module is the layer's interface: the layers above import from here,
+never from its private modules. It holds
+
+* the node: :func:`start_node`, :func:`stop_node`, :func:`node`,
+  :func:`nodes`, :func:`connect`, :func:`ensure_connected`,
+  :func:`disconnect`, :func:`monitor_node`, :func:`monitor_nodes`;
+* what may cross: :func:`spawnable`, :func:`lookup_spawnable`,
+  :func:`spawnable_name`, :func:`check_term`, and node names
+  (:func:`check_node_name`, :func:`is_node_name`);
+* global names (:func:`register_global` ...) and :mod:`~snowg.cluster.rpc`;
+* the one way upper layers plug in (:func:`register_frame_handler`,
+  :func:`on_node_up`, :func:`on_node_down`, :func:`on_node_stop`,
+  :func:`send_frame`, :func:`broadcast_frame`);
+* certificates: :func:`make_certs` and the ``snowg certs`` command
+  (:func:`certs_main`), loaded on first use because they need
+  ``cryptography``, which ``import snowg`` does not import.
 """
+from typing import TYPE_CHECKING, Any
+
 from . import rpc
 from ._codec import check_term
+from ._connect import DIAL_TIMEOUT, connect, disconnect, ensure_connected
+from ._extensions import (
+    broadcast_frame,
+    on_node_down,
+    on_node_stop,
+    on_node_up,
+    register_frame_handler,
+    send_frame,
+)
+from ._frames import of_type
+from ._global import register_global, registered_global, send_global, unregister_global, whereis_global
+from ._lifecycle import current, node, nodes, start_node, stop_node
 from ._names import check_node_name, is_node_name
+from ._nodemon import monitor_node, monitor_nodes
+from ._nodestate import Node
 from ._spawnable import lookup_spawnable, spawnable, spawnable_name
-from .global_registry import (
-    register_global,
-    registered_global,
-    send_global,
-    unregister_global,
-    whereis_global,
-)
-from .node import (
-    DIAL_TIMEOUT,
-    Node,
-    connect,
-    disconnect,
-    ensure_connected,
-    monitor_node,
-    monitor_nodes,
-    node,
-    nodes,
-    start_node,
-    stop_node,
-)
+from ._tls import TLSConfig, client_context, load_tls, server_context
+
+if TYPE_CHECKING:
+    from ._certmaking import CertFiles, make_certs
+    from ._certs_cli import certs_main
 
 __all__ = [
-    "DIAL_TIMEOUT", "Node", "check_node_name", "check_term", "connect", "disconnect", "ensure_connected",
-    "is_node_name", "lookup_spawnable", "monitor_node", "monitor_nodes", "node", "nodes", "register_global",
-    "registered_global", "rpc", "send_global", "spawnable", "spawnable_name", "start_node", "stop_node",
-    "unregister_global", "whereis_global",
+    "DIAL_TIMEOUT", "CertFiles", "Node", "TLSConfig", "broadcast_frame", "certs_main", "check_node_name",
+    "check_term", "client_context", "connect", "current", "disconnect", "ensure_connected", "is_node_name",
+    "load_tls", "lookup_spawnable", "make_certs", "monitor_node", "monitor_nodes", "node", "nodes", "of_type",
+    "on_node_down", "on_node_stop", "on_node_up", "register_frame_handler", "register_global",
+    "registered_global", "rpc", "send_frame", "send_global", "server_context", "spawnable", "spawnable_name",
+    "start_node", "stop_node", "unregister_global", "whereis_global",
 ]
+
+# Names whose modules import cryptography (or argparse, for the CLI): loaded on first use.
+_LAZY = {"CertFiles": "_certmaking", "make_certs": "_certmaking", "certs_main": "_certs_cli"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

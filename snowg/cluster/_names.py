@@ -25,8 +25,8 @@ def check_node_name(name: Any) -> str:
     """
     if not is_node_name(name):
         raise ValueError(
-            f"a node name is 'name@host' (one '@', both parts non-empty, printable, "
-            f"no whitespace), got {name!r}"
+            f"node name {name!r} is not of the form 'name@host' (one '@', both parts "
+            "non-empty, printable, no whitespace)"
         )
     host: str = name.split("@")[1]
     return host

@@ -17,38 +17,38 @@ the spawn reply brings it (the caller never sees that reply).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .. import _core
-from .._core import process as _p
-from .._core.runtime import rt
+from .._core import remote as _remote
 from .._core.terms import Crash, Down, Pid, Ref
 from .._errors import CallError, CallTimeout, RemoteError, SpawnError, Timeout
-from . import node as _node
-from . import protocol
+from ._codec import check_term
+from ._spawn import SpawnReply, abandon, send_request
 from ._spawnable import lookup_spawnable, spawnable, wire_name
-from .node import SpawnReply
+
+__all__ = ["RUNNER", "call"]
 
 
 RUNNER = "snowg.rpc.runner"
 
 
 @spawnable(RUNNER)
-def _runner(caller: Pid, tag: Ref, fn_name: str, args: list, kwargs: dict) -> None:
+def _runner(caller: Pid, tag: Ref, fn_name: str, args: List[Any], kwargs: Dict[str, Any]) -> None:
     """Run ``fn_name(*args, **kwargs)`` and end with ``(tag, outcome...)`` as the exit reason."""
     fn = lookup_spawnable(fn_name)
     if fn is None:
-        _core.exit((tag, "refused", f"{fn_name!r} is not spawnable on node {rt.node}"))
+        _core.exit((tag, "refused", f"{fn_name!r} is not spawnable on node {_remote.local_node()}"))
     try:
         value = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the caller gets the error, as erpc does
         crash = Crash.from_exception(exc)
         _core.exit((tag, "error", crash.type, crash.message, crash.traceback))
     outcome = (tag, "ok", value)
-    if not _p.is_local_pid(caller):
+    if not _remote.is_local_pid(caller):
         try:
-            protocol.encode_frame([0, outcome])
-        except (TypeError, ValueError) as exc:
+            check_term(outcome)
+        except TypeError as exc:
             outcome = (tag, "error", "TypeError", f"the result cannot cross nodes: {exc}", "")
     _core.exit(outcome)
 
@@ -75,34 +75,27 @@ def call(node: str, fn: Union[str, Callable[..., Any]], *args: Any, timeout: Opt
     deadline = None if timeout is None else time.monotonic() + timeout
     req = _request(node, me, tag, name, args, kwargs)
     if req is None:
-        pid, ref = _core.spawn_monitor(_runner if node == rt.node else RUNNER,
+        pid, ref = _core.spawn_monitor(_runner if node == _remote.local_node() else RUNNER,
                                        me, tag, name, list(args), kwargs, node=node)
         return _wait(node, tag, ref, pid, None, deadline, timeout)
     return _wait(node, tag, req, None, req, deadline, timeout)
 
 
-def _request(node: str, me: Pid, tag: Ref, name: str, args: tuple, kwargs: dict) -> Optional[Ref]:
+def _request(node: str, me: Pid, tag: Ref, name: str, args: Tuple[Any, ...],
+             kwargs: Dict[str, Any]) -> Optional[Ref]:
     """Send the runner's spawn request to ``node`` without waiting for the spawn reply.
 
     Returns the request's ref (also the runner's monitor ref), or None when the
     runner must be spawned the ordinary way (this node, or not connected).
+
+    Raises:
+        TypeError: an argument cannot cross nodes (nothing was sent).
     """
     runner_args = [me, tag, name, list(args), kwargs]
-    st = _node._state
-    if node == rt.node or st is None:
-        if node != rt.node:
-            protocol.encode_frame([0, runner_args])  # TypeError: what cannot cross, as for a peer
+    if node == _remote.local_node():
         return None
-    req = _core.make_ref()
-    frame = protocol.encode_frame([protocol.SPAWN_REQUEST, req, me, RUNNER, runner_args, {}, ["monitor"]])
-    sess = st.sessions.get(node)
-    if sess is None:
-        return None
-    st.spawn_pending[req] = (me, ("monitor",), node)
-    if not sess.send(frame):
-        st.spawn_pending.pop(req, None)
-        return None
-    return req
+    # Raises TypeError for what cannot cross even when not connected, as for a peer.
+    return send_request(node, me, RUNNER, runner_args, {}, ("monitor",))
 
 
 def _wait(node: str, tag: Ref, ref: Ref, pid: Optional[Pid], req: Optional[Ref], deadline: Optional[float],
@@ -141,12 +134,9 @@ def _wait(node: str, tag: Ref, ref: Ref, pid: Optional[Pid], req: Optional[Ref],
 def _abandon(ref: Ref, pid: Optional[Pid], req: Optional[Ref]) -> None:
     """The caller gives up: nothing of this call may reach its mailbox afterwards."""
     if req is not None and pid is None:
-        st = _node._state
-        if st is not None and req in st.spawn_pending:
-            # The spawn reply is still on its way: the node kills the runner
-            # when it comes, and delivers nothing (its monitor is never set up here).
-            caller, _opts, node = st.spawn_pending[req]
-            st.spawn_pending[req] = (caller, (_node.ABANDONED,), node)
+        # If the spawn reply is still on its way, the node kills the runner
+        # when it comes, and delivers nothing (its monitor is never set up here).
+        abandon(req)
     # No Down for ref after this (semantics rule 11), and none left in the mailbox.
     _core.demonitor(ref, flush=True)
     for m in _core.flush_messages(lambda m: type(m) is SpawnReply and m.req == req):

@@ -31,7 +31,7 @@ import gevent
 import snowg
 from snowg import ChildSpec, Exit, spawnable, supervisor
 from snowg import ws
-from snowg.cluster.node import current as _current_node
+from snowg.cluster import current as _current_node
 
 log = logging.getLogger("snowg.demo")
 

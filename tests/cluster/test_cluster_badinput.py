@@ -5,7 +5,7 @@ sessions .
 The node under test is this test process (so ``caplog`` sees its log); a real
 peer node started by :mod:`snowg.testing` shows that the node still serves
 other sessions. Raw clients speak TLS and the sans-IO handshake of
-:mod:`snowg.cluster.protocol` themselves.
+:mod:`snowg.cluster._handshake` themselves.
 """
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 
 import snowg
 from snowg import Pid
-from snowg.cluster import protocol, tls
-from snowg.cluster.protocol import Handshake, encode_frame
+from snowg import cluster as tls
+from snowg.cluster import _frames as protocol
+from snowg.cluster._framing import encode_frame
+from snowg.cluster._handshake import INITIATOR, Handshake, HandshakeError
 from snowg.testing import wait_for
 
 import distfuncs as df
@@ -106,14 +108,14 @@ def read_until_closed(sock, timeout: float = 5.0) -> bytes:
 def handshake(sock, config, node_name: str, name: Optional[str] = None, cookie: Optional[str] = None):
     """Run the initiator's side of the handshake over ``sock``; returns (name, Handshake)."""
     name = name or f"raw{next(_names)}-{os.getpid()}@127.0.0.1"
-    hs = Handshake(protocol.INITIATOR, name, 12345, cookie or config.cookie,
+    hs = Handshake(INITIATOR, name, 12345, cookie or config.cookie,
                    address="127.0.0.1:1", expected_peer=node_name)
     with gevent.Timeout(5):
         sock.sendall(hs.data_to_send())
         while not hs.established:
             data = sock.recv(4096)
             if not data:
-                raise protocol.HandshakeError("closed", "closed")
+                raise HandshakeError("closed", "closed")
             hs.receive_data(data)
             out = hs.data_to_send()
             if out:
@@ -159,7 +161,7 @@ def log(caplog):
 def test_plain_tcp_without_tls(snowg_node, witness, log, hub_errors) -> None:
     sock = tcp(snowg_node)
     addr = where(sock)
-    hello = Handshake(protocol.INITIATOR, "plain@127.0.0.1", 1, "cookie", address="x").data_to_send()
+    hello = Handshake(INITIATOR, "plain@127.0.0.1", 1, "cookie", address="x").data_to_send()
     sock.sendall(hello)
     read_until_closed(sock)
     assert_logged(log, f"rejected connection from {addr}", "TLS handshake failed")
@@ -224,14 +226,14 @@ def test_certificate_from_another_ca_is_refused(snowg_node, snowg_cluster_config
 def test_wrong_cookie_raw_client(snowg_node, snowg_cluster_config, witness, log, hub_errors) -> None:
     sock = tls_client(snowg_cluster_config, snowg_node)
     addr = where(sock)
-    with pytest.raises(protocol.HandshakeError) as err:
+    with pytest.raises(HandshakeError) as err:
         handshake(sock, snowg_cluster_config, snowg_node.name, name="liar@127.0.0.1", cookie="not the cookie")
     assert err.value.kind == "cookie"  # our side found the node's proof wrong
     sock.close()
     # Now the node's side: a client that cannot prove the cookie (reflects garbage as its REPLY).
     sock = tls_client(snowg_cluster_config, snowg_node)
     addr = where(sock)
-    hs = Handshake(protocol.INITIATOR, "liar2@127.0.0.1", 1, snowg_cluster_config.cookie, address="x")
+    hs = Handshake(INITIATOR, "liar2@127.0.0.1", 1, snowg_cluster_config.cookie, address="x")
     sock.sendall(hs.data_to_send())
     with gevent.Timeout(5):
         assert sock.recv(4096)  # the node's CHALLENGE

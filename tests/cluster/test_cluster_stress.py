@@ -55,7 +55,7 @@ BLOBS_PER_BATCH = 160  # 10 MiB a batch: more than loopback's socket buffers hol
 
 @pytest.mark.timeout(120)
 def test_rule9_sends_to_a_peer_that_stopped_reading_wait_and_stay_in_order(peers, me) -> None:
-    from snowg.cluster.node import session_for
+    from snowg.cluster._connect import session_for
 
     peer = peers.start(modules=["distfuncs"])
     count = 2 * BLOBS_PER_BATCH

@@ -1,4 +1,4 @@
-"""Tests of snowg.cluster.protocol: framing, frame validation and the handshake."""
+"""The sans-IO protocol: framing, frame validation and the handshake (cluster._framing, _frames, _handshake)."""
 from __future__ import annotations
 
 import itertools
@@ -13,20 +13,26 @@ from hypothesis import strategies as st
 
 from snowg._core.terms import Pid, Ref
 from snowg.cluster import _codec as codec
-from snowg.cluster import protocol as P
-from snowg.cluster.protocol import (
+from snowg.cluster import _frames as P
+from snowg.cluster._frames import validate_frame
+from snowg.cluster._framing import FrameDecoder, FrameTooLarge, MalformedFrame, ProtocolError, encode_frame
+from snowg.cluster._global import (
+    GLOBAL_LOCK,
+    GLOBAL_LOCK_REPLY,
+    GLOBAL_REGISTER,
+    GLOBAL_SYNC,
+    GLOBAL_UNLOCK,
+    GLOBAL_UNREGISTER,
+)
+from snowg.cluster._handshake import (
+    PROTOCOL_VERSION,
     Established,
-    FrameDecoder,
-    FrameTooLarge,
     Handshake,
     HandshakeError,
-    MalformedFrame,
     PeerHello,
-    ProtocolError,
-    encode_frame,
     simultaneous_connect_winner,
-    validate_frame,
 )
+from snowg.ws._rooms import ROOM_BROADCAST  # registers the rooms' frame, as importing snowg.ws does
 
 PID_A = Pid("a@h", 1, 10)
 PID_B = Pid("b@h", 2, 20)
@@ -49,16 +55,16 @@ VALID_FRAMES: List[list] = [
     [P.SPAWN_REQUEST, REF, PID_A, "mod.fn", [1, (2,)], {"k": 3}, ["link", "monitor"]],
     [P.SPAWN_REPLY, REF, PID_A, PID_B],
     [P.SPAWN_REPLY, REF, PID_A, "function 'x' is not spawnable"],
-    [P.GLOBAL_REGISTER, "name", PID_A],
-    [P.GLOBAL_UNREGISTER, "name", PID_A],
-    [P.GLOBAL_SYNC, {"n1": PID_A, "n2": PID_B}],
-    [P.GLOBAL_SYNC, {}],
+    [GLOBAL_REGISTER, "name", PID_A],
+    [GLOBAL_UNREGISTER, "name", PID_A],
+    [GLOBAL_SYNC, {"n1": PID_A, "n2": PID_B}],
+    [GLOBAL_SYNC, {}],
     [P.PEER_LIST, [["a@h", "h:1"], ["b@h", "h:2"]]],
-    [P.ROOM_BROADCAST, "lobby", "text"],
-    [P.ROOM_BROADCAST, "lobby", b"\x00binary"],
-    [P.GLOBAL_LOCK, "name", REF, PID_A],
-    [P.GLOBAL_LOCK_REPLY, REF, PID_A, True],
-    [P.GLOBAL_UNLOCK, "name", REF],
+    [ROOM_BROADCAST, "lobby", "text"],
+    [ROOM_BROADCAST, "lobby", b"\x00binary"],
+    [GLOBAL_LOCK, "name", REF, PID_A],
+    [GLOBAL_LOCK_REPLY, REF, PID_A, True],
+    [GLOBAL_UNLOCK, "name", REF],
 ]
 
 
@@ -152,7 +158,7 @@ def test_oversize_length_rejected_from_the_header_alone() -> None:
 
 
 def test_frame_of_exactly_the_maximum_is_accepted() -> None:
-    body = codec.encode([P.ROOM_BROADCAST, "r", b"x" * 50])
+    body = codec.encode([ROOM_BROADCAST, "r", b"x" * 50])
     dec = FrameDecoder(max_frame_size=len(body))
     assert len(dec.feed(struct.pack(">I", len(body)) + body)) == 1
 
@@ -214,12 +220,12 @@ def test_frames_before_a_bad_one_do_not_hide_the_error() -> None:
         ([P.SPAWN_REQUEST, REF, PID_A, "f", [], {1: 2}, []], "field 5"),
         ([P.SPAWN_REQUEST, REF, PID_A, "f", [], {}, ["link", 1]], "field 6"),
         ([P.SPAWN_REPLY, REF, PID_A, 5], "field 3"),
-        ([P.GLOBAL_REGISTER, 1, PID_A], "field 1"),
-        ([P.GLOBAL_SYNC, {"n": "notapid"}], "field 1"),
-        ([P.GLOBAL_SYNC, [("n", PID_A)]], "field 1"),
+        ([GLOBAL_REGISTER, 1, PID_A], "field 1"),
+        ([GLOBAL_SYNC, {"n": "notapid"}], "field 1"),
+        ([GLOBAL_SYNC, [("n", PID_A)]], "field 1"),
         ([P.PEER_LIST, [["a@h"]]], "field 1"),
         ([P.PEER_LIST, [["a@h", 5]]], "field 1"),
-        ([P.ROOM_BROADCAST, "r", 5], "field 2"),
+        ([ROOM_BROADCAST, "r", 5], "field 2"),
     ],
 )
 def test_validation_errors(frame: Any, match: str) -> None:
@@ -444,12 +450,12 @@ def test_reflected_challenge_gives_no_usable_proof() -> None:
     # The attacker asks a second acceptor to prove itself over the first
     # acceptor's challenge, and replays that proof as its reply.
     acc1 = Handshake("acceptor", "bob@h", 22, COOKIE)
-    acc1.receive_data(encode_frame(["HELLO", P.PROTOCOL_VERSION, "mallory@h", 1, "", b"\x01" * 32]))
+    acc1.receive_data(encode_frame(["HELLO", PROTOCOL_VERSION, "mallory@h", 1, "", b"\x01" * 32]))
     acc1.next_event()
     acc1.accept()
     (challenge1,) = FrameDecoder().feed(acc1.data_to_send())
     acc2 = Handshake("acceptor", "bob@h", 22, COOKIE)
-    acc2.receive_data(encode_frame(["HELLO", P.PROTOCOL_VERSION, "mallory@h", 1, "", challenge1[4]]))
+    acc2.receive_data(encode_frame(["HELLO", PROTOCOL_VERSION, "mallory@h", 1, "", challenge1[4]]))
     acc2.next_event()
     acc2.accept()
     (challenge2,) = FrameDecoder().feed(acc2.data_to_send())
@@ -489,7 +495,7 @@ def test_same_random_challenges_still_bind_names() -> None:
     reply_for_alice = i1.data_to_send()
 
     a2 = Handshake("acceptor", "bob@h", 22, COOKIE, rand=rand)
-    a2.receive_data(encode_frame(["HELLO", P.PROTOCOL_VERSION, "eve@h", 11, "", b"\x07" * 32]))
+    a2.receive_data(encode_frame(["HELLO", PROTOCOL_VERSION, "eve@h", 11, "", b"\x07" * 32]))
     a2.next_event()
     a2.accept()
     with pytest.raises(HandshakeError, match="cookie mismatch"):
@@ -521,9 +527,9 @@ def test_oversize_handshake_frame(role: str) -> None:
     [
         ("acceptor", ["CHALLENGE"]),
         ("acceptor", ["HELLO"]),
-        ("acceptor", ["HELLO", P.PROTOCOL_VERSION, "alice@h", 1, "", b"short"]),
-        ("acceptor", ["HELLO", P.PROTOCOL_VERSION, "", 1, "", b"\x00" * 32]),
-        ("acceptor", ["HELLO", P.PROTOCOL_VERSION, "alice@h", "1", "", b"\x00" * 32]),
+        ("acceptor", ["HELLO", PROTOCOL_VERSION, "alice@h", 1, "", b"short"]),
+        ("acceptor", ["HELLO", PROTOCOL_VERSION, "", 1, "", b"\x00" * 32]),
+        ("acceptor", ["HELLO", PROTOCOL_VERSION, "alice@h", "1", "", b"\x00" * 32]),
         ("acceptor", ["REJECT", "x"]),
         ("acceptor", [1, 2, 3]),
         ("acceptor", "HELLO"),
@@ -603,7 +609,7 @@ def _fuzz_handshake(hs: Handshake, chunks) -> None:
         pass
 
 
-_hello = encode_frame(["HELLO", P.PROTOCOL_VERSION, "alice@h", 11, "h:1", b"\x01" * 32])
+_hello = encode_frame(["HELLO", PROTOCOL_VERSION, "alice@h", 11, "h:1", b"\x01" * 32])
 _handshake_streams = st.one_of(
     st.binary(max_size=200),
     st.lists(st.binary(max_size=40), max_size=4).map(
@@ -613,7 +619,7 @@ _handshake_streams = st.one_of(
     st.lists(
         st.sampled_from(
             [
-                ["HELLO", P.PROTOCOL_VERSION, "alice@h", 11, "h:1", b"\x01" * 32],
+                ["HELLO", PROTOCOL_VERSION, "alice@h", 11, "h:1", b"\x01" * 32],
                 ["CHALLENGE", "bob@h", 22, "h:2", b"\x02" * 32, b"\x03" * 32],
                 ["REPLY", b"\x04" * 32],
                 ["ACK"],

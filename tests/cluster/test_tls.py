@@ -1,4 +1,4 @@
-"""Certificates, TLS contexts and the cookie (snowg.cluster.tls, snowg.cluster.cookie)."""
+"""Certificates, TLS contexts and the cookie (snowg.cluster._cert*, _tls, _cookie)."""
 from __future__ import annotations
 
 import datetime
@@ -21,22 +21,26 @@ from gevent import socket as gsocket
 from gevent import ssl as gssl
 
 from snowg._errors import NodeError
-from snowg.cluster import tls
-from snowg.cluster.cookie import resolve_cookie
-from snowg.cluster.tls import (
-    TLSConfig,
-    certs_main,
-    client_context,
-    load_tls,
-    make_certs,
-    peer_common_name,
-    server_context,
-)
+from snowg.cluster import TLSConfig, client_context, load_tls, make_certs, server_context
+from snowg.cluster._certcheck import validity
+from snowg.cluster._certfiles import default_home
+from snowg.cluster._certs_cli import certs_main
+from snowg.cluster._cookie import resolve_cookie
 
 ALICE = 'alice@127.0.0.1'
 BOB = 'bob@127.0.0.1'
 POSIX = os.name == 'posix'
 IO_TIMEOUT = 5.0
+
+
+def peer_common_name(sslsock: Any) -> str | None:
+    """The subject CN of the certificate the peer of ``sslsock`` presented (None if none)."""
+    cert = sslsock.getpeercert()
+    for rdn in (cert or {}).get('subject', ()):
+        for key, value in rdn:
+            if key == 'commonName':
+                return str(value)
+    return None
 
 
 @pytest.fixture(scope='module')
@@ -277,8 +281,10 @@ def test_monkeypatched_program(cluster: Path) -> None:
         import warnings
         warnings.simplefilter('error')  # a MonkeyPatchWarning would fail here
         from gevent import monkey
-        import snowg.cluster.tls as tls   # imported before patching: must not import ssl
+        import snowg.cluster as tls   # imported before patching: must not import ssl
         monkey.patch_all()
+        def peer_cn(s):
+            return dict(x[0] for x in s.getpeercert()['subject'])['commonName']
         import socket, ssl, sys, gevent
         cfg = tls.load_tls(sys.argv[1], 'alice@127.0.0.1', default_dir=None)
         srv, cli = tls.server_context(cfg), tls.client_context(cfg)
@@ -287,12 +293,12 @@ def test_monkeypatched_program(cluster: Path) -> None:
             conn, _ = lst.accept()
             s = srv.wrap_socket(conn, server_side=True)
             s.sendall(s.recv(5).upper())
-            return tls.peer_common_name(s)
+            return peer_cn(s)
         with gevent.Timeout(5):
             g = gevent.spawn(serve)
             c = cli.wrap_socket(socket.create_connection(lst.getsockname()))
             c.sendall(b'hello')
-            print(c.recv(5).decode(), tls.peer_common_name(c), g.get())
+            print(c.recv(5).decode(), peer_cn(c), g.get())
     ''')
     out = subprocess.run([sys.executable, '-c', script, str(cluster)],
                          capture_output=True, text=True, timeout=60)
@@ -320,7 +326,7 @@ def test_load_tls_shapes(certs: Path) -> None:
 
 def test_load_tls_default_home(certs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('SNOWG_HOME', str(certs.parent))
-    assert tls.default_home() == certs.parent
+    assert default_home() == certs.parent
     assert load_tls(None, BOB, default_dir=None).cert == str(certs / f'{BOB}.pem')
 
 
@@ -503,7 +509,7 @@ def test_certs_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count('created ') == 4 and 'keep ca.key private' in out
     for stem in ('ca', 'node', ALICE, BOB):
         assert (d / f'{stem}.pem').is_file() and (d / f'{stem}.key').is_file()
-    after = tls._validity(_read_cert(d / f'{ALICE}.pem'))[1]
+    after = validity(_read_cert(d / f'{ALICE}.pem'))[1]
     assert after - datetime.datetime.now(datetime.timezone.utc) < datetime.timedelta(days=31)
     load_tls(d, BOB, default_dir=None)
 

@@ -23,7 +23,7 @@ from geventwebsocket.handler import WebSocketHandler
 import snowg
 import snowg.ws as ws
 import snowg.ws._rooms as rooms_mod
-from snowg.cluster.tls import make_certs
+from snowg.cluster import make_certs
 from snowg.ws import _frames as fr
 from support import recv, tagged
 from test_ws_frames import client_frame
@@ -276,29 +276,35 @@ def test_abrupt_disconnect_leaves_rooms(servers):
     assert ws.members("room") == [] and ws.rooms() == [] and conn.rooms == frozenset()
 
 
-def test_room_handler_is_installed_for_the_cluster(servers):
-    from snowg.cluster import hooks
+def test_rooms_reach_the_cluster_through_its_frames(servers, monkeypatch):
+    from snowg.cluster import _dispatch
+    from snowg.ws import _rooms
 
     srv = servers(command_handler)
     cl = connect(srv.port)
     cl.send("join r")
     assert cl.recv() == "joined r"
     forwarded = []
-    previous = hooks._room_forwarder  # a node started by another test module may have one
-    hooks.set_room_forwarder(lambda room, data: forwarded.append((room, data)))
-    try:
-        # A broadcast from another node: delivered locally, never forwarded again.
-        assert hooks.deliver_room("r", "from afar") == 1
-        assert cl.recv() == "from afar"
-        assert forwarded == []
-        # A local broadcast: delivered and forwarded once.
-        assert ws.broadcast("r", "here") == 1
-        assert ws.broadcast_except("r", "not you", ws.members("r")[0]) == 0
-        assert forwarded == [("r", "here"), ("r", "not you")]
-        assert cl.recv() == "here"
-    finally:
-        hooks.set_room_forwarder(previous)
+    monkeypatch.setattr(_rooms, "broadcast_frame", forwarded.append)
+    # A broadcast from another node arrives as a ROOM_BROADCAST frame: delivered
+    # locally, never forwarded again.
+    frame = (_rooms.ROOM_BROADCAST, "r", "from afar")
+    _dispatch.on_frames(FakeSession("peer@127.0.0.1"), [list(frame)])
+    assert cl.recv() == "from afar"
+    assert forwarded == []
+    # A local broadcast: delivered, and one frame for the other nodes.
+    assert ws.broadcast("r", "here") == 1
+    assert ws.broadcast_except("r", "not you", ws.members("r")[0]) == 0
+    assert forwarded == [[_rooms.ROOM_BROADCAST, "r", "here"], [_rooms.ROOM_BROADCAST, "r", "not you"]]
+    assert cl.recv() == "here"
     cl.close()
+
+
+class FakeSession:
+    """What a frame handler sees of the session a frame came on: its peer's name."""
+
+    def __init__(self, peer_name: str) -> None:
+        self.peer_name = peer_name
 
 
 # ---------------------------------------------------- the handler is a process

@@ -27,11 +27,13 @@ import gevent
 from gevent.exceptions import ConcurrentObjectUseError
 
 from .._core.process import Task
-from . import protocol
+from .._core.terms import Pid
+from ._frames import TICK
+from ._framing import FrameDecoder, MalformedFrame, ProtocolError, encode_frame
 
 log = logging.getLogger("snowg")
 
-_TICK_FRAME = protocol.encode_frame([protocol.TICK])
+_TICK_FRAME = encode_frame([TICK])
 # A read returns one TLS record (at most 16 KiB of data); 32 KiB takes any whole.
 _RECV_SIZE = 32 * 1024
 
@@ -78,7 +80,7 @@ class Session:
         self._writer_busy = False
         # The TLS object under gevent's SSLSocket (see the module docstring).
         self._tls = sock._sslobj
-        self._decoder = protocol.FrameDecoder(max_frame_size)
+        self._decoder = FrameDecoder(max_frame_size)
         self._on_frames = on_frames
         self._on_closed = on_closed
         self._initial = initial_data
@@ -96,6 +98,15 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.peer_name} ({self.peer_socket})>"
+
+    def check_from(self, pid: Pid) -> None:
+        """Check that a signal the peer sent comes from one of its own processes.
+
+        Raises:
+            MalformedFrame: the peer claims to speak for another node's process.
+        """
+        if pid.node != self.peer_name:
+            raise MalformedFrame(f"peer {self.peer_name} sent a signal claiming to come from {pid}")
 
     # ----------------------------------------------------------------- sending
 
@@ -186,7 +197,7 @@ class Session:
                     self._close_on_end_of_stream(decoder, "the peer closed the connection")
                     return
                 self.last_recv = time.monotonic()
-        except protocol.ProtocolError as exc:
+        except ProtocolError as exc:
             self.close("protocol_error", f"protocol error from the peer: {exc}", level=logging.ERROR)
         except (OSError, ValueError, ConcurrentObjectUseError) as exc:
             if not self.closed:
@@ -194,7 +205,7 @@ class Session:
                 # connection: that is an end of stream too.
                 self._close_on_end_of_stream(decoder, f"read failed: {exc}")
 
-    def _close_on_end_of_stream(self, decoder: protocol.FrameDecoder, how: str) -> None:
+    def _close_on_end_of_stream(self, decoder: FrameDecoder, how: str) -> None:
         pending = decoder.buffered
         if pending:
             self.close("protocol_error", f"{how} in the middle of a frame ({pending} bytes of a truncated frame)",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Union
 
 from .._errors import NodeError
-from .tls import default_home
+from ._certfiles import default_home
 
 __all__ = ['resolve_cookie']
 

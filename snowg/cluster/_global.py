@@ -17,6 +17,9 @@ On connect, each node sends the peer the names its own processes hold; when
 two clusters that both hold a name merge, the process on the node whose name
 sorts lower keeps it and the other is killed (OTP's default resolver) -- by
 its own node, so it is killed once.
+
+The registry plugs into the cluster layer as any upper layer would, through
+:mod:`snowg.cluster._extensions`: its frames, and its node up/down/stop callbacks.
 """
 from __future__ import annotations
 
@@ -28,17 +31,31 @@ from typing import Any, Dict, List, Optional, Tuple
 import gevent
 
 from .. import _core
-from .._core import process as _p
-from .._core.runtime import rt
+from .._core import remote as _remote
 from .._core.terms import Down, Pid, Ref
 from .._errors import NoProc
-from . import node as _node
-from . import protocol
-from .session import Session
+from ._extensions import (
+    broadcast_frame,
+    on_node_down,
+    on_node_stop,
+    on_node_up,
+    register_frame_handler,
+    send_frame,
+)
+from ._frames import of_type
+from ._lifecycle import nodes
+
+__all__ = ["register_global", "registered_global", "send_global", "unregister_global", "whereis_global"]
 
 log = logging.getLogger("snowg")
 
-_enc = protocol.encode_frame
+GLOBAL_REGISTER = 12
+GLOBAL_UNREGISTER = 13
+GLOBAL_SYNC = 14
+GLOBAL_LOCK = 17
+GLOBAL_LOCK_REPLY = 18
+GLOBAL_UNLOCK = 19
+
 LOCK_TTL = 10.0
 MAX_ATTEMPTS = 200
 
@@ -47,6 +64,8 @@ _names: Dict[str, Pid] = {}
 _locks: Dict[str, Tuple[Ref, Pid, float]] = {}
 # The process that monitors this node's globally registered processes.
 _server: Optional[Pid] = None
+# Lock requests sent to another node and not answered yet: req -> (caller, node).
+_waiting: Dict[Ref, Tuple[Pid, str]] = {}
 
 
 class _LockReply(tuple):
@@ -63,9 +82,9 @@ def _local_lock(name: str, req: Ref, owner: Pid) -> bool:
 
 
 def _owner_alive(owner: Pid) -> bool:
-    if _p.is_local_pid(owner):
-        return _p.is_alive(owner)
-    return owner.node in _node.nodes()
+    if _remote.is_local_pid(owner):
+        return _core.is_alive(owner)
+    return owner.node in nodes()
 
 
 def _local_unlock(name: str, req: Ref) -> None:
@@ -101,40 +120,32 @@ def register_global(name: str, pid: Pid) -> bool:
                 return False
             if current == pid:
                 return True
-            if not _pid_alive(pid):
+            if not _owner_alive(pid):
                 return False
             _set(name, pid)
-            _node.broadcast_frame(_enc([protocol.GLOBAL_REGISTER, name, pid]))
+            broadcast_frame([GLOBAL_REGISTER, name, pid])
             return True
         finally:
             _release(name, req, held)
     return False
 
 
-def _pid_alive(pid: Pid) -> bool:
-    if _p.is_local_pid(pid):
-        return _p.is_alive(pid)
-    return pid.node in _node.nodes()
-
-
 def _acquire_all(name: str, req: Ref, me: Pid) -> Optional[List[str]]:
     """Take the lock on every node in sorted order; the nodes locked, or None if refused."""
-    order = sorted([rt.node] + _node.nodes())
+    here = _remote.local_node()
+    order = sorted([here] + nodes())
     held: List[str] = []
     for node_name in order:
-        if node_name == rt.node:
+        if node_name == here:
             if not _local_lock(name, req, me):
                 _release(name, req, held)
                 return None
             held.append(node_name)
             continue
-        sess = _node.session_for(node_name)
-        if sess is None:
+        _waiting[req] = (me, node_name)
+        if not send_frame(node_name, [GLOBAL_LOCK, name, req, me]):
+            del _waiting[req]
             continue  # gone meanwhile: it holds nothing of ours
-        _node.watch_request(req, me, node_name)
-        if not sess.send(_enc([protocol.GLOBAL_LOCK, name, req, me])):
-            _node.unwatch_request(req)
-            continue
         reply = _core.receive(lambda m: type(m) is _LockReply and m[0] == req)
         granted = reply[1]
         if granted is None:
@@ -147,13 +158,12 @@ def _acquire_all(name: str, req: Ref, me: Pid) -> Optional[List[str]]:
 
 
 def _release(name: str, req: Ref, held: List[str]) -> None:
+    here = _remote.local_node()
     for node_name in held:
-        if node_name == rt.node:
+        if node_name == here:
             _local_unlock(name, req)
-            continue
-        sess = _node.session_for(node_name)
-        if sess is not None:
-            sess.send(_enc([protocol.GLOBAL_UNLOCK, name, req]))
+        else:
+            send_frame(node_name, [GLOBAL_UNLOCK, name, req])
 
 
 def unregister_global(name: str) -> None:
@@ -162,7 +172,7 @@ def unregister_global(name: str) -> None:
     if pid is None:
         return
     _unset(name, pid)
-    _node.broadcast_frame(_enc([protocol.GLOBAL_UNREGISTER, name, pid]))
+    broadcast_frame([GLOBAL_UNREGISTER, name, pid])
 
 
 def whereis_global(name: str) -> Optional[Pid]:
@@ -193,7 +203,7 @@ def send_global(name: str, msg: Any) -> Pid:
 
 def _set(name: str, pid: Pid) -> None:
     _names[name] = pid
-    if _p.is_local_pid(pid):
+    if _remote.is_local_pid(pid):
         _watch(pid, name)
 
 
@@ -205,7 +215,7 @@ def _unset(name: str, pid: Pid) -> None:
 def _watch(pid: Pid, name: str) -> None:
     """Have the global server monitor a local registered process, to free its name."""
     global _server
-    if _server is None or not _p.is_alive(_server):
+    if _server is None or not _core.is_alive(_server):
         _server = _core.spawn(_server_loop)
     _core.send(_server, ("watch", pid, name))
 
@@ -220,7 +230,7 @@ def _server_loop() -> None:
                 pid, name = entry
                 if _names.get(name) == pid:
                     del _names[name]
-                    _node.broadcast_frame(_enc([protocol.GLOBAL_UNREGISTER, name, pid]))
+                    broadcast_frame([GLOBAL_UNREGISTER, name, pid])
         elif type(msg) is tuple and msg[0] == "watch":
             _tag, pid, name = msg
             watched[_core.monitor(pid)] = (pid, name)
@@ -230,19 +240,13 @@ def _resolve(name: str, mine: Pid, theirs: Pid) -> Pid:
     """Two pids hold ``name``: the one on the lower node name wins; the local loser is killed."""
     winner, loser = (mine, theirs) if (mine.node, mine.id) <= (theirs.node, theirs.id) else (theirs, mine)
     _names[name] = winner
-    if _p.is_local_pid(winner):
+    if _remote.is_local_pid(winner):
         _watch(winner, name)
-    if _p.is_local_pid(loser):
+    if _remote.is_local_pid(loser):
         log.warning("global name %r held by %s and %s: %s keeps it, %s is killed", name, winner, loser,
                     winner, loser)
-        _kill(loser)
+        _remote.kill_local(loser)
     return winner
-
-
-def _kill(pid: Pid) -> None:
-    proc = _p.local_process(pid)
-    if proc is not None:
-        _p._signal_exit2(pid, proc, "kill")
 
 
 def _apply_register(name: str, pid: Pid) -> None:
@@ -256,44 +260,37 @@ def _apply_register(name: str, pid: Pid) -> None:
 # ----------------------------------------------------------- frame handlers
 
 
-def _h_register(sess: Session, f: tuple) -> None:
+def _h_register(peer: str, f: Tuple[Any, ...]) -> None:
     _apply_register(f[1], f[2])
 
 
-def _h_unregister(sess: Session, f: tuple) -> None:
+def _h_unregister(peer: str, f: Tuple[Any, ...]) -> None:
     _unset(f[1], f[2])
 
 
-def _h_sync(sess: Session, f: tuple) -> None:
+def _h_sync(peer: str, f: Tuple[Any, ...]) -> None:
     for name, pid in f[1].items():
         _apply_register(name, pid)
 
 
-def _h_lock(sess: Session, f: tuple) -> None:
+def _h_lock(peer: str, f: Tuple[Any, ...]) -> None:
     _, name, req, owner = f
-    granted = _local_lock(name, req, owner)
-    sess.send(_enc([protocol.GLOBAL_LOCK_REPLY, req, owner, granted]))
+    send_frame(peer, [GLOBAL_LOCK_REPLY, req, owner, _local_lock(name, req, owner)])
 
 
-def _h_lock_reply(sess: Session, f: tuple) -> None:
+def _h_lock_reply(peer: str, f: Tuple[Any, ...]) -> None:
     _, req, owner, granted = f
-    if _node.unwatch_request(req):
-        _p_deliver(owner, _LockReply((req, granted)))
+    if _waiting.pop(req, None) is not None:
+        _remote.deliver_to(owner, _LockReply((req, granted)))
 
 
-def _h_unlock(sess: Session, f: tuple) -> None:
+def _h_unlock(peer: str, f: Tuple[Any, ...]) -> None:
     _local_unlock(f[1], f[2])
 
 
-def _p_deliver(pid: Pid, msg: Any) -> None:
-    proc = _p.local_process(pid)
-    if proc is not None:
-        _p.deliver(proc, msg)
-
-
-def _on_node_up(sess: Session) -> None:
-    mine = {name: pid for name, pid in _names.items() if _p.is_local_pid(pid)}
-    sess.send(_enc([protocol.GLOBAL_SYNC, mine]))
+def _on_node_up(node_name: str) -> None:
+    mine = {name: pid for name, pid in _names.items() if _remote.is_local_pid(pid)}
+    send_frame(node_name, [GLOBAL_SYNC, mine])
 
 
 def _on_node_down(node_name: str) -> None:
@@ -301,23 +298,9 @@ def _on_node_down(node_name: str) -> None:
         del _names[name]
     for name in [n for n, (_r, owner, _t) in _locks.items() if owner.node == node_name]:
         del _locks[name]
-
-
-def _on_request_lost(req: Ref, caller: Pid) -> None:
-    _p_deliver(caller, _LockReply((req, None)))
-
-
-_node.frame_handlers.update({
-    protocol.GLOBAL_REGISTER: _h_register,
-    protocol.GLOBAL_UNREGISTER: _h_unregister,
-    protocol.GLOBAL_SYNC: _h_sync,
-    protocol.GLOBAL_LOCK: _h_lock,
-    protocol.GLOBAL_LOCK_REPLY: _h_lock_reply,
-    protocol.GLOBAL_UNLOCK: _h_unlock,
-})
-_node.node_up_hooks.append(_on_node_up)
-_node.node_down_hooks.append(_on_node_down)
-_node.request_lost_hooks.append(_on_request_lost)
+    for req in [r for r, (_c, n) in _waiting.items() if n == node_name]:
+        caller, _node = _waiting.pop(req)
+        _remote.deliver_to(caller, _LockReply((req, None)))  # the node went down while we asked
 
 
 def _reset() -> None:
@@ -326,4 +309,20 @@ def _reset() -> None:
     _locks.clear()
 
 
-_node.node_stop_hooks.append(_reset)
+def _is_entries(value: Any) -> bool:
+    return type(value) is dict and all(type(k) is str and type(v) is Pid for k, v in value.items())
+
+
+_STR, _PID, _REF = of_type(str), of_type(Pid), of_type(Ref)
+for _tag, _name, _fields, _handler in (
+    (GLOBAL_REGISTER, "GLOBAL_REGISTER", (_STR, _PID), _h_register),
+    (GLOBAL_UNREGISTER, "GLOBAL_UNREGISTER", (_STR, _PID), _h_unregister),
+    (GLOBAL_SYNC, "GLOBAL_SYNC", (_is_entries,), _h_sync),
+    (GLOBAL_LOCK, "GLOBAL_LOCK", (_STR, _REF, _PID), _h_lock),
+    (GLOBAL_LOCK_REPLY, "GLOBAL_LOCK_REPLY", (_REF, _PID, of_type(bool)), _h_lock_reply),
+    (GLOBAL_UNLOCK, "GLOBAL_UNLOCK", (_STR, _REF), _h_unlock),
+):
+    register_frame_handler(_tag, _name, _fields, _handler)
+on_node_up(_on_node_up)
+on_node_down(_on_node_down)
+on_node_stop(_reset)

@@ -1,16 +1,8 @@
-"""The distribution protocol, sans-IO: bytes in, frames and events out (in the style of h11).
+"""The handshake, sans-IO: bytes in, events out (in the style of h11).
 
-Nothing here touches a socket, so all of it can be fed arbitrary bytes in
-arbitrary chunks, which is how it is tested.
-
-Framing: each frame is a ``u32`` big-endian body length followed by a msgpack
-body packed with :mod:`snowg.cluster.codec`. A frame announcing more than the
-configured maximum is rejected as soon as its 4 length bytes arrive.
-
-Session frames (after the handshake) are arrays ``[tag, *fields]``; see the
-tag constants below and :func:`validate_frame`.
-
-Handshake (inside TLS), each message one frame::
+Nothing here touches a socket, so it can be fed arbitrary bytes in arbitrary
+chunks, which is how it is tested. It runs inside TLS, each message one frame
+(see :mod:`snowg.cluster._framing`)::
 
     initiator                                acceptor
     ["HELLO", version, name, creation, address, challenge_i]  ->
@@ -24,135 +16,51 @@ Either side may send ``["REJECT", reason]`` instead of its next message
 (after a failed check). The cookie is never sent; the direction label in the
 digests stops a peer from reflecting the acceptor's digest back as its reply,
 and fresh random challenges stop replays.
+
+Two of the acceptor's refusals are not failures but the outcome of a
+connection race (semantics rule 24): :data:`REFUSE_SIMULTANEOUS` and
+:data:`REFUSE_ALREADY_CONNECTED`. The initiator gets them as
+:class:`LostRace`, so the node can wait for the winning connection instead.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
-import struct
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, List, NamedTuple, Optional, Union
 
 import msgpack
 
-from .._core.terms import Pid, Ref
 from . import _codec as codec
+from ._framing import ProtocolError, encode_frame, read_length
+from ._names import is_node_name
 
 __all__ = [
     "ACCEPTOR",
-    "DEFAULT_MAX_FRAME_SIZE",
-    "DEMONITOR",
-    "EXIT",
-    "EXIT2",
     "Established",
-    "FrameDecoder",
-    "FrameTooLarge",
-    "GLOBAL_LOCK",
-    "GLOBAL_LOCK_REPLY",
-    "GLOBAL_REGISTER",
-    "GLOBAL_UNLOCK",
-    "GLOBAL_SYNC",
-    "GLOBAL_UNREGISTER",
     "HANDSHAKE_MAX_FRAME_SIZE",
     "Handshake",
     "HandshakeError",
     "INITIATOR",
-    "LINK",
-    "MONITOR",
-    "MONITOR_EXIT",
-    "MalformedFrame",
-    "PEER_LIST",
+    "LostRace",
     "PROTOCOL_VERSION",
     "PeerHello",
-    "ProtocolError",
-    "ROOM_BROADCAST",
-    "SEND",
-    "SEND_NAME",
-    "SPAWN_REPLY",
-    "SPAWN_REQUEST",
-    "TAG_NAMES",
-    "TICK",
-    "UNLINK",
-    "encode_frame",
+    "REFUSE_ALREADY_CONNECTED",
+    "REFUSE_SIMULTANEOUS",
+    "printable",
     "simultaneous_connect_winner",
-    "validate_frame",
 ]
 
 PROTOCOL_VERSION = 1
-DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 HANDSHAKE_MAX_FRAME_SIZE = 4096
-_MAX_U32 = 0xFFFFFFFF
-
-# Session frame tags. 20-31 are reserved for later.
-TICK = 0
-SEND = 1
-SEND_NAME = 2
-LINK = 3
-UNLINK = 4
-EXIT = 5
-EXIT2 = 6
-MONITOR = 7
-DEMONITOR = 8
-MONITOR_EXIT = 9
-SPAWN_REQUEST = 10
-SPAWN_REPLY = 11
-GLOBAL_REGISTER = 12
-GLOBAL_UNREGISTER = 13
-GLOBAL_SYNC = 14
-PEER_LIST = 15
-ROOM_BROADCAST = 16
-GLOBAL_LOCK = 17
-GLOBAL_LOCK_REPLY = 18
-GLOBAL_UNLOCK = 19
-
-TAG_NAMES: Dict[int, str] = {
-    TICK: "TICK",
-    SEND: "SEND",
-    SEND_NAME: "SEND_NAME",
-    LINK: "LINK",
-    UNLINK: "UNLINK",
-    EXIT: "EXIT",
-    EXIT2: "EXIT2",
-    MONITOR: "MONITOR",
-    DEMONITOR: "DEMONITOR",
-    MONITOR_EXIT: "MONITOR_EXIT",
-    SPAWN_REQUEST: "SPAWN_REQUEST",
-    SPAWN_REPLY: "SPAWN_REPLY",
-    GLOBAL_REGISTER: "GLOBAL_REGISTER",
-    GLOBAL_UNREGISTER: "GLOBAL_UNREGISTER",
-    GLOBAL_SYNC: "GLOBAL_SYNC",
-    PEER_LIST: "PEER_LIST",
-    ROOM_BROADCAST: "ROOM_BROADCAST",
-    GLOBAL_LOCK: "GLOBAL_LOCK",
-    GLOBAL_LOCK_REPLY: "GLOBAL_LOCK_REPLY",
-    GLOBAL_UNLOCK: "GLOBAL_UNLOCK",
-}
 
 INITIATOR = "initiator"
 ACCEPTOR = "acceptor"
 
-
-# --- errors -----------------------------------------------------------------
-
-
-class ProtocolError(Exception):
-    """The peer broke the protocol; the session must be closed.
-
-    Attributes:
-        reason: a human-readable explanation, fit for a log line.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class FrameTooLarge(ProtocolError):
-    """A frame's announced length is over the maximum frame size."""
-
-
-class MalformedFrame(ProtocolError):
-    """A frame body is not valid msgpack/terms, or not a valid frame for its tag."""
+# The acceptor's REJECT reasons that mean "another connection between us wins".
+REFUSE_SIMULTANEOUS = "simultaneous connection: the one started by the lower name wins"
+REFUSE_ALREADY_CONNECTED = "already connected"
+_LOST_RACE = frozenset((REFUSE_SIMULTANEOUS, REFUSE_ALREADY_CONNECTED))
 
 
 class HandshakeError(ProtocolError):
@@ -172,229 +80,11 @@ class HandshakeError(ProtocolError):
         self.kind = kind
 
 
-# --- framing ----------------------------------------------------------------
+class LostRace(HandshakeError):
+    """The acceptor refused us because another connection between the two nodes wins.
 
-_LEN = struct.Struct(">I")
-_pack = codec.make_packer().pack
-
-
-def encode_frame(frame: Union[List[Any], Tuple[Any, ...]], max_frame_size: Optional[int] = None) -> bytes:
-    """Encode one frame: the 4-byte length prefix and the msgpack body.
-
-    Args:
-        frame: the frame as a list (or tuple) ``[tag, *fields]``; it is always
-            sent as an array.
-        max_frame_size: if given, refuse bodies longer than this.
-
-    Returns:
-        The bytes to write.
-
-    Raises:
-        TypeError: a field is not a term (see :func:`snowg.cluster.codec.encode`).
-        ValueError: the frame is nested too deeply to encode.
-        FrameTooLarge: the body is over ``max_frame_size`` or 4 GiB.
+    Not an error of either node: the caller waits for that other connection.
     """
-    try:
-        body = _pack(frame if type(frame) is list else list(frame))
-    except RecursionError as exc:  # msgpack's pure-Python fallback recurses
-        raise ValueError("frame nested too deeply to encode") from exc
-    n = len(body)
-    if n > _MAX_U32 or (max_frame_size is not None and n > max_frame_size):
-        limit = _MAX_U32 if max_frame_size is None else min(max_frame_size, _MAX_U32)
-        raise FrameTooLarge(f"frame of {n} bytes is over the maximum frame size of {limit} bytes")
-    return _LEN.pack(n) + body
-
-
-def _too_large(n: int, limit: int) -> FrameTooLarge:
-    return FrameTooLarge(f"peer announced a frame of {n} bytes, over the maximum of {limit} bytes")
-
-
-class FrameDecoder:
-    """Split a byte stream into frames and decode their bodies.
-
-    Accepts any chunking (down to one byte at a time) and large coalesced
-    batches; buffered bytes are copied once, not once per frame.
-    After it raises, the stream is unusable: every later :meth:`feed` raises
-    the same error.
-    """
-
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        """Create a decoder.
-
-        Args:
-            max_frame_size: the largest body length accepted, in bytes.
-        """
-        self.max_frame_size = max_frame_size
-        self._buf = bytearray()
-        self._error: Optional[ProtocolError] = None
-
-    def feed(self, data: Any) -> List[Any]:
-        """Add received bytes and return the frames they complete, in order.
-
-        Args:
-            data: a bytes-like chunk of the stream (may be empty).
-
-        Returns:
-            The decoded bodies of the frames completed by ``data`` (not yet
-            validated; see :func:`validate_frame`).
-
-        Raises:
-            FrameTooLarge: a frame announces a length over the maximum (raised
-                as soon as its 4 length bytes are in).
-            MalformedFrame: a frame body does not decode.
-        """
-        if self._error is not None:
-            raise self._error
-        buf = self._buf
-        if not buf and type(data) is bytes:
-            # Nothing buffered (the usual case): decode straight from ``data``
-            # and keep only an incomplete tail.
-            whole = memoryview(data)
-            frames, pos = self._split(data, whole)
-            if pos < len(data):
-                buf += whole[pos:]
-            return frames
-        buf += data
-        # Bodies are decoded from views of the buffer (no copy); every view is
-        # released before the consumed prefix is deleted below.
-        with memoryview(buf) as view:
-            frames, pos = self._split(buf, view)
-        if pos:
-            del buf[:pos]
-        return frames
-
-    def _split(self, data: Any, view: memoryview) -> Tuple[List[Any], int]:
-        """Decode the whole frames at the start of ``data``; return them and where the rest begins."""
-        frames: List[Any] = []
-        end = len(data)
-        pos = 0
-        limit = self.max_frame_size
-        append = frames.append
-        decode = codec.decode
-        unpack_len = _LEN.unpack_from
-        try:
-            while end - pos >= 4:
-                (n,) = unpack_len(data, pos)
-                if n > limit:
-                    raise _too_large(n, limit)
-                start = pos + 4
-                if end - start < n:
-                    break
-                pos = start + n
-                with view[start:pos] as body:
-                    append(decode(body))
-        except codec.CodecError as exc:
-            self._error = MalformedFrame(f"undecodable frame body: {exc}")
-            raise self._error from exc
-        except ProtocolError as exc:
-            self._error = exc
-            raise
-        return frames, pos
-
-    @property
-    def buffered(self) -> int:
-        """How many bytes are held waiting for the rest of their frame."""
-        return len(self._buf)
-
-
-# --- session frame validation -----------------------------------------------
-
-_Check = Optional[Callable[[Any], bool]]
-
-
-def _is(*types: type) -> Callable[[Any], bool]:
-    allowed = frozenset(types)
-    return lambda value: type(value) in allowed
-
-
-def _is_name_node(value: Any) -> bool:
-    return type(value) is tuple and len(value) == 2 and type(value[0]) is str and type(value[1]) is str
-
-
-def _is_monitor_exit_target(value: Any) -> bool:
-    return type(value) is Pid or _is_name_node(value)
-
-
-def _is_kwargs(value: Any) -> bool:
-    return type(value) is dict and all(type(k) is str for k in value)
-
-
-def _is_str_list(value: Any) -> bool:
-    return type(value) is list and all(type(v) is str for v in value)
-
-
-def _is_global_entries(value: Any) -> bool:
-    return type(value) is dict and all(type(k) is str and type(v) is Pid for k, v in value.items())
-
-
-def _is_peer_list(value: Any) -> bool:
-    return type(value) is list and all(
-        type(p) in (list, tuple) and len(p) == 2 and type(p[0]) is str and type(p[1]) is str for p in value
-    )
-
-
-_ANY: _Check = None
-_PID = _is(Pid)
-_REF = _is(Ref)
-_STR = _is(str)
-_PID_OR_STR = _is(Pid, str)
-
-# For each tag, the checks of its fields (None: any term).
-_FRAME_SPECS: Dict[int, Tuple[_Check, ...]] = {
-    TICK: (),
-    SEND: (_PID, _ANY),
-    SEND_NAME: (_is(Pid, type(None)), _STR, _ANY),
-    LINK: (_PID, _PID),
-    UNLINK: (_PID, _PID),
-    EXIT: (_PID, _PID, _ANY),
-    EXIT2: (_PID, _PID, _ANY),
-    MONITOR: (_PID, _PID_OR_STR, _REF),
-    DEMONITOR: (_PID, _PID_OR_STR, _REF),
-    MONITOR_EXIT: (_is_monitor_exit_target, _PID, _REF, _ANY),
-    SPAWN_REQUEST: (_REF, _PID, _STR, _is(list), _is_kwargs, _is_str_list),
-    SPAWN_REPLY: (_REF, _PID, _PID_OR_STR),
-    GLOBAL_REGISTER: (_STR, _PID),
-    GLOBAL_UNREGISTER: (_STR, _PID),
-    GLOBAL_SYNC: (_is_global_entries,),
-    PEER_LIST: (_is_peer_list,),
-    ROOM_BROADCAST: (_STR, _is(str, bytes)),
-    GLOBAL_LOCK: (_STR, _REF, _PID),
-    GLOBAL_LOCK_REPLY: (_REF, _PID, _is(bool)),
-    GLOBAL_UNLOCK: (_STR, _REF),
-}
-
-
-def validate_frame(frame: Any) -> Tuple[Any, ...]:
-    """Check a decoded session frame against its tag's layout.
-
-    Args:
-        frame: a value returned by :meth:`FrameDecoder.feed`.
-
-    Returns:
-        The frame as a tuple ``(tag, *fields)``.
-
-    Raises:
-        MalformedFrame: ``frame`` is not an array, its tag is not a known int,
-            or its field count or a field's type is wrong for the tag.
-    """
-    if type(frame) is not list and type(frame) is not tuple:
-        raise MalformedFrame(f"a frame must be an array, got {type(frame).__name__}")
-    if not frame:
-        raise MalformedFrame("empty frame (no tag)")
-    tag = frame[0]
-    spec = _FRAME_SPECS.get(tag) if type(tag) is int else None
-    if spec is None:
-        raise MalformedFrame(f"unknown frame tag {tag!r}")
-    if len(frame) != len(spec) + 1:
-        raise MalformedFrame(
-            f"{TAG_NAMES[tag]} frame must have {len(spec)} fields, got {len(frame) - 1}"
-        )
-    for i, check in enumerate(spec, 1):
-        if check is not None and not check(frame[i]):
-            raise MalformedFrame(
-                f"{TAG_NAMES[tag]} frame: field {i} has an invalid value of type {type(frame[i]).__name__}"
-            )
-    return tuple(frame)
 
 
 def simultaneous_connect_winner(local_name: str, remote_name: str) -> str:
@@ -415,9 +105,6 @@ def simultaneous_connect_winner(local_name: str, remote_name: str) -> str:
     if local_name == remote_name:
         raise ValueError(f"both nodes are named {local_name!r}")
     return "outgoing" if local_name < remote_name else "incoming"
-
-
-# --- handshake --------------------------------------------------------------
 
 
 class PeerHello(NamedTuple):
@@ -459,7 +146,7 @@ _REJECTED = "rejected"
 _FAILED = "failed"
 
 
-def _printable(text: str, limit: int = 200) -> str:
+def printable(text: str, limit: int = 200) -> str:
     cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
     return cleaned + ("..." if len(text) > limit else "")
 
@@ -470,10 +157,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_challenge(value: Any) -> bool:
     return type(value) is bytes and len(value) == _CHALLENGE_SIZE
-
-
-def _is_name(value: Any) -> bool:
-    return type(value) is str and value != ""
 
 
 class Handshake:
@@ -651,7 +334,7 @@ class Handshake:
         buf = self._inbuf
         if len(buf) < 4:
             return None
-        (n,) = _LEN.unpack_from(buf, 0)
+        n = read_length(buf)
         if n > self._max:
             raise self._fail(
                 f"frame too large: the peer announced a handshake frame of {n} bytes, over the "
@@ -705,7 +388,9 @@ class Handshake:
         if kind == "REJECT" and self._state != _AWAIT_HELLO:
             if len(message) != 2 or type(message[1]) is not str:
                 raise self._fail("the peer sent bad data during the handshake: malformed REJECT", "bad_data")
-            raise HandshakeError(f"peer rejected us: {_printable(message[1])}", "rejected")
+            if message[1] in _LOST_RACE:
+                raise LostRace(f"peer rejected us: {message[1]}", "rejected")
+            raise HandshakeError(f"peer rejected us: {printable(message[1])}", "rejected")
         expected = {
             _AWAIT_HELLO: "HELLO",
             _AWAIT_CHALLENGE: "CHALLENGE",
@@ -715,7 +400,7 @@ class Handshake:
         if kind != expected:
             raise self._fail(
                 f"the peer sent bad data during the handshake: expected {expected}, got "
-                f"{_printable(kind, 40)!r}",
+                f"{printable(kind, 40)!r}",
                 "bad_data",
             )
         getattr(self, "_on_" + expected.lower())(message)
@@ -735,14 +420,14 @@ class Handshake:
                 tell_peer=f"version mismatch: you speak protocol version {version}, we speak {PROTOCOL_VERSION}",
             )
         if not (
-            len(message) == 6 and _is_name(message[2]) and _is_int(message[3])
+            len(message) == 6 and is_node_name(message[2]) and _is_int(message[3])
             and type(message[4]) is str and _is_challenge(message[5])
         ):
             raise self._malformed("HELLO")
         _, _, name, creation, address, challenge = message
         if name == self.name:
             raise self._fail(
-                f"the peer claims our own name {_printable(name)!r}", "name",
+                f"the peer claims our own name {printable(name)!r}", "name",
                 tell_peer=f"name clash: we are {self.name}",
             )
         self.peer_name, self.peer_creation, self.peer_address = name, creation, address
@@ -752,26 +437,26 @@ class Handshake:
 
     def _on_challenge(self, message: List[Any]) -> None:
         if not (
-            len(message) == 6 and _is_name(message[1]) and _is_int(message[2])
+            len(message) == 6 and is_node_name(message[1]) and _is_int(message[2])
             and type(message[3]) is str and _is_challenge(message[4]) and type(message[5]) is bytes
         ):
             raise self._malformed("CHALLENGE")
         _, name, creation, address, challenge, proof = message
         if self.expected_peer is not None and name != self.expected_peer:
             raise self._fail(
-                f"connected to {self.expected_peer}, but the peer says it is {_printable(name)}",
+                f"connected to {self.expected_peer}, but the peer says it is {printable(name)}",
                 "name",
                 tell_peer=f"wrong node: we wanted {self.expected_peer}",
             )
         if name == self.name:
             raise self._fail(
-                f"the peer claims our own name {_printable(name)!r}", "name",
+                f"the peer claims our own name {printable(name)!r}", "name",
                 tell_peer=f"name clash: we are {self.name}",
             )
         expected = self._digest(_LABEL_ACCEPTOR, self._my_challenge, self.name, name, self.creation, creation)
         if not hmac.compare_digest(proof, expected):
             raise self._fail(
-                f"cookie mismatch: {_printable(name)} could not prove it knows our cookie",
+                f"cookie mismatch: {printable(name)} could not prove it knows our cookie",
                 "cookie",
                 tell_peer="cookie mismatch: our cookies differ",
             )
@@ -790,7 +475,7 @@ class Handshake:
         )
         if not hmac.compare_digest(message[1], expected):
             raise self._fail(
-                f"cookie mismatch: {_printable(self.peer_name)} could not prove it knows our cookie",
+                f"cookie mismatch: {printable(self.peer_name)} could not prove it knows our cookie",
                 "cookie",
                 tell_peer="cookie mismatch: our cookies differ",
             )

@@ -1,0 +1,145 @@
+"""Frame dispatch: each frame a session reads goes to the handler of its tag.
+
+Plain messages (``SEND``), the bulk of the traffic, take a fast path with no
+validation beyond their shape. Every other frame is checked against its tag's
+layout (:func:`snowg.cluster._frames.validate_frame`) before its handler runs;
+a frame that fails, or a tag nobody handles, raises
+:class:`~snowg.cluster._framing.MalformedFrame`, which closes that session
+(the peer broke the protocol) and nothing else. Upper layers add handlers
+through :func:`snowg.cluster.register_frame_handler`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Tuple
+
+from .._core import remote as _remote
+from .._core.terms import Pid
+from . import _nodestate
+from ._connect import connect_to_peers
+from ._frames import (
+    DEMONITOR,
+    EXIT,
+    EXIT2,
+    LINK,
+    MONITOR,
+    MONITOR_EXIT,
+    PEER_LIST,
+    SEND,
+    SEND_NAME,
+    SPAWN_REPLY,
+    SPAWN_REQUEST,
+    TICK,
+    UNLINK,
+    validate_frame,
+)
+from ._framing import MalformedFrame, encode_frame
+from ._session import Session
+from ._spawn import handle_reply, handle_request
+
+__all__ = ["add_handler", "on_frames"]
+
+Handler = Callable[[Session, Tuple[Any, ...]], None]
+
+
+def on_frames(sess: Session, frames: List[Any]) -> None:
+    """Act on a batch of decoded frames from ``sess``, in order.
+
+    Raises:
+        MalformedFrame: a frame is invalid or its tag is not handled here.
+    """
+    deliver_to = _remote.deliver_to
+    for frame in frames:
+        if type(frame) is list and len(frame) == 3 and frame[0] == SEND and type(frame[1]) is Pid:
+            deliver_to(frame[1], frame[2])
+            continue
+        f = validate_frame(frame)
+        handler = _HANDLERS.get(f[0])
+        if handler is None:
+            raise MalformedFrame(f"frame tag {f[0]} is not handled by this node")
+        handler(sess, f)
+
+
+def add_handler(tag: int, handler: Handler) -> None:
+    """Route frames tagged ``tag`` to ``handler``.
+
+    Raises:
+        ValueError: ``tag`` already has a handler (two layers claim it).
+    """
+    if tag in _HANDLERS:
+        raise ValueError(f"frame tag {tag} already has a handler")
+    _HANDLERS[tag] = handler
+
+
+def _h_tick(sess: Session, f: Tuple[Any, ...]) -> None:
+    pass
+
+
+def _h_send(sess: Session, f: Tuple[Any, ...]) -> None:
+    _remote.deliver_to(f[1], f[2])
+
+
+def _h_send_name(sess: Session, f: Tuple[Any, ...]) -> None:
+    _remote.deliver_to_name(f[2], f[3])
+
+
+def _h_link(sess: Session, f: Tuple[Any, ...]) -> None:
+    _, frm, to = f
+    sess.check_from(frm)
+    if not _remote.incoming_link(frm, to):
+        sess.send(encode_frame([EXIT, to, frm, "noproc"]))
+
+
+def _h_unlink(sess: Session, f: Tuple[Any, ...]) -> None:
+    sess.check_from(f[1])
+    _remote.incoming_unlink(f[1], f[2])
+
+
+def _h_exit(sess: Session, f: Tuple[Any, ...]) -> None:
+    sess.check_from(f[1])
+    _remote.incoming_link_exit(f[1], f[2], f[3])
+
+
+def _h_exit2(sess: Session, f: Tuple[Any, ...]) -> None:
+    sess.check_from(f[1])
+    _remote.incoming_exit2(f[1], f[2], f[3])
+
+
+def _h_monitor(sess: Session, f: Tuple[Any, ...]) -> None:
+    _, watcher, target, ref = f
+    sess.check_from(watcher)
+    missing = _remote.incoming_monitor(watcher, target, ref)
+    if missing is not None:
+        sess.send(encode_frame([MONITOR_EXIT, missing, watcher, ref, "noproc"]))
+
+
+def _h_demonitor(sess: Session, f: Tuple[Any, ...]) -> None:
+    sess.check_from(f[1])
+    _remote.incoming_demonitor(f[2], f[3])
+
+
+def _h_monitor_exit(sess: Session, f: Tuple[Any, ...]) -> None:
+    _, target, watcher, ref, reason = f
+    _remote.incoming_down(watcher, ref, target, reason)
+
+
+def _h_peer_list(sess: Session, f: Tuple[Any, ...]) -> None:
+    st = _nodestate.current
+    if st is not None:
+        connect_to_peers(st, sess.peer_name, f[1])
+
+
+_HANDLERS: Dict[int, Handler] = {
+    TICK: _h_tick,
+    SEND: _h_send,
+    SEND_NAME: _h_send_name,
+    LINK: _h_link,
+    UNLINK: _h_unlink,
+    EXIT: _h_exit,
+    EXIT2: _h_exit2,
+    MONITOR: _h_monitor,
+    DEMONITOR: _h_demonitor,
+    MONITOR_EXIT: _h_monitor_exit,
+    SPAWN_REQUEST: handle_request,
+    SPAWN_REPLY: handle_reply,
+    PEER_LIST: _h_peer_list,
+}

@@ -1,0 +1,108 @@
+"""How upper layers plug into the cluster layer: frames of their own, and node events.
+
+The cluster layer may not import the layers above it (imports point down),
+and its protocol knows nothing of what they send. A layer that needs the
+other nodes (the global registry, WebSocket rooms) registers here, once, at
+import:
+
+* :func:`register_frame_handler` declares a frame tag, the layout its fields
+  must have (checked before the handler runs), and the handler that gets
+  ``(peer_name, frame)`` for each such frame a peer sends;
+* :func:`on_node_up` / :func:`on_node_down` / :func:`on_node_stop` add
+  callbacks run when a peer connects, when it is lost (after links,
+  monitors and node monitors, semantics rule 26), and when this node stops;
+* :func:`send_frame` and :func:`broadcast_frame` send its frames.
+
+Handlers and callbacks run in a session's reader greenlet: they must not block.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Sequence, Tuple
+
+from . import _nodestate
+from ._dispatch import add_handler
+from ._frames import FieldCheck, register_frame
+from ._framing import encode_frame
+from ._nodemon import down_callbacks, stop_callbacks, up_callbacks
+from ._session import Session
+
+__all__ = [
+    "FrameHandler", "broadcast_frame", "on_node_down", "on_node_stop", "on_node_up",
+    "register_frame_handler", "send_frame",
+]
+
+FrameHandler = Callable[[str, Tuple[Any, ...]], None]
+
+
+def register_frame_handler(tag: int, name: str, fields: Sequence[FieldCheck], handler: FrameHandler) -> None:
+    """Handle the frames ``[tag, *fields]`` that peers send.
+
+    Args:
+        tag: the frame's tag, unused by any other frame (see
+            :mod:`snowg.cluster._frames` for the ones taken).
+        name: the tag's name, for error messages.
+        fields: one check per field: a predicate (:func:`of_type` makes the
+            common ones), or None for any term. A frame that fails one closes
+            the session of the peer that sent it.
+        handler: called with ``(peer_name, frame_as_tuple)``; must not block.
+
+    Raises:
+        ValueError: ``tag`` is taken (a bug in the layer that registers second).
+    """
+
+    def dispatch(sess: Session, frame: Tuple[Any, ...]) -> None:
+        handler(sess.peer_name, frame)
+
+    register_frame(tag, name, fields)
+    add_handler(tag, dispatch)
+
+
+def on_node_up(callback: Callable[[str], None]) -> None:
+    """Call ``callback(node_name)`` each time a node connects (after its session is up)."""
+    up_callbacks.append(callback)
+
+
+def on_node_down(callback: Callable[[str], None]) -> None:
+    """Call ``callback(node_name)`` each time a node is lost, after links, monitors and node monitors."""
+    down_callbacks.append(callback)
+
+
+def on_node_stop(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` when this node stops (after every session closed)."""
+    stop_callbacks.append(callback)
+
+
+def send_frame(node: str, frame: List[Any]) -> bool:
+    """Queue ``frame`` (``[tag, *fields]``) for ``node``; never blocks.
+
+    Returns:
+        False when ``node`` is not connected (nothing sent).
+
+    Raises:
+        TypeError: a field cannot cross nodes (the caller's value).
+    """
+    st = _nodestate.current
+    sess = st.sessions.get(node) if st is not None else None
+    if sess is None:
+        return False
+    return sess.send(encode_frame(frame))
+
+
+def broadcast_frame(frame: List[Any]) -> int:
+    """Queue ``frame`` for every connected node, encoded once; never blocks.
+
+    Returns:
+        How many nodes it was queued for (0, without encoding it, when none is connected).
+
+    Raises:
+        TypeError: a field cannot cross nodes (the caller's value).
+    """
+    st = _nodestate.current
+    if st is None or not st.sessions:
+        return 0
+    data = encode_frame(frame)
+    n = 0
+    for sess in list(st.sessions.values()):
+        if sess.send(data):
+            n += 1
+    return n

@@ -1,0 +1,136 @@
+"""This OS process as a node: starting it, stopping it, and what it is.
+
+``start_node`` makes the process the node ``name@host``: it checks the
+certificates and the cookie, listens for TLS connections, renames the pids
+made so far to carry the node's name, and installs the
+:class:`~snowg.cluster._router.Router` so that ``send``/``link``/``monitor``/
+``exit``/``spawn`` reach other nodes. ``stop_node`` undoes all of it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, List, Optional
+
+from gevent.server import StreamServer
+
+from .._core import remote as _remote
+from .._core.terms import NONODE
+from .._errors import NodeError
+from . import _nodestate
+from ._connect import handle_incoming
+from ._cookie import resolve_cookie
+from ._dispatch import on_frames
+from ._framing import DEFAULT_MAX_FRAME_SIZE
+from ._names import check_node_name
+from ._nodemon import stop_callbacks
+from ._nodestate import Node, NodeState
+from ._router import Router
+from ._tls import client_context, load_tls, server_context
+
+__all__ = ["DEFAULT_TICK", "current", "node", "nodes", "start_node", "stop_node"]
+
+log = logging.getLogger("snowg")
+
+DEFAULT_TICK = 15.0
+
+
+def start_node(
+    name: str,
+    *,
+    cookie: Optional[str] = None,
+    port: int = 0,
+    tls: Any = None,
+    tick: float = DEFAULT_TICK,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    listen_host: Optional[str] = None,
+) -> Node:
+    """Make this OS process the node ``name`` (``'alice@127.0.0.1'``) and start listening.
+
+    Returns at once; all IO runs in greenlets.
+
+    Args:
+        name: ``'name@host'``; ``host`` is where it listens unless ``listen_host`` is given.
+        cookie: the cluster cookie; default ``$SNOWG_COOKIE``, else the cookie file
+            (see :func:`snowg.cluster._cookie.resolve_cookie`).
+        port: the TCP port; 0 picks a free one (see ``Node.address``).
+        tls: certificates made by ``snowg certs``: a directory, a ``(ca, cert, key)``
+            tuple or dict; default ``$SNOWG_HOME/certs`` (``~/.snowg/certs``).
+        tick: liveness tick in seconds (a silent peer is down after ``4 * tick``).
+        max_frame_size: the largest frame accepted from a peer, in bytes.
+        listen_host: the address to listen on, when it is not the name's host.
+
+    Raises:
+        NodeError: already started, a bad name, bad certificates or cookie,
+            or the port cannot be bound (the message says which).
+    """
+    if _nodestate.current is not None:
+        raise NodeError(f"this process is already the node {_nodestate.current.info.name}")
+    try:
+        host = check_node_name(name)
+    except ValueError as exc:
+        raise NodeError(str(exc)) from None
+    if tick <= 0:
+        raise NodeError("tick must be positive")
+    cookie = resolve_cookie(cookie)
+    cfg = load_tls(tls, name, default_dir=None)
+    server_ctx = server_context(cfg)
+    client_ctx = client_context(cfg)
+    creation = _new_creation()
+    try:
+        server = StreamServer((listen_host or host, port), handle_incoming)
+        server.start()
+    except OSError as exc:
+        raise NodeError(f"node {name}: cannot listen on {listen_host or host}:{port}: {exc}") from exc
+    info = Node(name, creation, listen_host or host, server.server_port, tick)
+    st = NodeState(info, cookie, server_ctx, client_ctx, max_frame_size, on_frames, server=server)
+    _nodestate.current = st
+    _remote.rename_local_pids(name, creation)
+    _remote.install_router(Router(st.sessions))
+    log.info("node %s started, listening on %s", name, info.address)
+    return info
+
+
+def _new_creation() -> int:
+    # Milliseconds since the epoch, folded to 31 bits, never 0: a node restarted
+    # under the same name gets another creation, so stale pids never match.
+    return (int(time.time() * 1000) % 0x7FFFFFFF) or 1
+
+
+def stop_node() -> None:
+    """Disconnect from every node and stop listening; the process is ``nonode@nohost`` again.
+
+    Blocks up to a second while the listening server stops. Nothing happens
+    if this process is not a node.
+    """
+    st = _nodestate.current
+    if st is None:
+        return
+    st.stopping = True
+    if st.server is not None:
+        st.server.stop(timeout=1)
+    for sess in list(st.sessions.values()):
+        sess.close("disconnect", "this node stopped")
+    _remote.install_router(None)
+    for callback in stop_callbacks:
+        callback()
+    _remote.rename_local_pids(NONODE, 0)
+    _nodestate.current = None
+    log.info("node %s stopped", st.info.name)
+
+
+def current() -> Optional[Node]:
+    """This node's :class:`Node`, or None before ``start_node``."""
+    st = _nodestate.current
+    return st.info if st is not None else None
+
+
+def node() -> str:
+    """This node's name (``'nonode@nohost'`` before ``start_node``)."""
+    return _remote.local_node()
+
+
+def nodes() -> List[str]:
+    """The names of the connected nodes (not this one), sorted."""
+    st = _nodestate.current
+    return sorted(st.sessions) if st is not None else []

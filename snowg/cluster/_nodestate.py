@@ -1,0 +1,101 @@
+"""What a running node is and holds: :class:`Node` (its identity) and :class:`NodeState`.
+
+One OS process is at most one node. :data:`current` is its state while it
+runs (between ``start_node`` and ``stop_node``), else None; every module of
+the cluster layer reads it from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from gevent.event import Event
+from gevent.server import StreamServer
+
+from .._core.terms import Pid, Ref
+from .._errors import NodeError
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+__all__ = ["Node", "NodeState", "current", "require"]
+
+
+class Node:
+    """What ``start_node`` returns: this node's identity.
+
+    Attributes:
+        name: ``'name@host'``.
+        creation: a number that differs each time a node with this name starts.
+        host: the address it listens on.
+        port: the TCP port it listens on.
+        tick: the liveness tick in seconds.
+    """
+
+    def __init__(self, name: str, creation: int, host: str, port: int, tick: float) -> None:
+        self.name = name
+        self.creation = creation
+        self.host = host
+        self.port = port
+        self.tick = tick
+
+    @property
+    def address(self) -> str:
+        """``'host:port'`` where the node listens (what peers connect to)."""
+        return f"{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} at {self.address}>"
+
+
+@dataclass(eq=False)
+class NodeState:
+    """Everything a running node holds.
+
+    Attributes:
+        info: the node's identity.
+        cookie: the cluster cookie.
+        server_ctx: the SSL context for accepted connections.
+        client_ctx: the SSL context for connections this node opens.
+        max_frame_size: the largest frame accepted from a peer, in bytes.
+        on_frames: the session frame dispatcher, ``(session, frames) -> None``.
+        sessions: the live session of each connected node, by name.
+        pending: an event per node this node is connecting to, set when the attempt ends.
+        pending_address: where each pending attempt goes, ``(host, port)``.
+        up_events: set when the named node comes up (for a caller that lost a race).
+        node_watchers: the processes that called ``monitor_node(name)``, by name.
+        all_nodes_watchers: the processes that called ``monitor_nodes()``.
+        spawn_pending: remote spawns awaiting their reply: ``req -> (caller, opts, node)``.
+        server: the listening server.
+        stopping: True once ``stop_node`` began.
+    """
+
+    info: Node
+    cookie: str
+    server_ctx: Any
+    client_ctx: Any
+    max_frame_size: int
+    on_frames: Callable[["Session", List[Any]], None]
+    sessions: Dict[str, "Session"] = field(default_factory=dict)
+    pending: Dict[str, Event] = field(default_factory=dict)
+    pending_address: Dict[str, Tuple[str, int]] = field(default_factory=dict)
+    up_events: Dict[str, Event] = field(default_factory=dict)
+    node_watchers: Dict[str, List[Pid]] = field(default_factory=dict)
+    all_nodes_watchers: List[Pid] = field(default_factory=list)
+    spawn_pending: Dict[Ref, Tuple[Pid, Tuple[str, ...], str]] = field(default_factory=dict)
+    server: Optional[StreamServer] = None
+    stopping: bool = False
+
+
+current: Optional[NodeState] = None
+
+
+def require() -> NodeState:
+    """The running node's state.
+
+    Raises:
+        NodeError: this process is not a node (the caller must start it first).
+    """
+    if current is None:
+        raise NodeError("this process is not a node: call snowg.start_node(...) first")
+    return current

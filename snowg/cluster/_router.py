@@ -1,0 +1,135 @@
+"""The remote router: how ``send``, ``link``, ``monitor``, ``exit`` and ``spawn`` reach other nodes.
+
+``_core`` calls the router installed by ``start_node`` whenever a pid's node
+is not this node. Each method turns the signal into one frame queued on the
+peer's session, and never blocks (except :meth:`Router.spawn`, which waits
+for the spawn reply as Erlang's ``spawn`` does). A signal for a node that is
+not connected, or for a pid of an earlier run of a node (another creation),
+is answered here as Erlang does: ``'noconnection'`` or ``'noproc'``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from .._core import make_ref, receive
+from .._core import remote as _remote
+from .._core import self as _self
+from .._core.terms import Pid, Ref
+from .._errors import SpawnError
+from ._frames import DEMONITOR, EXIT, EXIT2, LINK, MONITOR, MONITOR_EXIT, SEND, SEND_NAME, UNLINK
+from ._framing import encode_frame
+from ._session import Session
+from ._spawn import SpawnReply, send_request
+from ._spawnable import wire_name
+
+__all__ = ["Router"]
+
+_enc = encode_frame
+
+
+def _safe_reason(reason: Any) -> Any:
+    """A reason that can cross (an exit must never fail to be sent)."""
+    try:
+        _enc([0, reason])
+        return reason
+    except (TypeError, ValueError):
+        return repr(reason)
+
+
+class Router(_remote.RemoteRouter):
+    """Carries signals for pids of other nodes over the node's sessions.
+
+    Args:
+        sessions: the running node's live sessions by node name (read, never changed).
+    """
+
+    def __init__(self, sessions: Dict[str, Session]) -> None:
+        self._sessions = sessions
+
+    def send(self, pid: Pid, msg: Any) -> None:
+        frame = _enc([SEND, pid, msg])  # TypeError here, in the sender, for terms that cannot cross
+        sess = self._sessions.get(pid.node)
+        if sess is not None and sess.peer_creation == pid.creation:
+            sess.send(frame)
+
+    def send_name(self, name: str, node: str, msg: Any, from_pid: Optional[Pid]) -> None:
+        frame = _enc([SEND_NAME, from_pid, name, msg])
+        sess = self._sessions.get(node)
+        if sess is not None:
+            sess.send(frame)
+
+    def link(self, from_pid: Pid, to_pid: Pid) -> None:
+        sess = self._sessions.get(to_pid.node)
+        if sess is None:
+            _remote.incoming_link_exit(to_pid, from_pid, "noconnection")
+        elif sess.peer_creation != to_pid.creation:
+            _remote.link_noproc(to_pid, from_pid)
+        else:
+            sess.send(_enc([LINK, from_pid, to_pid]))
+
+    def unlink(self, from_pid: Pid, to_pid: Pid) -> None:
+        sess = self._sessions.get(to_pid.node)
+        if sess is not None:
+            sess.send(_enc([UNLINK, from_pid, to_pid]))
+
+    def exit_link(self, from_pid: Pid, to_pid: Pid, reason: Any) -> None:
+        sess = self._sessions.get(to_pid.node)
+        if sess is not None:
+            sess.send(_enc([EXIT, from_pid, to_pid, _safe_reason(reason)]))
+
+    def exit2(self, from_pid: Pid, to_pid: Pid, reason: Any) -> None:
+        frame = _enc([EXIT2, from_pid, to_pid, reason])
+        sess = self._sessions.get(to_pid.node)
+        if sess is not None and sess.peer_creation == to_pid.creation:
+            sess.send(frame)
+
+    def monitor(self, from_pid: Pid, target: Union[Pid, Tuple[str, str]], ref: Ref) -> None:
+        node_name, wire_target = _where(target)
+        sess = self._sessions.get(node_name)
+        if sess is None:
+            _remote.incoming_down(from_pid, ref, target, "noconnection")
+        elif type(target) is Pid and sess.peer_creation != target.creation:
+            _remote.incoming_down(from_pid, ref, target, "noproc")
+        else:
+            sess.send(_enc([MONITOR, from_pid, wire_target, ref]))
+
+    def demonitor(self, from_pid: Pid, target: Union[Pid, Tuple[str, str]], ref: Ref) -> None:
+        node_name, wire_target = _where(target)
+        sess = self._sessions.get(node_name)
+        if sess is not None:
+            sess.send(_enc([DEMONITOR, from_pid, wire_target, ref]))
+
+    def monitor_exit(self, target: Any, watcher: Pid, ref: Ref, reason: Any) -> None:
+        sess = self._sessions.get(watcher.node)
+        if sess is not None:
+            sess.send(_enc([MONITOR_EXIT, target, watcher, ref, _safe_reason(reason)]))
+
+    def spawn(self, node: str, fn: Union[str, Callable[..., Any]], args: Tuple[Any, ...],
+              kwargs: Dict[str, Any], opts: Tuple[str, ...]) -> Any:
+        """Spawn on ``node``; blocks the caller until the node answers.
+
+        Raises:
+            SpawnError: the node refused (``fn`` is not spawnable there).
+            TypeError: an argument cannot cross nodes.
+        """
+        caller = _self()
+        req = make_ref()
+        if send_request(node, caller, wire_name(fn), args, kwargs, opts, req) is None:
+            # As Erlang: a pid that names the node, and at once a 'noconnection'
+            # exit (spawn_link) or Down (spawn_monitor). It is never alive.
+            return _remote.fail_remote_spawn(Pid(node, 0, 0), req, opts)
+        reply = receive(lambda m: type(m) is SpawnReply and m.req == req)
+        result = reply.result
+        if type(result) is Pid:
+            return (result, req) if "monitor" in opts else result
+        if result == "noconnection":
+            return _remote.fail_remote_spawn(Pid(node, 0, 0), req, opts)
+        raise SpawnError(str(result))
+
+
+def _where(target: Union[Pid, Tuple[str, str]]) -> Tuple[str, Any]:
+    """The node of a monitor's target, and the target as the peer names it."""
+    if type(target) is Pid:
+        return target.node, target
+    name, node = target
+    return node, name

@@ -1,0 +1,136 @@
+"""Remote spawns: the request a caller sends, and the reply that comes back.
+
+A spawn on another node is one ``SPAWN_REQUEST`` frame naming a
+``@spawnable`` function; the node there starts it (linked or monitored
+*before* it runs, when asked) and answers with ``SPAWN_REPLY`` carrying the
+new pid or a refusal. The caller's side keeps each request in
+``NodeState.spawn_pending`` until its reply, or until the node is lost (then
+the caller gets ``'noconnection'``). A caller that gave up (a timed-out
+``rpc.call``) marks its request abandoned: the child is ended as soon as its
+pid arrives, and nothing reaches the caller.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+
+from .._core import make_ref
+from .._core import remote as _remote
+from .._core.terms import Pid, Ref
+from . import _nodestate
+from ._frames import DEMONITOR, EXIT, EXIT2, SPAWN_REPLY, SPAWN_REQUEST
+from ._framing import encode_frame
+from ._nodestate import NodeState
+from ._session import Session
+from ._spawnable import lookup_spawnable
+
+__all__ = ["SpawnReply", "abandon", "handle_reply", "handle_request", "node_lost", "send_request"]
+
+log = logging.getLogger("snowg")
+
+# In a spawn_pending entry's options: its caller gave up.
+_ABANDONED = "abandoned"
+
+
+class SpawnReply(NamedTuple):
+    """The answer to a remote spawn request, delivered to its caller.
+
+    Attributes:
+        req: the request's ref.
+        result: the new pid, ``'noconnection'``, or the peer's refusal (a str).
+    """
+
+    req: Ref
+    result: Any
+
+
+def send_request(
+    node_name: str, caller: Pid, fn_name: str, args: Sequence[Any], kwargs: Dict[str, Any],
+    opts: Tuple[str, ...], req: Optional[Ref] = None,
+) -> Optional[Ref]:
+    """Ask ``node_name`` to spawn ``fn_name(*args, **kwargs)`` for ``caller``; never blocks.
+
+    The reply comes to ``caller`` as a :class:`SpawnReply`.
+
+    Args:
+        opts: ``'link'`` and/or ``'monitor'``: set up before the child runs.
+        req: the request's ref (also the monitor's); a new one by default.
+
+    Returns:
+        The request's ref, or None when ``node_name`` is not connected.
+
+    Raises:
+        TypeError: an argument cannot cross nodes (nothing was sent).
+    """
+    if req is None:
+        req = make_ref()
+    frame = encode_frame([SPAWN_REQUEST, req, caller, fn_name, list(args), kwargs, list(opts)])
+    st = _nodestate.current
+    sess = st.sessions.get(node_name) if st is not None else None
+    if st is None or sess is None:
+        return None
+    st.spawn_pending[req] = (caller, opts, node_name)
+    if not sess.send(frame):
+        del st.spawn_pending[req]
+        return None
+    return req
+
+
+def abandon(req: Ref) -> bool:
+    """The caller of request ``req`` gave up; False if its reply already came (or the node went)."""
+    st = _nodestate.current
+    entry = st.spawn_pending.get(req) if st is not None else None
+    if st is None or entry is None:
+        return False
+    caller, _opts, node_name = entry
+    st.spawn_pending[req] = (caller, (_ABANDONED,), node_name)
+    return True
+
+
+def node_lost(st: NodeState, node_name: str) -> None:
+    """``node_name`` went down: its unanswered requests get ``'noconnection'``."""
+    for req, (caller, opts, name) in list(st.spawn_pending.items()):
+        if name == node_name:
+            del st.spawn_pending[req]
+            if _ABANDONED not in opts:
+                _remote.deliver_to(caller, SpawnReply(req, "noconnection"))
+
+
+def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
+    """A peer asks this node to spawn a ``@spawnable`` function."""
+    _, req, caller, fn_name, args, kwargs, opts = f
+    sess.check_from(caller)
+    fn = lookup_spawnable(fn_name)
+    if fn is None:
+        log.warning("node %s asked to spawn %r, which is not @spawnable here: refused", sess.peer_name, fn_name)
+        refusal = f"{fn_name!r} is not spawnable on node {_remote.local_node()}"
+        sess.send(encode_frame([SPAWN_REPLY, req, caller, refusal]))
+        return
+    pid = _remote.spawn_for_peer(fn, tuple(args), kwargs, caller, "link" in opts,
+                                 req if "monitor" in opts else None)
+    sess.send(encode_frame([SPAWN_REPLY, req, caller, pid]))
+
+
+def handle_reply(sess: Session, f: Tuple[Any, ...]) -> None:
+    """The answer to one of this node's spawn requests."""
+    _, req, caller, result = f
+    st = _nodestate.current
+    pending = st.spawn_pending.pop(req, None) if st is not None else None
+    if pending is None:
+        return
+    _caller, opts, _node = pending
+    if _ABANDONED in opts:
+        if type(result) is Pid:
+            # Its caller gave up: end the child quietly, its monitor first so
+            # that no Down comes back.
+            sess.send(encode_frame([DEMONITOR, caller, result, req]))
+            sess.send(encode_frame([EXIT2, caller, result, "kill"]))
+        return
+    if type(result) is Pid:
+        # Record the link/monitor now, before any EXIT that follows on this
+        # session is dispatched: the child may already have ended.
+        if "link" in opts and not _remote.add_outgoing_link(caller, result):
+            sess.send(encode_frame([EXIT, caller, result, "noproc"]))
+        if "monitor" in opts and not _remote.add_outgoing_monitor(caller, result, req):
+            sess.send(encode_frame([DEMONITOR, caller, result, req]))
+    _remote.deliver_to(caller, SpawnReply(req, result))
