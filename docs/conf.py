@@ -26,17 +26,18 @@ root_doc = "index"
 exclude_patterns = ["_build"]
 
 # MyST: `(rule-7)=` targets, ``:::`` fences, and anchors for headings up to
-# ### so links such as guide/processes.md#links-and-exits resolve.
+# ### so that links to a heading (page.md#a-heading) resolve.
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
-# autodoc: members in source order, type hints in the description rather than
-# in long signatures, and no duplicate entries for the attributes napoleon
-# already lists from "Attributes:" sections.
+# autodoc: members in source order; type hints in the description rather than
+# in long signatures; no duplicate entries for the attributes napoleon already
+# lists from "Attributes:" sections. Each page names the members it documents:
+# a "members" default here would replace those lists.
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True
