@@ -6,12 +6,9 @@ The rules are semantics rules 1-12 (Erlang's). The mechanics:
   gevent hub. Greenlets we spawn are :class:`_ProcessGreenlet` and point at
   their record; a greenlet we did not spawn (the main greenlet, a plain
   ``gevent.spawn``) is *adopted* on first use of ``self()``.
-* Scheduling: a process that must run (new, or woken by a message) goes on the
-  runtime's ready queue. A process that parks in ``receive`` switches straight
-  to the next ready process instead of going through the hub (one greenlet
-  switch per delivery); after ``_HANDOFF_LIMIT`` direct switches in a row it
-  goes through the hub so that IO and timers are not starved. A hub callback
-  drains whatever is left.
+* Scheduling (:mod:`snowg._core.scheduler`): a process that must run (new,
+  or woken by a message) goes on the runtime's ready queue; one that parks in
+  ``receive`` switches straight to the next ready one.
 * An exit signal that ends a process is raised inside its greenlet as
   :class:`ProcessExit`, a ``BaseException`` (a ``GreenletExit``), so a user's
   ``except Exception:`` cannot swallow it. CPython has no preemption: a process
@@ -22,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from itertools import islice
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, NoReturn, Optional, Set, Tuple, Union, overload
 
 import gevent
 from greenlet import GreenletExit, getcurrent
@@ -30,18 +27,14 @@ from greenlet import greenlet as _greenlet
 
 from .._errors import NameTaken, NoProc, Timeout
 from .runtime import rt
+from .scheduler import ACTIVE as _ACTIVE
+from .scheduler import DEAD as _DEAD
+from .scheduler import NEW as _NEW
+from .scheduler import park as _park
+from .scheduler import schedule as _schedule
 from .terms import Crash, Down, Exit, Pid, Ref, TimerRef
 
 log = logging.getLogger("snowg")
-
-_HANDOFF_LIMIT = 64
-# No direct handoff before the hub's first _drain: a process greenlet that ends
-# returns to its parent, the hub, and an unstarted hub would be started with
-# that return value as an argument (TypeError in Hub.run). _drain resets this.
-rt.handoffs = _HANDOFF_LIMIT
-
-# Process states.
-_NEW, _ACTIVE, _DEAD = 0, 1, 2
 
 _TIMED_OUT = object()
 
@@ -119,85 +112,6 @@ def _new_pid() -> Pid:
 def make_ref() -> Ref:
     """A new unique reference of this node."""
     return Ref(rt.node, next(rt.ref_ids), rt.creation)
-
-
-# ---------------------------------------------------------------- scheduling
-
-
-def _schedule(proc: Process) -> None:
-    proc.ready = True
-    rt.ready.append(proc)
-    if not rt.drain_scheduled:
-        rt.drain_scheduled = True
-        (rt._loop or rt.loop).run_callback(_drain)
-
-
-def _drain() -> None:
-    """Hub callback: run the processes that were ready when it started."""
-    rt.drain_scheduled = False
-    rt.handoffs = 0
-    ready = rt.ready
-    for _ in range(len(ready)):
-        if not ready:
-            break
-        proc = ready.popleft()
-        proc.ready = False
-        if proc.parked:
-            proc.parked = False
-            proc.glet.switch()
-        elif proc.state == _NEW:
-            proc.glet.switch()
-
-
-def _park(proc: Process) -> Any:
-    """Suspend the current process until it is woken; run someone else meanwhile."""
-    proc.parked = True
-    ready = rt.ready
-    if rt.handoffs < _HANDOFF_LIMIT:
-        while ready:
-            nxt = ready.popleft()
-            nxt.ready = False
-            if nxt.parked:
-                nxt.parked = False
-            elif nxt.state != _NEW:
-                continue
-            rt.handoffs += 1
-            return nxt.glet.switch()
-    return (rt._hub or rt.hub).switch()
-
-
-def _wake(proc: Process) -> None:
-    if proc.parked and not proc.ready:
-        _schedule(proc)
-
-
-class Task:
-    """A plain greenlet (not a process) that parks and is woken through the ready queue.
-
-    The distribution layer's session writers are tasks: a process that queues
-    a frame and then waits in ``receive`` hands the CPU straight to the
-    writer, with no trip through the hub.
-    """
-
-    __slots__ = ("glet", "state", "parked", "ready")
-
-    def __init__(self, glet: Any) -> None:
-        self.glet = glet
-        self.state = _ACTIVE
-        self.parked = False
-        self.ready = False
-
-    def park(self) -> None:
-        """Suspend the calling greenlet (which must be ``self.glet``) until :meth:`wake`."""
-        try:
-            _park(self)  # type: ignore[arg-type]
-        finally:
-            self.parked = False
-
-    def wake(self) -> None:
-        """Make a parked task runnable; never blocks, never switches."""
-        if self.parked and not self.ready:
-            _schedule(self)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------- spawning
@@ -612,14 +526,27 @@ def _signal_exit2(from_pid: Pid, proc: Process, reason: Any) -> None:
         _kill(proc, reason)
 
 
+@overload
+def exit(reason: Any, /) -> NoReturn: ...  # noqa: A001
+
+
+@overload
+def exit(pid: Pid, reason: Any, /) -> None: ...  # noqa: A001
+
+
 def exit(*args: Any) -> None:  # noqa: A001 - Erlang's name
     """``exit(reason)`` ends the caller; ``exit(pid, reason)`` sends an exit signal.
 
     ``exit(reason)`` raises :class:`ProcessExit` in the caller, which
-    ``except Exception`` does not catch. ``exit(pid, reason)`` follows
-    semantics rules 1-4: ``'kill'`` cannot be trapped and ends the target with
-    ``'killed'``; a trapping target gets ``Exit(sender, reason)``; ``'normal'``
-    is ignored by a non-trapping target other than the caller itself.
+    ``except Exception`` does not catch (it never returns). ``exit(pid,
+    reason)`` follows semantics rules 1-4 and never blocks: ``'kill'`` cannot
+    be trapped and ends the target with ``'killed'``; a trapping target gets
+    ``Exit(sender, reason)``; ``'normal'`` is ignored by a non-trapping target
+    other than the caller itself.
+
+    Raises:
+        ProcessExit: ``exit(reason)``, in the caller.
+        TypeError: a wrong number of arguments, or ``pid`` is not a Pid.
     """
     if len(args) == 1:
         proc = _current()

@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from . import process as _p
 from .process import is_local_pid
 from .runtime import RemoteRouter, rt
+from .scheduler import DEAD, schedule
 from .terms import Down, Exit, Pid, Ref, pid_node
 
 __all__ = [
@@ -121,7 +122,7 @@ def incoming_monitor(watcher: Pid, target: Any, ref: Ref) -> Optional[Any]:
     else:
         proc = _p.local_process(target)
         reported = target
-    if proc is None or proc.state == _p._DEAD:
+    if proc is None or proc.state == DEAD:
         return reported
     if type(target) is not str:
         reported = proc.pid
@@ -197,7 +198,7 @@ def node_down(node: str) -> Tuple[int, int]:
         _p._signal_link_exit(remote, proc, "noconnection")
     fired = 0
     for proc in procs:
-        if proc.state == _p._DEAD:
+        if proc.state == DEAD:
             continue
         if proc.monitors:
             refs = [r for r, t in proc.monitors.items() if pid_node(t) == node]
@@ -221,7 +222,7 @@ def spawn_for_peer(
         _p._add_link(proc, caller)
     if monitor_ref is not None:
         proc.monitored_by = {monitor_ref: (caller, proc.pid)}
-    _p._schedule(proc)
+    schedule(proc)
     return proc.pid
 
 

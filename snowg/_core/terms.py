@@ -9,7 +9,7 @@ and no string comparison.
 from __future__ import annotations
 
 import traceback as _traceback
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Tuple, Union
 
 NONODE = "nonode@nohost"
 
@@ -104,17 +104,20 @@ class TimerRef(NamedTuple):
 
 
 class Exit(NamedTuple):
-    """An exit signal turned into a message (the receiver traps exits)."""
+    """An exit signal turned into a message (the receiver traps exits): who sent it, and why."""
 
-    pid: Any
+    pid: Pid
     reason: Any
 
 
 class Down(NamedTuple):
-    """A monitor fired: ``ref`` from ``monitor``, the monitored ``pid`` and its exit reason."""
+    """A monitor fired: ``ref`` from ``monitor``, the monitored ``pid`` and its exit reason.
+
+    ``pid`` is ``(name, node)`` for a monitor set up by name.
+    """
 
     ref: Ref
-    pid: Any
+    pid: Union[Pid, Tuple[str, str]]
     reason: Any
 
 

@@ -26,7 +26,7 @@ from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 import gevent
 from gevent.exceptions import ConcurrentObjectUseError
 
-from .._core.process import Task
+from .._core import Task
 from .._core.terms import Pid
 from ._frames import TICK
 from ._framing import FrameDecoder, MalformedFrame, ProtocolError, encode_frame
