@@ -1,10 +1,10 @@
 """Helpers shared by the test modules and by the peer nodes they start.
 
 Tests import this module by name (``tests/`` is on ``sys.path`` under
-pytest). Peer nodes import it too, through the ``*funcs`` modules they are
-started with (``peers.start(modules=["distfuncs"])``; the peers get ``tests/``
-through ``PYTHONPATH``), so its ``@snowg.spawnable`` functions can run on any
-node of a test cluster under the same names.
+pytest; peers get it through ``PYTHONPATH``). A peer that is to run its
+``@snowg.spawnable`` functions imports it: name it in the peer's modules
+(``peers.start(modules=["remotefuncs", "support"])``) unless a module named
+there imports it already (``distfuncs`` does).
 
 Every wait here has a time bound and waits for a message, never for a sleep:
 :func:`recv` takes the next matching message, :func:`no_message` asserts
