@@ -1,9 +1,20 @@
-"""snowg: Erlang/OTP processes, supervisors and clustering for gevent programs.
+"""snowg: a gevent program that behaves like an Erlang/OTP node.
 
-The public surface is re-exported here; see the documentation in docs/.
+Greenlets become processes with mailboxes, links and monitors; OTP's
+supervisor and gen_server are built on them; nodes form a cluster over
+mutually authenticated TLS, where processes are spawned, linked, monitored
+and messaged across nodes as locally; WebSocket connections are processes
+whose rooms broadcast across the cluster; a supervisor can keep children
+alive on other nodes.
+
+This package re-exports the public names: the process API, the errors, the
+OTP behaviours and the cluster API. The subpackages ``snowg.supervisor``,
+``snowg.gen_server``, ``snowg.ws``, ``snowg.rpc`` and ``snowg.testing``
+hold the rest.
 """
 import logging as _logging
 
+from . import rpc, supervisor
 from ._core import (
     Crash,
     Down,
@@ -56,36 +67,7 @@ from ._errors import (
     SupervisorError,
     Timeout,
 )
-
-__version__ = "0.1.1"
-
-# A library installs no handlers but this one: the application decides where logs go.
-_logging.getLogger("snowg").addHandler(_logging.NullHandler())
-
-__all__ = [
-    # processes (snowg._core)
-    "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "ProcessExit", "Ref", "TimerRef",
-    "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "link", "make_ref",
-    "monitor", "process_info", "processes", "receive", "register", "registered", "self",
-    "send", "send_after", "spawn", "spawn_link", "spawn_monitor", "trap_exit", "unlink",
-    "unregister", "whereis",
-    # errors
-    "AlreadyPresent", "AlreadyStarted", "CallError", "CallTimeout", "NameTaken", "NodeError",
-    "NoProc", "NotFound", "RemoteError", "Restarting", "Running", "SnowgError", "SpawnError",
-    "StartError", "SupervisorError", "Timeout",
-]
-
-# --- OTP behaviours (snowg.supervisor, snowg.gen_server) ---
-from . import supervisor  # noqa: E402
-from .gen_server import GenServer, call, cast, reply  # noqa: E402
-from .supervisor import ChildSpec  # noqa: E402
-
-__all__ += ["ChildSpec", "supervisor", "GenServer", "call", "cast", "reply"]
-# --- end OTP behaviours ---
-
-# --- distribution (snowg.cluster) ---
-from . import rpc  # noqa: E402
-from .cluster import (  # noqa: E402
+from .cluster import (
     Node,
     connect,
     disconnect,
@@ -102,10 +84,29 @@ from .cluster import (  # noqa: E402
     unregister_global,
     whereis_global,
 )
+from .gen_server import GenServer, call, cast, reply
+from .supervisor import ChildSpec
 
-__all__ += [
+__version__ = "0.1.1"
+
+# A library installs no handlers but this one: the application decides where logs go.
+_logging.getLogger("snowg").addHandler(_logging.NullHandler())
+
+__all__ = [
+    # processes
+    "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "ProcessExit", "Ref", "TimerRef",
+    "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "link", "make_ref",
+    "monitor", "process_info", "processes", "receive", "register", "registered", "self",
+    "send", "send_after", "spawn", "spawn_link", "spawn_monitor", "trap_exit", "unlink",
+    "unregister", "whereis",
+    # errors
+    "AlreadyPresent", "AlreadyStarted", "CallError", "CallTimeout", "NameTaken", "NodeError",
+    "NoProc", "NotFound", "RemoteError", "Restarting", "Running", "SnowgError", "SpawnError",
+    "StartError", "SupervisorError", "Timeout",
+    # OTP behaviours
+    "ChildSpec", "GenServer", "call", "cast", "reply", "supervisor",
+    # the cluster
     "Node", "connect", "disconnect", "monitor_node", "monitor_nodes", "node", "nodes",
-    "rpc", "spawnable", "start_node", "stop_node", "register_global", "registered_global",
-    "send_global", "unregister_global", "whereis_global",
+    "register_global", "registered_global", "rpc", "send_global", "spawnable", "start_node",
+    "stop_node", "unregister_global", "whereis_global",
 ]
-# --- end distribution ---

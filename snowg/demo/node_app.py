@@ -26,8 +26,6 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-import gevent
-
 import snowg
 from snowg import ChildSpec, Exit, spawnable, supervisor
 from snowg import ws
@@ -99,7 +97,7 @@ def chat_handler(conn: ws.Connection) -> None:
         ws.broadcast(room, _frame(type="system", room=room, text=f"{user} left", node=me))
 
 
-def _not_found(environ: dict, start_response: Any) -> List[bytes]:
+def _not_found(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
     body = f"snowg demo node {snowg.node()}: this port takes WebSocket connections (the chat).\n".encode()
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
     return [body]
@@ -253,12 +251,12 @@ def start_tree(others: List[str]) -> str:
             _layout[child_id] = cands
     # Generous intensity: people click "crash" and kill nodes.
     try:
-        pid = supervisor.start(specs, strategy="one_for_one", intensity=30, period=10, name=SUP_NAME)
+        return str(supervisor.start(specs, strategy="one_for_one", intensity=30, period=10, name=SUP_NAME))
     except snowg.StartError:
-        pid = snowg.whereis(SUP_NAME)  # another start_tree won the race
-        if pid is None:
+        sup = snowg.whereis(SUP_NAME)  # another start_tree won the race
+        if sup is None:
             raise
-    return str(pid)
+        return str(sup)
 
 
 @spawnable
@@ -305,19 +303,3 @@ def crash_child(child_id: str) -> Optional[str]:
         return None
     snowg.send(entry["pid"], "crash")
     return str(entry["pid"])
-
-
-@spawnable
-def stop_tree() -> bool:
-    """Stop ``demo_sup`` (and so its children): the launcher's clean shutdown."""
-    sup = snowg.whereis(SUP_NAME)
-    if sup is None:
-        return False
-    ref = snowg.monitor(sup)
-    snowg.exit(sup, "shutdown")
-    try:
-        snowg.receive(lambda m: isinstance(m, snowg.Down) and m.ref == ref, timeout=5)
-    except snowg.Timeout:
-        snowg.exit(sup, "kill")
-    gevent.sleep(0)
-    return True

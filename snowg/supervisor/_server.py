@@ -66,7 +66,7 @@ def start_supervisor(children: Iterable[ChildSpec], flags: Flags, link: bool) ->
         raise
 
 
-def start_nested(children: List[ChildSpec], options: Mapping[str, Any]) -> Optional[Pid]:
+def _start_nested(children: List[ChildSpec], options: Mapping[str, Any]) -> Optional[Pid]:
     """Start a nested supervisor, linked to the calling (parent) supervisor (see :func:`start_supervisor`).
 
     Raises:
@@ -78,7 +78,7 @@ def start_nested(children: List[ChildSpec], options: Mapping[str, Any]) -> Optio
 
 def _start(state: State, spec: ChildSpec, extra_args: Tuple[Any, ...] = ()) -> Optional[Pid]:
     """Start the child of ``spec`` (see ``_child.start_child_process``)."""
-    return start_child_process(spec, extra_args, state.flags.connect_timeout, start_nested)
+    return start_child_process(spec, extra_args, state.flags.connect_timeout, _start_nested)
 
 
 class ApiError(Exception):

@@ -1,24 +1,28 @@
 """Rooms: this node's room registry, and broadcasts that reach the whole cluster.
 
 Membership is node-local (semantics rule 29): each node knows only
-its own connections, ``room -> members`` plus the reverse index kept on each
-connection (``conn.rooms``) so that a disconnect leaves every room at once.
+its own connections, ``room -> members`` plus the reverse index
+``connection -> rooms`` (``conn.rooms``) so that a disconnect leaves every
+room at once. :class:`~snowg.ws.Connection` joins and leaves through
+:func:`join`, :func:`leave` and :func:`leave_all`, the package's interface
+to the registry.
 
-A broadcast first hands ``(room, data)`` to
-:func:`snowg.cluster.hooks.forward_room`, which queues one room-broadcast frame
-for each connected node (first, so that the other nodes fan out while this one
-does, rather than after it), then encodes its WebSocket frame once and appends
-that same ``bytes`` object to each local member's bounded outbound queue
-(never writing a socket, so it never waits for a slow client). A broadcast
+A broadcast first queues one ``ROOM_BROADCAST`` frame, encoded once, for
+each connected node (:func:`snowg.cluster.broadcast_frame`; first, so that
+the other nodes fan out while this one does, rather than after it), then
+encodes its WebSocket frame once and appends that same ``bytes`` object to
+each local member's bounded outbound queue (never writing a socket, so it
+never waits for a slow client). A broadcast
 arriving from another node is delivered here by :func:`_deliver_from_node`
-and never forwarded again.
+(registered with :func:`snowg.cluster.register_frame_handler`) and never
+forwarded again.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
-from ..cluster import hooks
+from ..cluster import broadcast_frame, of_type, register_frame_handler
 from ._frames import encode_data
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,8 +32,13 @@ log = logging.getLogger("snowg")
 
 Data = Union[str, bytes]
 
+# The cluster frame ``[ROOM_BROADCAST, room, data]``.
+ROOM_BROADCAST = 16
+
 # room -> {connection: None}: a dict keeps join order and removes in O(1).
-_rooms: Dict[str, Dict[Any, None]] = {}
+_rooms: Dict[str, Dict["Connection", None]] = {}
+# connection -> the rooms it is in (only connections in at least one room).
+_memberships: Dict["Connection", Set[str]] = {}
 
 
 def _check_room(room: Any) -> None:
@@ -45,33 +54,55 @@ def _normalise(data: Any) -> Data:
     raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
 
 
-def _join(conn: "Connection", room: str) -> None:
+def join(conn: "Connection", room: str) -> None:
+    """Add ``conn`` to ``room`` (idempotent).
+
+    Raises:
+        TypeError: ``room`` is not a ``str``.
+    """
     _check_room(room)
     members = _rooms.get(room)
     if members is None:
         _rooms[room] = members = {}
     members[conn] = None
-    conn._rooms.add(room)
+    joined = _memberships.get(conn)
+    if joined is None:
+        _memberships[conn] = joined = set()
+    joined.add(room)
 
 
-def _leave(conn: "Connection", room: str) -> None:
+def leave(conn: "Connection", room: str) -> None:
+    """Remove ``conn`` from ``room`` (nothing happens if not a member).
+
+    Raises:
+        TypeError: ``room`` is not a ``str``.
+    """
     _check_room(room)
-    conn._rooms.discard(room)
+    joined = _memberships.get(conn)
+    if joined is not None:
+        joined.discard(room)
+        if not joined:
+            del _memberships[conn]
+    _remove_member(room, conn)
+
+
+def leave_all(conn: "Connection") -> None:
+    """Remove ``conn`` from every room it is in."""
+    for room in _memberships.pop(conn, ()):
+        _remove_member(room, conn)
+
+
+def rooms_of(conn: "Connection") -> FrozenSet[str]:
+    """The rooms ``conn`` is in (a snapshot)."""
+    return frozenset(_memberships.get(conn, ()))
+
+
+def _remove_member(room: str, conn: "Connection") -> None:
     members = _rooms.get(room)
     if members is not None:
         members.pop(conn, None)
         if not members:
             del _rooms[room]
-
-
-def _leave_all(conn: "Connection") -> None:
-    for room in conn._rooms:
-        members = _rooms.get(room)
-        if members is not None:
-            members.pop(conn, None)
-            if not members:
-                del _rooms[room]
-    conn._rooms.clear()
 
 
 def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None) -> int:
@@ -82,19 +113,19 @@ def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None
     queued = 0
     # A copy: a member whose queue overflows is closed, and leaves, meanwhile.
     for conn in list(members):
-        if conn is not exclude and conn._enqueue(frame):
+        if conn is not exclude and conn.enqueue(frame):
             queued += 1
     return queued
 
 
-def _deliver_from_node(room: str, data: Data) -> int:
+def _deliver_from_node(peer: str, frame: Tuple[Any, ...]) -> None:
     """A broadcast from another node: delivered to local members only, never forwarded."""
-    return _deliver_local(room, data)
+    _deliver_local(frame[1], frame[2])
 
 
 def _forward(room: str, data: Data) -> None:
     try:
-        hooks.forward_room(room, data)
+        broadcast_frame([ROOM_BROADCAST, room, data])
     except Exception:  # noqa: BLE001 - local delivery is done; the cluster part is logged
         log.exception("room broadcast to %r could not be forwarded to the other nodes", room)
 
@@ -152,4 +183,4 @@ def rooms() -> List[str]:
     return list(_rooms)
 
 
-hooks.set_room_handler(_deliver_from_node)
+register_frame_handler(ROOM_BROADCAST, "ROOM_BROADCAST", (of_type(str), of_type(str, bytes)), _deliver_from_node)

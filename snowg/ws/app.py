@@ -16,17 +16,15 @@ the socket only after the close handshake.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import gevent
 from gevent import ssl as gssl
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
-from .._core import Down, demonitor, receive, spawn_monitor
-from .._core import self as _self
 from . import _wsfix
-from .connection import Connection, Options, _Done
+from .connection import Connection, Options, run_connection
 
 log = logging.getLogger("snowg")
 
@@ -92,9 +90,9 @@ class WebSocketApp:
             recv_queue_size=recv_queue_size,
             close_timeout=close_timeout,
         )
-        self._connections: dict = {}
+        self._connections: Dict[Connection, None] = {}
 
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI entry point.
 
         For a WebSocket upgrade, blocks the server's greenlet until the
@@ -141,34 +139,14 @@ class WebSocketApp:
         done = gevent.wait(events, timeout=timeout)
         return len(done) == len(events)
 
-    def _run_connection(self, ws: Any, environ: dict) -> None:
+    def _run_connection(self, ws: Any, environ: Dict[str, Any]) -> None:
         """Run one connection in the WSGI greenlet (which becomes its owner process)."""
         sock, rfile = _wsfix.take_over(ws)
         conn = Connection(sock, rfile, environ, self.options)
         self._connections[conn] = None
-        ref = None
         try:
-            owner = _self()
-            pid, ref = spawn_monitor(self.handler, conn)
-            conn._start(owner, pid)
-
-            def mine(m: Any) -> bool:
-                return (type(m) is Down and m.ref == ref) or (type(m) is _Done and m.conn is conn)
-
-            while True:
-                msg = receive(mine)
-                if type(msg) is Down:
-                    ref = None
-                    conn._handler_ended(msg.reason)
-                else:
-                    break
-            conn._wait_finished()
+            run_connection(conn, self.handler)
         finally:
-            if not conn.finished.is_set():
-                conn._abort("server handler ended")
-                conn._wait_finished()
-            if ref is not None:
-                demonitor(ref, flush=True)
             self._connections.pop(conn, None)
             _wsfix.release(ws)
 
@@ -201,19 +179,34 @@ class WebSocketServer(WSGIServer):
         kwargs.setdefault("handler_class", WebSocketHandler)
         kwargs.setdefault("log", None)
         kwargs.setdefault("error_log", log)
+        self.app = application
+        self._tls: Optional[_CooperativeTLS] = None
         if ssl_context is not None:
-            kwargs["ssl_context"] = _CooperativeTLS(ssl_context)
+            self._tls = kwargs["ssl_context"] = _CooperativeTLS(ssl_context)
         super().__init__(listener, application, **kwargs)
 
     @property
     def port(self) -> int:
-        """The port the server listens on (useful after binding port 0)."""
-        return self.server_port
+        """The port the server listens on (useful after binding port 0).
+
+        Raises:
+            RuntimeError: the server has no address yet (a listener not bound).
+        """
+        port = self.server_port
+        if port is None:
+            raise RuntimeError("the WebSocket server has no port: its listener is not bound")
+        return port
 
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
-        """TLS handshake, then the request; a failed handshake is logged (INFO), not printed."""
+        """TLS handshake, then the request; a failed handshake is logged (INFO), not printed.
+
+        gevent calls this only for a server made with an ``ssl_context``.
+        """
+        tls = self._tls
+        if tls is None:
+            return self.handle(client_socket, address)
         try:
-            tls_socket = self.wrap_socket(client_socket, **self.ssl_args)
+            tls_socket = tls.wrap_socket(client_socket, **(self.ssl_args or {}))
         except (OSError, ValueError) as e:
             log.info("TLS handshake with %s:%s failed: %s", address[0], address[1], e)
             client_socket.close()
@@ -230,14 +223,14 @@ class WebSocketServer(WSGIServer):
         ``close_timeout``) plus a moment to drop connections that did not
         finish their close handshake.
         """
-        app: WebSocketApp = self.application
+        app = self.app
         if timeout is None:
             timeout = app.options.close_timeout
         self.close()
         app.close_all(1001, "server shutting down")
         if not app.wait_closed(timeout):
             for conn in app.connections():
-                conn._abort("server stopped")
+                conn.abort("server stopped")
             app.wait_closed(1.0)
         if self.pool is not None:
             self.pool.join(timeout=1.0)

@@ -46,10 +46,10 @@ from typing import (
     Any,
     Callable,
     Deque,
+    Dict,
     FrozenSet,
     NamedTuple,
     Optional,
-    Set,
     Tuple,
     Union,
 )
@@ -57,8 +57,7 @@ from typing import (
 import gevent
 from gevent.event import Event
 
-from .._core import process_info, receive, send
-from .._core.process import Task
+from .._core import Down, Task, demonitor, process_info, receive, send, spawn_monitor
 from .._core import self as _self
 from .._errors import Timeout
 from . import _frames as fr
@@ -147,7 +146,7 @@ class Connection:
         finished: a ``gevent.event.Event`` set when the connection has ended.
     """
 
-    def __init__(self, sock: Any, rfile: Any, environ: dict, options: Options) -> None:
+    def __init__(self, sock: Any, rfile: Any, environ: Dict[str, Any], options: Options) -> None:
         self.id: int = next(_ids)
         self.pid: Any = None
         self.environ = environ
@@ -164,7 +163,6 @@ class Connection:
         self._rfile = rfile
         self._opts = options
         self._state = _OPEN
-        self._rooms: Set[str] = set()
         self._out: Deque[bytes] = deque()
         # The writer parks as a runtime Task (like the cluster session writers):
         # waking it appends it to the ready queue, with no gevent Event, no
@@ -202,7 +200,7 @@ class Connection:
     @property
     def rooms(self) -> FrozenSet[str]:
         """The rooms this connection is in (a snapshot)."""
-        return frozenset(self._rooms)
+        return _rooms.rooms_of(self)
 
     def receive(self, timeout: Optional[float] = None) -> Optional[Data]:
         """The next message from the client: ``str`` (text) or ``bytes`` (binary).
@@ -240,7 +238,8 @@ class Connection:
         self._inflight -= 1
         if self._reader_waiting:
             self._credit.set()
-        return msg.data
+        data: Data = msg.data
+        return data
 
     def send(self, data: Data) -> bool:
         """Queue ``data`` for the client; never blocks.
@@ -256,7 +255,7 @@ class Connection:
         Raises:
             TypeError: ``data`` is neither ``str`` nor bytes-like.
         """
-        return self._enqueue(fr.encode_data(data))
+        return self.enqueue(fr.encode_data(data))
 
     def close(self, code: int = fr.CLOSE_NORMAL, reason: str = "") -> None:
         """Start the close handshake; never blocks.
@@ -286,7 +285,7 @@ class Connection:
         """
         if self._state != _OPEN:
             return False
-        _rooms._join(self, room)
+        _rooms.join(self, room)
         return True
 
     def leave(self, room: str) -> None:
@@ -295,7 +294,7 @@ class Connection:
         Raises:
             TypeError: ``room`` is not a ``str``.
         """
-        _rooms._leave(self, room)
+        _rooms.leave(self, room)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -344,7 +343,7 @@ class Connection:
         self._state = _CLOSING
         self.close_code, self.close_reason = code, reason
         self._stop_pings()
-        _rooms._leave_all(self)
+        _rooms.leave_all(self)
         if drop:
             self._out.clear()
         self._out.append(fr.encode_close(frame_code, frame_reason))
@@ -365,7 +364,7 @@ class Connection:
         if self._close_timer is not None:
             self._close_timer.close()
             self._close_timer = None
-        _rooms._leave_all(self)
+        _rooms.leave_all(self)
         self._out.clear()
         self._wtask.wake()
         self._credit.set()
@@ -375,7 +374,8 @@ class Connection:
             send(self._owner, _Done(self))
         self.finished.set()
 
-    def _abort(self, why: str) -> None:
+    def abort(self, why: str) -> None:
+        """Drop the connection at once, without a close handshake (code 1006, reason ``why``); never blocks."""
         self._shutdown_socket()
         self._finish(fr.CLOSE_ABNORMAL, why)
 
@@ -386,7 +386,7 @@ class Connection:
                 "WebSocket %s: no close handshake within %.3g s, connection dropped",
                 self._label(), self._opts.close_timeout,
             )
-            self._abort("close handshake timed out")
+            self.abort("close handshake timed out")
 
     def _label(self) -> str:
         host, port = self.peer
@@ -394,7 +394,13 @@ class Connection:
 
     # ---------------------------------------------------------------- output
 
-    def _enqueue(self, frame: bytes) -> bool:
+    def enqueue(self, frame: bytes) -> bool:
+        """Queue an encoded frame (see ``_frames``); never blocks.
+
+        For :meth:`send` and for room broadcasts, which encode a frame once
+        for all the members. Returns False when closing or closed, or when
+        the queue was full (the connection is then closed with 1008).
+        """
         if self._state != _OPEN:
             return False
         out = self._out
@@ -440,7 +446,7 @@ class Connection:
         except Exception as e:  # noqa: BLE001 - any write failure ends the connection
             if self._state != _CLOSED:
                 log.debug("WebSocket %s: write failed: %r", self._label(), e)
-                self._abort(f"write failed: {e}")
+                self.abort(f"write failed: {e}")
 
     # ----------------------------------------------------------------- input
 
@@ -466,7 +472,7 @@ class Connection:
                         self._inflight += 1
                         send(self.pid, WsMessage(self, value))  # type: ignore[arg-type]
                 elif op == fr.OP_PING:
-                    self._enqueue(fr.encode_frame(fr.OP_PONG, value))  # type: ignore[arg-type]
+                    self.enqueue(fr.encode_frame(fr.OP_PONG, value))  # type: ignore[arg-type]
                 elif op == fr.OP_PONG:
                     self._on_pong(value)  # type: ignore[arg-type]
                 else:
@@ -476,13 +482,13 @@ class Connection:
         except Exception as e:  # noqa: BLE001 - EOF, reset, closed file: the client has gone
             if self._state != _CLOSED:
                 log.debug("WebSocket %s: read ended: %r", self._label(), e)
-                self._abort("connection lost")
+                self.abort("connection lost")
 
     def _discard_until_eof(self) -> None:
         read = getattr(self._rfile, "read1", self._rfile.read)
         while self._state != _CLOSED and read(65536):
             pass
-        self._abort("connection closed after a protocol error")
+        self.abort("connection closed after a protocol error")
 
     def _wait_credit(self) -> None:
         self._reader_waiting = True
@@ -515,7 +521,7 @@ class Connection:
             return
         self._ping_seq += 1
         self._ping_payload = struct.pack("!Q", self._ping_seq)
-        if self._enqueue(fr.encode_frame(fr.OP_PING, self._ping_payload)):
+        if self.enqueue(fr.encode_frame(fr.OP_PING, self._ping_payload)):
             self._pong_timer = _timer(self._opts.ping_timeout, self._on_pong_timeout)
 
     def _on_pong(self, payload: bytes) -> None:
@@ -538,3 +544,38 @@ class Connection:
         if self._pong_timer is not None:
             self._pong_timer.close()
             self._pong_timer = None
+
+
+def run_connection(conn: Connection, handler: Callable[[Connection], Any]) -> None:
+    """Run ``conn`` in the calling greenlet, which becomes its owner process; return when it has ended.
+
+    Spawns ``handler(conn)`` as a process (monitored), starts the reader and
+    the writer, closes the connection when the handler ends (1000, 1001 or
+    1011 by its reason) and waits for the close handshake, so that the
+    server closes the socket only after it. Blocks the caller until the
+    connection has ended; if the caller is killed meanwhile, the connection
+    is dropped (1006) first.
+    """
+    ref = None
+    try:
+        owner = _self()
+        pid, ref = spawn_monitor(handler, conn)
+        conn._start(owner, pid)
+
+        def mine(m: Any) -> bool:
+            return (type(m) is Down and m.ref == ref) or (type(m) is _Done and m.conn is conn)
+
+        while True:
+            msg = receive(mine)
+            if type(msg) is Down:
+                ref = None
+                conn._handler_ended(msg.reason)
+            else:
+                break
+        conn._wait_finished()
+    finally:
+        if not conn.finished.is_set():
+            conn.abort("server handler ended")
+            conn._wait_finished()
+        if ref is not None:
+            demonitor(ref, flush=True)
