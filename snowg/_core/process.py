@@ -17,6 +17,7 @@ The rules are semantics rules 1-12 (Erlang's). The mechanics:
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from itertools import islice
 from typing import Any, Callable, Deque, Dict, List, NoReturn, Optional, Set, Tuple, Union, overload
@@ -85,24 +86,25 @@ class Process:
         self.pid = pid
         self.glet = glet
         self.state = _NEW
-        self.mailbox: Optional[deque] = None
+        self.mailbox: Optional[Deque[Any]] = None
         self.parked = False
         self.ready = False
         self.timed_out = False
         self.trap = False
         # Lazily created: most processes never link, monitor or name themselves.
-        self.links: Optional[set] = None
+        self.links: Optional[Set[Pid]] = None
         self.monitors: Optional[Dict[Ref, Any]] = None  # ref -> target pid, or (name, node) elsewhere
         self.monitored_by: Optional[Dict[Ref, Tuple[Pid, Any]]] = None  # ref -> (watcher, reported pid)
         self.name: Optional[str] = None
         self.exit_pending: Any = None
-        self.timers: Optional[set] = None
+        self.timers: Optional[Set[int]] = None
         self.start: Any = None
         self.adopted = adopted
 
 
 class _ProcessGreenlet(_greenlet):
     __slots__ = ("_snowg_proc",)
+    _snowg_proc: Optional[Process]
 
 
 def _new_pid() -> Pid:
@@ -118,7 +120,7 @@ def make_ref() -> Ref:
 
 
 def _run() -> None:
-    glet = getcurrent()
+    glet: Any = getcurrent()
     proc: Process = glet._snowg_proc
     proc.state = _ACTIVE
     fn, args, kwargs = proc.start
@@ -154,7 +156,7 @@ def _log_crash(proc: Process, crash: Crash) -> None:
     )
 
 
-def _new_process(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Process:
+def _new_process(fn: Union[Callable[..., Any], str], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Process:
     if not callable(fn):
         raise TypeError(f"spawn needs a callable, got {type(fn).__name__}")
     hub = rt.hub
@@ -168,32 +170,40 @@ def _new_process(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Process:
     return proc
 
 
-def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
+def spawn(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) -> Pid:
     """Start ``fn(*args, **kwargs)`` as a new process and return its pid.
 
     With ``node='name@host'`` the process starts on that node (``fn`` must be
-    ``@spawnable`` there). Never blocks: the new process runs when the caller
-    next yields.
+    ``@spawnable`` there, and may be given by its registered name). Never
+    blocks locally: the new process runs when the caller next yields; a remote
+    spawn blocks until the node answers.
+
+    Raises:
+        TypeError: ``fn`` is not callable (locally), or an argument cannot cross nodes.
+        SpawnError: the node refused (``fn`` is not spawnable there).
+        NoProc: ``node`` was given but this process is not a node.
     """
     if "node" in kwargs:
         node = kwargs.pop("node")
         if node is not None and not _is_this_node(node):
-            return _remote_spawn(node, fn, args, kwargs, ())
+            pid: Pid = _remote_spawn(node, fn, args, kwargs, ())
+            return pid
     proc = _new_process(fn, args, kwargs)
     _schedule(proc)
     return proc.pid
 
 
-def spawn_link(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
+def spawn_link(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) -> Pid:
     """Spawn and link in one step: the child cannot end before the link exists.
 
-    ``node=`` as for :func:`spawn`.
+    ``node=`` and what is raised as for :func:`spawn`.
     """
     me = _current()
     if "node" in kwargs:
         node = kwargs.pop("node")
         if node is not None and not _is_this_node(node):
-            return _remote_spawn(node, fn, args, kwargs, ("link",))
+            pid: Pid = _remote_spawn(node, fn, args, kwargs, ("link",))
+            return pid
     proc = _new_process(fn, args, kwargs)
     _add_link(me, proc.pid)
     _add_link(proc, me.pid)
@@ -201,13 +211,17 @@ def spawn_link(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
     return proc.pid
 
 
-def spawn_monitor(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]:
-    """Spawn and monitor in one step; returns ``(pid, ref)``. ``node=`` as for :func:`spawn`."""
+def spawn_monitor(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]:
+    """Spawn and monitor in one step; returns ``(pid, ref)``.
+
+    ``node=`` and what is raised as for :func:`spawn`.
+    """
     me = _current()
     if "node" in kwargs:
         node = kwargs.pop("node")
         if node is not None and not _is_this_node(node):
-            return _remote_spawn(node, fn, args, kwargs, ("monitor",))
+            pid_ref: Tuple[Pid, Ref] = _remote_spawn(node, fn, args, kwargs, ("monitor",))
+            return pid_ref
     proc = _new_process(fn, args, kwargs)
     ref = make_ref()
     _add_monitor(me, proc, ref, proc.pid)
@@ -215,7 +229,7 @@ def spawn_monitor(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Tuple[Pi
     return proc.pid, ref
 
 
-def _remote_spawn(node: str, fn: Any, args: tuple, kwargs: dict, opts: tuple) -> Any:
+def _remote_spawn(node: str, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], opts: Tuple[str, ...]) -> Any:
     router = rt.router
     if router is None:
         raise NoProc(f"cannot spawn on {node}: this node is not distributed (call start_node first)")
@@ -230,9 +244,9 @@ def _is_this_node(node: str) -> bool:
 
 
 def _current() -> Process:
-    glet = getcurrent()
+    glet: Any = getcurrent()
     try:
-        proc = glet._snowg_proc
+        proc: Optional[Process] = glet._snowg_proc
     except AttributeError:
         proc = None
     if proc is None or proc.state == _DEAD:
@@ -454,10 +468,11 @@ def flush_messages(match: Optional[Callable[[Any], bool]] = None) -> List[Any]:
     if not mb:
         return []
     if match is None:
-        out = list(mb)
+        everything = list(mb)
         mb.clear()
-        return out
-    out, keep = [], deque()
+        return everything
+    out: List[Any] = []
+    keep: Deque[Any] = deque()
     for m in mb:
         (out if match(m) else keep).append(m)
     proc.mailbox = keep
@@ -934,7 +949,7 @@ def reset_runtime(limit: float = 10.0) -> List[Pid]:
     Returns:
         The pids that were killed.
     """
-    me = getcurrent()
+    me: Any = getcurrent()
     adopted = getattr(me, "_snowg_proc", None)
     if adopted is not None:
         _terminate(adopted, "normal")
@@ -942,9 +957,9 @@ def reset_runtime(limit: float = 10.0) -> List[Pid]:
     strays = list(rt.procs.values())
     for proc in strays:
         _kill(proc, "killed")
-    with gevent.Timeout(limit, False):
-        while rt.procs or rt.ready:
-            gevent.sleep(0)
+    deadline = time.monotonic() + limit
+    while (rt.procs or rt.ready) and time.monotonic() < deadline:
+        gevent.sleep(0)
     for tid, (timer, _owner) in list(rt.timers.items()):
         timer.close()
         del rt.timers[tid]

@@ -9,7 +9,7 @@ them for every frame.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import process as _p
 from .process import is_local_pid
@@ -214,7 +214,8 @@ def node_down(node: str) -> Tuple[int, int]:
 
 
 def spawn_for_peer(
-    fn: Callable[..., Any], args: tuple, kwargs: dict, caller: Pid, link: bool, monitor_ref: Optional[Ref]
+    fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any], caller: Pid, link: bool,
+    monitor_ref: Optional[Ref],
 ) -> Pid:
     """Start a process for a peer's spawn request, linked/monitored *before* it runs."""
     proc = _p._new_process(fn, args, kwargs)

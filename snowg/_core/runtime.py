@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Deque, Dict, Optional, Tuple
 
 import gevent
 
@@ -54,7 +54,7 @@ class RemoteRouter:
         """A local process monitored by the remote ``watcher`` ended."""
         raise NotImplementedError
 
-    def spawn(self, node: str, fn: Any, args: tuple, kwargs: dict, opts: tuple) -> Any:
+    def spawn(self, node: str, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], opts: Tuple[str, ...]) -> Any:
         raise NotImplementedError
 
 

@@ -37,9 +37,9 @@ class Pid:
             return True
         return (
             type(other) is Pid
-            and self.id == other.id  # type: ignore[attr-defined]
-            and self.creation == other.creation  # type: ignore[attr-defined]
-            and self.node == other.node  # type: ignore[attr-defined]
+            and self.id == other.id
+            and self.creation == other.creation
+            and self.node == other.node
         )
 
     def __ne__(self, other: object) -> bool:
@@ -77,9 +77,9 @@ class Ref:
             return True
         return (
             type(other) is Ref
-            and self.id == other.id  # type: ignore[attr-defined]
-            and self.creation == other.creation  # type: ignore[attr-defined]
-            and self.node == other.node  # type: ignore[attr-defined]
+            and self.id == other.id
+            and self.creation == other.creation
+            and self.node == other.node
         )
 
     def __ne__(self, other: object) -> bool:
@@ -172,5 +172,6 @@ def pid_node(pid: Any) -> Optional[str]:
     if type(pid) is Pid:
         return pid.node
     if type(pid) is tuple and len(pid) == 2:
-        return pid[1]
+        node: str = pid[1]
+        return node
     return None

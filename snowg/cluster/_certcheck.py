@@ -15,7 +15,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .._errors import NodeError
@@ -26,10 +25,12 @@ __all__ = ["check_tls_files", "fmt", "load_certs", "load_key", "utc_now", "same_
 
 
 def utc_now() -> datetime.datetime:
+    """The current time, timezone-aware (UTC)."""
     return datetime.datetime.now(datetime.timezone.utc)
 
 
 def validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.datetime]:
+    """The (not before, not after) dates of ``cert``, timezone-aware."""
     # cryptography >= 42 has the *_utc properties; older ones return naive UTC.
     before = getattr(cert, 'not_valid_before_utc', None)
     after = getattr(cert, 'not_valid_after_utc', None)
@@ -40,6 +41,7 @@ def validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.dateti
 
 
 def fmt(when: datetime.datetime) -> str:
+    """A date as certificate messages show it."""
     return when.strftime('%Y-%m-%d %H:%M:%S UTC')
 
 
@@ -55,19 +57,27 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def load_certs(path: Path, what: str) -> list[x509.Certificate]:
+    """The PEM certificates in ``path`` (``what`` names the file in errors).
+
+    Raises:
+        NodeError: the file is missing, unreadable, or holds no valid PEM certificate.
+    """
     data = _read(path, what)
     if b'-----BEGIN CERTIFICATE-----' not in data:
         hint = ' (it holds a private key)' if b'PRIVATE KEY-----' in data else ''
         raise NodeError(f'{what} {path}: not a PEM certificate{hint}')
     try:
-        if hasattr(x509, 'load_pem_x509_certificates'):
-            return list(x509.load_pem_x509_certificates(data))
-        return [x509.load_pem_x509_certificate(data)]
+        return list(x509.load_pem_x509_certificates(data))
     except ValueError as exc:
         raise NodeError(f'{what} {path}: not a valid PEM certificate ({exc})') from exc
 
 
 def load_key(path: Path) -> Any:
+    """The unencrypted PEM private key in ``path``.
+
+    Raises:
+        NodeError: the file is missing or unreadable, the key is encrypted, or not a supported PEM key.
+    """
     data = _read(path, 'private key')
     try:
         return serialization.load_pem_private_key(data, password=None)
@@ -82,37 +92,22 @@ def load_key(path: Path) -> Any:
 
 
 def _spki(public_key: Any) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = public_key.public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 def same_public_key(cert: x509.Certificate, key: Any) -> bool:
+    """True when ``key`` is the private key of ``cert``."""
     return _spki(cert.public_key()) == _spki(key.public_key())
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    verify = getattr(cert, 'verify_directly_issued_by', None)
-    if verify is not None:
-        try:
-            verify(issuer)
-            return True
-        except (ValueError, TypeError, InvalidSignature):
-            return False
-    # cryptography < 40 has no verify_directly_issued_by.
-    pub = issuer.public_key()
-    algo = cert.signature_hash_algorithm
     try:
-        if isinstance(pub, ec.EllipticCurvePublicKey):
-            pub.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algo))
-        elif isinstance(pub, rsa.RSAPublicKey):
-            pub.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algo)
-        else:
-            pub.verify(cert.signature, cert.tbs_certificate_bytes)
-        return True
-    except (InvalidSignature, TypeError, ValueError):
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
         return False
+    return True
 
 
 def _check_dates(cert: x509.Certificate, path: Path, what: str) -> None:

@@ -26,7 +26,7 @@ Decoding is safe on untrusted bytes: every failure raises :class:`CodecError`.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import msgpack
 from msgpack import ExtType
@@ -79,12 +79,13 @@ def _cannot_send(obj: Any) -> TypeError:
 
 def _id_payload(kind: str, node: Any, id_: Any, creation: Any) -> bytes:
     try:
-        return _ID_CREATION.pack(id_, creation) + node.encode("utf-8")
+        payload: bytes = _ID_CREATION.pack(id_, creation) + node.encode("utf-8")
     except (struct.error, AttributeError, UnicodeEncodeError) as exc:
         raise TypeError(
             f"cannot send a {kind} to another node unless its node is a str and its id "
             f"and creation are 64-bit ints: {kind}({node!r}, {id_!r}, {creation!r})"
         ) from exc
+    return payload
 
 
 # ExtType's own __new__ re-validates its arguments in Python; ours are valid by
@@ -105,10 +106,10 @@ def _enc_bigint(n: int) -> ExtType:
     return ExtType(EXT_BIGINT, n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True))
 
 
-def _marked(code: int) -> Callable[[tuple], list]:
+def _marked(code: int) -> Callable[[Tuple[Any, ...]], List[Any]]:
     marker = ExtType(code, b"")
 
-    def enc(t: tuple) -> list:
+    def enc(t: Tuple[Any, ...]) -> List[Any]:
         return [marker, *t]
 
     return enc
@@ -163,7 +164,7 @@ def make_packer() -> msgpack.Packer:
     return msgpack.Packer(default=default, use_bin_type=True, strict_types=True, autoreset=True)
 
 
-_pack = make_packer().pack
+_pack: Callable[[Any], bytes] = make_packer().pack
 
 
 def encode(term: Any) -> bytes:

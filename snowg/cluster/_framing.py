@@ -10,7 +10,7 @@ it is tested.
 from __future__ import annotations
 
 import struct
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from . import _codec as codec
 
@@ -50,7 +50,7 @@ class MalformedFrame(ProtocolError):
 
 
 _LEN = struct.Struct(">I")
-_pack = codec.make_packer().pack
+_pack: Callable[[Any], bytes] = codec.make_packer().pack
 
 
 def encode_frame(frame: Union[List[Any], Tuple[Any, ...]], max_frame_size: Optional[int] = None) -> bytes:

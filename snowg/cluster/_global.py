@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import gevent
 
@@ -68,8 +68,11 @@ _server: Optional[Pid] = None
 _waiting: Dict[Ref, Tuple[Pid, str]] = {}
 
 
-class _LockReply(tuple):
-    """Internal message: (req, granted)."""
+class _LockReply(NamedTuple):
+    """Internal message: a node's answer to a lock request (None: the node went down)."""
+
+    req: Ref
+    granted: Optional[bool]
 
 
 def _local_lock(name: str, req: Ref, owner: Pid) -> bool:
@@ -281,7 +284,7 @@ def _h_lock(peer: str, f: Tuple[Any, ...]) -> None:
 def _h_lock_reply(peer: str, f: Tuple[Any, ...]) -> None:
     _, req, owner, granted = f
     if _waiting.pop(req, None) is not None:
-        _remote.deliver_to(owner, _LockReply((req, granted)))
+        _remote.deliver_to(owner, _LockReply(req, granted))
 
 
 def _h_unlock(peer: str, f: Tuple[Any, ...]) -> None:
@@ -300,7 +303,7 @@ def _on_node_down(node_name: str) -> None:
         del _locks[name]
     for req in [r for r, (_c, n) in _waiting.items() if n == node_name]:
         caller, _node = _waiting.pop(req)
-        _remote.deliver_to(caller, _LockReply((req, None)))  # the node went down while we asked
+        _remote.deliver_to(caller, _LockReply(req, None))  # the node went down while we asked
 
 
 def _reset() -> None:

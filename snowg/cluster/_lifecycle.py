@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, List, Optional
+from typing import Any, List, Optional, cast
 
 from gevent.server import StreamServer
 
@@ -82,7 +82,8 @@ def start_node(
         server.start()
     except OSError as exc:
         raise NodeError(f"node {name}: cannot listen on {listen_host or host}:{port}: {exc}") from exc
-    info = Node(name, creation, listen_host or host, server.server_port, tick)
+    bound_port = cast(int, server.server_port)  # set by start()
+    info = Node(name, creation, listen_host or host, bound_port, tick)
     st = NodeState(info, cookie, server_ctx, client_ctx, max_frame_size, on_frames, server=server)
     _nodestate.current = st
     _remote.rename_local_pids(name, creation)

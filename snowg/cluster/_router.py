@@ -129,7 +129,7 @@ class Router(_remote.RemoteRouter):
 
 def _where(target: Union[Pid, Tuple[str, str]]) -> Tuple[str, Any]:
     """The node of a monitor's target, and the target as the peer names it."""
-    if type(target) is Pid:
+    if isinstance(target, Pid):
         return target.node, target
     name, node = target
     return node, name

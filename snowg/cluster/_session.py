@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Union
 
 from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 
@@ -87,7 +87,7 @@ class Session:
         now = time.monotonic()
         self.last_recv = now
         self.last_sent = now
-        self._writer: Optional[gevent.Greenlet] = None
+        self._writer: Optional[gevent.Greenlet[[], None]] = None
         self._reader: Any = None
         self._ticker: Any = None
         try:
@@ -133,7 +133,7 @@ class Session:
                     task.park()
                     continue
                 batch, self._out = self._out, []
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                data: Union[bytes, memoryview] = batch[0] if len(batch) == 1 else b"".join(batch)
                 self._writer_busy = True
                 while True:
                     try:
@@ -183,8 +183,8 @@ class Session:
                         # request/response traffic this saves a failed read,
                         # and its exception, per message.
                         wait(sock._read_event)
-                        if self.closed:
-                            return
+                        if self.closed:  # close() ran while we waited
+                            return  # type: ignore[unreachable]
                 try:
                     data = read(_RECV_SIZE)
                 except SSLWantReadError:

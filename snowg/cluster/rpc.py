@@ -44,7 +44,7 @@ def _runner(caller: Pid, tag: Ref, fn_name: str, args: List[Any], kwargs: Dict[s
     except Exception as exc:  # noqa: BLE001 - the caller gets the error, as erpc does
         crash = Crash.from_exception(exc)
         _core.exit((tag, "error", crash.type, crash.message, crash.traceback))
-    outcome = (tag, "ok", value)
+    outcome: Tuple[Any, ...] = (tag, "ok", value)
     if not _remote.is_local_pid(caller):
         try:
             check_term(outcome)
