@@ -4,6 +4,7 @@ Pages are Markdown (MyST), so the README and the docs share one syntax; the API
 reference is built by autodoc + napoleon from the Google-style docstrings in
 the code. Build: ``sphinx-build -W --keep-going -b html docs OUT`` (``tox -e docs``).
 """
+
 from __future__ import annotations
 
 import snowg
