@@ -58,11 +58,11 @@ def start_sync(
     ref = make_ref()
     starter: Starter = (me, ref, link)
     if node is None:
-        pid = spawn_link(body, starter, *args) if link else spawn(body, starter, *args)  # type: ignore[arg-type]
+        pid = spawn_link(body, starter, *args) if link else spawn(body, starter, *args)
     elif link:
-        pid = spawn_link(body, starter, *args, node=node)  # type: ignore[arg-type]
+        pid = spawn_link(body, starter, *args, node=node)
     else:
-        pid = spawn(body, starter, *args, node=node)  # type: ignore[arg-type]
+        pid = spawn(body, starter, *args, node=node)
     # No yield since a local spawn: the monitor exists before the child runs.
     # (A remote spawn waited for its reply: a child already gone gives Down
     # 'noproc', and its real reason is in the Exit a trapping caller has.)

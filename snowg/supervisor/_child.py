@@ -154,7 +154,7 @@ def _start_remote(
             if kw:
                 raise TypeError(f"{getattr(fn, '__name__', fn)}.start_link: unexpected keyword arguments {sorted(kw)}")
             return start_sync(RUN_GEN_SERVER, (spawnable_name(fn), args, name), True, timeout, node=where)
-        pid = spawn_link(fn, *args, node=where, **kwargs)  # type: ignore[arg-type]
+        pid = spawn_link(fn, *args, node=where, **kwargs)
     except StartError as e:
         if e.child_id is None and e.reason == "noconnection":
             raise _Unreachable(where) from None
