@@ -57,7 +57,7 @@ from typing import (
 import gevent
 from gevent.event import Event
 
-from .._core import Down, Task, demonitor, process_info, receive, send, spawn_monitor
+from .._core import Down, Pid, Task, demonitor, process_info, receive, send, spawn_monitor
 from .._core import self as _self
 from .._errors import Timeout
 from . import _frames as fr
@@ -148,7 +148,7 @@ class Connection:
 
     def __init__(self, sock: Any, rfile: Any, environ: Dict[str, Any], options: Options) -> None:
         self.id: int = next(_ids)
-        self.pid: Any = None
+        self.pid: Optional[Pid] = None
         self.environ = environ
         self.path: str = environ.get("PATH_INFO", "/")
         try:
@@ -176,9 +176,9 @@ class Connection:
         self._credit = Event()
         self._reader_waiting = False
         self._closed_seen = False
-        self._owner: Any = None
-        self._reader: Any = None
-        self._writer: Any = None
+        self._owner: Optional[Pid] = None
+        self._reader: Optional[gevent.Greenlet[[], None]] = None
+        self._writer: Optional[gevent.Greenlet[[], None]] = None
         self._ping_timer: Any = None
         self._pong_timer: Any = None
         self._close_timer: Any = None
@@ -298,7 +298,7 @@ class Connection:
 
     # ------------------------------------------------------------- lifecycle
 
-    def _start(self, owner: Any, pid: Any) -> None:
+    def _start(self, owner: Pid, pid: Pid) -> None:
         self._owner = owner
         self.pid = pid
         self._writer = gevent.spawn(self._write_loop)
@@ -498,7 +498,8 @@ class Connection:
         finally:
             self._reader_waiting = False
         if self._inflight >= self._opts.recv_queue_size and self._state == _OPEN:
-            info = process_info(self.pid)
+            pid = self.pid
+            info = None if pid is None else process_info(pid)
             if info is None:
                 self._inflight = 0
             else:
