@@ -24,6 +24,8 @@ def run_demo(port: int = 8000, directory: Optional[str] = None) -> int:
         directory: where the certificates, cookie and node logs go; default a
             temporary directory, removed at the end.
     """
+    # Imported here: the launcher makes certificates (cryptography), which the
+    # demo nodes importing snowg.demo.node_app must not need.
     from .launcher import Launcher
 
     return Launcher(port, directory).run()

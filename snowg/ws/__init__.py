@@ -15,7 +15,7 @@ Frames from the client also arrive in the handler's mailbox as
 ``WsMessage(conn, data)`` (and ``WsClosed(conn, code, reason)`` at the end),
 so a handler can wait for client frames and process messages in one
 ``snowg.receive()``; ``conn.receive()`` takes only this connection's frames.
-See :mod:`snowg.ws.connection` and :mod:`snowg.ws._rooms` for the queues, close codes and pings.
+See :mod:`snowg.ws.connection` for the queues, close codes and pings.
 """
 from ._rooms import broadcast, broadcast_except, members, rooms
 from .app import WebSocketApp, WebSocketServer, serve
