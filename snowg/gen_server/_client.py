@@ -41,7 +41,10 @@ _active_calls: Dict[Ref, Pid] = {}
 
 def is_remote(dest: Dest) -> bool:
     """Whether ``dest`` names a process on another node than the caller's."""
-    here = _self().node
+    return _elsewhere(dest, _self().node)
+
+
+def _elsewhere(dest: Dest, here: str) -> bool:
     if type(dest) is Pid:
         return dest.node != here
     return type(dest) is tuple and len(dest) == 2 and dest[1] != here
@@ -75,7 +78,7 @@ def call(dest: Dest, request: Any, timeout: Optional[float] = 5.0) -> Any:
     mref = monitor(dest)
     _active_calls[mref] = me
     try:
-        if is_remote(dest):
+        if _elsewhere(dest, me.node):
             _ensure_reply_router()
         try:
             send(dest, (CALL, (me, mref), request))
