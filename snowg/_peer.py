@@ -135,8 +135,10 @@ class NodeProcess:
         return node
 
     def _wait_ready(self, timeout: float) -> str:
+        """Read stdout up to the ready line; its address. Kills the process and raises if none comes."""
         prefix = READY_PREFIX.encode()
         line = b""
+        timed_out = False
         deadline = gevent.Timeout(timeout)
         try:
             with deadline:
@@ -147,9 +149,10 @@ class NodeProcess:
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
+            timed_out = True
         if not line.startswith(prefix):
             self.kill()
-            how = f"exited with {self.process.returncode}" if line == b"" else f"did not listen within {timeout} s"
+            how = f"did not listen within {timeout} s" if timed_out else f"exited with {self.process.returncode}"
             raise RuntimeError(f"node {self.name} did not start ({how}); end of its log {self.log_path}:\n"
                                f"{self.log_tail()}")
         address: str = line.decode().split()[2]
@@ -169,7 +172,7 @@ class NodeProcess:
 
     def alive(self) -> bool:
         """True until its OS process has ended (and been reaped)."""
-        return bool(self.process.poll() is None)
+        return self.process.poll() is None
 
     def kill(self, timeout: float = 5.0) -> None:
         """SIGKILL it and reap it; blocks at most ``timeout`` seconds."""
