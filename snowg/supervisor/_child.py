@@ -100,11 +100,12 @@ def _start_local(
     fn: LocalTarget, args: Tuple[Any, ...], kwargs: Dict[str, Any], start_supervisor: StartSupervisor,
 ) -> Optional[Pid]:
     server = gen_server_class(fn)
+    if server is None and not isinstance(fn, NestedSupervisor):
+        return spawn_link(fn, *args, **kwargs)  # a plain function: started once spawned
     try:
-        if isinstance(fn, NestedSupervisor):
-            return start_supervisor(args[0] if args else [], kwargs)
         if server is not None:
             return server.start_link(*args, **kwargs)
+        return start_supervisor(args[0] if args else [], kwargs)
     except StartError as e:
         # A nested supervisor names the grandchild that failed; keep that.
         raise ChildStartFailed(
@@ -112,7 +113,6 @@ def _start_local(
         ) from None
     except Exception as e:  # noqa: BLE001 - e.g. a bad spec in a nested supervisor
         raise ChildStartFailed(Crash.from_exception(e)) from None
-    return spawn_link(fn, *args, **kwargs)
 
 
 def _reachable(name: str, timeout: float) -> bool:
