@@ -199,7 +199,7 @@ def check_term(value: Any) -> None:
     try:
         _pack(value)
     except RecursionError:  # msgpack's pure-Python fallback recurses
-        raise TypeError("the value is nested too deeply to cross nodes") from None
+        raise TypeError("the value cannot cross nodes: nested too deeply") from None
     except ValueError as exc:
         raise TypeError(f"the value cannot cross nodes: {exc}") from None
 

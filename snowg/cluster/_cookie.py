@@ -40,7 +40,7 @@ def resolve_cookie(cookie: str | None = None, *, home: PathLike | None = None) -
     Args:
         cookie: an explicit cookie.
         home: snowg's home directory; None means
-            :func:`snowg.cluster.tls.default_home` (``$SNOWG_HOME`` or ``~/.snowg``).
+            :func:`snowg.cluster._certfiles.default_home` (``$SNOWG_HOME`` or ``~/.snowg``).
 
     Returns:
         The cookie, never empty.

@@ -26,9 +26,12 @@ from snowg.cluster._global import (
 )
 from snowg.cluster._handshake import (
     PROTOCOL_VERSION,
+    REFUSE_ALREADY_CONNECTED,
+    REFUSE_SIMULTANEOUS,
     Established,
     Handshake,
     HandshakeError,
+    LostRace,
     PeerHello,
     simultaneous_connect_winner,
 )
@@ -422,6 +425,28 @@ def test_acceptor_reject_reaches_the_initiator() -> None:
     with pytest.raises(HandshakeError, match="peer rejected us: already connected") as info:
         init.receive_data(acc.data_to_send())
     assert info.value.kind == "rejected"
+
+
+@pytest.mark.parametrize("reason", [REFUSE_SIMULTANEOUS, REFUSE_ALREADY_CONNECTED])
+def test_a_refusal_for_a_connection_race_is_a_lost_race(reason: str) -> None:
+    """Semantics rule 24: the initiator learns that another connection wins, as a type, not a text."""
+    init, acc = _pair()
+    acc.receive_data(init.data_to_send())
+    acc.next_event()
+    acc.reject(reason)
+    with pytest.raises(LostRace) as info:
+        init.receive_data(acc.data_to_send())
+    assert info.value.kind == "rejected"
+
+
+def test_other_refusals_are_not_a_lost_race() -> None:
+    init, acc = _pair()
+    acc.receive_data(init.data_to_send())
+    acc.next_event()
+    acc.reject("simultaneous connection, but not in the protocol's words")
+    with pytest.raises(HandshakeError) as info:
+        init.receive_data(acc.data_to_send())
+    assert not isinstance(info.value, LostRace)
 
 
 def test_accept_and_reject_need_a_peer_hello() -> None:
