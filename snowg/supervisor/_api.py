@@ -55,7 +55,10 @@ def start_link(
             order, the supervisor is gone, and no exit signal reaches the caller.
             Also when ``name`` is taken (reason ``('already_started', pid)``).
     """
-    flags = Flags(strategy, intensity, period, auto_shutdown, name, connect_timeout, _clock or time.monotonic)
+    flags = Flags(
+        strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown, name=name,
+        connect_timeout=connect_timeout, clock=_clock or time.monotonic,
+    )
     # A supervisor never ignores its start (its init does not return 'ignore').
     return cast(Pid, start_supervisor(children, flags, link=True))
 
@@ -72,7 +75,10 @@ def start(
     _clock: Optional[Callable[[], float]] = None,
 ) -> Pid:
     """Like :func:`start_link` without the link."""
-    flags = Flags(strategy, intensity, period, auto_shutdown, name, connect_timeout, _clock or time.monotonic)
+    flags = Flags(
+        strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown, name=name,
+        connect_timeout=connect_timeout, clock=_clock or time.monotonic,
+    )
     return cast(Pid, start_supervisor(children, flags, link=False))
 
 

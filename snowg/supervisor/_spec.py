@@ -306,9 +306,10 @@ class Flags:
         unknown = set(options) - set(FLAG_OPTIONS)
         if unknown:
             raise TypeError(f"unknown supervisor options {sorted(unknown)}")
-        fields = {k.lstrip("_"): v for k, v in options.items()}
-        if fields.get("clock") is None:
-            fields.pop("clock", None)
+        fields = {k: v for k, v in options.items() if k != "_clock"}
+        clock = options.get("_clock")
+        if clock is not None:
+            fields["clock"] = clock
         return cls(**fields)
 
     @property
