@@ -132,7 +132,7 @@ def check_tls_files(cfg: TLSConfig, node_name: str) -> None:
 
     Raises:
         NodeError: with a message naming the file and the problem (see
-            :func:`snowg.cluster._tls.load_tls`).
+            :func:`snowg.cluster.load_tls`).
     """
     ca_path, cert_path, key_path = Path(cfg.ca), Path(cfg.cert), Path(cfg.key)
 

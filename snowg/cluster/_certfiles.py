@@ -62,7 +62,7 @@ def default_certs_dir() -> Path:
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """The files a node uses for TLS, checked by :func:`load_tls`.
+    """The files a node uses for TLS, checked by :func:`snowg.cluster.load_tls`.
 
     Attributes:
         ca: PEM file of the cluster CA certificate(s) peers must be signed by.
@@ -88,7 +88,7 @@ def check_file_node_name(name: str) -> str:
 
 
 def resolve_tls(tls: TLSSpec, node_name: str, default_dir: PathLike | None) -> TLSConfig:
-    """The three files ``tls`` names (see :func:`snowg.cluster._tls.load_tls`), not yet checked.
+    """The three files ``tls`` names (see :func:`snowg.cluster.load_tls`), not yet checked.
 
     Raises:
         NodeError: a directory that does not exist or is not one, or ``tls``

@@ -31,7 +31,7 @@ def load_tls(tls: TLSSpec, node_name: str, *, default_dir: PathLike | None) -> T
             keys ``'ca'``, ``'cert'``, ``'key'``, or a :class:`TLSConfig`.
         node_name: the node's name, ``'alice@127.0.0.1'``.
         default_dir: the directory used when ``tls`` is None; None means
-            :func:`default_certs_dir`.
+            :func:`~snowg.cluster._certfiles.default_certs_dir`.
 
     Returns:
         The checked :class:`TLSConfig` (paths as strings).

@@ -26,11 +26,6 @@ def test_invalid_node_names(name: Any) -> None:
         check_node_name(name)
 
 
-def test_start_node_uses_the_same_rule() -> None:
-    with pytest.raises(snowg.NodeError, match="not of the form"):
-        snowg.start_node("a@b@c")
-
-
 @pytest.mark.parametrize("term", [None, 1, 2**80, "s", b"b", (1, [2, {"k": (3,)}]), snowg.Pid("a@b", 1, 2)])
 def test_check_term_accepts_terms(term: Any) -> None:
     check_term(term)
@@ -83,17 +78,23 @@ def test_a_frame_tag_is_registered_once() -> None:
         cluster.register_frame_handler(1, "MINE", (), lambda peer, frame: None)
 
 
-def test_sending_frames_on_a_node_that_is_not_distributed_sends_nothing() -> None:
-    assert cluster.current() is None
-    assert cluster.send_frame("b@h", [0]) is False
-    assert cluster.broadcast_frame([0]) == 0
-
-
-def test_import_snowg_does_not_import_cryptography_and_snowg_rpc_is_a_module() -> None:
+def test_a_process_that_is_not_a_node() -> None:
+    """In a fresh process: import snowg does not import cryptography, snowg.rpc is a module,
+    start_node checks names with the one rule, and frames go nowhere."""
     code = (
         "import sys, snowg.rpc\n"
+        "from snowg import cluster\n"
         "assert 'cryptography' not in sys.modules, 'cryptography imported'\n"
-        "assert snowg.rpc.call is snowg.cluster.rpc.call\n"
+        "assert snowg.rpc.call is cluster.rpc.call\n"
+        "try:\n"
+        "    snowg.start_node('a@b@c')\n"
+        "except snowg.NodeError as exc:\n"
+        "    assert 'not of the form' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('a@b@c accepted')\n"
+        "assert cluster.current() is None\n"
+        "assert cluster.send_frame('b@h', [0]) is False\n"
+        "assert cluster.broadcast_frame([0]) == 0\n"
         "from snowg.cluster import make_certs\n"
         "assert 'cryptography' in sys.modules\n"
     )
