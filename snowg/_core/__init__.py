@@ -1,33 +1,27 @@
 """Processes, mailboxes, links, monitors, names and timers (uses gevent only)."""
+from .introspect import is_alive, process_info, processes
 from .process import (
     ProcessExit,
-    cancel_timer,
     demonitor,
     exit,
     flush_messages,
-    is_alive,
     link,
     make_ref,
     monitor,
-    process_info,
-    processes,
     receive,
-    register,
-    registered,
     reset_runtime,
     self,
     send,
-    send_after,
     spawn,
     spawn_link,
     spawn_monitor,
     trap_exit,
     unlink,
-    unregister,
-    whereis,
 )
+from .registry import register, registered, unregister, whereis
 from .scheduler import Task
 from .terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
+from .timers import cancel_timer, send_after
 
 __all__ = [
     "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "ProcessExit", "Ref", "Task", "TimerRef",

@@ -13,6 +13,9 @@ The rules are semantics rules 1-12 (Erlang's). The mechanics:
   :class:`ProcessExit`, a ``BaseException`` (a ``GreenletExit``), so a user's
   ``except Exception:`` cannot swallow it. CPython has no preemption: a process
   that never yields cannot be stopped until it yields.
+
+Local names (:mod:`~snowg._core.registry`), timers (:mod:`~snowg._core.timers`)
+and looking at processes (:mod:`~snowg._core.introspect`) are modules of their own.
 """
 from __future__ import annotations
 
@@ -26,14 +29,14 @@ import gevent
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _greenlet
 
-from .._errors import NameTaken, NoProc, Timeout
+from .._errors import NoProc, Timeout
 from .runtime import rt
 from .scheduler import ACTIVE as _ACTIVE
 from .scheduler import DEAD as _DEAD
 from .scheduler import NEW as _NEW
 from .scheduler import park as _park
 from .scheduler import schedule as _schedule
-from .terms import Crash, Down, Exit, Pid, Ref, TimerRef
+from .terms import Crash, Down, Exit, Pid, Ref
 
 log = logging.getLogger("snowg")
 
@@ -797,142 +800,7 @@ def _terminate(proc: Process, reason: Any) -> None:
     proc.start = None
 
 
-# ---------------------------------------------------------------- registry
-
-
-def register(name: str, pid: Pid) -> None:
-    """Register ``pid`` (a live local process) under ``name``.
-
-    Raises:
-        NameTaken: the name is taken, or the process already has a name.
-        NoProc: ``pid`` is not a live local process.
-    """
-    if type(name) is not str:
-        raise TypeError(f"register: a name is a str, not {type(name).__name__}")
-    proc = local_process(pid)
-    if proc is None:
-        raise NoProc(f"cannot register {name!r}: {pid} is not a live local process")
-    holder = rt.names.get(name)
-    if holder is not None and holder.state != _DEAD:
-        raise NameTaken(f"{name!r} is already registered to {holder.pid}")
-    if proc.name is not None:
-        raise NameTaken(f"{pid} is already registered as {proc.name!r}")
-    rt.names[name] = proc
-    proc.name = name
-
-
-def unregister(name: str) -> None:
-    """Remove a local name.
-
-    Raises:
-        NoProc: nobody is registered under ``name``.
-    """
-    proc = rt.names.pop(name, None)
-    if proc is None:
-        raise NoProc(f"no process is registered as {name!r}")
-    proc.name = None
-
-
-def whereis(name: str) -> Optional[Pid]:
-    """The pid registered locally under ``name``, or None."""
-    proc = rt.names.get(name)
-    return None if proc is None or proc.state == _DEAD else proc.pid
-
-
-def registered() -> List[str]:
-    """All locally registered names."""
-    return list(rt.names)
-
-
-# ------------------------------------------------------------- introspection
-
-
-def is_alive(pid: Pid) -> bool:
-    """True when ``pid`` is a live local process."""
-    return local_process(pid) is not None
-
-
-def processes() -> List[Pid]:
-    """The pids of all live local processes."""
-    return [p.pid for p in rt.procs.values()]
-
-
-def process_info(pid: Pid) -> Optional[Dict[str, Any]]:
-    """A snapshot of a live local process, or None when it is not alive.
-
-    Keys: ``status`` (``'running'``, ``'runnable'``, ``'waiting'`` or
-    ``'suspended'``), ``message_queue_len``, ``messages``, ``links``,
-    ``monitors``, ``monitored_by``, ``trap_exit``, ``registered_name``.
-    """
-    proc = local_process(pid)
-    if proc is None:
-        return None
-    if proc.glet is getcurrent():
-        status = "running"
-    elif proc.ready or proc.state == _NEW:
-        status = "runnable"
-    elif proc.parked:
-        status = "waiting"
-    else:
-        status = "suspended"
-    mb = proc.mailbox or ()
-    return {
-        "status": status,
-        "message_queue_len": len(mb),
-        "messages": list(mb),
-        "links": sorted(proc.links or (), key=repr),
-        "monitors": list((proc.monitors or {}).values()),
-        "monitored_by": [w for (w, _r) in (proc.monitored_by or {}).values()],
-        "trap_exit": proc.trap,
-        "registered_name": proc.name,
-    }
-
-
-# -------------------------------------------------------------------- timers
-
-
-def send_after(seconds: float, dest: Union[Pid, str, Tuple[str, str]], msg: Any) -> TimerRef:
-    """Send ``msg`` to ``dest`` after ``seconds``; returns a ref for ``cancel_timer``.
-
-    A timer to a local pid is cancelled when that process ends (as in Erlang).
-    """
-    tid = next(rt.timer_ids)
-    tref = TimerRef(tid)
-    timer = rt.loop.timer(max(0.0, float(seconds)))
-    owner = local_process(dest) if type(dest) is Pid else None
-    rt.timers[tid] = (timer, owner)
-    if owner is not None:
-        if owner.timers is None:
-            owner.timers = set()
-        owner.timers.add(tid)
-    timer.start(_fire_timer, tid, dest, msg)
-    return tref
-
-
-def _fire_timer(tid: int, dest: Any, msg: Any) -> None:
-    entry = rt.timers.pop(tid, None)
-    if entry is None:
-        return
-    timer, owner = entry
-    timer.close()
-    if owner is not None and owner.timers:
-        owner.timers.discard(tid)
-    try:
-        send(dest, msg)
-    except NoProc:
-        pass  # a name that went away meanwhile: dropped, as erlang:send_after does
-
-
-def cancel_timer(ref: TimerRef) -> bool:
-    """Cancel a timer; True if it had not fired yet."""
-    entry = rt.timers.pop(ref.id, None)
-    if entry is None:
-        return False
-    timer, owner = entry
-    timer.close()
-    if owner is not None and owner.timers:
-        owner.timers.discard(ref.id)
-    return True
+# -------------------------------------------------------------------- reset
 
 
 def reset_runtime(limit: float = 10.0) -> List[Pid]:
