@@ -149,8 +149,8 @@ def _acquire_all(name: str, req: Ref, me: Pid) -> Optional[List[str]]:
         if not send_frame(node_name, [GLOBAL_LOCK, name, req, me]):
             del _waiting[req]
             continue  # gone meanwhile: it holds nothing of ours
-        reply = _core.receive(lambda m: type(m) is _LockReply and m[0] == req)
-        granted = reply[1]
+        reply = _core.receive(lambda m: type(m) is _LockReply and m.req == req)
+        granted = reply.granted
         if granted is None:
             continue  # the node went down while we asked
         if not granted:
