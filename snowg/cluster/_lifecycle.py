@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, List, Optional, cast
+from typing import List, Optional, cast
 
 from gevent.server import StreamServer
 
@@ -19,6 +19,7 @@ from .._core.terms import NONODE
 from .._errors import NodeError
 from . import _nodestate
 from ._connect import handle_incoming
+from ._certfiles import TLSSpec
 from ._cookie import resolve_cookie
 from ._dispatch import on_frames
 from ._framing import DEFAULT_MAX_FRAME_SIZE
@@ -40,7 +41,7 @@ def start_node(
     *,
     cookie: Optional[str] = None,
     port: int = 0,
-    tls: Any = None,
+    tls: TLSSpec = None,
     tick: float = DEFAULT_TICK,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     listen_host: Optional[str] = None,
