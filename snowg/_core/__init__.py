@@ -20,12 +20,12 @@ from .process import (
 )
 from .registry import register, registered, unregister, whereis
 from .scheduler import Task
-from .terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
+from .terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef, is_shutdown_reason
 from .timers import cancel_timer, send_after
 
 __all__ = [
     "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "ProcessExit", "Ref", "Task", "TimerRef",
-    "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "link", "make_ref",
+    "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "is_shutdown_reason", "link", "make_ref",
     "monitor", "process_info", "processes", "receive", "register", "registered", "reset_runtime", "self",
     "send", "send_after", "spawn", "spawn_link", "spawn_monitor", "trap_exit", "unlink",
     "unregister", "whereis",

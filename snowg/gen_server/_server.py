@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, NoReturn, Optional, Tuple, Type, Union
 
 from .._core import Crash, Exit, Pid, ProcessExit, exit, receive, register, whereis
 from .._core import self as _self
-from .._core.terms import is_shutdown_reason
+from .._core import is_shutdown_reason
 from .._errors import NameTaken, Timeout
 from ._client import CALL, CAST, STOP, From, reply
 from ._start import IGNORE, Starter, ack_fail, ack_ignore, ack_ok, start_sync

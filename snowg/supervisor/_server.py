@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._core import Exit, Pid, send, trap_exit
 from .._core import self as _self
-from .._core.terms import is_shutdown_reason
+from .._core import is_shutdown_reason
 from .._errors import StartError
 from ..gen_server import From, GenServer, Result
 from ._child import (

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .._core import Pid
-from .._core.terms import is_shutdown_reason
+from .._core import is_shutdown_reason
 from ._spec import ChildSpec, Flags
 
 #: ``Child.pid`` while a failed restart waits for its retry (which_children shows it).
