@@ -14,6 +14,7 @@ connection takes lines:
   few small writes); answers ``filled``;
 * ``members <room>``: answers the number of sockets in the room.
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Shared bits of the fan-out benchmark's processes (see broadcast_fanout.py)."""
+
 from __future__ import annotations
 
 import resource

@@ -16,6 +16,7 @@ time.monotonic() when its bytes were read; when all of this process's
 clients in ``room`` have broadcast ``r``, it prints
 ``done <r> <clients> <last arrival> <min t0>``. Pings are answered with pongs.
 """
+
 from __future__ import annotations
 
 import base64
@@ -100,7 +101,7 @@ def reader(idx: int, s, buf: bytes) -> None:
                     break
                 op = buf[0] & 0x0F
                 if op == 1:
-                    head = bytes(buf[hl:hl + min(n, 80)]).split(b" ", 3)
+                    head = bytes(buf[hl : hl + min(n, 80)]).split(b" ", 3)
                     if len(head) >= 3 and head[0].isdigit():
                         counts[idx] += 1
                         r = int(head[0])
@@ -116,10 +117,10 @@ def reader(idx: int, s, buf: bytes) -> None:
                         if st[0] == expected.get(head[1].decode(), -1):
                             say(f"done {r} {st[0]} {st[1]!r} {st[2]!r}")
                 elif op == 9:
-                    pong(s, bytes(buf[hl:hl + n]))
+                    pong(s, bytes(buf[hl : hl + n]))
                 elif op == 8:
                     return
-                del buf[:hl + n]
+                del buf[: hl + n]
             data = s.recv(262144)
             if not data:
                 return

@@ -9,6 +9,7 @@ to go, and registers the ``fanout_ctl`` process, which broadcasts on command:
 * ``('fill', room, size, count, reply_to)``: ``count`` broadcasts of ``size``
   bytes (to fill a never-reading client's buffers), then ``'filled'``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List

@@ -5,6 +5,7 @@ Every benchmark reports rows ``Row(metric, unit, snowg, baseline, higher_is_bett
 format is the one docs/benchmarks describes: a list of objects with the keys
 ``metric, unit, snowg, baseline, ratio, higher_is_better``.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,21 +64,20 @@ def print_table(rows: Iterable[Row], file: Optional[TextIO] = None) -> None:
     lines = [header]
     for r in rows:
         ratio = r.ratio
-        lines.append((
-            r.metric,
-            r.unit,
-            _fmt(r.snowg),
-            _fmt(r.baseline),
-            "-" if ratio is None else f"{ratio:.2f}x",
-            "higher" if r.higher_is_better else "lower",
-        ))
+        lines.append(
+            (
+                r.metric,
+                r.unit,
+                _fmt(r.snowg),
+                _fmt(r.baseline),
+                "-" if ratio is None else f"{ratio:.2f}x",
+                "higher" if r.higher_is_better else "lower",
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
-        cells = [
-            line[i].ljust(widths[i]) if i < 2 else line[i].rjust(widths[i])
-            for i in range(len(header))
-        ]
+        cells = [line[i].ljust(widths[i]) if i < 2 else line[i].rjust(widths[i]) for i in range(len(header))]
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))

@@ -29,6 +29,7 @@ Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadc
          [--json FILE] [--plot FILE.png [--plot-sizes N1,N2,...]]
 The target: p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,9 @@ class Loadgens:
         for i in range(count):
             p = subprocess.Popen(
                 [sys.executable, os.path.join(HERE, "_fanout_loadgen.py")],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=HERE,
             )
             self.procs.append(p)
             self.replies.append(gqueue.Queue())
@@ -163,8 +166,12 @@ class BaselineSystem:
 
     def start(self, k: int) -> None:
         for _ in range(k):
-            p = subprocess.Popen([sys.executable, os.path.join(HERE, "_fanout_baseline.py")],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE)
+            p = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "_fanout_baseline.py")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=HERE,
+            )
             self.procs.append(p)
         for p in self.procs:
             _, ws_port, ctl_port = p.stdout.readline().decode().split()
@@ -239,8 +246,10 @@ class Run:
         if opened != self.n:
             raise RuntimeError(f"{sysm.name}: opened {opened} of {self.n} clients")
         # The handlers join their rooms just after the handshake: wait until all have.
-        per_node = [sum(1 for i in range(self.n) if self.client_node[i] == k and self.client_room[i] == "r0")
-                    for k in range(args.nodes)]
+        per_node = [
+            sum(1 for i in range(self.n) if self.client_node[i] == k and self.client_room[i] == "r0")
+            for k in range(args.nodes)
+        ]
         for k in range(args.nodes):
             _wait_until(lambda k=k: sysm.members(k, "r0") == per_node[k], 30)
         log(f"{sysm.name}: {self.n} clients on {args.nodes} nodes open in {time.monotonic() - t:.1f} s")
@@ -361,8 +370,10 @@ def measure(system: Any, args: Any, n: int, full: bool) -> dict:
             out["deliveries"] = run.burst(args.burst, args.timeout * 4)
             if not args.no_stuck:
                 out["stuck"] = run.stuck(args.broadcasts, args.stuck_timeout)
-        log(f"{system.name} N={n}: latency ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
-            f"p99 {_f(pct(lat, 99))}, max {_f(max(lat) if lat else None)}, timeouts {timeouts}")
+        log(
+            f"{system.name} N={n}: latency ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
+            f"p99 {_f(pct(lat, 99))}, max {_f(max(lat) if lat else None)}, timeouts {timeouts}"
+        )
         if args.verbose:
             log(f"{system.name} N={n}: latencies in order: {' '.join(_f(x) for x in lat)}")
         return out
@@ -385,14 +396,12 @@ def rows_for(res: dict, n: int, args: Any, main: bool) -> List[Row]:
         Row(f"fanout.latency_p99{at}", "ms", pct(s["lat"], 99), pct(b["lat"], 99), False),
     ]
     if "deliveries" in s:
-        rows.append(Row("fanout.deliveries", "deliveries/s", s["deliveries"] or 0.0,
-                        b.get("deliveries"), True))
+        rows.append(Row("fanout.deliveries", "deliveries/s", s["deliveries"] or 0.0, b.get("deliveries"), True))
     if "stuck" in s:
         ss, bs = s["stuck"], b["stuck"]
         b_p99 = pct(bs["lat"], 99) if not bs["timeouts"] else None
         rows.append(Row("fanout.stuck.latency_p99", "ms", pct(ss["lat"], 99), b_p99, False))
-        rows.append(Row("fanout.stuck.starved_clients", "clients", float(ss["starved"]),
-                        float(bs["starved"]), False))
+        rows.append(Row("fanout.stuck.starved_clients", "clients", float(ss["starved"]), float(bs["starved"]), False))
         rows.append(Row("fanout.stuck_vs_normal_p99", "x", pct(ss["lat"], 99) / pct(s["lat"], 99), None, False))
     return rows
 
@@ -404,8 +413,7 @@ def plot(points: Dict[int, dict], path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"--plot: matplotlib is not installed (pip install matplotlib); {path} not written",
-              file=sys.stderr)
+        print(f"--plot: matplotlib is not installed (pip install matplotlib); {path} not written", file=sys.stderr)
         return
     ns = sorted(points)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -433,8 +441,12 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=100, help="message size in bytes (default 100)")
     ap.add_argument("--burst", type=int, default=100, help="broadcasts in the deliveries/s burst (default 100)")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds a broadcast may take")
-    ap.add_argument("--stuck-timeout", type=float, default=3.0,
-                    help="seconds a broadcast may take in the stuck run (2 misses end it)")
+    ap.add_argument(
+        "--stuck-timeout",
+        type=float,
+        default=3.0,
+        help="seconds a broadcast may take in the stuck run (2 misses end it)",
+    )
     ap.add_argument("--no-stuck", action="store_true", help="skip the never-reading-client run")
     ap.add_argument("--concurrency", type=int, default=32, help="handshakes in flight per load generator")
     ap.add_argument("--verbose", action="store_true", help="log every latency")
@@ -448,8 +460,11 @@ def main() -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print(f"--plot: matplotlib is not installed (pip install matplotlib); "
-                  f"{args.plot} will not be written and the extra sizes are not measured", file=sys.stderr)
+            print(
+                f"--plot: matplotlib is not installed (pip install matplotlib); "
+                f"{args.plot} will not be written and the extra sizes are not measured",
+                file=sys.stderr,
+            )
             args.plot = None
     raise_nofile()
     from snowg.testing import ClusterConfig, start_test_node
@@ -461,8 +476,11 @@ def main() -> int:
         rows = rows_for(res, args.clients, args, main=True)
         points = {args.clients: res}
         if args.plot:
-            sizes = ([int(x) for x in args.plot_sizes.split(",")] if args.plot_sizes
-                     else [max(args.nodes, args.clients // 4), max(args.nodes, args.clients // 2)])
+            sizes = (
+                [int(x) for x in args.plot_sizes.split(",")]
+                if args.plot_sizes
+                else [max(args.nodes, args.clients // 4), max(args.nodes, args.clients // 2)]
+            )
             for n in sizes:
                 if n not in points:
                     points[n] = run_both(args, config, n, full=False)
@@ -471,14 +489,18 @@ def main() -> int:
                     rows += rows_for(points[n], n, args, main=False)
     finally:
         snowg.stop_node()
-    print(f"{args.nodes} nodes x {args.clients} clients (rooms of {args.room_size or args.clients}), "
-          f"{args.broadcasts} broadcasts of {args.size} B, burst {args.burst}, {args.loadgens} load generators")
+    print(
+        f"{args.nodes} nodes x {args.clients} clients (rooms of {args.room_size or args.clients}), "
+        f"{args.broadcasts} broadcasts of {args.size} B, burst {args.burst}, {args.loadgens} load generators"
+    )
     print_table(rows)
     if "stuck" in res["snowg"]:
         bs = res["baseline"]["stuck"]
-        print(f"\nstuck run: baseline broadcasts timed out: {bs['timeouts']}, "
-              f"starved clients: {bs['starved']}; snowg timed out: {res['snowg']['stuck']['timeouts']}, "
-              f"starved: {res['snowg']['stuck']['starved']}")
+        print(
+            f"\nstuck run: baseline broadcasts timed out: {bs['timeouts']}, "
+            f"starved clients: {bs['starved']}; snowg timed out: {res['snowg']['stuck']['timeouts']}, "
+            f"starved: {res['snowg']['stuck']['starved']}"
+        )
     if args.json:
         write_json(rows, args.json)
     if args.plot:

@@ -14,6 +14,7 @@ does.
 
 Usage: python benchmarks/cluster.py [--pingpong N] [--oneway N] [--spawns N] [--rpcs N] [--repeat K] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -146,8 +147,8 @@ def _read_frames(sock, buf: bytearray):
             (n,) = _LEN.unpack_from(buf, 0)
             if len(buf) < 4 + n:
                 break
-            body = bytes(buf[4:4 + n])
-            del buf[:4 + n]
+            body = bytes(buf[4 : 4 + n])
+            del buf[: 4 + n]
             yield msgpack.unpackb(body, raw=False)
         data = sock.recv(262144)
         if not data:
@@ -183,8 +184,7 @@ def raw_server(certs: str) -> None:
 
 
 def raw_baseline(certs: str, pings: int, oneway: int) -> tuple:
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--raw-server", certs],
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--raw-server", certs], stdout=subprocess.PIPE)
     try:
         port = int(proc.stdout.readline())
         cfg = tls.load_tls(certs, "bench@127.0.0.1", default_dir=None)

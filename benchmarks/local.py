@@ -16,6 +16,7 @@ Usage: ``python benchmarks/local.py [--spawn N] [--pingpong N] [--ring R]
 [--laps L] [--rss N] [--repeat K] [--json FILE]``. Runs in well under a minute
 with the defaults (the targets are printed at the end).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -239,7 +240,10 @@ def rss_child(kind: str, n: int) -> None:
 def rss_per_process(kind: str, n: int) -> float:
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--rss-child", kind, "--rss", str(n)],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     ).stdout
     return float(json.loads(out.strip().splitlines()[-1])["per_process"])
 

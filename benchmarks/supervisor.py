@@ -26,6 +26,7 @@ Rows (ratio = snowg / baseline where there is one):
 Usage: ``python benchmarks/supervisor.py [--restarts N] [--calls N] [--remote-restarts N]
 [--no-remote] [--json FILE]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,6 +117,7 @@ def with_logging(on: bool) -> None:
 
 
 # ----------------------------------------------------- remote restart latency
+
 
 # Named explicitly: this file runs as __main__ here and is imported as
 # "supervisor" by the peer node, and both must name the child the same way.
@@ -275,8 +277,14 @@ def main() -> None:
         import json
 
         out = [
-            {"metric": m, "unit": u, "snowg": s, "baseline": b,
-             "ratio": None if b is None else round(s / b, 4), "higher_is_better": h}
+            {
+                "metric": m,
+                "unit": u,
+                "snowg": s,
+                "baseline": b,
+                "ratio": None if b is None else round(s / b, 4),
+                "higher_is_better": h,
+            }
             for m, u, s, b, h in results
         ]
         print(json.dumps(out, indent=2))
@@ -284,8 +292,10 @@ def main() -> None:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(out, f, indent=2)
     mean_on = [r for r in results if r[0].startswith("supervisor.restart.") and r[0].endswith("log_on.mean")]
-    print("\ntarget: restart mean <= 100 us: " + ", ".join(
-        f"{m.split('.')[2]} {v:.0f} us {'ok' if v <= 100 else 'MISSED'}" for m, _u, v, _b, _h in mean_on))
+    print(
+        "\ntarget: restart mean <= 100 us: "
+        + ", ".join(f"{m.split('.')[2]} {v:.0f} us {'ok' if v <= 100 else 'MISSED'}" for m, _u, v, _b, _h in mean_on)
+    )
 
 
 if __name__ == "__main__":

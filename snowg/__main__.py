@@ -1,4 +1,5 @@
 """``python -m snowg``: the same as the ``snowg`` command."""
+
 import sys
 
 from .cli import main

@@ -3,6 +3,7 @@
 The hierarchy is small on purpose: catch :class:`SnowgError` for anything
 snowg raises, or the specific class named in a function's docstring.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """``snowg node``: run this OS process as a node until SIGTERM or SIGINT."""
+
 from __future__ import annotations
 
 import argparse

@@ -12,6 +12,7 @@ A launched node runs with ``--exit-with-parent``: it stops when this process
 goes, however this process ends. The cookie is passed in the environment
 (``SNOWG_COOKIE``), never on the command line that ``ps`` shows everyone.
 """
+
 from __future__ import annotations
 
 import os
@@ -116,16 +117,24 @@ class NodeProcess:
             RuntimeError: it exited or did not listen in time (it is killed
                 then); the message holds the end of its log.
         """
-        cmd = node_command(name, certs=certs, tick=tick, modules=modules, connect=connect,
-                           monkeypatch=monkeypatch, extra_args=extra_args)
+        cmd = node_command(
+            name,
+            certs=certs,
+            tick=tick,
+            modules=modules,
+            connect=connect,
+            monkeypatch=monkeypatch,
+            extra_args=extra_args,
+        )
         child_env: Dict[str, str] = dict(os.environ)
         child_env["SNOWG_COOKIE"] = cookie
         inherited = [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p]
         child_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *inherited])
         child_env.update(env or {})
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL,
-                                    env=child_env)
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, env=child_env
+            )
         node = cls(name, "", proc, log_path)
         try:
             node.address = node._wait_ready(timeout)
@@ -153,8 +162,9 @@ class NodeProcess:
         if not line.startswith(prefix):
             self.kill()
             how = f"did not listen within {timeout} s" if timed_out else f"exited with {self.process.returncode}"
-            raise RuntimeError(f"node {self.name} did not start ({how}); end of its log {self.log_path}:\n"
-                               f"{self.log_tail()}")
+            raise RuntimeError(
+                f"node {self.name} did not start ({how}); end of its log {self.log_path}:\n{self.log_tail()}"
+            )
         address: str = line.decode().split()[2]
         return address
 

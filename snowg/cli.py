@@ -4,6 +4,7 @@ Only the standard library is imported at the top, so that ``snowg node
 --monkeypatch`` can patch the standard library before snowg (and gevent's
 users) import it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_node.add_argument("--cookie", help="cluster cookie (default: $SNOWG_COOKIE or the cookie file)")
     p_node.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     p_node.add_argument("--certs", help="certificate directory made by 'snowg certs' (default: ~/.snowg/certs)")
-    p_node.add_argument("--import", dest="modules", action="append", default=[],
-                        help="a module to import (its @spawnable functions become startable); repeatable")
+    p_node.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        help="a module to import (its @spawnable functions become startable); repeatable",
+    )
     p_node.add_argument("--connect", action="append", default=[], help="'name@host:port' to join; repeatable")
     p_node.add_argument("--tick", type=float, default=None, help="liveness tick in seconds (default 15)")
     p_node.add_argument("--monkeypatch", action="store_true", help="gevent.monkey.patch_all() first")
@@ -36,11 +42,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_ex = sub.add_parser("example", help="a short program showing processes, links and monitors")
     p_ex.add_argument("--quiet", action="store_true")
     p_demo = sub.add_parser("demo", help="a live 3-node cluster in the browser")
-    p_demo.add_argument("--port", type=int, default=8000,
-                        help="HTTP port of the page; the nodes' chat uses PORT+1..3 (0: any free port)")
-    p_demo.add_argument("--dir", default=None,
-                        help="keep certificates, cookie and logs here "
-                             "(default: a temporary directory, removed at exit)")
+    p_demo.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="HTTP port of the page; the nodes' chat uses PORT+1..3 (0: any free port)",
+    )
+    p_demo.add_argument(
+        "--dir",
+        default=None,
+        help="keep certificates, cookie and logs here (default: a temporary directory, removed at exit)",
+    )
     if argv[:1] == ["certs"]:
         from .cluster import certs_main
 

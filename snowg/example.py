@@ -2,6 +2,7 @@
 
 A short program a newcomer can run (and read) to see what snowg's processes do.
 """
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 The implementation is the cluster layer's (:mod:`snowg.cluster.rpc`); this
 module is where users import it from (``import snowg.rpc``).
 """
+
 from .cluster.rpc import call
 
 __all__ = ["call"]

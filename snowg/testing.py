@@ -21,6 +21,7 @@ before and after each test, e.g. from an autouse fixture).
 
 Without pytest, :func:`start_test_node` and :class:`PeerFactory` work the same.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -41,8 +42,15 @@ from .cluster import current as _current_node
 from .cluster import make_certs
 
 __all__ = [
-    "DEFAULT_TEST_TICK", "READY_PREFIX", "START_TIMEOUT", "ClusterConfig", "Peer", "PeerFactory",
-    "reset_runtime", "start_test_node", "wait_for",
+    "DEFAULT_TEST_TICK",
+    "READY_PREFIX",
+    "START_TIMEOUT",
+    "ClusterConfig",
+    "Peer",
+    "PeerFactory",
+    "reset_runtime",
+    "start_test_node",
+    "wait_for",
 ]
 
 DEFAULT_TEST_TICK = 1.0
@@ -83,8 +91,9 @@ class Peer(NodeProcess):
 class ClusterConfig:
     """Certificates and cookie shared by the test node and its peers."""
 
-    def __init__(self, directory: Optional[str] = None, cookie: Optional[str] = None,
-                 tick: float = DEFAULT_TEST_TICK) -> None:
+    def __init__(
+        self, directory: Optional[str] = None, cookie: Optional[str] = None, tick: float = DEFAULT_TEST_TICK
+    ) -> None:
         self.directory = directory or tempfile.mkdtemp(prefix="snowg-test-")
         self.certs = os.path.join(self.directory, "certs")
         make_certs(self.certs)
@@ -146,9 +155,17 @@ class PeerFactory:
         log_fd, log_path = tempfile.mkstemp(prefix="snowg-peer-", suffix=".log")
         os.close(log_fd)
         peer = Peer.launch(
-            name, certs=self.config.certs, cookie=self.config.cookie, log_path=log_path,
-            tick=tick if tick is not None else self.config.tick, modules=modules, monkeypatch=monkeypatch,
-            extra_args=extra_args, pythonpath=[os.getcwd(), *sys.path], env=env, timeout=timeout,
+            name,
+            certs=self.config.certs,
+            cookie=self.config.cookie,
+            log_path=log_path,
+            tick=tick if tick is not None else self.config.tick,
+            modules=modules,
+            monkeypatch=monkeypatch,
+            extra_args=extra_args,
+            pythonpath=[os.getcwd(), *sys.path],
+            env=env,
+            timeout=timeout,
         )
         self.peers.append(peer)
         _all_peers.append(peer)

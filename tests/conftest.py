@@ -6,6 +6,7 @@ ends that process before and after each test (so each test gets a fresh,
 non-trapping one) and, after the test, kills any process the test left
 behind and cancels its timers, so one test's leftovers cannot break another.
 """
+
 from __future__ import annotations
 
 import gevent

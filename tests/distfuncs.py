@@ -4,6 +4,7 @@ Tests start these on peers with ``snowg.spawn(fn, ..., node=peer.name)`` or
 call them with ``peer.rpc(fn, ...)``. Every long-lived helper reports to the
 test's process with messages, so tests synchronise on messages, not sleeps.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional

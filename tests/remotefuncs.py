@@ -9,6 +9,7 @@ the node is connected to another node, a process holding the global ``name``,
 and a watcher that logs how that holder ends (for the cluster-merge test, whose
 second cluster is not connected to the test node).
 """
+
 from __future__ import annotations
 
 import logging

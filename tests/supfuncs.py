@@ -6,6 +6,7 @@ Every child reports to a recorder process (the test process) with plain
 terms: ``('started', id, pid)`` when it runs and ``('stopped', id)`` when an
 exit signal or ``terminate`` ends it.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -10,6 +10,7 @@ Every wait here has a time bound and waits for a message, never for a sleep:
 :func:`recv` takes the next matching message, :func:`no_message` asserts
 that none is there, :func:`wait_down` waits for a process to end.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional

@@ -2,6 +2,7 @@
 
 Synchronisation is by messages only; every test is time-bounded.
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@
 * ``import snowg.rpc`` gives ``snowg.rpc.call``;
 * ``python -m snowg --help`` runs and lists the commands.
 """
+
 from __future__ import annotations
 
 import subprocess

@@ -14,6 +14,7 @@ to the snowg modules it names. Three rules, each test listing every breach as
   ``snowg._core`` and ``snowg._errors`` are private to snowg as a whole: every
   layer may use them, but not their own private parts.
 """
+
 from __future__ import annotations
 
 import ast
@@ -80,7 +81,8 @@ def _where(module: str, node: ast.AST) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _walk(node: ast.AST, runs: bool = True) -> Iterator[Tuple[ast.AST, bool]]:
@@ -166,11 +168,14 @@ def test_imports_point_down_the_layers() -> None:
             if theirs == mine:
                 continue
             if theirs not in allowed:
-                found.append(f"{imp.where}: {mine} imports {target} "
-                             f"({mine} may import only {', '.join(sorted(allowed)) or 'nothing of snowg'})")
+                found.append(
+                    f"{imp.where}: {mine} imports {target} "
+                    f"({mine} may import only {', '.join(sorted(allowed)) or 'nothing of snowg'})"
+                )
             elif (mine, theirs) in INTERFACE_ONLY and imp.target != f"snowg.{theirs}":
-                found.append(f"{imp.where}: {mine} imports {imp.target} "
-                             f"({mine} may use only the names snowg.{theirs} exports)")
+                found.append(
+                    f"{imp.where}: {mine} imports {imp.target} ({mine} may use only the names snowg.{theirs} exports)"
+                )
     assert not found, _report("imports against the layers", found)
 
 
@@ -229,8 +234,9 @@ def test_no_import_circles() -> None:
     found = []
     for circle in _circles(graph):
         members = set(circle)
-        edges = [f"    {where}: {a} imports {b}" for a in circle for b, where in sorted(graph[a].items())
-                 if b in members]
+        edges = [
+            f"    {where}: {a} imports {b}" for a in circle for b, where in sorted(graph[a].items()) if b in members
+        ]
         found.append(f"circle of {len(circle)} modules: {', '.join(circle)}\n" + "\n".join(edges))
     assert not found, _report("import circles", found)
 

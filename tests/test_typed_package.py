@@ -6,6 +6,7 @@ uses processes, a GenServer, a supervisor and a node and must get no error;
 the other passes a str where snowg wants seconds and must get exactly that
 error. Skipped when mypy is not installed (it is in the ``test`` extra).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,7 +22,7 @@ import snowg
 
 pytestmark = pytest.mark.timeout(300)
 
-GOOD = '''
+GOOD = """
 from typing import Any, List, Optional, Tuple
 
 import snowg
@@ -67,13 +68,13 @@ def join(cookie: str) -> str:
 
 
 ref = snowg.send_after(1.5, "counter", "tick")
-'''
+"""
 
-BAD = '''
+BAD = """
 import snowg
 
 snowg.send_after("soon", "counter", "tick")
-'''
+"""
 
 
 def _mypy_env(package_parent: Path) -> dict:
@@ -84,16 +85,31 @@ def _mypy_env(package_parent: Path) -> dict:
     return env
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mypy") is None,
-                    reason="mypy is not installed (pip install '.[test]'): the typed-package check did not run")
+@pytest.mark.skipif(
+    importlib.util.find_spec("mypy") is None,
+    reason="mypy is not installed (pip install '.[test]'): the typed-package check did not run",
+)
 def test_a_user_program_type_checks_strictly_and_a_wrong_type_is_reported(tmp_path: Path) -> None:
     (tmp_path / "good.py").write_text(textwrap.dedent(GOOD), encoding="utf-8")
     (tmp_path / "bad.py").write_text(textwrap.dedent(BAD), encoding="utf-8")
     package_parent = Path(snowg.__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--cache-dir", str(tmp_path / "cache"),
-         "good.py", "bad.py"],
-        cwd=tmp_path, env=_mypy_env(package_parent), capture_output=True, text=True, timeout=280,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "good.py",
+            "bad.py",
+        ],
+        cwd=tmp_path,
+        env=_mypy_env(package_parent),
+        capture_output=True,
+        text=True,
+        timeout=280,
     )
     lines = proc.stdout.splitlines()
     assert "error" not in proc.stderr, proc.stderr

@@ -10,6 +10,7 @@ broadcasts with :func:`streamer`.
 Everything that happens on a node and that a test waits for is reported to the
 test's process with a message (never observed by polling a socket with sleeps).
 """
+
 from __future__ import annotations
 
 from functools import partial

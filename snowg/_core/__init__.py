@@ -1,4 +1,5 @@
 """Processes, mailboxes, links, monitors, names and timers (uses gevent only)."""
+
 from .introspect import is_alive, process_info, processes
 from .process import (
     ProcessExit,
@@ -24,9 +25,39 @@ from .terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef, is_s
 from .timers import cancel_timer, send_after
 
 __all__ = [
-    "Crash", "Down", "Exit", "NodeDown", "NodeUp", "Pid", "ProcessExit", "Ref", "Task", "TimerRef",
-    "cancel_timer", "demonitor", "exit", "flush_messages", "is_alive", "is_shutdown_reason", "link", "make_ref",
-    "monitor", "process_info", "processes", "receive", "register", "registered", "reset_runtime", "self",
-    "send", "send_after", "spawn", "spawn_link", "spawn_monitor", "trap_exit", "unlink",
-    "unregister", "whereis",
+    "Crash",
+    "Down",
+    "Exit",
+    "NodeDown",
+    "NodeUp",
+    "Pid",
+    "ProcessExit",
+    "Ref",
+    "Task",
+    "TimerRef",
+    "cancel_timer",
+    "demonitor",
+    "exit",
+    "flush_messages",
+    "is_alive",
+    "is_shutdown_reason",
+    "link",
+    "make_ref",
+    "monitor",
+    "process_info",
+    "processes",
+    "receive",
+    "register",
+    "registered",
+    "reset_runtime",
+    "self",
+    "send",
+    "send_after",
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "trap_exit",
+    "unlink",
+    "unregister",
+    "whereis",
 ]

@@ -2,6 +2,7 @@
 
 Snapshots only: nothing here changes a process or waits for one.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional

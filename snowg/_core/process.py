@@ -17,6 +17,7 @@ The rules are semantics rules 1-12 (Erlang's). The mechanics:
 Local names (:mod:`~snowg._core.registry`), timers (:mod:`~snowg._core.timers`)
 and looking at processes (:mod:`~snowg._core.introspect`) are modules of their own.
 """
+
 from __future__ import annotations
 
 import logging

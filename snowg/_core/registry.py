@@ -4,6 +4,7 @@ A name maps to one live local process, and a process has at most one name; the
 name is freed when the process ends (:func:`snowg._core.process` does that on
 termination). ``send(name, msg)`` and ``monitor(name)`` read the same table.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional

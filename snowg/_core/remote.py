@@ -7,6 +7,7 @@ bring signals from peers in, and give the cluster layer the few runtime
 operations it needs. They never block, so a session's reader greenlet can call
 them for every frame.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -18,10 +19,27 @@ from .scheduler import DEAD, schedule
 from .terms import Down, Exit, Pid, Ref, pid_node
 
 __all__ = [
-    "RemoteRouter", "add_outgoing_link", "add_outgoing_monitor", "deliver_to", "deliver_to_name",
-    "fail_remote_spawn", "incoming_demonitor", "incoming_down", "incoming_exit2", "incoming_link",
-    "incoming_link_exit", "incoming_monitor", "incoming_unlink", "install_router", "is_local_pid",
-    "kill_local", "link_noproc", "local_node", "node_down", "rename_local_pids", "spawn_for_peer",
+    "RemoteRouter",
+    "add_outgoing_link",
+    "add_outgoing_monitor",
+    "deliver_to",
+    "deliver_to_name",
+    "fail_remote_spawn",
+    "incoming_demonitor",
+    "incoming_down",
+    "incoming_exit2",
+    "incoming_link",
+    "incoming_link_exit",
+    "incoming_monitor",
+    "incoming_unlink",
+    "install_router",
+    "is_local_pid",
+    "kill_local",
+    "link_noproc",
+    "local_node",
+    "node_down",
+    "rename_local_pids",
+    "spawn_for_peer",
 ]
 
 
@@ -214,7 +232,11 @@ def node_down(node: str) -> Tuple[int, int]:
 
 
 def spawn_for_peer(
-    fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any], caller: Pid, link: bool,
+    fn: Callable[..., Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    caller: Pid,
+    link: bool,
     monitor_ref: Optional[Ref],
 ) -> Pid:
     """Start a process for a peer's spawn request, linked/monitored *before* it runs."""
@@ -255,4 +277,3 @@ def fail_remote_spawn(pid: Pid, ref: Ref, opts: Tuple[str, ...]) -> Any:
         else:
             _p._kill(me, "noconnection")
     return pid
-

@@ -5,6 +5,7 @@ table, the name registry, the timers, the ready queue that the scheduler
 drains, and the *remote router* that the distribution layer installs (the one
 seam between ``_core`` and ``cluster``).
 """
+
 from __future__ import annotations
 
 import itertools

@@ -11,6 +11,7 @@ left.
 Anything scheduled has the attributes ``glet``, ``state``, ``parked`` and
 ``ready`` (a process record, or a :class:`Task`).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -6,6 +6,7 @@ local fast path does not pay for that: a ``Pid`` made by this runtime keeps a
 direct reference to its process (``_proc``), so ``send`` needs no table lookup
 and no string comparison.
 """
+
 from __future__ import annotations
 
 import traceback as _traceback
@@ -36,10 +37,7 @@ class Pid:
         if self is other:
             return True
         return (
-            type(other) is Pid
-            and self.id == other.id
-            and self.creation == other.creation
-            and self.node == other.node
+            type(other) is Pid and self.id == other.id and self.creation == other.creation and self.node == other.node
         )
 
     def __ne__(self, other: object) -> bool:
@@ -76,10 +74,7 @@ class Ref:
         if self is other:
             return True
         return (
-            type(other) is Ref
-            and self.id == other.id
-            and self.creation == other.creation
-            and self.node == other.node
+            type(other) is Ref and self.id == other.id and self.creation == other.creation and self.node == other.node
         )
 
     def __ne__(self, other: object) -> bool:

@@ -4,6 +4,7 @@ A timer is a gevent loop timer that sends a message when it fires. A timer to
 a local pid belongs to that process and is cancelled when it ends, as in
 Erlang (:func:`snowg._core.process` closes them on termination).
 """
+
 from __future__ import annotations
 
 from typing import Any, Tuple, Union

@@ -17,6 +17,7 @@ never from its private modules. It holds
   (:func:`certs_main`), loaded on first use because they need
   ``cryptography``, which ``import snowg`` does not import.
 """
+
 from typing import TYPE_CHECKING, Any
 
 from . import rpc
@@ -44,12 +45,44 @@ if TYPE_CHECKING:
     from ._certs_cli import certs_main
 
 __all__ = [
-    "DIAL_TIMEOUT", "CertFiles", "Node", "TLSConfig", "broadcast_frame", "certs_main", "check_node_name",
-    "check_term", "client_context", "connect", "current", "disconnect", "ensure_connected", "is_node_name",
-    "load_tls", "lookup_spawnable", "make_certs", "monitor_node", "monitor_nodes", "node", "nodes", "of_type",
-    "on_node_down", "on_node_stop", "on_node_up", "register_frame_handler", "register_global",
-    "registered_global", "rpc", "send_frame", "send_global", "server_context", "spawnable", "spawnable_name",
-    "start_node", "stop_node", "unregister_global", "whereis_global",
+    "DIAL_TIMEOUT",
+    "CertFiles",
+    "Node",
+    "TLSConfig",
+    "broadcast_frame",
+    "certs_main",
+    "check_node_name",
+    "check_term",
+    "client_context",
+    "connect",
+    "current",
+    "disconnect",
+    "ensure_connected",
+    "is_node_name",
+    "load_tls",
+    "lookup_spawnable",
+    "make_certs",
+    "monitor_node",
+    "monitor_nodes",
+    "node",
+    "nodes",
+    "of_type",
+    "on_node_down",
+    "on_node_stop",
+    "on_node_up",
+    "register_frame_handler",
+    "register_global",
+    "registered_global",
+    "rpc",
+    "send_frame",
+    "send_global",
+    "server_context",
+    "spawnable",
+    "spawnable_name",
+    "start_node",
+    "stop_node",
+    "unregister_global",
+    "whereis_global",
 ]
 
 # Names whose modules import cryptography (or argparse, for the CLI): loaded on first use.

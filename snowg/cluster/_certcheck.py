@@ -6,6 +6,7 @@ key that does not match), instead of as an opaque TLS error at the first
 connection. Only this module and the one that makes certificates import
 ``cryptography``; ``import snowg`` does not.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -23,7 +24,6 @@ from ._certfiles import TLSConfig
 __all__ = ["check_tls_files", "fmt", "load_certs", "load_key", "utc_now", "same_public_key", "validity"]
 
 
-
 def utc_now() -> datetime.datetime:
     """The current time, timezone-aware (UTC)."""
     return datetime.datetime.now(datetime.timezone.utc)
@@ -32,8 +32,8 @@ def utc_now() -> datetime.datetime:
 def validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.datetime]:
     """The (not before, not after) dates of ``cert``, timezone-aware."""
     # cryptography >= 42 has the *_utc properties; older ones return naive UTC.
-    before = getattr(cert, 'not_valid_before_utc', None)
-    after = getattr(cert, 'not_valid_after_utc', None)
+    before = getattr(cert, "not_valid_before_utc", None)
+    after = getattr(cert, "not_valid_after_utc", None)
     if before is None or after is None:
         before = cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
         after = cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
@@ -42,18 +42,18 @@ def validity(cert: x509.Certificate) -> tuple[datetime.datetime, datetime.dateti
 
 def fmt(when: datetime.datetime) -> str:
     """A date as certificate messages show it."""
-    return when.strftime('%Y-%m-%d %H:%M:%S UTC')
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _read(path: Path, what: str) -> bytes:
     if not path.exists():
-        raise NodeError(f'{what} {path}: file not found')
+        raise NodeError(f"{what} {path}: file not found")
     if not path.is_file():
-        raise NodeError(f'{what} {path}: not a regular file')
+        raise NodeError(f"{what} {path}: not a regular file")
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise NodeError(f'{what} {path}: cannot read it ({exc.strerror or exc})') from exc
+        raise NodeError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from exc
 
 
 def load_certs(path: Path, what: str) -> list[x509.Certificate]:
@@ -63,13 +63,13 @@ def load_certs(path: Path, what: str) -> list[x509.Certificate]:
         NodeError: the file is missing, unreadable, or holds no valid PEM certificate.
     """
     data = _read(path, what)
-    if b'-----BEGIN CERTIFICATE-----' not in data:
-        hint = ' (it holds a private key)' if b'PRIVATE KEY-----' in data else ''
-        raise NodeError(f'{what} {path}: not a PEM certificate{hint}')
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        hint = " (it holds a private key)" if b"PRIVATE KEY-----" in data else ""
+        raise NodeError(f"{what} {path}: not a PEM certificate{hint}")
     try:
         return list(x509.load_pem_x509_certificates(data))
     except ValueError as exc:
-        raise NodeError(f'{what} {path}: not a valid PEM certificate ({exc})') from exc
+        raise NodeError(f"{what} {path}: not a valid PEM certificate ({exc})") from exc
 
 
 def load_key(path: Path) -> Any:
@@ -78,22 +78,22 @@ def load_key(path: Path) -> Any:
     Raises:
         NodeError: the file is missing or unreadable, the key is encrypted, or not a supported PEM key.
     """
-    data = _read(path, 'private key')
+    data = _read(path, "private key")
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:
         raise NodeError(
-            f'private key {path}: it is encrypted; snowg needs an unencrypted key '
-            '(protect it with file permissions, mode 0600)') from exc
+            f"private key {path}: it is encrypted; snowg needs an unencrypted key "
+            "(protect it with file permissions, mode 0600)"
+        ) from exc
     except UnsupportedAlgorithm as exc:
-        raise NodeError(f'private key {path}: unsupported key type ({exc})') from exc
+        raise NodeError(f"private key {path}: unsupported key type ({exc})") from exc
     except ValueError as exc:
-        raise NodeError(f'private key {path}: not a PEM private key') from exc
+        raise NodeError(f"private key {path}: not a PEM private key") from exc
 
 
 def _spki(public_key: Any) -> bytes:
-    der: bytes = public_key.public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return der
 
 
@@ -115,16 +115,16 @@ def _check_dates(cert: x509.Certificate, path: Path, what: str) -> None:
     now = utc_now()
     if now > after:
         raise NodeError(
-            f'{what} {path}: expired on {fmt(after)} (valid from {fmt(before)} '
-            f'to {fmt(after)}; now {fmt(now)})')
+            f"{what} {path}: expired on {fmt(after)} (valid from {fmt(before)} to {fmt(after)}; now {fmt(now)})"
+        )
     if now < before:
         raise NodeError(
-            f'{what} {path}: not yet valid, valid from {fmt(before)} to {fmt(after)} '
-            f'(now {fmt(now)}; check the clock)')
+            f"{what} {path}: not yet valid, valid from {fmt(before)} to {fmt(after)} (now {fmt(now)}; check the clock)"
+        )
 
 
 def _describe(name: x509.Name) -> str:
-    return name.rfc4514_string() or '<empty>'
+    return name.rfc4514_string() or "<empty>"
 
 
 def check_tls_files(cfg: TLSConfig, node_name: str) -> None:
@@ -136,7 +136,7 @@ def check_tls_files(cfg: TLSConfig, node_name: str) -> None:
     """
     ca_path, cert_path, key_path = Path(cfg.ca), Path(cfg.cert), Path(cfg.key)
 
-    cas = load_certs(ca_path, 'CA certificate')
+    cas = load_certs(ca_path, "CA certificate")
     usable_cas = []
     for ca in cas:
         try:
@@ -147,32 +147,41 @@ def check_tls_files(cfg: TLSConfig, node_name: str) -> None:
         if is_ca:
             usable_cas.append(ca)
     if not usable_cas:
-        raise NodeError(f'CA certificate {ca_path}: not a CA certificate '
-                        '(no basicConstraints CA:TRUE); did you pass a node certificate?')
+        raise NodeError(
+            f"CA certificate {ca_path}: not a CA certificate "
+            "(no basicConstraints CA:TRUE); did you pass a node certificate?"
+        )
     for ca in usable_cas:
-        _check_dates(ca, ca_path, 'CA certificate')
+        _check_dates(ca, ca_path, "CA certificate")
 
-    cert = load_certs(cert_path, 'certificate')[0]
-    _check_dates(cert, cert_path, 'certificate')
+    cert = load_certs(cert_path, "certificate")[0]
+    _check_dates(cert, cert_path, "certificate")
     if not any(_signed_by(cert, ca) for ca in usable_cas):
         raise NodeError(
-            f'certificate {cert_path}: not signed by the CA in {ca_path} '
-            f'(certificate issuer: {_describe(cert.issuer)}; '
-            f'CA: {", ".join(_describe(ca.subject) for ca in usable_cas)}); '
-            'were they made by different `snowg certs` runs?')
+            f"certificate {cert_path}: not signed by the CA in {ca_path} "
+            f"(certificate issuer: {_describe(cert.issuer)}; "
+            f"CA: {', '.join(_describe(ca.subject) for ca in usable_cas)}); "
+            "were they made by different `snowg certs` runs?"
+        )
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         eku = None
     if eku is not None:
-        lacking = [label for oid, label in ((ExtendedKeyUsageOID.SERVER_AUTH, 'serverAuth'),
-                                            (ExtendedKeyUsageOID.CLIENT_AUTH, 'clientAuth'))
-                   if oid not in eku]
+        lacking = [
+            label
+            for oid, label in (
+                (ExtendedKeyUsageOID.SERVER_AUTH, "serverAuth"),
+                (ExtendedKeyUsageOID.CLIENT_AUTH, "clientAuth"),
+            )
+            if oid not in eku
+        ]
         if lacking:
             raise NodeError(
-                f'certificate {cert_path}: extended key usage lacks {" and ".join(lacking)}; '
-                'nodes act as both TLS server and client, so both are needed')
+                f"certificate {cert_path}: extended key usage lacks {' and '.join(lacking)}; "
+                "nodes act as both TLS server and client, so both are needed"
+            )
 
     key = load_key(key_path)
     if not same_public_key(cert, key):
-        raise NodeError(f'private key {key_path}: does not match certificate {cert_path}')
+        raise NodeError(f"private key {key_path}: does not match certificate {cert_path}")

@@ -10,6 +10,7 @@ The default directory is ``$SNOWG_HOME/certs`` (``~/.snowg/certs``). Nothing
 here reads a certificate: :func:`resolve_tls` only turns what ``start_node``
 was given into three paths.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,12 +34,12 @@ __all__ = [
     "resolve_tls",
 ]
 
-CA_CERT = 'ca.pem'
-CA_KEY = 'ca.key'
-GENERIC = 'node'
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+GENERIC = "node"
 
-PathLike = Union[str, 'os.PathLike[str]']
-TLSSpec = Union[None, str, 'os.PathLike[str]', Mapping[str, Any], Sequence[Any], 'TLSConfig']
+PathLike = Union[str, "os.PathLike[str]"]
+TLSSpec = Union[None, str, "os.PathLike[str]", Mapping[str, Any], Sequence[Any], "TLSConfig"]
 
 
 def default_home() -> Path:
@@ -49,15 +50,15 @@ def default_home() -> Path:
     Returns:
         The path (``~`` expanded).
     """
-    env = os.environ.get('SNOWG_HOME')
+    env = os.environ.get("SNOWG_HOME")
     if env:
         return Path(env).expanduser()
-    return Path.home() / '.snowg'
+    return Path.home() / ".snowg"
 
 
 def default_certs_dir() -> Path:
     """Return the default certificate directory, ``<default_home()>/certs``."""
-    return default_home() / 'certs'
+    return default_home() / "certs"
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def check_file_node_name(name: str) -> str:
         ValueError: ``name`` is not ``'name@host'``, or cannot be a file name.
     """
     host = check_node_name(name)
-    if '/' in name or '\\' in name or name.startswith('.'):
-        raise ValueError(f'node name {name!r} cannot be used as a file name')
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"node name {name!r} cannot be used as a file name")
     return host
 
 
@@ -104,33 +105,35 @@ def resolve_tls(tls: TLSSpec, node_name: str, default_dir: PathLike | None) -> T
         directory = directory.expanduser()
         if not directory.exists():
             raise NodeError(
-                f'TLS certificate directory {directory}: not found '
-                f'(create it with `snowg certs {directory}`)')
+                f"TLS certificate directory {directory}: not found (create it with `snowg certs {directory}`)"
+            )
         if not directory.is_dir():
             raise NodeError(
-                f'TLS certificate directory {directory}: not a directory (to name files, '
-                "pass a dict {'ca': ..., 'cert': ..., 'key': ...})")
+                f"TLS certificate directory {directory}: not a directory (to name files, "
+                "pass a dict {'ca': ..., 'cert': ..., 'key': ...})"
+            )
         stem = GENERIC
         try:
             check_file_node_name(node_name)
-            if (directory / f'{node_name}.pem').exists():
+            if (directory / f"{node_name}.pem").exists():
                 stem = node_name
         except ValueError:
             pass
-        return TLSConfig(str(directory / CA_CERT), str(directory / f'{stem}.pem'),
-                         str(directory / f'{stem}.key'))
+        return TLSConfig(str(directory / CA_CERT), str(directory / f"{stem}.pem"), str(directory / f"{stem}.key"))
     if isinstance(tls, Mapping):
-        missing = [k for k in ('ca', 'cert', 'key') if k not in tls]
-        extra = sorted(str(k) for k in tls if k not in ('ca', 'cert', 'key'))
+        missing = [k for k in ("ca", "cert", "key") if k not in tls]
+        extra = sorted(str(k) for k in tls if k not in ("ca", "cert", "key"))
         if missing or extra:
             raise NodeError(
                 "tls must have exactly the keys 'ca', 'cert' and 'key' "
-                f'(missing: {missing or "none"}; unknown: {extra or "none"})')
-        ca, cert, key = tls['ca'], tls['cert'], tls['key']
+                f"(missing: {missing or 'none'}; unknown: {extra or 'none'})"
+            )
+        ca, cert, key = tls["ca"], tls["cert"], tls["key"]
     elif isinstance(tls, (tuple, list)) and len(tls) == 3:
         ca, cert, key = tls
     else:
         raise NodeError(
-            'tls must be None, a certificate directory, a (ca, cert, key) tuple or a '
-            f"dict with keys 'ca', 'cert', 'key'; got {tls!r}")
+            "tls must be None, a certificate directory, a (ca, cert, key) tuple or a "
+            f"dict with keys 'ca', 'cert', 'key'; got {tls!r}"
+        )
     return TLSConfig(*(str(Path(p).expanduser()) for p in (ca, cert, key)))

@@ -5,6 +5,7 @@ requires the same of its peer. :func:`make_certs` creates that CA and the
 node certificates in a directory laid out as :mod:`snowg.cluster._certfiles`
 describes. Keys are EC P-256, written atomically with mode 0600.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -25,13 +26,13 @@ from .._errors import NodeError
 from ._certcheck import fmt, load_certs, load_key, same_public_key, utc_now, validity
 from ._certfiles import CA_CERT, CA_KEY, GENERIC, PathLike, check_file_node_name
 
-__all__ = ['CertFiles', 'make_certs']
+__all__ = ["CertFiles", "make_certs"]
 
-logger = logging.getLogger('snowg')
+logger = logging.getLogger("snowg")
 
-_ORG = 'snowg'
-_CA_CN = 'snowg cluster CA'
-_GENERIC_CN = 'snowg node'
+_ORG = "snowg"
+_CA_CN = "snowg cluster CA"
+_GENERIC_CN = "snowg node"
 # Certificates start a little in the past so that a peer whose clock is
 # slightly behind does not see a freshly made certificate as "not yet valid".
 _BACKDATE = datetime.timedelta(minutes=5)
@@ -55,8 +56,8 @@ class CertFiles:
 def _san_for(host: str | None) -> x509.SubjectAlternativeName:
     entries: list[x509.GeneralName] = []
     seen: set[str] = set()
-    for h in ([host] if host else []) + ['127.0.0.1', 'localhost']:
-        h = h.strip('[]')
+    for h in ([host] if host else []) + ["127.0.0.1", "localhost"]:
+        h = h.strip("[]")
         if h.lower() in seen:
             continue
         seen.add(h.lower())
@@ -68,10 +69,12 @@ def _san_for(host: str | None) -> x509.SubjectAlternativeName:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
-        x509.NameAttribute(NameOID.COMMON_NAME, cn),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -94,20 +97,28 @@ def _make_ca(days: int) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False),
-            critical=True)
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert, key
 
 
-def _make_leaf(cn: str, host: str | None, ca_cert: x509.Certificate,
-               ca_key: Any, days: int) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _make_leaf(
+    cn: str, host: str | None, ca_cert: x509.Certificate, ca_key: Any, days: int
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _new_key()
     now = utc_now()
     not_after = now + datetime.timedelta(days=days)
@@ -117,8 +128,7 @@ def _make_leaf(cn: str, host: str | None, ca_cert: x509.Certificate,
         # than hand out a date that will not hold. (A CA made moments ago with
         # the same ``days`` ends a few milliseconds earlier: not worth a word.)
         if not_after - ca_after > datetime.timedelta(days=1):
-            logger.warning('certificate %s: validity cut to the CA expiry date %s',
-                           cn, fmt(ca_after))
+            logger.warning("certificate %s: validity cut to the CA expiry date %s", cn, fmt(ca_after))
         not_after = ca_after
     cert = (
         x509.CertificateBuilder()
@@ -131,20 +141,24 @@ def _make_leaf(cn: str, host: str | None, ca_cert: x509.Certificate,
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False),
-            critical=True)
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False)
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
         .add_extension(_san_for(host), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return cert, key
@@ -152,10 +166,10 @@ def _make_leaf(cn: str, host: str | None, ca_cert: x509.Certificate,
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to ``path`` atomically, the file having ``mode`` from the start."""
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, 'wb') as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
         # os.open's mode is filtered by the umask; set it exactly.
         os.chmod(str(tmp), mode)
@@ -182,28 +196,32 @@ def _read_existing_ca(directory: Path) -> tuple[x509.Certificate, Any]:
     ca_path, key_path = directory / CA_CERT, directory / CA_KEY
     if not key_path.exists():
         raise NodeError(
-            f'{ca_path} exists but {key_path} is missing: cannot sign new certificates '
-            f'(restore {CA_KEY}, or pass overwrite=True / --overwrite to make a new CA, '
-            'which invalidates every certificate made by the old one)')
+            f"{ca_path} exists but {key_path} is missing: cannot sign new certificates "
+            f"(restore {CA_KEY}, or pass overwrite=True / --overwrite to make a new CA, "
+            "which invalidates every certificate made by the old one)"
+        )
     if not ca_path.exists():
         raise NodeError(
-            f'{key_path} exists but {ca_path} is missing (restore {CA_CERT}, or pass '
-            'overwrite=True / --overwrite to make a new CA)')
-    certs = load_certs(ca_path, 'CA certificate')
+            f"{key_path} exists but {ca_path} is missing (restore {CA_CERT}, or pass "
+            "overwrite=True / --overwrite to make a new CA)"
+        )
+    certs = load_certs(ca_path, "CA certificate")
     ca_key = load_key(key_path)
     ca_cert = certs[0]
     if not same_public_key(ca_cert, ca_key):
-        raise NodeError(f'CA private key {key_path} does not match CA certificate {ca_path}')
+        raise NodeError(f"CA private key {key_path} does not match CA certificate {ca_path}")
     before, after = validity(ca_cert)
     if after < utc_now():
         raise NodeError(
-            f'CA certificate {ca_path} expired on {fmt(after)}: make a new CA with '
-            'overwrite=True / --overwrite (all node certificates must then be replaced)')
+            f"CA certificate {ca_path} expired on {fmt(after)}: make a new CA with "
+            "overwrite=True / --overwrite (all node certificates must then be replaced)"
+        )
     return ca_cert, ca_key
 
 
-def make_certs(directory: PathLike, nodes: Iterable[str] = (), *, days: int = 825,
-               overwrite: bool = False) -> dict[str, CertFiles]:
+def make_certs(
+    directory: PathLike, nodes: Iterable[str] = (), *, days: int = 825, overwrite: bool = False
+) -> dict[str, CertFiles]:
     """Create a cluster CA and node certificates in ``directory``.
 
     Creates, when missing, the CA (``ca.pem``/``ca.key``), a generic node
@@ -241,7 +259,7 @@ def make_certs(directory: PathLike, nodes: Iterable[str] = (), *, days: int = 82
         OSError: the directory or files cannot be written.
     """
     if not isinstance(days, int) or days <= 0:
-        raise ValueError(f'days must be a positive integer, not {days!r}')
+        raise ValueError(f"days must be a positive integer, not {days!r}")
     if isinstance(nodes, str):
         nodes = [nodes]
     names = list(dict.fromkeys(nodes))
@@ -250,7 +268,7 @@ def make_certs(directory: PathLike, nodes: Iterable[str] = (), *, days: int = 82
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     if overwrite:
-        for pem in sorted(directory.glob('*@*.pem')):
+        for pem in sorted(directory.glob("*@*.pem")):
             if pem.stem in hosts:
                 continue
             try:
@@ -264,24 +282,23 @@ def make_certs(directory: PathLike, nodes: Iterable[str] = (), *, days: int = 82
     if overwrite or not (ca_path.exists() or ca_key_path.exists()):
         ca_cert, ca_key = _make_ca(days)
         _write_pair(ca_path, ca_key_path, ca_cert, ca_key)
-        logger.info('created cluster CA %s', ca_path)
-        result['ca'] = CertFiles(ca_path, ca_key_path, True)
+        logger.info("created cluster CA %s", ca_path)
+        result["ca"] = CertFiles(ca_path, ca_key_path, True)
     else:
         ca_cert, ca_key = _read_existing_ca(directory)
-        result['ca'] = CertFiles(ca_path, ca_key_path, False)
+        result["ca"] = CertFiles(ca_path, ca_key_path, False)
 
     leaves: list[tuple[str, str, str | None]] = [(GENERIC, _GENERIC_CN, None)]
     leaves += [(name, name, hosts[name]) for name in names]
     for key_name, cn, host in leaves:
-        cert_path, key_path = directory / f'{key_name}.pem', directory / f'{key_name}.key'
+        cert_path, key_path = directory / f"{key_name}.pem", directory / f"{key_name}.key"
         if not overwrite and cert_path.exists() and key_path.exists():
             result[key_name] = CertFiles(cert_path, key_path, False)
             continue
         if not overwrite and (cert_path.exists() or key_path.exists()):
-            logger.warning('%s: half of the pair is missing; making a new certificate and key',
-                           cert_path)
+            logger.warning("%s: half of the pair is missing; making a new certificate and key", cert_path)
         cert, key = _make_leaf(cn, host, ca_cert, ca_key, days)
         _write_pair(cert_path, key_path, cert, key)
-        logger.info('created node certificate %s (CN=%s)', cert_path, cn)
+        logger.info("created node certificate %s (CN=%s)", cert_path, cn)
         result[key_name] = CertFiles(cert_path, key_path, True)
     return result

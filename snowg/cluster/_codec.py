@@ -23,6 +23,7 @@ Encoding:
 
 Decoding is safe on untrusted bytes: every failure raises :class:`CodecError`.
 """
+
 from __future__ import annotations
 
 import struct
@@ -305,7 +306,12 @@ class _Decoding:
 
 
 _DECODE_ERRORS = (
-    ValueError, TypeError, OverflowError, RecursionError, struct.error, msgpack.UnpackException,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+    struct.error,
+    msgpack.UnpackException,
 )
 
 

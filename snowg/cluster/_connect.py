@@ -11,6 +11,7 @@ it does not know yet: connecting one node joins the whole cluster (a full
 mesh). The address of every node ever connected is remembered, so that
 :func:`ensure_connected` can reconnect on demand, as Erlang does.
 """
+
 from __future__ import annotations
 
 import enum
@@ -43,8 +44,14 @@ from ._nodestate import NodeState, require
 from ._session import Session
 
 __all__ = [
-    "DIAL_TIMEOUT", "HANDSHAKE_TIMEOUT", "connect", "connect_to", "disconnect", "ensure_connected",
-    "handle_incoming", "session_for",
+    "DIAL_TIMEOUT",
+    "HANDSHAKE_TIMEOUT",
+    "connect",
+    "connect_to",
+    "disconnect",
+    "ensure_connected",
+    "handle_incoming",
+    "session_for",
 ]
 
 log = logging.getLogger("snowg")
@@ -179,8 +186,12 @@ def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
             sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
             sock = st.client_ctx.wrap_socket(sock, server_side=False)
             hs = Handshake(
-                INITIATOR, st.info.name, st.info.creation, st.cookie,
-                address=st.info.address, expected_peer=name,
+                INITIATOR,
+                st.info.name,
+                st.info.creation,
+                st.cookie,
+                address=st.info.address,
+                expected_peer=name,
             )
             est = _run_handshake(sock, hs, None)
     except LostRace:
@@ -342,9 +353,16 @@ def _decide(st: NodeState, hello: PeerHello) -> Optional[str]:
 
 def _new_session(st: NodeState, sock: Any, est: Established, *, outgoing: bool, trailing: bytes) -> Session:
     return Session(
-        sock, est.peer_name, est.peer_creation, est.peer_address,
-        outgoing=outgoing, tick=st.info.tick, max_frame_size=st.max_frame_size,
-        on_frames=st.on_frames, on_closed=_on_closed, initial_data=trailing,
+        sock,
+        est.peer_name,
+        est.peer_creation,
+        est.peer_address,
+        outgoing=outgoing,
+        tick=st.info.tick,
+        max_frame_size=st.max_frame_size,
+        on_frames=st.on_frames,
+        on_closed=_on_closed,
+        initial_data=trailing,
     )
 
 

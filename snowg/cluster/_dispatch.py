@@ -8,6 +8,7 @@ a frame that fails, or a tag nobody handles, raises
 (the peer broke the protocol) and nothing else. Upper layers add handlers
 through :func:`snowg.cluster.register_frame_handler`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Tuple

@@ -15,6 +15,7 @@ import:
 
 Handlers and callbacks run in a session's reader greenlet: they must not block.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Sequence, Tuple
@@ -27,8 +28,13 @@ from ._nodemon import down_callbacks, stop_callbacks, up_callbacks
 from ._session import Session
 
 __all__ = [
-    "FrameHandler", "broadcast_frame", "on_node_down", "on_node_stop", "on_node_up",
-    "register_frame_handler", "send_frame",
+    "FrameHandler",
+    "broadcast_frame",
+    "on_node_down",
+    "on_node_stop",
+    "on_node_up",
+    "register_frame_handler",
+    "send_frame",
 ]
 
 FrameHandler = Callable[[str, Tuple[Any, ...]], None]

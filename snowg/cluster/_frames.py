@@ -8,6 +8,7 @@ wrong type. Upper layers add their own tags with :func:`register_frame`
 (through :func:`snowg.cluster.register_frame_handler`); this module knows
 nothing of what they mean.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
@@ -163,4 +164,3 @@ def validate_frame(frame: Any) -> Tuple[Any, ...]:
                 f"{TAG_NAMES[tag]} frame: field {i} has an invalid value of type {type(frame[i]).__name__}"
             )
     return tuple(frame)
-

@@ -7,6 +7,7 @@ peer cannot make this node buffer more than that. Nothing here touches a
 socket: the decoder is fed arbitrary bytes in arbitrary chunks, which is how
 it is tested.
 """
+
 from __future__ import annotations
 
 import struct

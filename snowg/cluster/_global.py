@@ -21,6 +21,7 @@ its own node, so it is killed once.
 The registry plugs into the cluster layer as any upper layer would, through
 :mod:`snowg.cluster._extensions`: its frames, and its node up/down/stop callbacks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -246,8 +247,7 @@ def _resolve(name: str, mine: Pid, theirs: Pid) -> Pid:
     if _remote.is_local_pid(winner):
         _watch(winner, name)
     if _remote.is_local_pid(loser):
-        log.warning("global name %r held by %s and %s: %s keeps it, %s is killed", name, winner, loser,
-                    winner, loser)
+        log.warning("global name %r held by %s and %s: %s keeps it, %s is killed", name, winner, loser, winner, loser)
         _remote.kill_local(loser)
     return winner
 

@@ -22,6 +22,7 @@ connection race (semantics rule 24): :data:`REFUSE_SIMULTANEOUS` and
 :data:`REFUSE_ALREADY_CONNECTED`. The initiator gets them as
 :class:`LostRace`, so the node can wait for the winning connection instead.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -278,8 +279,12 @@ class Handshake:
         assert self.peer_name is not None and self.peer_creation is not None
         self._my_challenge = self._new_challenge()
         proof = self._digest(
-            _LABEL_ACCEPTOR, self._peer_challenge, self.peer_name, self.name,
-            self.peer_creation, self.creation,
+            _LABEL_ACCEPTOR,
+            self._peer_challenge,
+            self.peer_name,
+            self.name,
+            self.peer_creation,
+            self.creation,
         )
         self._send(["CHALLENGE", self.name, self.creation, self.address, self._my_challenge, proof])
         self._state = _AWAIT_REPLY
@@ -316,8 +321,13 @@ class Handshake:
         return challenge
 
     def _digest(
-        self, label: str, challenge: bytes, initiator: str, acceptor: str,
-        initiator_creation: int, acceptor_creation: int,
+        self,
+        label: str,
+        challenge: bytes,
+        initiator: str,
+        acceptor: str,
+        initiator_creation: int,
+        acceptor_creation: int,
     ) -> bytes:
         message = _hs_pack([label, challenge, initiator, acceptor, initiator_creation, acceptor_creation])
         return hmac.new(self._cookie, message, hashlib.sha256).digest()
@@ -366,7 +376,8 @@ class Handshake:
             if self._state == _AWAIT_DECISION:
                 if len(self._inbuf):
                     raise self._fail(
-                        "the peer sent data before our challenge", "bad_data",
+                        "the peer sent data before our challenge",
+                        "bad_data",
                     )
                 return
             message = self._next_frame()
@@ -380,8 +391,7 @@ class Handshake:
     def _handle(self, message: Any) -> None:
         if type(message) is not list or not message or type(message[0]) is not str:
             raise self._fail(
-                f"the peer sent bad data during the handshake: not a handshake message "
-                f"({type(message).__name__})",
+                f"the peer sent bad data during the handshake: not a handshake message ({type(message).__name__})",
                 "bad_data",
             )
         kind = message[0]
@@ -399,8 +409,7 @@ class Handshake:
         }[self._state]
         if kind != expected:
             raise self._fail(
-                f"the peer sent bad data during the handshake: expected {expected}, got "
-                f"{printable(kind, 40)!r}",
+                f"the peer sent bad data during the handshake: expected {expected}, got {printable(kind, 40)!r}",
                 "bad_data",
             )
         getattr(self, "_on_" + expected.lower())(message)
@@ -416,18 +425,23 @@ class Handshake:
         if version != PROTOCOL_VERSION:
             text = f"version mismatch: the peer speaks protocol version {version}, we speak {PROTOCOL_VERSION}"
             raise self._fail(
-                text, "version",
+                text,
+                "version",
                 tell_peer=f"version mismatch: you speak protocol version {version}, we speak {PROTOCOL_VERSION}",
             )
         if not (
-            len(message) == 6 and is_node_name(message[2]) and _is_int(message[3])
-            and type(message[4]) is str and _is_challenge(message[5])
+            len(message) == 6
+            and is_node_name(message[2])
+            and _is_int(message[3])
+            and type(message[4]) is str
+            and _is_challenge(message[5])
         ):
             raise self._malformed("HELLO")
         _, _, name, creation, address, challenge = message
         if name == self.name:
             raise self._fail(
-                f"the peer claims our own name {printable(name)!r}", "name",
+                f"the peer claims our own name {printable(name)!r}",
+                "name",
                 tell_peer=f"name clash: we are {self.name}",
             )
         self.peer_name, self.peer_creation, self.peer_address = name, creation, address
@@ -437,8 +451,12 @@ class Handshake:
 
     def _on_challenge(self, message: List[Any]) -> None:
         if not (
-            len(message) == 6 and is_node_name(message[1]) and _is_int(message[2])
-            and type(message[3]) is str and _is_challenge(message[4]) and type(message[5]) is bytes
+            len(message) == 6
+            and is_node_name(message[1])
+            and _is_int(message[2])
+            and type(message[3]) is str
+            and _is_challenge(message[4])
+            and type(message[5]) is bytes
         ):
             raise self._malformed("CHALLENGE")
         _, name, creation, address, challenge, proof = message
@@ -450,7 +468,8 @@ class Handshake:
             )
         if name == self.name:
             raise self._fail(
-                f"the peer claims our own name {printable(name)!r}", "name",
+                f"the peer claims our own name {printable(name)!r}",
+                "name",
                 tell_peer=f"name clash: we are {self.name}",
             )
         expected = self._digest(_LABEL_ACCEPTOR, self._my_challenge, self.name, name, self.creation, creation)
@@ -470,8 +489,12 @@ class Handshake:
             raise self._malformed("REPLY")
         assert self.peer_name is not None and self.peer_creation is not None
         expected = self._digest(
-            _LABEL_INITIATOR, self._my_challenge, self.peer_name, self.name,
-            self.peer_creation, self.creation,
+            _LABEL_INITIATOR,
+            self._my_challenge,
+            self.peer_name,
+            self.name,
+            self.peer_creation,
+            self.creation,
         )
         if not hmac.compare_digest(message[1], expected):
             raise self._fail(

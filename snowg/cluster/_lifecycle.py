@@ -6,6 +6,7 @@ made so far to carry the node's name, and installs the
 :class:`~snowg.cluster._router.Router` so that ``send``/``link``/``monitor``/
 ``exit``/``spawn`` reach other nodes. ``stop_node`` undoes all of it.
 """
+
 from __future__ import annotations
 
 import logging

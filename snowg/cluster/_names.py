@@ -3,6 +3,7 @@
 A valid node name has exactly one ``@`` with a non-empty part on each side,
 and only printable characters, none of them whitespace (``'alice@127.0.0.1'``).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ node monitors (``NodeDown``), then the callbacks registered with
 peer is announced to the ``on_node_up`` callbacks, then to ``monitor_nodes``
 watchers (``NodeUp``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,13 @@ from ._nodestate import NodeState, require
 from ._spawn import node_lost
 
 __all__ = [
-    "down_callbacks", "monitor_node", "monitor_nodes", "node_down", "node_up", "stop_callbacks", "up_callbacks",
+    "down_callbacks",
+    "monitor_node",
+    "monitor_nodes",
+    "node_down",
+    "node_up",
+    "stop_callbacks",
+    "up_callbacks",
 ]
 
 log = logging.getLogger("snowg")

@@ -4,6 +4,7 @@ One OS process is at most one node. :data:`current` is its state while it
 runs (between ``start_node`` and ``stop_node``), else None; every module of
 the cluster layer reads it from here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

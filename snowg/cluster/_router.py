@@ -7,6 +7,7 @@ for the spawn reply as Erlang's ``spawn`` does). A signal for a node that is
 not connected, or for a pid of an earlier run of a node (another creation),
 is answered here as Erlang does: ``'noconnection'`` or ``'noproc'``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -104,8 +105,14 @@ class Router(_remote.RemoteRouter):
         if sess is not None:
             sess.send(_enc([MONITOR_EXIT, target, watcher, ref, _safe_reason(reason)]))
 
-    def spawn(self, node: str, fn: Union[str, Callable[..., Any]], args: Tuple[Any, ...],
-              kwargs: Dict[str, Any], opts: Tuple[str, ...]) -> Any:
+    def spawn(
+        self,
+        node: str,
+        fn: Union[str, Callable[..., Any]],
+        args: Tuple[Any, ...],
+        kwargs: Dict[str, Any],
+        opts: Tuple[str, ...],
+    ) -> Any:
         """Spawn on ``node``; blocks the caller until the node answers.
 
         Raises:

@@ -15,6 +15,7 @@ underneath; going around their Python layers took a fifth off a remote round
 trip. The socket is still gevent's, so ``close()`` wakes a waiting loop as
 usual, in patched and unpatched programs alike.
 """
+
 from __future__ import annotations
 
 import logging
@@ -208,8 +209,11 @@ class Session:
     def _close_on_end_of_stream(self, decoder: FrameDecoder, how: str) -> None:
         pending = decoder.buffered
         if pending:
-            self.close("protocol_error", f"{how} in the middle of a frame ({pending} bytes of a truncated frame)",
-                       level=logging.WARNING)
+            self.close(
+                "protocol_error",
+                f"{how} in the middle of a frame ({pending} bytes of a truncated frame)",
+                level=logging.WARNING,
+            )
         else:
             self.close("connection_closed", how)
 
@@ -242,8 +246,14 @@ class Session:
             return
         self.closed = True
         self.close_reason = reason
-        log.log(level, "session with %s (%s) closed: %s%s", self.peer_name, self.peer_socket, reason,
-                f" ({detail})" if detail else "")
+        log.log(
+            level,
+            "session with %s (%s) closed: %s%s",
+            self.peer_name,
+            self.peer_socket,
+            reason,
+            f" ({detail})" if detail else "",
+        )
         if self._ticker is not None:
             self._ticker.close()
         self._writer_task.wake()

@@ -9,6 +9,7 @@ the caller gets ``'noconnection'``). A caller that gave up (a timed-out
 ``rpc.call``) marks its request abandoned: the child is ended as soon as its
 pid arrives, and nothing reaches the caller.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,13 @@ class SpawnReply(NamedTuple):
 
 
 def send_request(
-    node_name: str, caller: Pid, fn_name: str, args: Sequence[Any], kwargs: Dict[str, Any],
-    opts: Tuple[str, ...], req: Optional[Ref] = None,
+    node_name: str,
+    caller: Pid,
+    fn_name: str,
+    args: Sequence[Any],
+    kwargs: Dict[str, Any],
+    opts: Tuple[str, ...],
+    req: Optional[Ref] = None,
 ) -> Optional[Ref]:
     """Ask ``node_name`` to spawn ``fn_name(*args, **kwargs)`` for ``caller``; never blocks.
 
@@ -106,8 +112,7 @@ def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
         refusal = f"{fn_name!r} is not spawnable on node {_remote.local_node()}"
         sess.send(encode_frame([SPAWN_REPLY, req, caller, refusal]))
         return
-    pid = _remote.spawn_for_peer(fn, tuple(args), kwargs, caller, "link" in opts,
-                                 req if "monitor" in opts else None)
+    pid = _remote.spawn_for_peer(fn, tuple(args), kwargs, caller, "link" in opts, req if "monitor" in opts else None)
     sess.send(encode_frame([SPAWN_REPLY, req, caller, pid]))
 
 

@@ -3,6 +3,7 @@
 A peer names a function; only a name registered with :func:`spawnable` is
 ever looked up and called. Nothing else a peer sends is treated as code.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload

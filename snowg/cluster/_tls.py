@@ -5,6 +5,7 @@ same of its peer. :func:`load_tls` finds the files a node will use and checks
 them (so a bad setup fails at start with a message naming the file);
 :func:`server_context` and :func:`client_context` build the SSL contexts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,9 @@ from ._certfiles import PathLike, TLSConfig, TLSSpec, resolve_tls
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ['TLSConfig', 'client_context', 'load_tls', 'server_context']
+__all__ = ["TLSConfig", "client_context", "load_tls", "server_context"]
 
-logger = logging.getLogger('snowg')
+logger = logging.getLogger("snowg")
 
 
 def load_tls(tls: TLSSpec, node_name: str, *, default_dir: PathLike | None) -> TLSConfig:
@@ -50,7 +51,7 @@ def load_tls(tls: TLSSpec, node_name: str, *, default_dir: PathLike | None) -> T
     from ._certcheck import check_tls_files
 
     check_tls_files(cfg, node_name)
-    logger.debug('TLS for %s: ca=%s cert=%s key=%s', node_name, cfg.ca, cfg.cert, cfg.key)
+    logger.debug("TLS for %s: ca=%s cert=%s key=%s", node_name, cfg.ca, cfg.cert, cfg.key)
     return cfg
 
 
@@ -78,12 +79,11 @@ def _context(cfg: TLSConfig, server: bool) -> ssl.SSLContext:
     try:
         ctx.load_verify_locations(cafile=cfg.ca)
     except (ssl.SSLError, OSError) as exc:
-        raise NodeError(f'CA certificate {cfg.ca}: cannot be loaded ({exc})') from exc
+        raise NodeError(f"CA certificate {cfg.ca}: cannot be loaded ({exc})") from exc
     try:
         ctx.load_cert_chain(certfile=cfg.cert, keyfile=cfg.key)
     except (ssl.SSLError, OSError) as exc:
-        raise NodeError(
-            f'certificate {cfg.cert} / private key {cfg.key}: cannot be loaded ({exc})') from exc
+        raise NodeError(f"certificate {cfg.cert} / private key {cfg.key}: cannot be loaded ({exc})") from exc
     return ctx
 
 

@@ -14,6 +14,7 @@ bounds the whole call even when the peer answers nothing at all. On a timeout
 the runner is killed: at once if its pid is known by then, else as soon as
 the spawn reply brings it (the caller never sees that reply).
 """
+
 from __future__ import annotations
 
 import time
@@ -53,8 +54,9 @@ def _runner(caller: Pid, tag: Ref, fn_name: str, args: List[Any], kwargs: Dict[s
     _core.exit(outcome)
 
 
-def call(node: str, fn: Union[str, Callable[..., Any]], *args: Any, timeout: Optional[float] = 5.0,
-         **kwargs: Any) -> Any:
+def call(
+    node: str, fn: Union[str, Callable[..., Any]], *args: Any, timeout: Optional[float] = 5.0, **kwargs: Any
+) -> Any:
     """Call the ``@spawnable`` ``fn(*args, **kwargs)`` on ``node`` and return its value.
 
     Blocks the calling process until the value arrives. ``timeout`` (seconds,
@@ -75,14 +77,14 @@ def call(node: str, fn: Union[str, Callable[..., Any]], *args: Any, timeout: Opt
     deadline = None if timeout is None else time.monotonic() + timeout
     req = _request(node, me, tag, name, args, kwargs)
     if req is None:
-        pid, ref = _core.spawn_monitor(_runner if node == _remote.local_node() else RUNNER,
-                                       me, tag, name, list(args), kwargs, node=node)
+        pid, ref = _core.spawn_monitor(
+            _runner if node == _remote.local_node() else RUNNER, me, tag, name, list(args), kwargs, node=node
+        )
         return _wait(node, tag, ref, pid, None, deadline, timeout)
     return _wait(node, tag, req, None, req, deadline, timeout)
 
 
-def _request(node: str, me: Pid, tag: Ref, name: str, args: Tuple[Any, ...],
-             kwargs: Dict[str, Any]) -> Optional[Ref]:
+def _request(node: str, me: Pid, tag: Ref, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Ref]:
     """Send the runner's spawn request to ``node`` without waiting for the spawn reply.
 
     Returns the request's ref (also the runner's monitor ref), or None when the
@@ -98,8 +100,15 @@ def _request(node: str, me: Pid, tag: Ref, name: str, args: Tuple[Any, ...],
     return send_request(node, me, RUNNER, runner_args, {}, ("monitor",))
 
 
-def _wait(node: str, tag: Ref, ref: Ref, pid: Optional[Pid], req: Optional[Ref], deadline: Optional[float],
-          timeout: Optional[float]) -> Any:
+def _wait(
+    node: str,
+    tag: Ref,
+    ref: Ref,
+    pid: Optional[Pid],
+    req: Optional[Ref],
+    deadline: Optional[float],
+    timeout: Optional[float],
+) -> Any:
     def match(m: Any) -> bool:
         t = type(m)
         return (t is Down and m.ref == ref) or (t is SpawnReply and m.req == req)

@@ -8,6 +8,7 @@ of the nodes and of a supervision tree with children on other nodes, and
 buttons to crash children and to kill and restart nodes. Ctrl-C (SIGINT) or
 SIGTERM stops everything it started. See :mod:`snowg.demo.launcher`.
 """
+
 from __future__ import annotations
 
 from typing import Optional

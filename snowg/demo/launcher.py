@@ -17,6 +17,7 @@ of :mod:`snowg.demo.node_app` (``node_info`` on each node, ``tree_state`` on
 node 1). The chat does not go through the launcher at all: each tab connects
 to the WebSocket port of the node it chose.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,8 +117,9 @@ def static_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
     with open(full, "rb") as f:
         body = f.read()
     ctype = CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")
-    start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body))),
-                              ("Cache-Control", "no-cache")])
+    start_response(
+        "200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-cache")]
+    )
     return [b""] if method == "HEAD" else [body]
 
 
@@ -216,9 +218,15 @@ class Launcher:
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         try:
             n.proc = proc = NodeProcess.launch(
-                n.name, certs=self.certs, cookie=self.cookie, log_path=os.path.join(self.logs, f"{n.short}.log"),
-                tick=TICK, modules=[node_app.__name__], connect=[via.target] if via is not None and via.target else [],
-                pythonpath=[pkg_root], timeout=START_TIMEOUT,
+                n.name,
+                certs=self.certs,
+                cookie=self.cookie,
+                log_path=os.path.join(self.logs, f"{n.short}.log"),
+                tick=TICK,
+                modules=[node_app.__name__],
+                connect=[via.target] if via is not None and via.target else [],
+                pythonpath=[pkg_root],
+                timeout=START_TIMEOUT,
             )
         except BaseException:
             n.status = "down"
@@ -233,8 +241,10 @@ class Launcher:
             n.status = "down"
             raise
         n.status = "up"
-        self._event(f"{n.short} is up (OS pid {proc.os_pid}, chat on port {n.ws_port})"
-                    + (f", joined the cluster through {via.short}" if via is not None else ""))
+        self._event(
+            f"{n.short} is up (OS pid {proc.os_pid}, chat on port {n.ws_port})"
+            + (f", joined the cluster through {via.short}" if via is not None else "")
+        )
 
     def _watch(self, n: DemoNode, proc: NodeProcess) -> None:
         """Drain the node's stdout and notice when its process ends."""
@@ -278,8 +288,9 @@ class Launcher:
         while time.monotonic() < deadline:
             up = [n for n in self.nodes if n.status == "up"]
             try:
-                seen = {n.name: set(snowg.rpc.call(n.name, node_app.node_info, timeout=RPC_TIMEOUT)["nodes"])
-                        for n in up}
+                seen = {
+                    n.name: set(snowg.rpc.call(n.name, node_app.node_info, timeout=RPC_TIMEOUT)["nodes"]) for n in up
+                }
             except Exception:  # noqa: BLE001 - a node going away: try again
                 seen = {}
             if seen and all({m.name for m in up if m is not n} <= seen[n.name] for n in up):
@@ -318,14 +329,17 @@ class Launcher:
         def tree() -> None:
             first = self.nodes[0]
             if first.status != "up":
-                self.tree = {"supervisor": None, "children": [], "node": first.name,
-                             "error": f"{first.short} is down"}
+                self.tree = {"supervisor": None, "children": [], "node": first.name, "error": f"{first.short} is down"}
                 return
             try:
                 self.tree = snowg.rpc.call(first.name, node_app.tree_state, timeout=RPC_TIMEOUT)
             except Exception as exc:  # noqa: BLE001
-                self.tree = {"supervisor": None, "children": [], "node": first.name,
-                             "error": f"{type(exc).__name__}: {exc}"}
+                self.tree = {
+                    "supervisor": None,
+                    "children": [],
+                    "node": first.name,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
                 return
             if self.tree.get("supervisor") is None and not any(n.busy for n in self.nodes):
                 if self._tree_job is None or self._tree_job.dead:
@@ -350,8 +364,9 @@ class Launcher:
             before = self._last_children.get(key)
             if before is not None and child.get("pid") and before[0] != now[0]:
                 where = (child.get("node") or "?").split("@")[0]
-                self._event(f"child {key} restarted on {where}: {before[0]} -> {now[0]} "
-                            f"(restarts: {child.get('restarts')})")
+                self._event(
+                    f"child {key} restarted on {where}: {before[0]} -> {now[0]} (restarts: {child.get('restarts')})"
+                )
             if child.get("pid"):
                 self._last_children[key] = now
 
@@ -360,15 +375,29 @@ class Launcher:
         nodes = []
         for n in self.nodes:
             sees = [x for x in n.info.get("nodes", []) if x in names or x == LAUNCHER_NAME] if n.status == "up" else []
-            nodes.append({
-                "name": n.name, "short": n.short, "status": n.status, "os_pid": n.os_pid,
-                "address": n.address, "ws_port": n.ws_port, "creation": n.info.get("creation"),
-                "sees": sees, "rooms": n.info.get("rooms", {}), "launches": n.launches,
-                "error": n.info.get("error"), "busy": n.busy,
-            })
+            nodes.append(
+                {
+                    "name": n.name,
+                    "short": n.short,
+                    "status": n.status,
+                    "os_pid": n.os_pid,
+                    "address": n.address,
+                    "ws_port": n.ws_port,
+                    "creation": n.info.get("creation"),
+                    "sees": sees,
+                    "rooms": n.info.get("rooms", {}),
+                    "launches": n.launches,
+                    "error": n.info.get("error"),
+                    "busy": n.busy,
+                }
+            )
         return {
-            "type": "state", "ready": self.ready, "launcher": LAUNCHER_NAME,
-            "launcher_sees": snowg.nodes(), "nodes": nodes, "tree": self.tree,
+            "type": "state",
+            "ready": self.ready,
+            "launcher": LAUNCHER_NAME,
+            "launcher_sees": snowg.nodes(),
+            "nodes": nodes,
+            "tree": self.tree,
             "events": [{"t": t, "text": text} for t, text in self.events],
         }
 

@@ -18,6 +18,7 @@ The chat protocol (JSON text frames): the client sends ``{"type": "join",
 room with :func:`snowg.ws.broadcast`, which reaches the room's members on
 every node of the cluster.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,8 +88,7 @@ def chat_handler(conn: ws.Connection) -> None:
             room = new_room
             conn.join(room)
             conn.send(_frame(type="joined", room=room, user=user, node=me))
-            ws.broadcast_except(room, _frame(type="system", room=room, text=f"{user} joined via {me}", node=me),
-                                conn)
+            ws.broadcast_except(room, _frame(type="system", room=room, text=f"{user} joined via {me}", node=me), conn)
         elif kind == "say" and room is not None:
             text = _clean(msg.get("text"), MAX_TEXT)
             if text:
@@ -263,8 +263,12 @@ def start_tree(others: List[str]) -> str:
 def tree_state() -> Dict[str, Any]:
     """The supervisor's children with their pids, nodes and restart counts (for the page)."""
     sup = snowg.whereis(SUP_NAME)
-    out: Dict[str, Any] = {"node": snowg.node(), "supervisor": str(sup) if sup else None,
-                           "mode": _mode["remote"], "children": []}
+    out: Dict[str, Any] = {
+        "node": snowg.node(),
+        "supervisor": str(sup) if sup else None,
+        "mode": _mode["remote"],
+        "children": [],
+    }
     if sup is None:
         return out
     try:
@@ -281,17 +285,19 @@ def tree_state() -> Dict[str, Any]:
             status = "restarting" if pid == "restarting" else "stopped"
         elif entry.get("node") and entry["node"] not in up:
             status = "node down"
-        out["children"].append({
-            "id": child_id,
-            "pid": str(entry["pid"]) if "pid" in entry else None,
-            "sup_pid": str(pid) if isinstance(pid, snowg.Pid) else str(pid),
-            "node": entry.get("node"),
-            "kind": "local" if _layout.get(child_id) == [snowg.node()] else "remote",
-            "candidates": list(_layout.get(child_id, [])),
-            "starts": starts,
-            "restarts": max(0, starts - 1),
-            "status": status,
-        })
+        out["children"].append(
+            {
+                "id": child_id,
+                "pid": str(entry["pid"]) if "pid" in entry else None,
+                "sup_pid": str(pid) if isinstance(pid, snowg.Pid) else str(pid),
+                "node": entry.get("node"),
+                "kind": "local" if _layout.get(child_id) == [snowg.node()] else "remote",
+                "candidates": list(_layout.get(child_id, [])),
+                "starts": starts,
+                "restarts": max(0, starts - 1),
+                "status": status,
+            }
+        )
     return out
 
 

@@ -18,12 +18,28 @@ Three parts, one module each:
   through it, and so does the supervisor, whose runners start a server (or a
   supervisor) on another node with :func:`run_server`.
 """
+
 from ._client import Dest, From, call, cast, is_remote, reply, stop
 from ._server import Continue, GenServer, Result, run_server
 from ._start import IGNORE, Starter, ack_fail, ack_ignore, ack_ok, start_sync
 
 __all__ = [
-    "Continue", "Dest", "From", "GenServer", "Result", "call", "cast", "reply", "stop",
+    "Continue",
+    "Dest",
+    "From",
+    "GenServer",
+    "Result",
+    "call",
+    "cast",
+    "reply",
+    "stop",
     # the start protocol and the server body, for behaviours built on GenServer (the supervisor)
-    "IGNORE", "Starter", "ack_fail", "ack_ignore", "ack_ok", "is_remote", "run_server", "start_sync",
+    "IGNORE",
+    "Starter",
+    "ack_fail",
+    "ack_ignore",
+    "ack_ok",
+    "is_remote",
+    "run_server",
+    "start_sync",
 ]

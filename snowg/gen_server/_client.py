@@ -15,6 +15,7 @@ keeps its tag in ``_active_calls`` for exactly as long as it waits, and
 reply goes to the reply router registered on the caller's node, which does the
 same check there.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple, Union
@@ -87,8 +88,7 @@ def call(dest: Dest, request: Any, timeout: Optional[float] = 5.0) -> Any:
             raise NoProc(f"no process is registered as {dest!r}") from None
         try:
             msg = receive(
-                lambda m: (type(m) is tuple and len(m) == 2 and m[0] == mref)
-                or (type(m) is Down and m.ref == mref),
+                lambda m: (type(m) is tuple and len(m) == 2 and m[0] == mref) or (type(m) is Down and m.ref == mref),
                 timeout,
             )
         except Timeout:

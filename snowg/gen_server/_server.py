@@ -6,6 +6,7 @@ a cast to ``handle_cast``, anything else to ``handle_info``, and the state is
 threaded through the handlers (semantics rules 21-22). Written only with the
 public process API, as OTP's gen_server is plain Erlang.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,6 @@ class _Cont:
 
 #: The loop's timeout slot: none, seconds, or a pending ``handle_continue``.
 _Timeout = Union[None, float, _Cont]
-
 
 
 class GenServer:
@@ -317,5 +317,10 @@ def _stop(server: GenServer, reason: Any, state: Any, last_msg: Any) -> None:
         tb = getattr(reason, "traceback", "")
         log.error(
             "%s %s terminating\n** Last message: %r\n** State: %r\n** Reason: %s\n%s",
-            type(server).__name__, _self(), last_msg, state, reason, tb,
+            type(server).__name__,
+            _self(),
+            last_msg,
+            state,
+            reason,
+            tb,
         )

@@ -12,6 +12,7 @@ The acknowledgement is a plain term, ``('$ack', ref, ok, reason, child_id)``
 with ``ok`` one of True, False or ``'ignore'``, so the protocol works the
 same when the process starts on another node.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple, Union

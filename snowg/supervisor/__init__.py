@@ -94,6 +94,7 @@ on a ``simple_one_for_one`` supervisor, ``restart_child`` and
 ``delete_child`` (and ``terminate_child`` with anything but a pid) raise
 :class:`SimpleOneForOne` (OTP's ``{error, simple_one_for_one}``).
 """
+
 from .._errors import (
     AlreadyPresent,
     AlreadyStarted,
@@ -119,9 +120,26 @@ from ._runners import run_gen_server, run_supervisor
 from ._spec import CHILD_CONNECT_TIMEOUT, ChildSpec
 
 __all__ = [
-    "CHILD_CONNECT_TIMEOUT", "ChildSpec", "SimpleOneForOne", "child_spec", "count_children", "delete_child",
-    "restart_child", "run_gen_server", "run_supervisor", "start", "start_child", "start_link", "terminate_child",
+    "CHILD_CONNECT_TIMEOUT",
+    "ChildSpec",
+    "SimpleOneForOne",
+    "child_spec",
+    "count_children",
+    "delete_child",
+    "restart_child",
+    "run_gen_server",
+    "run_supervisor",
+    "start",
+    "start_child",
+    "start_link",
+    "terminate_child",
     "which_children",
     # the errors of the dynamic API (also importable from snowg)
-    "AlreadyPresent", "AlreadyStarted", "NotFound", "Restarting", "Running", "StartError", "SupervisorError",
+    "AlreadyPresent",
+    "AlreadyStarted",
+    "NotFound",
+    "Restarting",
+    "Running",
+    "StartError",
+    "SupervisorError",
 ]

@@ -5,6 +5,7 @@ process with ``call`` and waits for its answer, ``('ok', value)`` or
 ``('error', kind, detail)``; ``kind`` becomes the exception OTP's error names
 (semantics rule 19).
 """
+
 from __future__ import annotations
 
 import time
@@ -56,8 +57,13 @@ def start_link(
             Also when ``name`` is taken (reason ``('already_started', pid)``).
     """
     flags = Flags(
-        strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown, name=name,
-        connect_timeout=connect_timeout, clock=_clock or time.monotonic,
+        strategy=strategy,
+        intensity=intensity,
+        period=period,
+        auto_shutdown=auto_shutdown,
+        name=name,
+        connect_timeout=connect_timeout,
+        clock=_clock or time.monotonic,
     )
     # A supervisor never ignores its start (its init does not return 'ignore').
     return cast(Pid, start_supervisor(children, flags, link=True))
@@ -76,8 +82,13 @@ def start(
 ) -> Pid:
     """Like :func:`start_link` without the link."""
     flags = Flags(
-        strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown, name=name,
-        connect_timeout=connect_timeout, clock=_clock or time.monotonic,
+        strategy=strategy,
+        intensity=intensity,
+        period=period,
+        auto_shutdown=auto_shutdown,
+        name=name,
+        connect_timeout=connect_timeout,
+        clock=_clock or time.monotonic,
     )
     return cast(Pid, start_supervisor(children, flags, link=False))
 
@@ -139,7 +150,9 @@ def _request(sup: SupRef, op: str, arg: Any, timeout: Optional[float]) -> Any:
 
 
 def start_child(
-    sup: SupRef, spec_or_args: Union[ChildSpec, Sequence[Any]], timeout: Optional[float] = None,
+    sup: SupRef,
+    spec_or_args: Union[ChildSpec, Sequence[Any]],
+    timeout: Optional[float] = None,
 ) -> Optional[Pid]:
     """Add and start a child; return its pid (None: a ``GenServer`` whose ``init`` returned ``'ignore'``).
 

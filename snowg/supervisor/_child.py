@@ -12,6 +12,7 @@ A nested supervisor on this node is started by the caller's
 ``start_supervisor`` (the supervisor process passes its own start: this
 module sits below it).
 """
+
 from __future__ import annotations
 
 import time
@@ -97,7 +98,10 @@ def _resolve(fn: Target) -> LocalTarget:
 
 
 def _start_local(
-    fn: LocalTarget, args: Tuple[Any, ...], kwargs: Dict[str, Any], start_supervisor: StartSupervisor,
+    fn: LocalTarget,
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    start_supervisor: StartSupervisor,
 ) -> Optional[Pid]:
     server = gen_server_class(fn)
     if server is None and not isinstance(fn, NestedSupervisor):
@@ -135,7 +139,11 @@ def _is_placeholder(pid: Pid) -> bool:
 
 
 def _start_remote(
-    where: str, cid: Any, fn: Target, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+    where: str,
+    cid: Any,
+    fn: Target,
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
 ) -> Optional[Pid]:
     """Start the child on node ``where``: its pid, or None if it ignored its start.
 

@@ -10,6 +10,7 @@ child itself (it runs the server loop in the spawned process) and
 acknowledges its start to the parent with gen_server's start protocol, which
 is made of plain terms and so works across nodes.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Tuple

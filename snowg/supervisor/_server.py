@@ -4,6 +4,7 @@ Replies to the dynamic API are ``('ok', value)`` or ``('error', kind,
 detail)`` (plain terms, so they cross nodes); the client functions in
 ``snowg.supervisor`` turn ``kind`` into the exception.
 """
+
 from __future__ import annotations
 
 import logging
@@ -366,7 +367,11 @@ def _report(state: State, level: int, kind: str, cid: Any, pid: Any, reason: Any
     log.log(
         level,
         "supervisor %s: %s: child %r (%s), reason: %s",
-        _sup_name(state), kind, cid, pid, reason,
+        _sup_name(state),
+        kind,
+        cid,
+        pid,
+        reason,
     )
 
 

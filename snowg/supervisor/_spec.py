@@ -11,6 +11,7 @@ its own type (:class:`NestedSupervisor`) rather than a function: its ``args``
 are ``(children,)`` and its ``kwargs`` the supervisor's options. The parent
 starts it as a supervisor (synchronously, its own children first).
 """
+
 from __future__ import annotations
 
 import time
@@ -230,9 +231,7 @@ def _check_shutdown(shutdown: Any) -> None:
     if shutdown in ("brutal_kill", "infinity"):
         return
     if isinstance(shutdown, bool) or not isinstance(shutdown, (int, float)) or shutdown < 0:
-        raise ValueError(
-            f"ChildSpec.shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', got {shutdown!r}"
-        )
+        raise ValueError(f"ChildSpec.shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', got {shutdown!r}")
 
 
 def check_children(children: Iterable[Any], strategy: str) -> List[ChildSpec]:

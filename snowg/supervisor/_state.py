@@ -4,6 +4,7 @@ Everything here is plain data and functions without side effects, so the
 rules (semantics rules 15-18) can be read and tested on their own; the process that
 acts on them is in ``_server.py``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ def ids_to_stop(order: List[Any], failed: Any, strategy: str) -> List[Any]:
     if strategy == "one_for_all":
         return [i for i in reversed(order) if i != failed]
     if strategy == "rest_for_one":
-        after = order[order.index(failed) + 1:]
+        after = order[order.index(failed) + 1 :]
         return list(reversed(after))
     return []
 
@@ -111,7 +112,7 @@ def ids_to_start(order: List[Any], failed: Any, strategy: str) -> List[Any]:
     if strategy == "one_for_all":
         return list(order)
     if strategy == "rest_for_one":
-        return order[order.index(failed):]
+        return order[order.index(failed) :]
     return [failed]
 
 

@@ -15,6 +15,7 @@ A remote ``GenServer`` or nested supervisor is started through one of two
 runners, ``@spawnable`` under the fixed names below on every node that
 imports ``snowg`` (see ``_runners``); the parent spawns them by name.
 """
+
 from __future__ import annotations
 
 from typing import Any, List
@@ -69,8 +70,17 @@ def encode_spec(spec: ChildSpec, where: str) -> Wire:
                 f"(or named by its registered name); {what} is not"
             )
     wire = [
-        "spec", spec.id, kind, target, tuple(args), dict(kwargs), spec.restart, spec.shutdown,
-        spec.type, list(spec.nodes) or None, spec.significant,
+        "spec",
+        spec.id,
+        kind,
+        target,
+        tuple(args),
+        dict(kwargs),
+        spec.restart,
+        spec.shutdown,
+        spec.type,
+        list(spec.nodes) or None,
+        spec.significant,
     ]
     try:
         check_term(wire)
@@ -111,8 +121,15 @@ def decode_spec(wire: Any) -> ChildSpec:
     else:
         raise BadRemoteSpec(("bad_child_spec", repr(wire)[:200]))
     try:
-        return ChildSpec(cid, (fn, tuple(args), dict(kwargs)), restart=restart, shutdown=shutdown,
-                         type=type_, node=node, significant=significant)
+        return ChildSpec(
+            cid,
+            (fn, tuple(args), dict(kwargs)),
+            restart=restart,
+            shutdown=shutdown,
+            type=type_,
+            node=node,
+            significant=significant,
+        )
     except (TypeError, ValueError) as e:
         raise BadRemoteSpec(("bad_child_spec", str(e))) from None
 

@@ -17,6 +17,7 @@ so a handler can wait for client frames and process messages in one
 ``snowg.receive()``; ``conn.receive()`` takes only this connection's frames.
 See :mod:`snowg.ws.connection` for the queues, close codes and pings.
 """
+
 from ._rooms import broadcast, broadcast_except, members, rooms
 from .app import WebSocketApp, WebSocketServer, serve
 from .connection import CLOSE_OVERFLOW, Connection, WsClosed, WsMessage

@@ -9,6 +9,7 @@ without being read into memory.
 No sockets here: the reader is given a ``read(n) -> bytes`` function (a
 buffered file's ``read``, which returns fewer than ``n`` bytes only at EOF).
 """
+
 from __future__ import annotations
 
 import struct

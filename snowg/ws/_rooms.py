@@ -17,6 +17,7 @@ arriving from another node is delivered here by :func:`_deliver_from_node`
 (registered with :func:`snowg.cluster.register_frame_handler`) and never
 forwarded again.
 """
+
 from __future__ import annotations
 
 import logging

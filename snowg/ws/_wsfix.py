@@ -19,6 +19,7 @@ greenlet per connection on the handler's socket. When the connection ends,
 ``finally`` (``if not websocket.closed: websocket.close()``) does not send its
 malformed close frame after snowg's correct one.
 """
+
 from __future__ import annotations
 
 from typing import Any, Tuple

@@ -13,6 +13,7 @@ upgrade, the WSGI greenlet becomes the connection's *owner*: it spawns
 writer, and waits until the connection has ended, so that the server closes
 the socket only after the close handshake.
 """
+
 from __future__ import annotations
 
 import logging

@@ -34,6 +34,7 @@ Client pings are answered with pongs (through the writer, in order).
 
 Timers and state changes never block, so they run in hub callbacks.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -384,7 +385,8 @@ class Connection:
         if self._state != _CLOSED:
             log.info(
                 "WebSocket %s: no close handshake within %.3g s, connection dropped",
-                self._label(), self._opts.close_timeout,
+                self._label(),
+                self._opts.close_timeout,
             )
             self.abort("close handshake timed out")
 
@@ -414,7 +416,9 @@ class Connection:
     def _overflow(self) -> None:
         log.warning(
             "WebSocket %s: outbound queue full (%d frames), the client does not read; closing with %d",
-            self._label(), self._opts.queue_size, CLOSE_OVERFLOW,
+            self._label(),
+            self._opts.queue_size,
+            CLOSE_OVERFLOW,
         )
         why = "outbound queue overflow"
         self._begin_close(CLOSE_OVERFLOW, why, CLOSE_OVERFLOW, why, drop=True)
@@ -533,9 +537,7 @@ class Connection:
     def _on_pong_timeout(self) -> None:
         self._pong_timer = None
         if self._state == _OPEN:
-            log.info(
-                "WebSocket %s: no pong within %.3g s, closing with 1001", self._label(), self._opts.ping_timeout
-            )
+            log.info("WebSocket %s: no pong within %.3g s, closing with 1001", self._label(), self._opts.ping_timeout)
             self._begin_close(fr.CLOSE_GOING_AWAY, "ping timeout", fr.CLOSE_GOING_AWAY, "ping timeout", drop=True)
 
     def _stop_pings(self) -> None:

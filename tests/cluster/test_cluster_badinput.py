@@ -7,6 +7,7 @@ peer node started by :mod:`snowg.testing` shows that the node still serves
 other sessions. Raw clients speak TLS and the sans-IO handshake of
 :mod:`snowg.cluster._handshake` themselves.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -108,8 +109,7 @@ def read_until_closed(sock, timeout: float = 5.0) -> bytes:
 def handshake(sock, config, node_name: str, name: Optional[str] = None, cookie: Optional[str] = None):
     """Run the initiator's side of the handshake over ``sock``; returns (name, Handshake)."""
     name = name or f"raw{next(_names)}-{os.getpid()}@127.0.0.1"
-    hs = Handshake(INITIATOR, name, 12345, cookie or config.cookie,
-                   address="127.0.0.1:1", expected_peer=node_name)
+    hs = Handshake(INITIATOR, name, 12345, cookie or config.cookie, address="127.0.0.1:1", expected_peer=node_name)
     with gevent.Timeout(5):
         sock.sendall(hs.data_to_send())
         while not hs.established:
@@ -137,6 +137,7 @@ def log_lines(caplog) -> List[str]:
 
 def assert_logged(caplog, *parts: str) -> str:
     """Some snowg log line contains every one of ``parts``; returns it."""
+
     def find():
         for line in log_lines(caplog):
             if all(p in line for p in parts):
@@ -179,8 +180,9 @@ def test_random_bytes_on_tcp(snowg_node, witness, log, hub_errors) -> None:
     assert hub_errors == []
 
 
-def test_certificate_from_another_ca_is_refused(snowg_node, snowg_cluster_config, witness, log, hub_errors,
-                                                tmp_path) -> None:
+def test_certificate_from_another_ca_is_refused(
+    snowg_node, snowg_cluster_config, witness, log, hub_errors, tmp_path
+) -> None:
     other = tls.make_certs(tmp_path / "other")
     ours = tls.load_tls(snowg_cluster_config.certs, "raw@127.0.0.1", default_dir=None)
     # The client trusts our CA but presents a certificate of another CA.
@@ -211,8 +213,9 @@ def test_certificate_from_another_ca_is_refused(snowg_node, snowg_cluster_config
     try:
         target = f"fake@127.0.0.1:{server.server_port}"
         assert snowg.connect(target) is False
-        assert_logged(log, "connection to fake@127.0.0.1", f"127.0.0.1:{server.server_port}",
-                      "TLS handshake failed", "same CA")
+        assert_logged(
+            log, "connection to fake@127.0.0.1", f"127.0.0.1:{server.server_port}", "TLS handshake failed", "same CA"
+        )
     finally:
         server.stop()
     assert "fake@127.0.0.1" not in snowg.nodes()
@@ -254,16 +257,16 @@ def test_wrong_cookie_peer_node(snowg_node, peers, witness, log, hub_errors) -> 
     assert bad.name not in snowg.nodes()
     assert wait_for(lambda: "cookie mismatch" in bad.read_log(), timeout=5)
     # ... and when it connects to us.
-    bad2 = peers.start(connect=False, extra_args=["--cookie", "another cookie",
-                                                  "--connect", f"{snowg.node()}:{snowg_node.port}"])
+    bad2 = peers.start(
+        connect=False, extra_args=["--cookie", "another cookie", "--connect", f"{snowg.node()}:{snowg_node.port}"]
+    )
     assert_logged(log, "rejected connection from", "cookie mismatch", bad2.name)
     assert bad2.name not in snowg.nodes()
     still_serving(witness)
     assert hub_errors == []
 
 
-def test_garbage_inside_tls_before_the_handshake(snowg_node, snowg_cluster_config, witness, log,
-                                                 hub_errors) -> None:
+def test_garbage_inside_tls_before_the_handshake(snowg_node, snowg_cluster_config, witness, log, hub_errors) -> None:
     for garbage, reason in [
         (b"\xc1" * 64, "too large"),
         (_LEN.pack(5) + b"\xc1\xc1\xc1\xc1\xc1", "bad data"),
@@ -304,19 +307,19 @@ BAD_SESSION_INPUT = [
     pytest.param(lambda me: encode_frame([protocol.SEND, "not a pid", 1]), "SEND frame: field 1", id="send-str"),
     pytest.param(lambda me: encode_frame([protocol.SEND, me]), "SEND frame must have 2 fields", id="send-short"),
     pytest.param(lambda me: encode_frame([protocol.LINK, 1, me]), "LINK frame: field 1", id="link-int"),
-    pytest.param(lambda me: encode_frame([protocol.MONITOR, me, me, "ref"]), "MONITOR frame: field 3",
-                 id="monitor-str-ref"),
+    pytest.param(
+        lambda me: encode_frame([protocol.MONITOR, me, me, "ref"]), "MONITOR frame: field 3", id="monitor-str-ref"
+    ),
     pytest.param(lambda me: encode_frame([protocol.LINK, me, me]), "claiming to come from", id="spoofed-link"),
-    pytest.param(lambda me: encode_frame([protocol.EXIT2, me, me, "kill"]), "claiming to come from",
-                 id="spoofed-exit"),
-    pytest.param(lambda me: encode_frame([protocol.PEER_LIST, [["a@b"]]]), "PEER_LIST frame: field 1",
-                 id="peer-list"),
+    pytest.param(lambda me: encode_frame([protocol.EXIT2, me, me, "kill"]), "claiming to come from", id="spoofed-exit"),
+    pytest.param(lambda me: encode_frame([protocol.PEER_LIST, [["a@b"]]]), "PEER_LIST frame: field 1", id="peer-list"),
 ]
 
 
 @pytest.mark.parametrize("make, reason", BAD_SESSION_INPUT)
-def test_bad_frames_close_only_that_session(snowg_node, snowg_cluster_config, witness, log, hub_errors,
-                                            make, reason) -> None:
+def test_bad_frames_close_only_that_session(
+    snowg_node, snowg_cluster_config, witness, log, hub_errors, make, reason
+) -> None:
     me = snowg.self()
     snowg.trap_exit(True)
     sock, name = raw_session(snowg_cluster_config, snowg_node)
@@ -390,10 +393,17 @@ def test_any_bytes_to_a_live_node(snowg_node, snowg_cluster_config, data: bytes,
 
 
 _terms = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8) | st.binary(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
     | st.builds(Pid, st.sampled_from(["x@y", "nonode@nohost"]), st.integers(0, 5), st.integers(0, 3)),
-    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple)
-    | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
@@ -417,8 +427,9 @@ def test_fuzzed_frames_after_the_handshake(snowg_node, snowg_cluster_config, tag
         marker = ("marker", tag)
         sock.sendall(encode_frame([tag, *fields]) + encode_frame([protocol.SEND, me, marker]))
         # Either the frame was fine (the marker follows) or the session closed.
-        assert wait_for(lambda: name not in snowg.nodes()
-                        or snowg.process_info(me)["messages"].count(marker) > 0, timeout=5)
+        assert wait_for(
+            lambda: name not in snowg.nodes() or snowg.process_info(me)["messages"].count(marker) > 0, timeout=5
+        )
         snowg.flush_messages()
         sock.close()
         assert wait_for(lambda: name not in snowg.nodes(), timeout=5)

@@ -3,6 +3,7 @@ connection through a loopback proxy, and a node restarted under the same name.
 
 semantics rules 8, 10, 24-26.
 """
+
 from __future__ import annotations
 
 import time

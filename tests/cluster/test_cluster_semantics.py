@@ -4,6 +4,7 @@ Every peer is a separate ``python -m snowg node`` process started by
 :mod:`snowg.testing`; the test process is a node too (``snowg_node``). The
 helpers the peers run are in ``tests/distfuncs.py``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -19,6 +20,7 @@ from support import connected_nodes, is_down, no_message, recv, tagged, wait_for
 pytest_plugins = ["snowg.testing"]
 
 pytestmark = pytest.mark.timeout(60)
+
 
 def start_forwarder(peer, trap: bool = False) -> Pid:
     pid = snowg.spawn(df.forwarder, snowg.self(), trap, node=peer.name)
@@ -63,11 +65,33 @@ def test_terms_round_trip_exactly(peer, me) -> None:
     crash = peer.rpc(df.make_crash_reason, "bad value")
     assert "ValueError" in str(crash) and "bad value" in str(crash)
     values = [
-        None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**100, -(2**90), 1.5, "", "héllo",
-        b"", b"\x00\xffbytes", (), (1,), (1, (2, (3, ()))), [1, [2, (3, [4])]],
-        {"a": (1, 2), (1, "k"): [b"x"], 3: {"n": None}}, [(), [], {}],
-        me, snowg.make_ref(), Exit(me, "normal"), Down(snowg.make_ref(), me, ("shutdown", 1)),
-        NodeUp("x@y"), NodeDown("x@y", "noconnection"), crash,
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**63 - 1,
+        -(2**63),
+        2**100,
+        -(2**90),
+        1.5,
+        "",
+        "héllo",
+        b"",
+        b"\x00\xffbytes",
+        (),
+        (1,),
+        (1, (2, (3, ()))),
+        [1, [2, (3, [4])]],
+        {"a": (1, 2), (1, "k"): [b"x"], 3: {"n": None}},
+        [(), [], {}],
+        me,
+        snowg.make_ref(),
+        Exit(me, "normal"),
+        Down(snowg.make_ref(), me, ("shutdown", 1)),
+        NodeUp("x@y"),
+        NodeDown("x@y", "noconnection"),
+        crash,
     ]
     echo = snowg.spawn(df.echo, node=peer.name)
     for value in values:

@@ -6,6 +6,7 @@
 * A peer that stops reading: sends outrun the socket, and what the socket
   cannot take waits in the session's writer, still in order.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,7 +41,8 @@ def test_a_million_messages_arrive_in_order_once(peers, me) -> None:
     summaries = {}
     for _ in range(RECEIVERS):
         _, pid, received, out_of_order, duplicates = snowg.receive(
-            lambda m: type(m) is tuple and m[0] == "summary", timeout=240)
+            lambda m: type(m) is tuple and m[0] == "summary", timeout=240
+        )
         summaries[pid] = (received, out_of_order, duplicates)
     elapsed = time.monotonic() - t0
     assert summaries == {r: (SENDERS * PER_PAIR, 0, 0) for r in receivers}

@@ -1,4 +1,5 @@
 """Tests of snowg.cluster._codec: exact round-trips, refusals, and hostile input."""
+
 from __future__ import annotations
 
 import enum
@@ -61,8 +62,14 @@ big_ints = st.one_of(
     st.integers(min_value=-(2**200), max_value=-(2**63) - 1),
 )
 hashable_scalars = st.one_of(
-    st.none(), st.booleans(), big_ints, st.floats(allow_nan=False), st.text(max_size=10),
-    st.binary(max_size=10), pids, refs,
+    st.none(),
+    st.booleans(),
+    big_ints,
+    st.floats(allow_nan=False),
+    st.text(max_size=10),
+    st.binary(max_size=10),
+    pids,
+    refs,
 )
 hashable = st.recursive(
     hashable_scalars,
@@ -101,10 +108,35 @@ def test_any_term_roundtrips_exactly(term: Any) -> None:
 @pytest.mark.parametrize(
     "term",
     [
-        None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**100,
-        -(10**100), 1.5, float("inf"), -0.0, "", "héllo", b"", b"\x00\xff", (), (1,), [], [()],
-        ((1, 2), [3, (4,)]), {"a": 1}, {(1, 2): "t", (): 0, ((1,), 2): [1]}, {1: 2, None: 3, b"k": 4},
-        {2**70: "big"}, [[[[(((),),)]]]],
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**63 - 1,
+        -(2**63),
+        2**64 - 1,
+        2**64,
+        -(2**63) - 1,
+        10**100,
+        -(10**100),
+        1.5,
+        float("inf"),
+        -0.0,
+        "",
+        "héllo",
+        b"",
+        b"\x00\xff",
+        (),
+        (1,),
+        [],
+        [()],
+        ((1, 2), [3, (4,)]),
+        {"a": 1},
+        {(1, 2): "t", (): 0, ((1,), 2): [1]},
+        {1: 2, None: 3, b"k": 4},
+        {2**70: "big"},
+        [[[[(((),),)]]]],
     ],
     ids=repr,
 )
@@ -115,10 +147,17 @@ def test_scalar_and_container_roundtrip(term: Any) -> None:
 def test_message_types_roundtrip() -> None:
     ref, pid = Ref("a@h", 7, 3), Pid("b@h", 9, 4)
     for term in [
-        ref, pid, TimerRef(12), Exit(pid, "normal"), Exit(pid, ("shutdown", [1])),
-        Down(ref, pid, Crash("ValueError", "boom", "Traceback...")), NodeUp("n@h"),
-        NodeDown("n@h", "noconnection"), Crash("KeyError", "", ""),
-        Down(ref, ("name", "node@h"), "noproc"), {pid: ref, (pid, ref): [pid]},
+        ref,
+        pid,
+        TimerRef(12),
+        Exit(pid, "normal"),
+        Exit(pid, ("shutdown", [1])),
+        Down(ref, pid, Crash("ValueError", "boom", "Traceback...")),
+        NodeUp("n@h"),
+        NodeDown("n@h", "noconnection"),
+        Crash("KeyError", "", ""),
+        Down(ref, ("name", "node@h"), "noproc"),
+        {pid: ref, (pid, ref): [pid]},
     ]:
         out = roundtrip(term)
         assert out == term

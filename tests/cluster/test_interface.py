@@ -1,4 +1,5 @@
 """The cluster layer's interface for the layers above: names, terms, spawnables, extensions."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,8 +19,9 @@ def test_valid_node_names(name: str) -> None:
     assert check_node_name(name) == name.split("@")[1]
 
 
-@pytest.mark.parametrize("name", ["", "ab", "a@b@c", "@b", "a@", "@", "a b@c", "a@b c", "a\t@b", "a@b\n", "a\x00@b",
-                                  b"a@b", None, 3])
+@pytest.mark.parametrize(
+    "name", ["", "ab", "a@b@c", "@b", "a@", "@", "a b@c", "a@b c", "a\t@b", "a@b\n", "a\x00@b", b"a@b", None, 3]
+)
 def test_invalid_node_names(name: Any) -> None:
     assert not is_node_name(name)
     with pytest.raises(ValueError, match="not of the form 'name@host'"):

@@ -1,4 +1,5 @@
 """The sans-IO protocol: framing, frame validation and the handshake (cluster._framing, _frames, _handshake)."""
+
 from __future__ import annotations
 
 import itertools
@@ -304,21 +305,17 @@ def _counter_rand() -> Callable[[int], bytes]:
     return lambda n: next(counter).to_bytes(n, "big")
 
 
-def _pair(
-    icookie: str = COOKIE, acookie: str = COOKIE, **ikw: Any
-) -> Tuple[Handshake, Handshake]:
+def _pair(icookie: str = COOKIE, acookie: str = COOKIE, **ikw: Any) -> Tuple[Handshake, Handshake]:
     init = Handshake("initiator", "alice@h", 11, icookie, address="h:1", **ikw)
     acc = Handshake("acceptor", "bob@h", 22, acookie, address="h:2")
     return init, acc
 
 
-def _pump(
-    src: Handshake, dst: Handshake, byte_by_byte: bool = False
-) -> List[Any]:
+def _pump(src: Handshake, dst: Handshake, byte_by_byte: bool = False) -> List[Any]:
     """Move src's pending output into dst; return dst's events (accepting any PeerHello)."""
     data = src.data_to_send()
     events: List[Any] = []
-    for chunk in (_by_byte(data) if byte_by_byte else [data]):
+    for chunk in _by_byte(data) if byte_by_byte else [data]:
         dst.receive_data(chunk)
         while True:
             ev = dst.next_event()

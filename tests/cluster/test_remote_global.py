@@ -1,4 +1,5 @@
 """Global names across real peer node OS processes (semantics rules 26, 28)."""
+
 from __future__ import annotations
 
 import itertools
@@ -29,8 +30,11 @@ def everywhere(peer_list, fn, *args):
 
 
 def all_see(peer_list, name, expected, timeout: float = 5.0) -> bool:
-    return wait_for(lambda: everywhere(peer_list, rf.whereis_global, name) == [expected] * (1 + len(peer_list)),
-                    timeout=timeout, interval=0.02)
+    return wait_for(
+        lambda: everywhere(peer_list, rf.whereis_global, name) == [expected] * (1 + len(peer_list)),
+        timeout=timeout,
+        interval=0.02,
+    )
 
 
 def start_holder(peer, name):
@@ -127,8 +131,9 @@ def test_five_nodes_race_for_one_name_a_hundred_times(peers):
     for name in names:
         for pid in contenders.values():
             snowg.send(pid, ("go", name))
-        results = [recv(lambda m, name=name: type(m) is tuple and m[0] == "result" and m[1] == name, 30)
-                   for _ in range(5)]
+        results = [
+            recv(lambda m, name=name: type(m) is tuple and m[0] == "result" and m[1] == name, 30) for _ in range(5)
+        ]
         winners = [r[2] for r in results if r[3] is True]
         assert len(winners) == 1, (name, results)
         assert sorted(r[2] for r in results) == sorted(contenders)
@@ -172,10 +177,8 @@ def test_two_clusters_holding_a_name_merge_to_one_holder(peers, winner):
     tag = f"{os.getpid()}-{next(_uniq)}"
     n1, n2 = ("a", "b") if winner == "first" else ("c", "b")
     p1 = peers.start(f"{n1}merge1-{tag}@127.0.0.1", modules=MODS)
-    p2 = peers.start(f"{n2}merge2-{tag}@127.0.0.1", modules=MODS, connect=False,
-                     env={"SNOWG_TEST_AUTOREG": name})
-    p3 = peers.start(f"{n2}merge3-{tag}@127.0.0.1", modules=MODS, connect=False,
-                     extra_args=["--connect", p2.target])
+    p2 = peers.start(f"{n2}merge2-{tag}@127.0.0.1", modules=MODS, connect=False, env={"SNOWG_TEST_AUTOREG": name})
+    p3 = peers.start(f"{n2}merge3-{tag}@127.0.0.1", modules=MODS, connect=False, extra_args=["--connect", p2.target])
     # cluster 2 holds the name
     assert wait_for(lambda: f"AUTOREG {name} True" in p2.read_log(), timeout=10), p2.read_log()
     p2_holder_text = re.search(rf"AUTOREG {re.escape(name)} True (\S+)", p2.read_log()).group(1)

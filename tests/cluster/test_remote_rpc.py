@@ -1,4 +1,5 @@
 """``rpc.call`` against real peer node OS processes."""
+
 from __future__ import annotations
 
 import time

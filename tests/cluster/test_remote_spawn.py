@@ -5,6 +5,7 @@ imports ``tests/remotefuncs.py``. The test process (pytest's main greenlet) is
 adopted as a snowg process; tests that must see an exit signal kill it either
 trap exits or watch a helper process through a monitor.
 """
+
 from __future__ import annotations
 
 import time
@@ -145,8 +146,9 @@ def test_spawn_by_function_object_and_by_registered_name(peers):
 def test_args_and_kwargs_cross_exactly(peers):
     peer = peers.start(modules=MODS)
     me = snowg.self()
-    snowg.spawn(echo_args, me, 1, (2, 3), [4, (5,)], b"\x00", None,
-                key={"a": (1, 2), "b": [me]}, other=1.5, node=peer.name)
+    snowg.spawn(
+        echo_args, me, 1, (2, 3), [4, (5,)], b"\x00", None, key={"a": (1, 2), "b": [me]}, other=1.5, node=peer.name
+    )
     msg = recv(lambda m: m[0] == "args")
     assert msg == ("args", (1, (2, 3), [4, (5,)], b"\x00", None), {"key": {"a": (1, 2), "b": [me]}, "other": 1.5})
     assert type(msg[1][1]) is tuple and type(msg[1][2]) is list and type(msg[1][2][1]) is tuple
@@ -241,8 +243,7 @@ def test_kill_9_of_child_node_gives_linked_caller_noconnection(peers):
         peer.kill()
         assert recv(is_exit, 5) == snowg.Exit(linked, "noconnection")
         assert recv(lambda m: isinstance(m, snowg.Down) and m.ref == ref, 5) == snowg.Down(ref, mon, "noconnection")
-        assert recv(lambda m: isinstance(m, snowg.Down) and m.ref == nref, 5) == snowg.Down(nref, npid,
-                                                                                           "noconnection")
+        assert recv(lambda m: isinstance(m, snowg.Down) and m.ref == nref, 5) == snowg.Down(nref, npid, "noconnection")
         assert time.monotonic() - t0 < 3  # a closed socket is down at once, no tick wait
         no_message(wait=QUIET)
     finally:

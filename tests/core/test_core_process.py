@@ -1,4 +1,5 @@
 """Process-layer behaviour beyond the numbered rules: receive, timers, info, crash reports."""
+
 from __future__ import annotations
 
 import logging
@@ -74,7 +75,16 @@ def test_selective_receive_three_kinds_keeps_the_rest_in_order(me):
     assert snowg.receive(timeout=0) == "s0"
     assert snowg.receive(lambda m: m == {"d": 3}, timeout=0) == {"d": 3}
     assert snowg.process_info(me)["messages"] == [
-        "s1", {"d": 1}, "s2", ("t", 2), {"d": 2}, "s3", ("t", 3), "s4", ("t", 4), {"d": 4},
+        "s1",
+        {"d": 1},
+        "s2",
+        ("t", 2),
+        {"d": 2},
+        "s3",
+        ("t", 3),
+        "s4",
+        ("t", 4),
+        {"d": 4},
     ]
     assert [snowg.receive(is_dict, timeout=0) for _ in range(3)] == [{"d": 1}, {"d": 2}, {"d": 4}]
     assert [snowg.receive(is_tuple, timeout=0) for _ in range(3)] == [("t", 2), ("t", 3), ("t", 4)]
@@ -468,8 +478,12 @@ def test_crash_report_one_error_record_with_pid_name_and_traceback(me, caplog):
 def test_no_crash_report_for_normal_or_shutdown_exits(me, caplog):
     caplog.set_level(logging.DEBUG, logger="snowg")
     waits = []
-    for body in (lambda: None, lambda: snowg.exit("normal"), lambda: snowg.exit("shutdown"),
-                 lambda: snowg.exit(("shutdown", 1))):
+    for body in (
+        lambda: None,
+        lambda: snowg.exit("normal"),
+        lambda: snowg.exit("shutdown"),
+        lambda: snowg.exit(("shutdown", 1)),
+    ):
         waits.append(watch(snowg.spawn(body)))
     p = start_echo()
     waits.append(watch(p))
@@ -536,7 +550,6 @@ def test_first_receive_in_a_fresh_program_before_the_hub_ever_ran():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _FIRST_PROGRAM], capture_output=True,
-                         text=True, timeout=50)
+    out = subprocess.run([sys.executable, "-c", _FIRST_PROGRAM], capture_output=True, text=True, timeout=50)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["hello", "killed"]

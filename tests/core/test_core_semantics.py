@@ -3,6 +3,7 @@
 Synchronisation is by messages and monitors only. A test's own process is the
 adopted pytest main greenlet (fixtures ``me`` / ``trapping_me`` in conftest).
 """
+
 from __future__ import annotations
 
 import gevent

@@ -1,5 +1,6 @@
 """Many processes: crash propagation through long link chains, and 100,000 processes
 that leave the runtime's tables empty."""
+
 from __future__ import annotations
 
 import pytest
@@ -123,8 +124,15 @@ def test_100k_processes_with_links_monitors_names_leave_tables_empty(me):
         snowg.flush_messages()  # Exit/Down messages that trapping workers never read are gone
     assert ended == total
     sizes = table_sizes()
-    assert sizes == {"processes": 1, "names": 0, "timers": 0, "links": 0, "monitors": 0,
-                     "monitored_by": 0, "ready": 0}, sizes
+    assert sizes == {
+        "processes": 1,
+        "names": 0,
+        "timers": 0,
+        "links": 0,
+        "monitors": 0,
+        "monitored_by": 0,
+        "ready": 0,
+    }, sizes
     assert not rt.timers and not rt.names
     assert snowg.processes() == [me]
     assert snowg.process_info(me)["monitors"] == [] and snowg.process_info(me)["links"] == []

@@ -1,4 +1,5 @@
 """The ``demo`` fixture: one ``snowg demo`` subprocess shared by the tests of a module."""
+
 from __future__ import annotations
 
 from typing import Any, Iterator

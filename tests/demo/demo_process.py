@@ -4,6 +4,7 @@
 directory (certificates, cookie, logs), collects its output, waits for lines
 of it, and stops it with SIGINT as Ctrl-C would.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,12 @@ class Demo:
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "snowg", "demo", "--port", str(self.port), "--dir", directory],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            text=True, bufsize=1,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            bufsize=1,
         )
         threading.Thread(target=self._read, daemon=True).start()
 

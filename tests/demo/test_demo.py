@@ -6,6 +6,7 @@ WebSocket for the cluster state and the buttons, and each node's chat
 WebSocket. The last test starts its own demo to check that SIGINT leaves no
 process behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ class Control:
             self.results.append(msg)
         return msg
 
-    def wait(self, predicate: Callable[[Dict[str, Any]], bool], what: str,
-             timeout: float = STATE_TIMEOUT) -> Dict[str, Any]:
+    def wait(
+        self, predicate: Callable[[Dict[str, Any]], bool], what: str, timeout: float = STATE_TIMEOUT
+    ) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg = self.next()
@@ -153,7 +155,11 @@ def test_chat_message_on_node1_reaches_node3(control: Control) -> None:
         a.say("hello from node 1")
         got = c.expect(lambda m: m["type"] == "msg")
         assert (got["user"], got["text"], got["node"], got["room"]) == (
-            "alice", "hello from node 1", NODES[0], "testroom")
+            "alice",
+            "hello from node 1",
+            NODES[0],
+            "testroom",
+        )
         c.say("hi back")
         got = a.expect(lambda m: m["type"] == "msg" and m["user"] == "carol")
         assert got["text"] == "hi back"
@@ -168,8 +174,12 @@ def test_chat_message_on_node1_reaches_node3(control: Control) -> None:
 def test_crash_button_restarts_a_remote_child(control: Control) -> None:
     before = child(control.state, "remote-A")
     control.act(action="crash", child="remote-A")
-    after = control.wait(lambda s: child(s, "remote-A").get("restarts", 0) > before["restarts"]
-                         and child(s, "remote-A")["status"] == "running", "remote-A restarted")
+    after = control.wait(
+        lambda s: (
+            child(s, "remote-A").get("restarts", 0) > before["restarts"] and child(s, "remote-A")["status"] == "running"
+        ),
+        "remote-A restarted",
+    )
     c = child(after, "remote-A")
     assert c["pid"] != before["pid"] and c["node"] == before["node"] == NODES[1]
     assert c["restarts"] == before["restarts"] + 1
@@ -182,8 +192,14 @@ def test_kill_and_restart_a_node(control: Control) -> None:
     b = child(control.state, "remote-B")
     assert b["node"] == NODES[2]
     control.act(action="kill", node=NODES[2])
-    control.wait(lambda s: s["nodes"][2]["status"] == "down" and child(s, "remote-B").get("node") == NODES[1]
-                 and child(s, "remote-B")["status"] == "running", "remote-B on demo2")
+    control.wait(
+        lambda s: (
+            s["nodes"][2]["status"] == "down"
+            and child(s, "remote-B").get("node") == NODES[1]
+            and child(s, "remote-B")["status"] == "running"
+        ),
+        "remote-B on demo2",
+    )
     state = control.wait(lambda s: NODES[2] not in s["nodes"][0]["sees"], "demo1 sees demo3 go")
     assert child(state, "remote-B")["restarts"] == b["restarts"] + 1
     old_os_pid = before[NODES[2]]["os_pid"]
@@ -248,8 +264,7 @@ def test_sigint_stops_everything(tmp_path: Any) -> None:
 
 def test_control_socket_refuses_other_origins(demo: Demo) -> None:
     """Any web page may open a WebSocket to 127.0.0.1; only the demo's own page gets the buttons."""
-    evil = websocket.create_connection(f"ws://127.0.0.1:{demo.port}/control", timeout=10,
-                                       origin="http://evil.example")
+    evil = websocket.create_connection(f"ws://127.0.0.1:{demo.port}/control", timeout=10, origin="http://evil.example")
     try:
         with pytest.raises(websocket.WebSocketConnectionClosedException):
             while True:
@@ -264,8 +279,12 @@ def test_port_in_use_is_a_clear_error(tmp_path: Any) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "snowg", "demo", "--port", str(port), "--dir", str(tmp_path)],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "snowg", "demo", "--port", str(port), "--dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 1
     assert f"cannot start on http://127.0.0.1:{port}/" in proc.stdout
     assert _processes_mentioning(str(tmp_path)) == []

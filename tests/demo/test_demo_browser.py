@@ -11,6 +11,7 @@ when it can. Without them the test is SKIPPED, saying why.
 Set ``SNOWG_DEMO_SCREENSHOT=docs/demo.png`` to save a screenshot of the page
 at the end (that is how the README's screenshot is made).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,10 @@ if CHROMIUM is None:
 if CHROMEDRIVER is None:
     _missing.append("chromedriver (/usr/bin/chromedriver; apt-get install chromium-driver)")
 if _missing:
-    pytest.skip("BROWSER TEST SKIPPED: the demo was NOT checked in a browser, missing: " + "; ".join(_missing),
-                allow_module_level=True)
+    pytest.skip(
+        "BROWSER TEST SKIPPED: the demo was NOT checked in a browser, missing: " + "; ".join(_missing),
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +68,19 @@ def browser():
     profile = tempfile.mkdtemp(prefix="snowg-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1440,1000", f"--user-data-dir={profile}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        f"--user-data-dir={profile}",
+    ):
         opts.add_argument(arg)
     service = Service(executable_path=CHROMEDRIVER, log_output=os.path.join(profile, "chromedriver.log"))
     try:
@@ -110,6 +123,7 @@ def read(driver: Any, css: str) -> str:
 
 def click(driver: Any, css: str) -> None:
     """Click ``css`` once it is enabled, retried while the page re-renders it."""
+
     def go(d: Any) -> bool:
         e = d.find_element(By.CSS_SELECTOR, css)
         if not e.is_enabled():
@@ -124,11 +138,20 @@ def open_tab(driver: Any, url: str, node: str, name: str, room: str) -> str:
     driver.switch_to.new_window("tab")
     driver.get(f"{url}?node={node}&name={name}&room={room}")
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#graph .node.up")) == 3, "three nodes up")
-    wait(driver, lambda d: d.find_element(By.ID, "chat-node").get_attribute("value").startswith(node),
-         f"node {node} chosen")
+    wait(
+        driver,
+        lambda d: d.find_element(By.ID, "chat-node").get_attribute("value").startswith(node),
+        f"node {node} chosen",
+    )
     click(driver, "#chat-join")
-    wait(driver, lambda d: "ok" in d.find_element(By.ID, "chat-status").get_attribute("class")
-         and node in d.find_element(By.ID, "chat-status").text, f"{name} in room {room} on {node}")
+    wait(
+        driver,
+        lambda d: (
+            "ok" in d.find_element(By.ID, "chat-status").get_attribute("class")
+            and node in d.find_element(By.ID, "chat-status").text
+        ),
+        f"{name} in room {room} on {node}",
+    )
     return driver.current_window_handle
 
 
@@ -157,15 +180,27 @@ def test_chat_across_nodes_and_crash_button(demo: Demo, browser: Any) -> None:
 
     # crash a remote child from the page: restart count goes up, pid changes
     row = 'tr[data-child="remote-A"]'
-    wait(driver, lambda d: text_of(d, f"{row} .status") == "running" and text_of(d, f"{row} .pid") != "-",
-         "remote-A running")
-    before_pid, before_restarts, node = wait(driver, lambda d: (
-        text_of(d, f"{row} .pid"), int(text_of(d, f"{row} .restarts")), text_of(d, f"{row} .node")), "remote-A")
+    wait(
+        driver,
+        lambda d: text_of(d, f"{row} .status") == "running" and text_of(d, f"{row} .pid") != "-",
+        "remote-A running",
+    )
+    before_pid, before_restarts, node = wait(
+        driver,
+        lambda d: (text_of(d, f"{row} .pid"), int(text_of(d, f"{row} .restarts")), text_of(d, f"{row} .node")),
+        "remote-A",
+    )
     assert node == "demo2"
     click(driver, f"{row} button.crash")
-    wait(driver, lambda d: int(text_of(d, f"{row} .restarts")) == before_restarts + 1
-         and text_of(d, f"{row} .pid") not in ("-", before_pid)
-         and text_of(d, f"{row} .status") == "running", "remote-A restarted")
+    wait(
+        driver,
+        lambda d: (
+            int(text_of(d, f"{row} .restarts")) == before_restarts + 1
+            and text_of(d, f"{row} .pid") not in ("-", before_pid)
+            and text_of(d, f"{row} .status") == "running"
+        ),
+        "remote-A restarted",
+    )
     assert "restarted" in read(driver, "#events")
 
     shot = os.environ.get("SNOWG_DEMO_SCREENSHOT")

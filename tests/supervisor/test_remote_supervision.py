@@ -8,6 +8,7 @@ Faults are real: ``kill -9`` and SIGSTOP of a peer, a peer restarted under the
 same name. Synchronisation is by messages and monitors; every test is
 time-bounded.
 """
+
 pytest_plugins = ["snowg.testing"]
 
 import logging  # noqa: E402
@@ -275,11 +276,13 @@ def test_terminate_child_kills_a_remote_child_that_ignores_shutdown_after_the_ti
 def test_terminate_child_brutal_kill_and_shutdown_of_remote_children(peers):
     """'brutal_kill' kills at once; a seconds shutdown of a cooperative child ends it with 'shutdown'."""
     b = peers.start(modules=MODS)
-    sup = supervisor.start([
-        remote("brutal", b.name, stubborn, shutdown="brutal_kill"),
-        remote("polite", b.name, worker, shutdown=10.0),
-        remote("patient", b.name, worker, shutdown="infinity"),
-    ])
+    sup = supervisor.start(
+        [
+            remote("brutal", b.name, stubborn, shutdown="brutal_kill"),
+            remote("polite", b.name, worker, shutdown=10.0),
+            remote("patient", b.name, worker, shutdown="infinity"),
+        ]
+    )
     events(3)
     refs = {cid: watch(PIDS[cid]) for cid in ("brutal", "polite", "patient")}
     supervisor.terminate_child(sup, "brutal")
@@ -320,14 +323,21 @@ def test_one_for_all_with_local_and_remote_children_restarts_all_in_order(peers,
     snowg.cast(PIDS["r1"], ("exit", "boom"))
     assert events(8) == [
         ("stopped", "r1"),  # its own terminate (the crash)
-        ("stopped", "r2"), ("stopped", "l2"), ("stopped", "l1"),
-        ("started", "l1"), ("started", "r1"), ("started", "l2"), ("started", "r2"),
+        ("stopped", "r2"),
+        ("stopped", "l2"),
+        ("stopped", "l1"),
+        ("started", "l1"),
+        ("started", "r1"),
+        ("started", "l2"),
+        ("started", "r2"),
     ]
     for cid in before:
         assert PIDS[cid] != before[cid] and PIDS[cid].node == before[cid].node
     assert supervisor.which_children(sup) == [
-        ("l1", PIDS["l1"], "worker"), ("r1", PIDS["r1"], "worker"),
-        ("l2", PIDS["l2"], "worker"), ("r2", PIDS["r2"], "worker"),
+        ("l1", PIDS["l1"], "worker"),
+        ("r1", PIDS["r1"], "worker"),
+        ("l2", PIDS["l2"], "worker"),
+        ("r2", PIDS["r2"], "worker"),
     ]
     stop_sup(sup)
     assert events(4) == [("stopped", "r2"), ("stopped", "l2"), ("stopped", "r1"), ("stopped", "l1")]
@@ -343,8 +353,12 @@ def test_rest_for_one_with_local_and_remote_children(peers):
     assert events(4) == [("stopped", "l2"), ("stopped", "r2"), ("started", "l2"), ("started", "r2")]
     snowg.cast(PIDS["r1"], ("exit", "boom"))
     assert events(6) == [
-        ("stopped", "r1"), ("stopped", "r2"), ("stopped", "l2"),
-        ("started", "r1"), ("started", "l2"), ("started", "r2"),
+        ("stopped", "r1"),
+        ("stopped", "r2"),
+        ("stopped", "l2"),
+        ("started", "r1"),
+        ("started", "l2"),
+        ("started", "r2"),
     ]
     stop_sup(sup)
     assert events(4) == [("stopped", "r2"), ("stopped", "l2"), ("stopped", "r1"), ("stopped", "l1")]
@@ -354,10 +368,12 @@ def test_remote_gen_server_child_failing_init_is_a_failed_start(peers):
     """A remote GenServer counts as started once init returned; a refusing init is a StartError."""
     b = peers.start(modules=MODS)
     with pytest.raises(StartError) as e:
-        supervisor.start([
-            remote("ok", b.name, Member),
-            ChildSpec("bad", (Refuser, ("no thanks",)), node=b.name),
-        ])
+        supervisor.start(
+            [
+                remote("ok", b.name, Member),
+                ChildSpec("bad", (Refuser, ("no thanks",)), node=b.name),
+            ]
+        )
     assert e.value.child_id == "bad" and e.value.reason == "no thanks"
     assert events(2) == [("started", "ok"), ("stopped", "ok")]  # the started one was stopped
 
@@ -383,7 +399,9 @@ def test_remote_supervisor_subtree_restarts_its_own_children_on_its_node(peers):
     sub = supervisor.child_spec(
         "sub",
         [ChildSpec("a", (worker, (me, "a"))), ChildSpec("g", (Member, (me, "g")))],
-        node=b.name, strategy="one_for_one", intensity=5,
+        node=b.name,
+        strategy="one_for_one",
+        intensity=5,
     )
     sup = supervisor.start([local("top"), sub], intensity=5)
     assert events(3) == [("started", "top"), ("started", "a"), ("started", "g")]
@@ -506,9 +524,12 @@ def test_child_spec_remote_supervisor_children_must_cross():
 
 def test_local_candidate_starts_the_child_here(snowg_node):
     """A candidate that is this node starts the child here (also by its registered name)."""
-    sup = supervisor.start([
-        ChildSpec("w", ("supfuncs.named_worker", (snowg.self(), "w")), node=[UNCONNECTED, snowg_node.name]),
-    ], connect_timeout=0.5)
+    sup = supervisor.start(
+        [
+            ChildSpec("w", ("supfuncs.named_worker", (snowg.self(), "w")), node=[UNCONNECTED, snowg_node.name]),
+        ],
+        connect_timeout=0.5,
+    )
     assert events(1) == [("started", "w")]
     assert PIDS["w"].node == snowg_node.name
     stop_sup(sup)

@@ -4,6 +4,7 @@ Children report ``('started', id)`` and ``('stopped', id, reason)`` to the
 test process, which checks the exact sequence. Synchronisation is by
 messages (monitors, calls) only; every test is time-bounded.
 """
+
 from __future__ import annotations
 
 import logging
@@ -167,9 +168,7 @@ def test_restart_type_decides_the_restart(strategy: str, restart: str, reason: A
     """semantics rules 15, for each strategy."""
     me = snowg.self()
     if strategy == "simple_one_for_one":
-        sup = supervisor.start_link(
-            [ChildSpec("t", (member, (me,)), restart=restart)], strategy=strategy, intensity=5
-        )
+        sup = supervisor.start_link([ChildSpec("t", (member, (me,)), restart=restart)], strategy=strategy, intensity=5)
         pid = supervisor.start_child(sup, ["x"])
     else:
         sup = supervisor.start_link([spec("x", restart)], strategy=strategy, intensity=5)
@@ -206,8 +205,13 @@ def test_one_for_all_stops_the_others_in_reverse_then_starts_all_in_order():
     events(4)
     end_child(pids(sup)["b"], "crashed")
     assert events(7) == [
-        ("stopped", "d"), ("stopped", "c"), ("stopped", "a"),
-        ("started", "a"), ("started", "b"), ("started", "c"), ("started", "d"),
+        ("stopped", "d"),
+        ("stopped", "c"),
+        ("stopped", "a"),
+        ("started", "a"),
+        ("started", "b"),
+        ("started", "c"),
+        ("started", "d"),
     ]
     no_more_events()
     stop_sup(sup)
@@ -220,8 +224,11 @@ def test_rest_for_one_stops_the_later_ones_in_reverse_then_restarts_from_the_fai
     a = pids(sup)["a"]
     end_child(pids(sup)["b"], "crashed")
     assert events(5) == [
-        ("stopped", "d"), ("stopped", "c"),
-        ("started", "b"), ("started", "c"), ("started", "d"),
+        ("stopped", "d"),
+        ("stopped", "c"),
+        ("started", "b"),
+        ("started", "c"),
+        ("started", "d"),
     ]
     assert pids(sup)["a"] == a
     no_more_events()
@@ -231,9 +238,7 @@ def test_rest_for_one_stops_the_later_ones_in_reverse_then_restarts_from_the_fai
 @pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
 def test_temporary_bystanders_are_not_restarted(strategy: str):
     """semantics rule 15: not even when a sibling's failure takes them down."""
-    sup = supervisor.start_link(
-        [spec("a"), spec("tmp", "temporary"), spec("c", "transient")], strategy=strategy
-    )
+    sup = supervisor.start_link([spec("a"), spec("tmp", "temporary"), spec("c", "transient")], strategy=strategy)
     events(3)
     end_child(pids(sup)["a"], "crashed")
     # Both strategies stop everything after a (c, then tmp), then start a and c only.
@@ -644,8 +649,9 @@ def quiet_member() -> None:
 
 def test_simple_one_for_one_with_10000_children():
     n = 10_000
-    sup = supervisor.start_link([ChildSpec("t", (quiet_member, ()), shutdown="brutal_kill")],
-                                strategy="simple_one_for_one")
+    sup = supervisor.start_link(
+        [ChildSpec("t", (quiet_member, ()), shutdown="brutal_kill")], strategy="simple_one_for_one"
+    )
     kids = [supervisor.start_child(sup, []) for _ in range(n)]
     assert len(set(kids)) == n
     assert supervisor.count_children(sup) == {"specs": 1, "active": n, "supervisors": 0, "workers": n}
@@ -732,9 +738,7 @@ def test_simple_one_for_one_ignoring_child_is_not_kept():
 def test_auto_shutdown_any_significant():
     """semantics rule 18."""
     snowg.trap_exit(True)
-    sup = supervisor.start_link(
-        [spec("a"), spec("s", "transient", significant=True)], auto_shutdown="any_significant"
-    )
+    sup = supervisor.start_link([spec("a"), spec("s", "transient", significant=True)], auto_shutdown="any_significant")
     events(2)
     end_child(pids(sup)["s"], "normal")
     assert snowg.receive(lambda m: type(m) is Exit, 5) == Exit(sup, "shutdown")

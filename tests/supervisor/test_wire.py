@@ -4,6 +4,7 @@ A spec list goes to another node in this form when a nested supervisor runs
 there; here it is encoded and decoded in the same process, which must give
 back equal specs (each function looked up by its spawnable name).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -54,10 +55,11 @@ def test_what_cannot_cross_is_refused_when_encoding():
         ("spec", "bad_child_spec"),
         (["spec", "x"], "bad_child_spec"),
         (["spec", "x", "fn", "no.such.function", (), {}, "permanent", 5.0, "worker", None, False], "not_spawnable"),
-        (["spec", "x", "gen_server", "supfuncs.named_worker", (), {}, "permanent", 5.0, "worker", None, False],
-         "not_spawnable"),
-        (["spec", "x", "fn", "supfuncs.named_worker", (), {}, "forever", 5.0, "worker", None, False],
-         "bad_child_spec"),
+        (
+            ["spec", "x", "gen_server", "supfuncs.named_worker", (), {}, "permanent", 5.0, "worker", None, False],
+            "not_spawnable",
+        ),
+        (["spec", "x", "fn", "supfuncs.named_worker", (), {}, "forever", 5.0, "worker", None, False], "bad_child_spec"),
     ],
 )
 def test_a_bad_wire_spec_is_refused_with_a_plain_reason(wire, reason):

@@ -5,6 +5,7 @@ server and clients share one hub without monkey-patching. Tests synchronise
 with messages to the test process (the main greenlet, adopted by snowg) and
 events, never with sleeps; each test runs under a gevent.Timeout.
 """
+
 import base64
 import logging
 import os

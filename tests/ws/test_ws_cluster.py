@@ -14,6 +14,7 @@ node's room broadcasts reach a given client in the order the node issued them
 client has the fences of every sending node, it has everything those nodes
 sent before them, and the counts can be compared exactly.
 """
+
 pytest_plugins = ["snowg.testing"]
 
 import base64  # noqa: E402

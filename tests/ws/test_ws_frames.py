@@ -1,4 +1,5 @@
 """snowg.ws._frames: frame encoding and the checking reader, byte by byte (no sockets)."""
+
 import io
 import os
 import struct
@@ -123,8 +124,19 @@ def test_too_big_message_is_skipped_and_the_close_reply_still_read():
         (client_frame(fr.OP_CLOSE, struct.pack("!H", 1005)), 1002),
         (client_frame(fr.OP_CLOSE, struct.pack("!H", 1000) + b"\xff"), 1007),
     ],
-    ids=["bad-utf8", "unmasked", "rsv", "opcode", "fragmented-ping", "long-ping", "stray-cont",
-         "interleaved", "close-1-byte", "close-1005", "close-reason-utf8"],
+    ids=[
+        "bad-utf8",
+        "unmasked",
+        "rsv",
+        "opcode",
+        "fragmented-ping",
+        "long-ping",
+        "stray-cont",
+        "interleaved",
+        "close-1-byte",
+        "close-1005",
+        "close-reason-utf8",
+    ],
 )
 def test_reader_errors(frame, code):
     with pytest.raises(fr.FrameError) as e:
