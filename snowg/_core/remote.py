@@ -37,6 +37,7 @@ __all__ = [
     "kill_local",
     "link_noproc",
     "local_node",
+    "monitor_target_node",
     "node_down",
     "rename_local_pids",
     "spawn_for_peer",
@@ -147,22 +148,49 @@ def incoming_monitor(watcher: Pid, target: Any, ref: Ref) -> Optional[Any]:
     if proc.monitored_by is None:
         proc.monitored_by = {}
     proc.monitored_by[ref] = (watcher, reported)
+    if type(target) is str:
+        _index_name_monitor(ref, proc)
     return None
 
 
-def incoming_demonitor(target: Any, ref: Ref) -> None:
+# Monitors peers hold on local processes *by name*: ref -> the process that
+# held the name, so a DEMONITOR finds it in O(1) after the name moved. Entries
+# whose monitor is gone are pruned when the index doubles (amortised O(1)).
+_name_monitors: Dict[Ref, "_p.Process"] = {}
+_name_monitors_limit = [1024]
+
+
+def _index_name_monitor(ref: Ref, proc: "_p.Process") -> None:
+    _name_monitors[ref] = proc
+    if len(_name_monitors) > _name_monitors_limit[0]:
+        for r, p in list(_name_monitors.items()):
+            if p.state == DEAD or not p.monitored_by or r not in p.monitored_by:
+                del _name_monitors[r]
+        _name_monitors_limit[0] = max(1024, 2 * len(_name_monitors))
+
+
+def incoming_demonitor(watcher: Pid, target: Any, ref: Ref) -> None:
+    """A peer's ``watcher`` removes its monitor ``ref``; O(1), and only a monitor ``watcher`` holds."""
     if type(target) is str:
-        proc = rt.names.get(target)
+        # By name: the monitor stays on the process that held the name then.
+        proc = _name_monitors.get(ref)
     else:
         proc = _p.local_process(target)
     if proc is not None and proc.monitored_by:
-        proc.monitored_by.pop(ref, None)
-    else:
-        # A monitor by name whose holder changed: find the ref wherever it is.
-        for p in rt.procs.values():
-            if p.monitored_by and ref in p.monitored_by:
-                del p.monitored_by[ref]
-                break
+        entry = proc.monitored_by.get(ref)
+        if entry is not None and entry[0] == watcher:
+            del proc.monitored_by[ref]
+            if type(target) is str:
+                del _name_monitors[ref]
+
+
+def monitor_target_node(watcher: Pid, ref: Ref) -> Optional[str]:
+    """The node of what the local ``watcher``'s active monitor ``ref`` watches; None if no such monitor."""
+    proc = _p.local_process(watcher)
+    if proc is None or not proc.monitors:
+        return None
+    target = proc.monitors.get(ref)
+    return None if target is None else pid_node(target)
 
 
 def incoming_down(watcher: Pid, ref: Ref, reported: Any, reason: Any) -> None:

@@ -164,16 +164,47 @@ def connect_to(st: NodeState, name: str, host: str, port: int) -> bool:
     return name in st.sessions
 
 
-def connect_to_peers(st: NodeState, sender: str, peers: List[Any]) -> None:
-    """A peer's list of its own peers: connect (in the background) to those not known yet."""
-    for name, address in peers:
-        if name == st.info.name or name in st.sessions or name in st.pending:
+# A peer list names at most MAX_PEER_LIST nodes (a longer one is a protocol
+# error); the nodes to dial wait in one queue of at most MAX_PEER_LIST names
+# (beyond it, names are dropped: the next peer list or a later send through
+# ensure_connected may bring them again), dialled by at most PEER_DIALERS
+# greenlets at once.
+MAX_PEER_LIST = 1024
+PEER_DIALERS = 8
+_peer_queue: Dict[str, Tuple[NodeState, str, int]] = {}  # name -> (node, host, port), oldest first
+_peer_dialers = [0]  # greenlets dialling from _peer_queue
+
+
+def connect_to_peers(st: NodeState, sender: str, peers: List[Tuple[str, str, int]]) -> None:
+    """A peer's (checked) list of its own peers: connect, in the background, to those not known yet.
+
+    Never blocks, and never dials more than :data:`PEER_DIALERS` nodes at once
+    however long or frequent the lists are.
+    """
+    dropped = 0
+    for name, host, port in peers:
+        if name == st.info.name or name in st.sessions or name in st.pending or name in _peer_queue:
             continue
-        try:
-            host, port = address.rsplit(":", 1)
-            gevent.spawn(connect_to, st, name, host, int(port))
-        except ValueError:
-            log.warning("peer %s sent a bad address %r for %s", sender, address, name)
+        if len(_peer_queue) >= MAX_PEER_LIST:
+            dropped += 1
+            continue
+        _peer_queue[name] = (st, host, port)
+    if dropped:
+        log.warning("node %r sent %d peers beyond the %d to dial: dropped", sender, dropped, MAX_PEER_LIST)
+    while _peer_dialers[0] < PEER_DIALERS and _peer_dialers[0] < len(_peer_queue):
+        _peer_dialers[0] += 1
+        gevent.spawn(_peer_dialer, st)
+
+
+def _peer_dialer(st: NodeState) -> None:
+    try:
+        while _peer_queue and _nodestate.current is st and not st.stopping:
+            name = next(iter(_peer_queue))
+            queued_by, host, port = _peer_queue.pop(name)
+            if queued_by is st and name not in st.sessions and name not in st.pending:
+                connect_to(st, name, host, port)
+    finally:
+        _peer_dialers[0] -= 1
 
 
 def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
@@ -363,6 +394,7 @@ def _new_session(st: NodeState, sock: Any, est: Established, *, outgoing: bool, 
         on_frames=st.on_frames,
         on_closed=_on_closed,
         initial_data=trailing,
+        busy_limit=st.dist_buffer_size,
     )
 
 

@@ -11,12 +11,13 @@ through :func:`snowg.cluster.register_frame_handler`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Tuple
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._core import remote as _remote
 from .._core.terms import Pid
 from . import _nodestate
-from ._connect import connect_to_peers
+from ._connect import MAX_PEER_LIST, connect_to_peers
 from ._frames import (
     DEMONITOR,
     EXIT,
@@ -34,10 +35,13 @@ from ._frames import (
     validate_frame,
 )
 from ._framing import MalformedFrame, encode_frame
+from ._names import is_node_name
 from ._session import Session
-from ._spawn import handle_reply, handle_request
+from ._spawn import handle_reply, handle_request, refused
 
 __all__ = ["add_handler", "on_frames"]
+
+log = logging.getLogger("snowg")
 
 Handler = Callable[[Session, Tuple[Any, ...]], None]
 
@@ -114,19 +118,56 @@ def _h_monitor(sess: Session, f: Tuple[Any, ...]) -> None:
 
 
 def _h_demonitor(sess: Session, f: Tuple[Any, ...]) -> None:
+    # O(1), and only a monitor that the watcher (a process of the sender) holds.
     sess.check_from(f[1])
-    _remote.incoming_demonitor(f[2], f[3])
+    _remote.incoming_demonitor(f[1], f[2], f[3])
 
 
 def _h_monitor_exit(sess: Session, f: Tuple[Any, ...]) -> None:
     _, target, watcher, ref, reason = f
+    node = _remote.monitor_target_node(watcher, ref)
+    if node is None:
+        return  # demonitored meanwhile (semantics rule 11), or never held
+    if node != sess.peer_name:
+        # Only the node the monitor went to may say its target ended.
+        refused(sess.peer_name, "MONITOR_EXIT", f"a Down for a monitor of a process on {node!r}")
+        return
     _remote.incoming_down(watcher, ref, target, reason)
 
 
 def _h_peer_list(sess: Session, f: Tuple[Any, ...]) -> None:
+    entries = f[1]
+    if len(entries) > MAX_PEER_LIST:
+        raise MalformedFrame(f"PEER_LIST of {len(entries)} nodes (at most {MAX_PEER_LIST})")
+    targets: List[Tuple[str, str, int]] = []
+    bad = 0
+    for name, address in entries:
+        target = _peer_target(name, address)
+        if target is None:
+            if not bad:
+                first_bad = (name, address)
+            bad += 1
+        else:
+            targets.append(target)
+    if bad:
+        log.warning(
+            "node %r sent %d invalid entries in its peer list (the first: %r); ignored", sess.peer_name, bad, first_bad
+        )
     st = _nodestate.current
-    if st is not None:
-        connect_to_peers(st, sess.peer_name, f[1])
+    if st is not None and targets:
+        connect_to_peers(st, sess.peer_name, targets)
+
+
+def _peer_target(name: str, address: str) -> Optional[Tuple[str, str, int]]:
+    """``(name, host, port)`` from a peer list entry; None when the name or the address is not valid."""
+    if not is_node_name(name) or len(address) > 300:
+        return None
+    host, sep, port_s = address.rpartition(":")
+    if not sep or not host or not host.isprintable() or any(c.isspace() for c in host):
+        return None
+    if not port_s.isascii() or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        return None
+    return name, host, int(port_s)
 
 
 _HANDLERS: Dict[int, Handler] = {

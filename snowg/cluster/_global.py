@@ -43,8 +43,10 @@ from ._extensions import (
     register_frame_handler,
     send_frame,
 )
+from ._connect import session_for
 from ._frames import of_type
 from ._lifecycle import nodes
+from ._spawn import refused
 
 __all__ = ["register_global", "registered_global", "send_global", "unregister_global", "whereis_global"]
 
@@ -67,6 +69,8 @@ _locks: Dict[str, Tuple[Ref, Pid, float]] = {}
 _server: Optional[Pid] = None
 # Lock requests sent to another node and not answered yet: req -> (caller, node).
 _waiting: Dict[Ref, Tuple[Pid, str]] = {}
+# The session whose GLOBAL_SYNC (its node's names, sent once on connect) was applied, by node.
+_synced: Dict[str, Any] = {}
 
 
 class _LockReply(NamedTuple):
@@ -171,12 +175,35 @@ def _release(name: str, req: Ref, held: List[str]) -> None:
 
 
 def unregister_global(name: str) -> None:
-    """Remove a global name in the whole cluster (no error if it is not registered)."""
+    """Remove a global name in the whole cluster (no error if it is not registered).
+
+    A name held by a process of this node is removed at once; a name held by a
+    process of another node is removed holding the name's lock on every node,
+    as :func:`register_global` registers (the other nodes accept it only
+    then), so it blocks the caller for a few round trips.
+    """
     pid = _names.get(name)
     if pid is None:
         return
-    _unset(name, pid)
-    broadcast_frame([GLOBAL_UNREGISTER, name, pid])
+    if _remote.is_local_pid(pid):
+        _unset(name, pid)
+        broadcast_frame([GLOBAL_UNREGISTER, name, pid])
+        return
+    me = _core.self()
+    for attempt in range(MAX_ATTEMPTS):
+        req = _core.make_ref()
+        held = _acquire_all(name, req, me)
+        if held is None:
+            gevent.sleep(random.uniform(0.001, 0.005 * (1 + min(attempt, 10))))
+            continue
+        try:
+            pid = _names.get(name)
+            if pid is not None:
+                _unset(name, pid)
+                broadcast_frame([GLOBAL_UNREGISTER, name, pid])
+            return
+        finally:
+            _release(name, req, held)
 
 
 def whereis_global(name: str) -> Optional[Pid]:
@@ -263,32 +290,85 @@ def _apply_register(name: str, pid: Pid) -> None:
 # ----------------------------------------------------------- frame handlers
 
 
+# Who may say what: a peer speaks for its own processes. It may register or
+# unregister a name for one of them, or for any process while one of its own
+# processes holds the name's lock here (a registrar between its locks and
+# its unlocks); it may not take a name another live process holds (that
+# conflict arises only when clusters merge, through GLOBAL_SYNC, once per
+# session); and it locks, unlocks and answers lock requests only for itself.
+# Anything else is dropped with a WARNING (see _spawn.refused).
+
+
+def _lock_node(name: str) -> Optional[str]:
+    """The node whose process holds ``name``'s lock on this node, or None."""
+    held = _locks.get(name)
+    return None if held is None else held[1].node
+
+
 def _h_register(peer: str, f: Tuple[Any, ...]) -> None:
-    _apply_register(f[1], f[2])
+    _, name, pid = f
+    if pid.node != peer and _lock_node(name) != peer:
+        refused(peer, "GLOBAL_REGISTER", f"{name!r} for a pid of node {pid.node!r}, not holding the name's lock")
+        return
+    if pid.node != _remote.local_node() and pid.node not in nodes():
+        refused(peer, "GLOBAL_REGISTER", f"{name!r} for a pid of node {pid.node!r}, which is not connected")
+        return
+    current = _names.get(name)
+    if current is not None and current != pid and _owner_alive(current):
+        refused(peer, "GLOBAL_REGISTER", f"{name!r}, which {current} holds")
+        return
+    _set(name, pid)
 
 
 def _h_unregister(peer: str, f: Tuple[Any, ...]) -> None:
-    _unset(f[1], f[2])
+    _, name, pid = f
+    if pid.node != peer and _lock_node(name) != peer:
+        refused(peer, "GLOBAL_UNREGISTER", f"{name!r} of a pid of node {pid.node!r}, not holding the name's lock")
+        return
+    _unset(name, pid)
 
 
 def _h_sync(peer: str, f: Tuple[Any, ...]) -> None:
+    sess = session_for(peer)
+    if sess is None or _synced.get(peer) is sess:
+        refused(peer, "GLOBAL_SYNC", "its names a second time in one session")
+        return
+    _synced[peer] = sess
     for name, pid in f[1].items():
+        if pid.node != peer:
+            refused(peer, "GLOBAL_SYNC", f"{name!r} for a pid of node {pid.node!r}")
+            continue
         _apply_register(name, pid)
 
 
 def _h_lock(peer: str, f: Tuple[Any, ...]) -> None:
     _, name, req, owner = f
+    if owner.node != peer:
+        refused(peer, "GLOBAL_LOCK", f"a lock on {name!r} for a pid of node {owner.node!r}")
+        return
     send_frame(peer, [GLOBAL_LOCK_REPLY, req, owner, _local_lock(name, req, owner)])
 
 
 def _h_lock_reply(peer: str, f: Tuple[Any, ...]) -> None:
-    _, req, owner, granted = f
-    if _waiting.pop(req, None) is not None:
-        _remote.deliver_to(owner, _LockReply(req, granted))
+    _, req, _owner, granted = f
+    waiting = _waiting.get(req)
+    if waiting is None:
+        return
+    caller, node_name = waiting
+    if node_name != peer:
+        refused(peer, "GLOBAL_LOCK_REPLY", f"an answer to a lock request sent to {node_name!r}")
+        return
+    del _waiting[req]
+    _remote.deliver_to(caller, _LockReply(req, granted))
 
 
 def _h_unlock(peer: str, f: Tuple[Any, ...]) -> None:
-    _local_unlock(f[1], f[2])
+    _, name, req = f
+    held = _locks.get(name)
+    if held is not None and held[0] == req and held[1].node != peer:
+        refused(peer, "GLOBAL_UNLOCK", f"the lock on {name!r} held by a pid of node {held[1].node!r}")
+        return
+    _local_unlock(name, req)
 
 
 def _on_node_up(node_name: str) -> None:
@@ -297,6 +377,7 @@ def _on_node_up(node_name: str) -> None:
 
 
 def _on_node_down(node_name: str) -> None:
+    _synced.pop(node_name, None)
     for name in [n for n, pid in _names.items() if pid.node == node_name]:
         del _names[name]
     for name in [n for n, (_r, owner, _t) in _locks.items() if owner.node == node_name]:
@@ -310,6 +391,7 @@ def _reset() -> None:
     """Forget everything (the node stopped)."""
     _names.clear()
     _locks.clear()
+    _synced.clear()
 
 
 def _is_entries(value: Any) -> bool:

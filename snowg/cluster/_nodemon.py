@@ -19,7 +19,7 @@ from .._core import self as _self
 from .._core.terms import NodeDown, NodeUp
 from . import _nodestate
 from ._nodestate import NodeState, require
-from ._spawn import node_lost
+from ._spawn import node_lost, refusals_summary
 
 __all__ = [
     "down_callbacks",
@@ -68,6 +68,7 @@ def node_down(st: NodeState, name: str, reason: str) -> None:
         except Exception:  # noqa: BLE001
             log.exception("node-down callback failed for %s", name)
     log.info("node %s down (%s): %d links broken, %d monitors fired", name, reason, broken, fired)
+    refusals_summary(name)
 
 
 def monitor_node(name: str, flag: bool = True) -> None:

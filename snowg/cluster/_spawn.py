@@ -13,24 +13,71 @@ pid arrives, and nothing reaches the caller.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .._core import make_ref
 from .._core import remote as _remote
 from .._core.terms import Pid, Ref
 from . import _nodestate
 from ._frames import DEMONITOR, EXIT, EXIT2, SPAWN_REPLY, SPAWN_REQUEST
-from ._framing import encode_frame
+from ._framing import MalformedFrame, encode_frame
 from ._nodestate import NodeState
 from ._session import Session
 from ._spawnable import lookup_spawnable
 
-__all__ = ["SpawnReply", "abandon", "handle_reply", "handle_request", "node_lost", "send_request"]
+__all__ = [
+    "SpawnReply",
+    "abandon",
+    "handle_reply",
+    "handle_request",
+    "node_lost",
+    "refused",
+    "refusals_summary",
+    "send_request",
+]
 
 log = logging.getLogger("snowg")
 
 # In a spawn_pending entry's options: its caller gave up.
 _ABANDONED = "abandoned"
+
+
+# Refusals of a frame a peer had no authority to send are logged once per
+# (peer, kind), then counted and summarised at most every _SUMMARY_EVERY s.
+_SUMMARY_EVERY = 10.0
+# (peer, kind) -> [refusals not logged yet, time of the last line logged]
+_refusals: Dict[Tuple[str, str], List[float]] = {}
+
+
+def refused(peer: str, kind: str, detail: str) -> None:
+    """Log that ``peer`` sent ``kind``, a frame it had no authority to send (dropped).
+
+    The first one of each kind from a peer is a WARNING with ``detail``
+    (which must already show what the peer sent escaped, e.g. with ``%r``);
+    later ones are counted and summarised in one line at most every 10 s,
+    and when the peer goes (:func:`refusals_summary`).
+    """
+    key = (peer, kind)
+    now = time.monotonic()
+    entry = _refusals.get(key)
+    if entry is None:
+        _refusals[key] = [0.0, now]
+        log.warning("node %r sent %s: %s; dropped", peer, kind, detail)
+        return
+    entry[0] += 1
+    if now - entry[1] >= _SUMMARY_EVERY:
+        log.warning("node %r sent %d more %s frames it had no authority to send; dropped", peer, int(entry[0]), kind)
+        entry[0] = 0
+        entry[1] = now
+
+
+def refusals_summary(peer: str) -> None:
+    """``peer`` is gone: log what was refused from it and not logged yet, and forget it."""
+    for key in [k for k in _refusals if k[0] == peer]:
+        count = int(_refusals.pop(key)[0])
+        if count:
+            log.warning("node %r sent %d more %s frames it had no authority to send; dropped", peer, count, key[1])
 
 
 class SpawnReply(NamedTuple):
@@ -118,12 +165,21 @@ def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
 
 def handle_reply(sess: Session, f: Tuple[Any, ...]) -> None:
     """The answer to one of this node's spawn requests."""
-    _, req, caller, result = f
+    _, req, _caller, result = f
     st = _nodestate.current
-    pending = st.spawn_pending.pop(req, None) if st is not None else None
-    if pending is None:
+    pending = st.spawn_pending.get(req) if st is not None else None
+    if st is None or pending is None:
         return
-    _caller, opts, _node = pending
+    caller, opts, node_name = pending
+    if node_name != sess.peer_name:
+        # Only the node the request went to may answer it.
+        refused(sess.peer_name, "SPAWN_REPLY", f"a reply to a spawn request sent to {node_name!r}")
+        return
+    if type(result) is Pid and result.node != sess.peer_name:
+        # It answers with a process of another node: a protocol error (the
+        # session closes, and the caller gets 'noconnection').
+        raise MalformedFrame(f"SPAWN_REPLY names a pid of node {result.node!r} as its new process")
+    del st.spawn_pending[req]
     if _ABANDONED in opts:
         if type(result) is Pid:
             # Its caller gave up: end the child quietly, its monitor first so
