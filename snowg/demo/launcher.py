@@ -102,8 +102,12 @@ class DemoNode:
         return self.proc is not None and self.proc.alive()
 
 
+#: Sent with every page and file: no other site may frame the page (clickjacking).
+FRAME_HEADERS = [("X-Frame-Options", "DENY"), ("Content-Security-Policy", "frame-ancestors 'none'")]
+
+
 def static_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
-    """A tiny WSGI app serving the files of ``static/`` (GET/HEAD only, no sub-directories)."""
+    """A tiny WSGI app serving the files of ``static/`` (GET/HEAD only, no sub-directories), never in a frame."""
     path = environ.get("PATH_INFO") or "/"
     method = environ.get("REQUEST_METHOD", "GET")
     name = "index.html" if path in ("", "/") else path.lstrip("/")
@@ -112,13 +116,14 @@ def static_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
     if method not in ("GET", "HEAD") or not ok:
         body = b"not found\n"
         status = "404 Not Found" if method in ("GET", "HEAD") else "405 Method Not Allowed"
-        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body))), *FRAME_HEADERS])
         return [body]
     with open(full, "rb") as f:
         body = f.read()
     ctype = CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")
     start_response(
-        "200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-cache")]
+        "200 OK",
+        [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-cache"), *FRAME_HEADERS],
     )
     return [b""] if method == "HEAD" else [body]
 

@@ -108,6 +108,8 @@ def start_web(port: int) -> int:
     """Start this node's WebSocket chat server (once); return its port.
 
     ``port`` is the preferred port; when it is taken, any free port is used.
+    The default Origin check applies: the page (on the launcher's port of the
+    same host) may connect, a page of another site gets a 403.
     """
     global _server
     if _server is None:

@@ -18,6 +18,7 @@ so a handler can wait for client frames and process messages in one
 See :mod:`snowg.ws.connection` for the queues, close codes and pings.
 """
 
+from ._handshake import WebSocketHandler
 from ._rooms import broadcast, broadcast_except, members, rooms
 from .app import WebSocketApp, WebSocketServer, serve
 from .connection import CLOSE_OVERFLOW, Connection, WsClosed, WsMessage
@@ -26,6 +27,7 @@ __all__ = [
     "CLOSE_OVERFLOW",
     "Connection",
     "WebSocketApp",
+    "WebSocketHandler",
     "WebSocketServer",
     "WsClosed",
     "WsMessage",

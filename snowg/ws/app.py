@@ -1,30 +1,42 @@
 """The WSGI application that turns WebSocket upgrades into snowg processes.
 
-It runs in any gevent WSGI server whose handler is gevent-websocket's::
+It runs in any gevent WSGI server whose handler is gevent-websocket's or,
+better, snowg's subclass of it (which checks upgrades, their Origin and their
+deadline before answering them, see ``_handshake``)::
 
     from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
     server = WSGIServer(addr, WebSocketApp(handler, fallback_app=flask_app),
-                        handler_class=WebSocketHandler)
+                        handler_class=snowg.ws.WebSocketHandler)
 
-or through :func:`serve`, which builds and starts such a server. For each
-upgrade, the WSGI greenlet becomes the connection's *owner*: it spawns
-``handler(conn)`` as a process (monitored), starts the connection's reader and
-writer, and waits until the connection has ended, so that the server closes
-the socket only after the close handshake.
+or through :func:`serve`, which builds and starts a :class:`WebSocketServer`
+(that handler, plus a cap on connections). For each upgrade, the WSGI
+greenlet becomes the connection's *owner*: it spawns ``handler(conn)`` as a
+process (monitored), starts the connection's reader and writer, and waits
+until the connection has ended, so that the server closes the socket only
+after the close handshake.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Optional
+import resource
+import socket
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 import gevent
 from gevent import ssl as gssl
 from gevent.pywsgi import WSGIServer
-from geventwebsocket.handler import WebSocketHandler
 
-from . import _wsfix
+from . import _frames, _wsfix
+from ._handshake import (
+    CHECKED,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    FailureLog,
+    OriginCheck,
+    OriginSpec,
+    UpgradePolicy,
+    WebSocketHandler,
+)
 from .connection import Connection, Options, run_connection
 
 log = logging.getLogger("snowg")
@@ -32,6 +44,23 @@ log = logging.getLogger("snowg")
 Handler = Callable[[Connection], Any]
 
 _BAD_REQUEST = b"This URL accepts WebSocket connections only.\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 28\r\n\r\ntoo many connections, sorry\n"
+)
+#: ``max_connections``'s default: this, or half the process's open-file limit if lower.
+MAX_CONNECTIONS = 10_000
+
+
+def default_max_connections() -> int:
+    """10,000, or half of this process's open-file limit (``ulimit -n``) if that is lower."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return MAX_CONNECTIONS
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft // 2))
 
 
 class WebSocketApp:
@@ -61,10 +90,27 @@ class WebSocketApp:
             handler's mailbox before the reader stops reading the socket.
         close_timeout: seconds a close handshake may take before the TCP
             connection is dropped.
+        check_origin: which browser pages may connect (Phoenix's option).
+            True: a request's ``Origin`` host must be its ``Host`` (scheme and
+            port are not compared); a list of origins
+            (``"https://example.com"``: that scheme, host and port;
+            ``"//example.com"``: any scheme and port; ``"//*.example.com"``:
+            and its subdomains); False: any. A request without ``Origin``
+            (not a browser) is allowed. A refused upgrade gets ``403``.
+        handshake_timeout: seconds within which a request's line and headers
+            must arrive (also between keep-alive requests); a connection that
+            has not sent them by then is closed, with no answer.
+        max_connections: connections the server handles at once (WebSocket,
+            plain HTTP and requests still arriving); one more is answered
+            ``503`` and closed at once. Default: 10,000, or half the
+            process's open-file limit if lower. Enforced by
+            :class:`WebSocketServer` (``serve``); the request deadline and
+            the upgrade checks by its handler, :class:`WebSocketHandler`.
 
     Raises:
         ValueError: an option out of range.
-        TypeError: ``handler`` is not callable.
+        TypeError: ``handler`` is not callable, ``check_origin`` not a bool
+            or a list of origins.
     """
 
     def __init__(
@@ -78,6 +124,9 @@ class WebSocketApp:
         queue_size: int = 1024,
         recv_queue_size: int = 256,
         close_timeout: float = 5.0,
+        check_origin: OriginSpec = True,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_connections: Optional[int] = None,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
@@ -91,7 +140,15 @@ class WebSocketApp:
             recv_queue_size=recv_queue_size,
             close_timeout=close_timeout,
         )
+        self.upgrade_policy = UpgradePolicy(OriginCheck(check_origin), handshake_timeout)
+        if max_connections is None:
+            max_connections = default_max_connections()
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
         self._connections: Dict[Connection, None] = {}
+        self._failures = FailureLog()
+        self._warned_handler = False
 
     def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI entry point.
@@ -105,10 +162,11 @@ class WebSocketApp:
         if ws is None:
             if self.fallback_app is not None:
                 return self.fallback_app(environ, start_response)
-            if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            if environ.get("HTTP_UPGRADE", "").lower() == "websocket" and not self._warned_handler:
+                self._warned_handler = True  # a configuration hint, said once
                 log.warning(
                     "WebSocket upgrade to %s reached snowg.ws.WebSocketApp without a websocket: "
-                    "the server needs handler_class=geventwebsocket.handler.WebSocketHandler",
+                    "the server needs handler_class=snowg.ws.WebSocketHandler",
                     environ.get("PATH_INFO"),
                 )
             start_response(
@@ -116,8 +174,37 @@ class WebSocketApp:
                 [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(_BAD_REQUEST)))],
             )
             return [_BAD_REQUEST]
+        if not environ.get(CHECKED) and not self._origin_allowed(ws, environ):
+            return []
         self._run_connection(ws, environ)
         return []
+
+    def _origin_allowed(self, ws: Any, environ: Dict[str, Any]) -> bool:
+        """The Origin check, for an upgrade that a handler other than snowg's has already answered.
+
+        The 101 is sent by then, so a refused client gets a close frame
+        (1008) instead of a 403, before its handler runs.
+        """
+        origin = environ.get("HTTP_ORIGIN")
+        host_header = environ.get("HTTP_HOST")
+        if self.upgrade_policy.check_origin.allows(origin, host_header):
+            return True
+        client = str(environ.get("REMOTE_ADDR", "?"))
+        self._failures.report(
+            client,
+            logging.WARNING,
+            "WebSocket from %s refused: origin %r not allowed (Host %r); closed with 1008",
+            client,
+            (origin or "")[:200],
+            (host_header or "")[:200],
+        )
+        sock, _ = _wsfix.take_over(ws)
+        try:
+            sock.sendall(_frames.encode_close(_frames.CLOSE_POLICY_VIOLATION, "origin not allowed"))
+        except OSError:
+            pass
+        _wsfix.release(ws)
+        return False
 
     def connections(self) -> List[Connection]:
         """The connections of this app that have not ended yet."""
@@ -152,6 +239,10 @@ class WebSocketApp:
             _wsfix.release(ws)
 
 
+class _TLSDeadline(BaseException):
+    """A TLS handshake that did not end within the handshake timeout."""
+
+
 class _CooperativeTLS:
     """Wraps accepted sockets with gevent's cooperative ``SSLSocket``, for any ``ssl.SSLContext``.
 
@@ -170,10 +261,15 @@ class _CooperativeTLS:
 
 
 class WebSocketServer(WSGIServer):
-    """A gevent ``WSGIServer`` with gevent-websocket's handler and a graceful :meth:`stop`.
+    """A gevent ``WSGIServer`` with snowg's :class:`WebSocketHandler`, a cap on connections and a graceful :meth:`stop`.
 
     Access lines are not written (``log=None``); errors go to the ``snowg``
     logger. ``ssl_context`` may be a standard-library ``ssl.SSLContext``.
+
+    A connection accepted while the app's ``max_connections`` are open is
+    answered ``503`` (closed at once, without TLS, on a ``wss://`` server)
+    and logged (summarised per address, like refused upgrades). A TLS
+    handshake must end within the app's ``handshake_timeout``.
     """
 
     def __init__(self, listener: Any, application: WebSocketApp, ssl_context: Any = None, **kwargs: Any) -> None:
@@ -181,10 +277,65 @@ class WebSocketServer(WSGIServer):
         kwargs.setdefault("log", None)
         kwargs.setdefault("error_log", log)
         self.app = application
+        self.upgrade_failures = FailureLog()
+        self._handling: Set[Any] = set()
         self._tls: Optional[_CooperativeTLS] = None
         if ssl_context is not None:
             self._tls = kwargs["ssl_context"] = _CooperativeTLS(ssl_context)
         super().__init__(listener, application, **kwargs)
+
+    @property
+    def open_connections(self) -> int:
+        """The connections being handled now (WebSocket, plain HTTP, and requests still arriving)."""
+        return len(self._handling)
+
+    def do_handle(self, *args: Any) -> None:
+        """Handle an accepted connection in a new greenlet, or refuse it if ``max_connections`` are open."""
+        if len(self._handling) >= self.app.max_connections:
+            self._refuse(*args)
+            return
+        spawn = getattr(self, "_spawn", None)  # gevent's: Greenlet.spawn, a pool's spawn, or None
+        if spawn is None:
+            super().do_handle(*args)
+            return
+        try:
+            glet = spawn(self._handle_counted, *args)
+        except BaseException:
+            self.do_close(*args)
+            raise
+        self._handling.add(glet)
+        glet.rawlink(self._handling.discard)  # also if killed before it ran
+
+    def _handle_counted(self, sock: Any, address: Any) -> None:
+        try:
+            getattr(self, "_handle")(sock, address)  # noqa: B009 - gevent's handle (TLS-wrapping or not), untyped
+        finally:
+            self._handling.discard(gevent.getcurrent())
+            self.do_close(sock, address)
+
+    def _refuse(self, sock: Any, address: Any) -> None:
+        """Over the cap: a 503 (plain HTTP; nothing on TLS), then close; never blocks."""
+        host = str(address[0]) if isinstance(address, tuple) and address else "?"
+        try:
+            sock.setblocking(False)
+            if self._tls is None:
+                sock.send(_BUSY)
+                try:
+                    sock.recv(65536)  # what already came, so that closing sends FIN, not RST
+                except OSError:
+                    pass
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        self.upgrade_failures.report(
+            host,
+            logging.WARNING,
+            "connection from %s refused with 503: %d connections open (max_connections)",
+            host,
+            len(self._handling),
+        )
 
     @property
     def port(self) -> int:
@@ -206,10 +357,14 @@ class WebSocketServer(WSGIServer):
         tls = self._tls
         if tls is None:
             return self.handle(client_socket, address)
+        timeout = self.app.upgrade_policy.handshake_timeout
         try:
-            tls_socket = tls.wrap_socket(client_socket, **(self.ssl_args or {}))
-        except (OSError, ValueError) as e:
-            log.info("TLS handshake with %s:%s failed: %s", address[0], address[1], e)
+            with gevent.Timeout(timeout, _TLSDeadline):
+                tls_socket = tls.wrap_socket(client_socket, **(self.ssl_args or {}))
+        except (OSError, ValueError, _TLSDeadline) as e:
+            why = f"not done within {timeout:.3g} s" if isinstance(e, _TLSDeadline) else str(e)
+            host = str(address[0])
+            self.upgrade_failures.report(host, logging.INFO, "TLS handshake with %s failed: %s", host, why)
             client_socket.close()
             return None
         try:
@@ -236,6 +391,12 @@ class WebSocketServer(WSGIServer):
         if self.pool is not None:
             self.pool.join(timeout=1.0)
             self.pool.kill(block=True, timeout=1)
+        rest = list(self._handling)  # requests still arriving, plain HTTP ones, keep-alive waits
+        if rest:
+            gevent.killall(rest, block=True, timeout=1)
+            self._handling.difference_update([g for g in rest if g.dead])  # links run later
+        self.upgrade_failures.flush()
+        app._failures.flush()  # noqa: SLF001 - the app's own summaries, at its server's end
 
 
 def serve(
@@ -256,7 +417,8 @@ def serve(
         fallback_app: a WSGI app for plain HTTP requests.
         **options: the :class:`WebSocketApp` options (``max_message_size``,
             ``ping_interval``, ``ping_timeout``, ``queue_size``,
-            ``recv_queue_size``, ``close_timeout``).
+            ``recv_queue_size``, ``close_timeout``, ``check_origin``,
+            ``handshake_timeout``, ``max_connections``).
 
     Returns:
         The started :class:`WebSocketServer`; ``server.stop()`` stops it.
