@@ -259,7 +259,9 @@ class WebSocketHandler(_LibraryHandler):  # type: ignore[misc]
         deadline.start()
         self._deadline = deadline
         self._idle = True
-        self.rfile.peek(1)  # the first byte: from now on the request is late, not idle
+        peek = getattr(self.rfile, "peek", None)
+        if peek is not None:
+            peek(1)  # the first byte: from now on the request is late, not idle
         self._idle = False
         line: str = WSGIHandler.read_requestline(self)
         return line

@@ -731,3 +731,33 @@ def test_wss_with_a_standard_library_ssl_context(servers, tmp_path):
     assert b.recv() == "over tls " + "t" * 100000
     a.close()
     b.close()
+
+
+def test_snowg_handler_in_a_plain_gevent_server_checks_upgrades():
+    """``handler_class=ws.WebSocketHandler`` in any gevent WSGIServer: upgrades checked, the rest as before."""
+    app = ws.WebSocketApp(echo, fallback_app=plain_wsgi_app, handshake_timeout=5)
+    server = WSGIServer(("127.0.0.1", 0), app, handler_class=ws.WebSocketHandler, log=None)
+    server.start()
+    try:
+        port = server.server_port
+        status, body = http_get(port, "/hello")
+        assert status == b"HTTP/1.1 200 OK" and body == b"plain app saw /hello"
+        c = connect(port, "/ws")  # websocket-client's Origin is its Host: allowed
+        c.send("to snowg")
+        assert c.recv() == "to snowg"
+        c.close()
+        sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=5)
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(f"ws://localhost:{port}/", socket=sock, origin="http://evil.example")
+        assert refused.value.status_code == 403
+    finally:
+        server.stop()
+
+
+def test_upgrade_options_are_checked():
+    for bad in ({"handshake_timeout": 0}, {"max_connections": 0}, {"check_origin": ["//"]}):
+        with pytest.raises(ValueError):
+            ws.WebSocketApp(echo, **bad)
+    with pytest.raises(TypeError):
+        ws.WebSocketApp(echo, check_origin="https://example.com")  # a list of origins, not one
+    assert ws.WebSocketApp(echo, check_origin=("https://example.com",)).upgrade_policy.check_origin.allowed
