@@ -4,7 +4,8 @@
 certificates and the cookie, listens for TLS connections, renames the pids
 made so far to carry the node's name, and installs the
 :class:`~snowg.cluster._router.Router` so that ``send``/``link``/``monitor``/
-``exit``/``spawn`` reach other nodes. ``stop_node`` undoes all of it.
+``exit``/``spawn`` reach other nodes. ``stop_node`` undoes all of it, after
+sending what its sessions hold queued.
 """
 
 from __future__ import annotations
@@ -28,13 +29,25 @@ from ._names import check_node_name
 from ._nodemon import stop_callbacks
 from ._nodestate import Node, NodeState
 from ._router import Router
+from ._session import DEFAULT_DIST_BUFFER_SIZE
 from ._tls import client_context, load_tls, server_context
 
-__all__ = ["DEFAULT_TICK", "current", "node", "nodes", "start_node", "stop_node"]
+__all__ = [
+    "DEFAULT_DIST_BUFFER_SIZE",
+    "DEFAULT_FLUSH_TIMEOUT",
+    "DEFAULT_TICK",
+    "current",
+    "node",
+    "nodes",
+    "start_node",
+    "stop_node",
+]
 
 log = logging.getLogger("snowg")
 
 DEFAULT_TICK = 15.0
+#: Seconds ``stop_node`` may spend sending what is queued before it closes anyway.
+DEFAULT_FLUSH_TIMEOUT = 5.0
 
 
 def start_node(
@@ -46,6 +59,7 @@ def start_node(
     tick: float = DEFAULT_TICK,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     listen_host: Optional[str] = None,
+    dist_buffer_size: int = DEFAULT_DIST_BUFFER_SIZE,
 ) -> Node:
     """Make this OS process the node ``name`` (``'alice@127.0.0.1'``) and start listening.
 
@@ -61,6 +75,10 @@ def start_node(
         tick: liveness tick in seconds (a silent peer is down after ``4 * tick``).
         max_frame_size: the largest frame accepted from a peer, in bytes.
         listen_host: the address to listen on, when it is not the name's host.
+        dist_buffer_size: bytes a session to one node may hold queued (1 MiB, as
+            Erlang's ``+zdbbl``). A process that sends a message while more wait
+            is suspended until the queue drains below it; the runtime's own
+            signals and senders that are not processes are queued over it.
 
     Raises:
         NodeError: already started, a bad name, bad certificates or cookie,
@@ -74,6 +92,8 @@ def start_node(
         raise NodeError(str(exc)) from None
     if tick <= 0:
         raise NodeError("tick must be positive")
+    if type(dist_buffer_size) is not int or dist_buffer_size <= 0:
+        raise NodeError(f"dist_buffer_size must be a positive number of bytes, not {dist_buffer_size!r}")
     cookie = resolve_cookie(cookie)
     cfg = load_tls(tls, name, default_dir=None)
     server_ctx = server_context(cfg)
@@ -86,7 +106,16 @@ def start_node(
         raise NodeError(f"node {name}: cannot listen on {listen_host or host}:{port}: {exc}") from exc
     bound_port = cast(int, server.server_port)  # set by start()
     info = Node(name, creation, listen_host or host, bound_port, tick)
-    st = NodeState(info, cookie, server_ctx, client_ctx, max_frame_size, on_frames, server=server)
+    st = NodeState(
+        info,
+        cookie,
+        server_ctx,
+        client_ctx,
+        max_frame_size,
+        on_frames,
+        server=server,
+        dist_buffer_size=dist_buffer_size,
+    )
     _nodestate.current = st
     _remote.rename_local_pids(name, creation)
     _remote.install_router(Router(st.sessions))
@@ -100,11 +129,21 @@ def _new_creation() -> int:
     return (int(time.time() * 1000) % 0x7FFFFFFF) or 1
 
 
-def stop_node() -> None:
-    """Disconnect from every node and stop listening; the process is ``nonode@nohost`` again.
+def stop_node(*, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
+    """Send what is queued, disconnect from every node and stop listening.
 
-    Blocks up to a second while the listening server stops. Nothing happens
-    if this process is not a node.
+    The process is ``nonode@nohost`` again. Every session first sends what is
+    queued on it when ``stop_node`` is called and ends its side of the
+    connection; the peer reads to the end and closes its side. A session that
+    has not done so within ``flush_timeout`` seconds (a peer that does not
+    read) is closed anyway: what it still held is lost, and the log says how
+    much. Blocks the caller until then (at most ``flush_timeout`` plus about a
+    second while the listening server stops). Nothing happens if this process
+    is not a node.
+
+    Args:
+        flush_timeout: seconds to spend sending what is queued; 0 closes at once
+            (what is queued is lost).
     """
     st = _nodestate.current
     if st is None:
@@ -112,8 +151,16 @@ def stop_node() -> None:
     st.stopping = True
     if st.server is not None:
         st.server.stop(timeout=1)
+    sessions = list(st.sessions.values())
+    if flush_timeout > 0 and sessions:
+        for sess in sessions:
+            sess.finish()
+        deadline = time.monotonic() + flush_timeout
+        for sess in sessions:
+            sess.wait_closed(max(0.0, deadline - time.monotonic()))
     for sess in list(st.sessions.values()):
-        sess.close("disconnect", "this node stopped")
+        lost = f"; {sess.queued} queued bytes not sent" if sess.queued else ""
+        sess.close("disconnect", f"this node stopped{lost}")
     _remote.install_router(None)
     for callback in stop_callbacks:
         callback()

@@ -15,6 +15,7 @@ from gevent.server import StreamServer
 
 from .._core.terms import Pid, Ref
 from .._errors import NodeError
+from ._session import DEFAULT_DIST_BUFFER_SIZE
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -69,6 +70,7 @@ class NodeState:
         spawn_pending: remote spawns awaiting their reply: ``req -> (caller, opts, node)``.
         server: the listening server.
         stopping: True once ``stop_node`` began.
+        dist_buffer_size: bytes a session may hold queued before sending processes are suspended.
     """
 
     info: Node
@@ -86,6 +88,7 @@ class NodeState:
     spawn_pending: Dict[Ref, Tuple[Pid, Tuple[str, ...], str]] = field(default_factory=dict)
     server: Optional[StreamServer] = None
     stopping: bool = False
+    dist_buffer_size: int = DEFAULT_DIST_BUFFER_SIZE
 
 
 current: Optional[NodeState] = None

@@ -2,8 +2,13 @@
 
 ``_core`` calls the router installed by ``start_node`` whenever a pid's node
 is not this node. Each method turns the signal into one frame queued on the
-peer's session, and never blocks (except :meth:`Router.spawn`, which waits
-for the spawn reply as Erlang's ``spawn`` does). A signal for a node that is
+peer's session, and never blocks, with two exceptions: :meth:`Router.spawn`
+waits for the spawn reply as Erlang's ``spawn`` does, and a process that sends
+a message (``send``, ``send`` to ``(name, node)``) to a session holding more
+than its ``dist_buffer_size`` is suspended until that queue drains (Erlang's
+busy distribution port; see :meth:`Session.wait_while_busy`). Links, exits and
+monitors are the runtime's own signals: queued even over the bound, never
+suspending. A signal for a node that is
 not connected, or for a pid of an earlier run of a node (another creation),
 is answered here as Erlang does: ``'noconnection'`` or ``'noproc'``.
 """
@@ -52,12 +57,16 @@ class Router(_remote.RemoteRouter):
         sess = self._sessions.get(pid.node)
         if sess is not None and sess.peer_creation == pid.creation:
             sess.send(frame)
+            if sess.queued > sess.busy_limit:
+                sess.wait_while_busy()
 
     def send_name(self, name: str, node: str, msg: Any, from_pid: Optional[Pid]) -> None:
         frame = _enc([SEND_NAME, from_pid, name, msg])
         sess = self._sessions.get(node)
         if sess is not None:
             sess.send(frame)
+            if sess.queued > sess.busy_limit:
+                sess.wait_while_busy()
 
     def link(self, from_pid: Pid, to_pid: Pid) -> None:
         sess = self._sessions.get(to_pid.node)

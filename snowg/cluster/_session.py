@@ -8,6 +8,19 @@ nothing was sent for ``tick`` seconds, and declares the peer down when nothing
 was received for ``4 * tick`` -- it runs even while the writer waits on a
 frozen peer.
 
+Backpressure (semantics rule 30, Erlang's busy distribution port): the session
+counts the bytes queued and not yet taken by the socket. A *process* that sends
+a message while more than ``busy_limit`` bytes wait is suspended (the message
+is queued first, so nothing is lost or reordered) until the writer has brought
+the queue back under the bound; other processes run meanwhile. The runtime's
+own signals (links, exits, monitors and their ``Down``, spawn requests and
+replies, ticks) are never suspended nor dropped: they are queued even over the
+bound. Nor is code that must not block: the hub (timers, e.g. ``send_after``
+to a remote pid) and a session's reader, which runs the frame handlers; their
+sends are queued over the bound too. A session whose writer has data waiting
+and makes no progress for ``4 * tick`` is down with ``'net_tick_timeout'``, like
+a silent peer, so what waits over the bound is bounded in time.
+
 Both loops call the TLS object under gevent's cooperative ``SSLSocket``
 (``sock._sslobj``: ``read``, ``write``, ``pending``) and wait on the socket's
 own IO watchers (``sock._wait``), which is what the ``SSLSocket`` methods do
@@ -19,13 +32,18 @@ usual, in patched and unpatched programs alike.
 from __future__ import annotations
 
 import logging
+import socket
 import time
+import weakref
 from typing import Any, Callable, List, Optional, Union
 
 from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 
 import gevent
+from gevent.event import Event
 from gevent.exceptions import ConcurrentObjectUseError
+from gevent.hub import Waiter
+from greenlet import getcurrent
 
 from .._core import Task
 from .._core.terms import Pid
@@ -38,6 +56,14 @@ _TICK_FRAME = encode_frame([TICK])
 # A read returns one TLS record (at most 16 KiB of data); 32 KiB takes any whole.
 _RECV_SIZE = 32 * 1024
 
+#: Bytes a session may hold queued before senders are suspended (Erlang's ``+zdbbl``).
+DEFAULT_DIST_BUFFER_SIZE = 1024 * 1024
+
+# Greenlets that must never be suspended by a busy session: the sessions'
+# readers (frame handlers run there; a reader waiting for a writer could wait
+# on itself, or stop a peer's traffic behind one slow node).
+_never_suspend: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
 
 class Session:
     """A live connection to ``peer_name`` (after a successful handshake).
@@ -48,6 +74,7 @@ class Session:
         outgoing: True when this node opened the connection.
         tick: seconds; see the module docstring.
         max_frame_size: the largest frame accepted from the peer.
+        busy_limit: queued bytes over which a sending process is suspended.
         on_frames: called with (session, frames) for each batch of decoded frames.
         on_closed: called once with (session, reason) when the session ends.
         initial_data: bytes that arrived right after the handshake.
@@ -66,6 +93,7 @@ class Session:
         on_frames: Callable[["Session", List[Any]], None],
         on_closed: Callable[["Session", str], None],
         initial_data: bytes = b"",
+        busy_limit: int = DEFAULT_DIST_BUFFER_SIZE,
     ) -> None:
         self.sock = sock
         self.peer_name = peer_name
@@ -76,9 +104,18 @@ class Session:
         self.closed = False
         self.close_reason: Optional[str] = None
         self._out: List[bytes] = []
+        #: Bytes queued (in the list or in the writer's hands) not yet taken by the socket.
+        self.queued = 0
+        self.busy_limit = busy_limit
+        self._busy_waiters: List[Waiter[Any]] = []
         self._writer_task = Task(None)
         # True while the writer holds a batch the socket has not taken yet.
         self._writer_busy = False
+        # When the writer began waiting for the socket with no progress since (else None).
+        self._write_stalled_since: Optional[float] = None
+        # stop_node: send what is queued, then end our side of the stream.
+        self._finishing = False
+        self._closed_event = Event()
         # The TLS object under gevent's SSLSocket (see the module docstring).
         self._tls = sock._sslobj
         self._decoder = FrameDecoder(max_frame_size)
@@ -112,16 +149,67 @@ class Session:
     # ----------------------------------------------------------------- sending
 
     def send(self, frame: bytes) -> bool:
-        """Queue an encoded frame; never blocks. False when the session is closed."""
+        """Queue an encoded frame; never blocks (even over the bound). False when the session is closed."""
         if self.closed:
             return False
         self._out.append(frame)
+        self.queued += len(frame)
         task = self._writer_task
         if task.parked and not task.ready:
             # Through the ready queue: a sender that then waits in receive hands
             # the CPU straight to the writer, which takes everything queued.
             task.wake()
         return True
+
+    @property
+    def suspended_senders(self) -> int:
+        """How many senders wait for this session's queue to drain."""
+        return len(self._busy_waiters)
+
+    def wait_while_busy(self) -> None:
+        """Suspend the caller while more than ``busy_limit`` bytes are queued (a process's send).
+
+        Returns at once in the hub and in a session's reader, which must not
+        block, and when the session is closed. An exit signal ends a
+        suspended process as usual (what it sent is already queued).
+        """
+        current = getcurrent()
+        if current in _never_suspend or current is gevent.get_hub():
+            return
+        while self.queued > self.busy_limit and not self.closed:
+            waiter: Waiter[Any] = Waiter()
+            self._busy_waiters.append(waiter)
+            try:
+                waiter.get()
+            finally:
+                try:
+                    self._busy_waiters.remove(waiter)
+                except ValueError:
+                    pass  # woken: _wake_senders took the list
+
+    def _wake_senders(self) -> None:
+        waiters, self._busy_waiters = self._busy_waiters, []
+        run = gevent.get_hub().loop.run_callback
+        for waiter in waiters:
+            run(waiter.switch, None)
+
+    def finish(self) -> None:
+        """Send everything queued now, then end this side of the stream (``stop_node``).
+
+        Never blocks. The peer reads to the end and closes; the reader sees
+        that and closes the session (:meth:`wait_closed`). Frames queued after
+        the writer's last batch are not sent.
+        """
+        if self.closed or self._finishing:
+            return
+        self._finishing = True
+        task = self._writer_task
+        if task.parked and not task.ready:
+            task.wake()
+
+    def wait_closed(self, timeout: Optional[float]) -> bool:
+        """Block the caller until the session is closed, at most ``timeout`` s; True if it is."""
+        return bool(self._closed_event.wait(timeout))
 
     def _write_loop(self) -> None:
         sock = self.sock
@@ -131,8 +219,12 @@ class Session:
         try:
             while not self.closed:
                 if not self._out:
+                    if self._finishing:
+                        self._end_stream()
+                        return
                     task.park()
                     continue
+                last = self._finishing  # a batch taken while finishing is the last one
                 batch, self._out = self._out, []
                 data: Union[bytes, memoryview] = batch[0] if len(batch) == 1 else b"".join(batch)
                 self._writer_busy = True
@@ -140,25 +232,44 @@ class Session:
                     try:
                         written = write(data)
                     except SSLWantWriteError:
+                        if self._write_stalled_since is None:
+                            self._write_stalled_since = time.monotonic()
                         sock._wait(sock._write_event)
                         continue
                     except SSLWantReadError:
                         # Only a renegotiation does this; the reader owns the read event.
                         gevent.sleep(0.001)
                         continue
+                    self._write_stalled_since = None
+                    self.queued -= written
+                    if self._busy_waiters and self.queued <= self.busy_limit and not self._finishing:
+                        # (While stop_node flushes, suspended senders stay so: what
+                        # they would add could not be sent; close() wakes them.)
+                        self._wake_senders()
                     if written == len(data):
                         break
                     data = memoryview(data)[written:]
                 self._writer_busy = False
                 self.last_sent = time.monotonic()
+                if last:
+                    self._end_stream()
+                    return
         except (OSError, ValueError, ConcurrentObjectUseError) as exc:
             self.close("connection_closed", f"write failed: {exc}")
+
+    def _end_stream(self) -> None:
+        """Everything queued is written: end our direction (the peer reads to the end, then closes)."""
+        try:
+            self.sock._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.close("disconnect", f"this node stopped ({exc})")
 
     # --------------------------------------------------------------- receiving
 
     def run_reader(self) -> None:
         """Read and dispatch frames until the connection ends (blocks this greenlet)."""
-        self._reader = gevent.getcurrent()
+        self._reader = reader = gevent.getcurrent()
+        _never_suspend.add(reader)
         sock = self.sock
         tls = self._tls
         read = tls.read
@@ -205,10 +316,15 @@ class Session:
                 # A peer that closes with our frames unread in its buffer resets the
                 # connection: that is an end of stream too.
                 self._close_on_end_of_stream(decoder, f"read failed: {exc}")
+        finally:
+            _never_suspend.discard(reader)
 
     def _close_on_end_of_stream(self, decoder: FrameDecoder, how: str) -> None:
         pending = decoder.buffered
-        if pending:
+        if self._finishing:
+            # stop_node ended our side; the peer read to the end and closed its side.
+            self.close("disconnect", "this node stopped")
+        elif pending:
             self.close(
                 "protocol_error",
                 f"{how} in the middle of a frame ({pending} bytes of a truncated frame)",
@@ -228,6 +344,9 @@ class Session:
         self._ticker.start(self._on_tick)
         if reader_in_new_greenlet:
             gevent.spawn(self.run_reader)
+        else:
+            # The calling greenlet reads next; node-up callbacks run in it first.
+            _never_suspend.add(gevent.getcurrent())
 
     def _on_tick(self) -> None:
         if self.closed:
@@ -237,7 +356,16 @@ class Session:
             # close() may switch greenlets (socket close wakes waiters): not from the hub's timer.
             gevent.spawn(self.close, "net_tick_timeout", f"nothing received for {now - self.last_recv:.1f} s")
             return
-        if now - self.last_sent >= self.tick and not self._out:
+        stalled = self._write_stalled_since
+        if stalled is not None and now - stalled > 4 * self.tick:
+            # The peer sends (ticks, say) but does not read what we send.
+            gevent.spawn(
+                self.close,
+                "net_tick_timeout",
+                f"writes made no progress for {now - stalled:.1f} s with {self.queued} bytes queued",
+            )
+            return
+        if now - self.last_sent >= self.tick and not self.queued:
             self.send(_TICK_FRAME)
 
     def close(self, reason: str, detail: str = "", level: int = logging.INFO) -> None:
@@ -257,6 +385,10 @@ class Session:
         if self._ticker is not None:
             self._ticker.close()
         self._writer_task.wake()
+        # What was queued is lost with the connection (as in Erlang).
+        self._out = []
+        self.queued = 0
+        self._wake_senders()
         try:
             self._on_closed(self, reason)
         finally:
@@ -268,3 +400,4 @@ class Session:
             for glet in (self._writer, self._reader):
                 if glet is not None and glet is not current and not glet.dead:
                     glet.kill(block=False)
+            self._closed_event.set()

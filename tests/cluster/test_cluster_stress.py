@@ -3,8 +3,9 @@
 * 1,000,000 messages: 10 senders on one peer send to 10 receivers on another
   peer; every receiver checks per-sender order and duplicates itself and
   reports one summary (semantics rule 9: per-pair ordering, across nodes).
-* A peer that stops reading: sends outrun the socket, and what the socket
-  cannot take waits in the session's writer, still in order.
+* A peer that stops reading: sends outrun the socket, what the socket
+  cannot take waits in the session's writer, the sender is suspended at the
+  session's bound, and all of it arrives in order once the peer reads.
 """
 
 from __future__ import annotations
@@ -63,16 +64,18 @@ def test_rule9_sends_to_a_peer_that_stopped_reading_wait_and_stay_in_order(peers
     count = 2 * BLOBS_PER_BATCH
     checker = snowg.spawn(df.blob_checker, me, count, node=peer.name)
     sess = session_for(peer.name)
+
+    def sender() -> None:
+        for i in range(count):
+            snowg.send(checker, (i, bytes([i % 256]) * BLOB))
+
     peer.freeze()  # for well under 4 ticks: the session stays up
     try:
-        for i in range(BLOBS_PER_BATCH):
-            snowg.send(checker, (i, bytes([i % 256]) * BLOB))
-        # Yield: the writer writes the batch until the socket is full, then
-        # waits with the rest.
-        assert wait_for(lambda: sess._writer_busy, timeout=5)
-        # Sent while the writer waits: these must queue behind what it holds.
-        for i in range(BLOBS_PER_BATCH, count):
-            snowg.send(checker, (i, bytes([i % 256]) * BLOB))
+        # The writer writes until the socket is full, then waits with what it
+        # holds; the sender queues behind it up to the session's bound
+        # (dist_buffer_size), then is suspended (semantics rule 30).
+        snowg.spawn(sender)
+        assert wait_for(lambda: sess.suspended_senders == 1, timeout=5)
         assert sess._writer_busy and not sess.closed
     finally:
         peer.thaw()
