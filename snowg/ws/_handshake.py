@@ -198,7 +198,7 @@ class FailureLog:
             where = address if address == "other addresses" else f"from {address}"
             log.log(
                 level,
-                "%d more refused WebSocket/HTTP requests %s in the last %.0f s",
+                "%d more refused WebSocket/HTTP requests %s in the last %.3g s",
                 count,
                 where,
                 time.monotonic() - since,
