@@ -167,6 +167,23 @@ def test_incomplete_requests_are_closed_at_the_handshake_timeout(servers, caplog
     assert len(summary) == 1
 
 
+def test_a_request_trickled_byte_by_byte_is_bounded_as_a_whole(servers, caplog):
+    """Attack: slowloris, one header byte every 50 ms (each read succeeds). The deadline covers the whole head."""
+    server = servers(echo, handshake_timeout=0.5)
+    s = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 400  # 20 s at this pace
+    sent = 0
+    with pytest.raises(OSError):  # EPIPE or ECONNRESET once the server has closed
+        for byte in head:
+            s.send(bytes([byte]))
+            sent += 1
+            gevent.sleep(0.05)  # the attacker's pace, not a synchronisation
+    assert sent < len(head)
+    s.close()
+    assert_served(server.port)
+    assert len(warnings_of(caplog, "incomplete after 0.5 s")) == 1
+
+
 def test_tls_handshake_has_the_same_deadline(servers, tmp_path, caplog):
     """Attack: TCP connections to a wss:// server that never start TLS. Closed at the handshake timeout."""
     caplog.set_level(logging.INFO, logger="snowg")
