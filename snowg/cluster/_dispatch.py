@@ -84,6 +84,8 @@ def _h_send(sess: Session, f: Tuple[Any, ...]) -> None:
 
 
 def _h_send_name(sess: Session, f: Tuple[Any, ...]) -> None:
+    if f[1] is not None:
+        sess.check_from(f[1])
     _remote.deliver_to_name(f[2], f[3])
 
 
