@@ -13,11 +13,13 @@ import os
 
 import ssl
 import struct
+import sys
 
 import gevent
 import gevent.event
 import gevent.socket
 import gevent.ssl
+import gevent.subprocess
 import pytest
 import websocket
 from gevent.pywsgi import WSGIServer
@@ -165,6 +167,71 @@ def test_incomplete_requests_are_closed_at_the_handshake_timeout(servers, caplog
     server.stop(timeout=1)
     summary = warnings_of(caplog, "1099 more refused WebSocket/HTTP requests from 127.0.0.1")
     assert len(summary) == 1
+
+
+SERVER_AT_1024_FDS = """
+import resource, sys
+import gevent
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+import snowg.ws as ws
+
+def echo(conn):
+    while (data := conn.receive()) is not None:
+        conn.send(data)
+
+server = ws.serve(("127.0.0.1", 0), echo, handshake_timeout=float(sys.argv[1]))
+print(server.port, server.app.max_connections, flush=True)
+server.serve_forever()  # until the test kills it
+"""
+
+
+def test_incomplete_requests_at_a_1024_fd_limit_do_not_lock_clients_out():
+    """Attack (as reported): 1,100 incomplete requests to a server process limited to 1,024 file descriptors.
+
+    Before: every new client was locked out (the process out of descriptors).
+    Now: the default cap (half the limit) holds at most 512 connections; the
+    excess is refused with a 503 at once, the upgraded client goes on being
+    served, and once the deadlines pass new clients get in.
+    """
+    proc = gevent.subprocess.Popen([sys.executable, "-c", SERVER_AT_1024_FDS, "5.0"], stdout=gevent.subprocess.PIPE)
+    try:
+        port, cap = (int(x) for x in proc.stdout.readline().split())
+        assert cap == 512
+        staying = connect(port)
+        attackers = []
+        for i in range(1100):
+            s = gevent.socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
+            attackers.append(s)
+            if i % 50 == 0:
+                gevent.sleep(0)
+        server_fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        assert server_fds <= cap + 16  # the connections it holds, its listener, its hub
+        staying.send("served during the attack")
+        assert staying.recv() == "served during the attack"
+        refused = held = 0
+        for s in attackers:
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            if data.startswith(b"HTTP/1.1 503 "):
+                refused += 1
+            else:
+                assert data == b""  # closed at the deadline, no answer
+                held += 1
+            s.close()
+        assert refused + held == 1100 and refused >= 1  # (held: at most cap - 1 at a time, counted above)
+        newcomer = connect(port)  # the deadlines have passed: a place for everyone
+        newcomer.send("in")
+        assert newcomer.recv() == "in"
+        newcomer.close()
+        staying.send("still here")
+        assert staying.recv() == "still here"
+        staying.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 def test_a_request_trickled_byte_by_byte_is_bounded_as_a_whole(servers, caplog):
