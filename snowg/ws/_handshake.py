@@ -309,7 +309,8 @@ class WebSocketHandler(_LibraryHandler):  # type: ignore[misc]
         except (TypeError, ValueError):
             text = f"{msg!r} {args!r}"
         host = self._client_host()
-        self._failures().report(host, logging.WARNING, "bad HTTP request from %s: %s", host, text[:300])
+        text = repr(text[:300])[1:-1]  # what the client sent, escaped: no forged log lines
+        self._failures().report(host, logging.WARNING, "bad HTTP request from %s: %s", host, text)
 
     def log_request(self) -> None:
         """The server's access log (gevent-websocket's handler would log every request at INFO)."""
