@@ -165,9 +165,9 @@ class WebSocketApp:
             if environ.get("HTTP_UPGRADE", "").lower() == "websocket" and not self._warned_handler:
                 self._warned_handler = True  # a configuration hint, said once
                 log.warning(
-                    "WebSocket upgrade to %s reached snowg.ws.WebSocketApp without a websocket: "
+                    "WebSocket upgrade to %r reached snowg.ws.WebSocketApp without a websocket: "
                     "the server needs handler_class=snowg.ws.WebSocketHandler",
-                    environ.get("PATH_INFO"),
+                    str(environ.get("PATH_INFO"))[:200],
                 )
             start_response(
                 "400 Bad Request",
