@@ -513,3 +513,21 @@ def test_demonitor_flood_is_cheap_and_removes_only_the_senders_monitors(cnode, a
     assert recv(tagged("down seen"))[1].reason == "killed"  # C's monitor fired
     for pid in crowd:
         snowg.exit(pid, "kill")
+
+
+def test_link_flood_with_equal_id_pids_is_cheap(cnode, attacker, log) -> None:
+    """Attack: B sends 20,000 LINK frames to one process, from pids of its own that all have the
+    same id (and differ in creation), which would all collide in a hash on the id. Each costs
+    O(1): C is served and never declared down; the process holds exactly the 20,000 links."""
+    c, b = cnode, attacker
+    target = snowg.spawn(wait_for_stop)
+    snowg.monitor_node(c.name)
+    frames = [[LINK, Pid(b.name, 7, creation), target] for creation in range(1, 20_001)]
+    for i in range(0, len(frames), 2000):
+        b.send(*frames[i : i + 2000])
+    b.sync()
+    served(c)
+    no_message(lambda m: type(m) is snowg.NodeDown)
+    info = snowg.process_info(target)
+    assert info is not None and len(info["links"]) == 20_000
+    snowg.exit(target, "kill")
