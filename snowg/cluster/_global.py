@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import gevent
 
@@ -60,6 +60,9 @@ GLOBAL_LOCK_REPLY = 18
 GLOBAL_UNLOCK = 19
 
 LOCK_TTL = 10.0
+# A registrar refused a lock retries at least MAX_ATTEMPTS times and for at
+# least LOCK_TTL + 1 s, so that a lock nobody releases (its holder froze)
+# has expired before it gives up.
 MAX_ATTEMPTS = 200
 
 _names: Dict[str, Pid] = {}
@@ -105,18 +108,21 @@ def register_global(name: str, pid: Pid) -> bool:
     """Register ``pid`` under ``name`` in the whole cluster.
 
     Blocks the caller while it takes the name's lock on every node (a few
-    round trips). Exactly one of several racing registrations of a name wins.
+    round trips; while another registration holds a lock, until it releases
+    it or the lock expires, 10 s after it was taken). Exactly one of several
+    racing registrations of a name wins.
 
     Returns:
         True if registered (or already registered to ``pid``); False if the
-        name is held by another process, or ``pid`` is not alive.
+        name is held by another process, ``pid`` is not alive, or the locks
+        could not be taken in 200 attempts and 11 s.
     """
     if type(name) is not str:
         raise TypeError(f"a global name is a str, not {type(name).__name__}")
     if type(pid) is not Pid:
         raise TypeError(f"register_global needs a Pid, not {type(pid).__name__}")
     me = _core.self()
-    for attempt in range(MAX_ATTEMPTS):
+    for attempt in _attempts():
         req = _core.make_ref()
         held = _acquire_all(name, req, me)
         if held is None:
@@ -136,6 +142,15 @@ def register_global(name: str, pid: Pid) -> bool:
         finally:
             _release(name, req, held)
     return False
+
+
+def _attempts() -> Iterator[int]:
+    """Attempt numbers for taking a name's locks (see MAX_ATTEMPTS)."""
+    deadline = time.monotonic() + LOCK_TTL + 1.0
+    attempt = 0
+    while attempt < MAX_ATTEMPTS or time.monotonic() < deadline:
+        yield attempt
+        attempt += 1
 
 
 def _acquire_all(name: str, req: Ref, me: Pid) -> Optional[List[str]]:
@@ -190,7 +205,7 @@ def unregister_global(name: str) -> None:
         broadcast_frame([GLOBAL_UNREGISTER, name, pid])
         return
     me = _core.self()
-    for attempt in range(MAX_ATTEMPTS):
+    for attempt in _attempts():
         req = _core.make_ref()
         held = _acquire_all(name, req, me)
         if held is None:

@@ -342,6 +342,7 @@ def test_global_names_of_others_cannot_be_taken_removed_or_locked(cnode, attacke
     assert _global._locks[free2][:2] == (a_lock_req, holder_a)
     _global._local_unlock(free2, a_lock_req)
     no_message(lambda m: type(m) is snowg.Down and m.ref in (ref_a, ref_c))  # both holders live
+    assert snowg.is_alive(holder_a)
     assert c.rpc(af.alive, holder_c) is True
     assert c.rpc(af.whereis_global, on_a) == holder_a
     assert c.rpc(af.whereis_global, on_c) == holder_c
