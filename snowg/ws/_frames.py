@@ -3,8 +3,11 @@
 This replaces gevent-websocket 0.10.1's own frame code, which sends a close
 frame without its status code, buffers a frame of any announced length, and
 unmasks byte by byte in Python. :class:`FrameReader` checks each header
-*before* it reads the payload, so an announced 1 GB frame is refused (1009)
-without being read into memory.
+*before* it reads the payload, so an announced 1 GB frame, or a message in
+millions of empty fragments, is refused (1009) without being read into
+memory; it decodes text as fragments arrive (1007 at the first bad one); and
+it can stop after a bounded amount of work per call, so that a client sending
+tiny frames as fast as it can never holds the greenlet that reads it.
 
 No sockets here: the reader is given a ``read(n) -> bytes`` function (a
 buffered file's ``read``, which returns fewer than ``n`` bytes only at EOF).
@@ -12,8 +15,10 @@ buffered file's ``read``, which returns fewer than ``n`` bytes only at EOF).
 
 from __future__ import annotations
 
+import codecs
 import struct
-from typing import Callable, List, Optional, Tuple, Union
+import sys
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -22,6 +27,7 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 _OPCODES = frozenset((OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
+OP_YIELD = -1  # not on the wire: FrameReader.next_message has used up its turn of work
 
 # Close codes (RFC 6455 section 7.4.1, IANA registry).
 CLOSE_NORMAL = 1000
@@ -39,6 +45,15 @@ MAX_CLOSE_REASON = 123  # a control frame carries at most 125 bytes: 2 for the c
 Data = Union[str, bytes]
 
 _SKIP_CHUNK = 65536
+
+#: The default most frames one message may come in (empty ones count).
+MAX_FRAGMENTS = 1024
+
+#: The work a frame costs the reader besides its payload, counted in bytes:
+#: a turn of ``turn`` bytes reads at most ``turn // FRAME_COST`` empty frames.
+FRAME_COST = 64
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class FrameError(Exception):
@@ -140,17 +155,43 @@ def decode_close(payload: bytes) -> Tuple[Optional[int], str]:
 class FrameReader:
     """Reads client frames and assembles messages, checking as it goes.
 
+    Every header is checked before its payload is read: a message larger than
+    ``max_message_size`` bytes, or in more than ``max_fragments`` frames
+    (empty ones count), is refused (1009) on the header of the frame that
+    would exceed the limit. A fragmented text message is decoded as its
+    fragments arrive, so invalid UTF-8 is refused (1007) at the first
+    fragment that holds it, not after the whole message.
+
+    With ``turn``, :meth:`next_message` does a bounded amount of work per
+    call: once it has read ``turn`` bytes of payload, counting
+    :data:`FRAME_COST` more for each frame, it returns ``(OP_YIELD, None)``
+    so that the caller can let others run before calling it again (a stream
+    of empty frames would otherwise be read for as long as it lasts).
+
     Args:
         read: ``read(n)`` returning exactly ``n`` bytes, or fewer at EOF.
         max_message_size: the largest message (sum of its fragments) accepted.
+        max_fragments: the most frames one message may come in.
+        turn: the work (bytes) per call before ``OP_YIELD``; None: no limit.
     """
 
-    def __init__(self, read: Callable[[int], bytes], max_message_size: int) -> None:
+    def __init__(
+        self,
+        read: Callable[[int], bytes],
+        max_message_size: int,
+        max_fragments: int = MAX_FRAGMENTS,
+        turn: Optional[int] = None,
+    ) -> None:
         self._read = read
         self._max = max_message_size
+        self._max_frags = max_fragments
+        self._turn = sys.maxsize if turn is None else turn
+        self._credit = self._turn  # work left before the next OP_YIELD
         self._op: Optional[int] = None  # opcode of the fragmented message being assembled
-        self._parts: List[bytes] = []
+        self._parts: List[Any] = []  # its payloads (bytes), or its decoded text (str)
         self._size = 0
+        self._frags = 0
+        self._text: Optional[codecs.IncrementalDecoder] = None
         self._skip = 0  # payload bytes of a refused frame still to be skipped
         self._skipping = False  # the rest of a refused message is skipped
 
@@ -167,20 +208,33 @@ class FrameReader:
                 raise EOFError("connection closed in the middle of a frame")
             self._skip -= len(chunk)
 
+    def _refuse(self, n: int, fin: int, code: int, reason: str) -> FrameError:
+        # The payload is skipped (never kept) on the next call, so that the
+        # peer's close reply can still be read by a caller that wants it.
+        self._skip = n
+        self._skipping = not fin
+        self._op, self._parts, self._size, self._frags, self._text = None, [], 0, 0, None
+        return FrameError(code, reason)
+
     def next_message(self) -> Tuple[int, object]:
         """Block until the next message or control frame has been read.
 
         Returns:
             ``(OP_TEXT, str)``, ``(OP_BINARY, bytes)``, ``(OP_PING, bytes)``,
-            ``(OP_PONG, bytes)`` or ``(OP_CLOSE, (code or None, reason))``.
+            ``(OP_PONG, bytes)``, ``(OP_CLOSE, (code or None, reason))``, or
+            ``(OP_YIELD, None)`` when this call's turn of work is used up.
 
         Raises:
             FrameError: the peer broke the protocol (1002), sent invalid UTF-8
-                (1007) or a message larger than the maximum (1009).
+                (1007), or a message larger than the maximum or in too many
+                fragments (1009).
             EOFError: the stream ended (cleanly between frames or not).
             OSError: the socket failed.
         """
         while True:
+            if self._credit <= 0:
+                self._credit = self._turn
+                return OP_YIELD, None
             if self._skip:
                 self._skip_payload()
             head = self._read(2)
@@ -208,6 +262,7 @@ class FrameReader:
                 if n >> 63:
                     raise FrameError(CLOSE_PROTOCOL_ERROR, "frame length has its top bit set", fatal=True)
             mask = self._exact(4)
+            self._credit -= n + FRAME_COST
 
             if op >= OP_CLOSE:
                 payload = unmask(self._exact(n), mask) if n else b""
@@ -221,35 +276,49 @@ class FrameReader:
             elif self._op is not None or self._skipping:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message", fatal=True)
 
-            if self._skipping:  # the rest of a message already refused as too big
+            if self._skipping:  # the rest of a message already refused
                 self._skip = n
                 if fin:
                     self._skipping = False
                 continue
 
             if self._size + n > self._max:
-                # Refuse on the header alone; the payload is skipped (never kept)
-                # on the next call, so that the peer's close reply can still be read.
-                self._skip = n
-                self._skipping = not fin
-                self._op, self._parts, self._size = None, [], 0
-                raise FrameError(CLOSE_TOO_BIG, f"message larger than {self._max} bytes")
+                raise self._refuse(n, fin, CLOSE_TOO_BIG, f"message larger than {self._max} bytes")
+
+            if op != OP_CONT:
+                if fin:  # a whole message in one frame: the common case
+                    payload = unmask(self._exact(n), mask) if n else b""
+                    if op == OP_TEXT:
+                        try:
+                            return OP_TEXT, payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise FrameError(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
+                    return OP_BINARY, payload
+                self._op = op
+                self._frags = 1
+                if op == OP_TEXT:
+                    self._text = _utf8_decoder()
+            else:
+                self._frags += 1
+                if self._frags > self._max_frags:
+                    raise self._refuse(n, fin, CLOSE_TOO_BIG, f"message in more than {self._max_frags} fragments")
 
             payload = unmask(self._exact(n), mask) if n else b""
-            if op != OP_CONT:
-                self._op = op
-            if not fin:
-                self._parts.append(payload)
-                self._size += n
-                continue
-            if self._parts:
-                self._parts.append(payload)
-                payload = b"".join(self._parts)
-            mop = self._op
-            self._op, self._parts, self._size = None, [], 0
-            if mop == OP_TEXT:
+            self._size += n
+            text = self._text
+            if text is not None:
                 try:
-                    return OP_TEXT, payload.decode("utf-8")
+                    chars = text.decode(payload, bool(fin))
                 except UnicodeDecodeError:
-                    raise FrameError(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
-            return OP_BINARY, payload
+                    raise self._refuse(0, fin, CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
+                if chars:
+                    self._parts.append(chars)
+            elif payload:
+                self._parts.append(payload)
+            if not fin:
+                continue
+            mop, parts = self._op, self._parts
+            self._op, self._parts, self._size, self._frags, self._text = None, [], 0, 0, None
+            if mop == OP_TEXT:
+                return OP_TEXT, "".join(parts)
+            return OP_BINARY, b"".join(parts)

@@ -81,6 +81,8 @@ class WebSocketApp:
         max_message_size: the largest message accepted from a client, in
             bytes; a larger one closes the connection with 1009 (checked on the
             frame header, before the payload is read).
+        max_fragments: the most frames a client message may come in (empty
+            ones count); one more closes the connection with 1009.
         ping_interval: seconds between server pings; None for no pings.
         ping_timeout: seconds a pong may take; then the connection is closed
             with 1001.
@@ -88,8 +90,9 @@ class WebSocketApp:
             closes it with 1008 (the client does not read).
         recv_queue_size: inbound messages that may wait unread in the
             handler's mailbox before the reader stops reading the socket.
-        close_timeout: seconds a close handshake may take before the TCP
-            connection is dropped.
+        close_timeout: seconds the server's close may take (what was queued
+            is sent first) before the TCP connection is dropped; the client's
+            close frame is then awaited 1 s at most.
         check_origin: which browser pages may connect (Phoenix's option).
             True: a request's ``Origin`` host must be its ``Host`` (scheme and
             port are not compared); a list of origins
@@ -119,6 +122,7 @@ class WebSocketApp:
         fallback_app: Optional[Callable[..., Iterable[bytes]]] = None,
         *,
         max_message_size: int = 1 << 20,
+        max_fragments: int = 1024,
         ping_interval: Optional[float] = 20.0,
         ping_timeout: float = 20.0,
         queue_size: int = 1024,
@@ -134,6 +138,7 @@ class WebSocketApp:
         self.fallback_app = fallback_app
         self.options = Options(
             max_message_size=max_message_size,
+            max_fragments=max_fragments,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             queue_size=queue_size,
@@ -416,7 +421,7 @@ def serve(
         ssl_context: a server ``ssl.SSLContext`` for ``wss://``.
         fallback_app: a WSGI app for plain HTTP requests.
         **options: the :class:`WebSocketApp` options (``max_message_size``,
-            ``ping_interval``, ``ping_timeout``, ``queue_size``,
+            ``max_fragments``, ``ping_interval``, ``ping_timeout``, ``queue_size``,
             ``recv_queue_size``, ``close_timeout``, ``check_origin``,
             ``handshake_timeout``, ``max_connections``).
 

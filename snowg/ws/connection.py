@@ -22,6 +22,13 @@ client down). A handler that takes ``WsMessage`` with ``snowg.receive``
 instead of ``conn.receive`` is noticed too (the reader re-counts its mailbox
 every 50 ms while it waits).
 
+Fairness: a socket that always has bytes to read never blocks its reader, so
+the reader gives way after a bounded amount of work (:data:`READ_TURN` bytes,
+each frame counting ``_frames.FRAME_COST`` more: about a thousand empty
+frames) and goes on after one turn of the event loop, in which every other
+greenlet, the IO of every other socket and the timers run. A client sending
+pings, pongs or empty fragments as fast as it can gets its turn, no more.
+
 Overflow: when a connection's outbound queue already holds ``queue_size``
 frames, the connection is closed with **1008** (policy violation: the client
 does not read) and a WARNING names it and its peer; its queued frames are
@@ -30,7 +37,21 @@ because the fault is the client's, not the server's load.
 
 Pings: every ``ping_interval`` seconds the server sends a ping; a client whose
 pong does not come back within ``ping_timeout`` seconds is closed with 1001.
-Client pings are answered with pongs (through the writer, in order).
+Client pings are answered with pongs through the outbound queue, so they
+count against ``queue_size``: a client that pings and never reads overflows
+it (1008) like any other.
+
+Closing: a connection that *fails* (a protocol error, 1007, 1009, an overflow,
+a ping timeout: RFC 6455 section 7.1.7) reads nothing more; its close frame is
+sent and the TCP connection is dropped at once after it, or after
+:data:`FAIL_TIMEOUT` if it cannot be written. When the client closes, nothing
+after its close frame is read: the server echoes it and drops the TCP
+connection (the server closes first, section 7.1.1). When the server closes
+(``conn.close``, the handler's end, ``server.stop``), what was queued is sent
+first (within ``close_timeout``), then the close frame; after it the reader
+only looks for the client's close frame (data frames are discarded, pings not
+answered) for at most :data:`FAIL_TIMEOUT`, then the TCP connection is
+dropped.
 
 Timers and state changes never block, so they run in hub callbacks.
 """
@@ -70,6 +91,14 @@ Data = Union[str, bytes]
 
 CLOSE_OVERFLOW = fr.CLOSE_POLICY_VIOLATION  # 1008
 
+#: The work (bytes of payload, plus ``_frames.FRAME_COST`` per frame) a
+#: connection's reader does before it gives way to the other greenlets.
+READ_TURN = 65536
+
+#: Seconds, at most, between a connection's close frame (or the decision to
+#: fail it) and the end of its TCP connection (capped by ``close_timeout``).
+FAIL_TIMEOUT = 1.0
+
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 _STATE_NAMES = ("open", "closing", "closed")
 
@@ -107,6 +136,7 @@ class Options:
     """The per-connection limits of a :class:`~snowg.ws.WebSocketApp` (see there)."""
 
     max_message_size: int = 1 << 20
+    max_fragments: int = fr.MAX_FRAGMENTS
     ping_interval: Optional[float] = 20.0
     ping_timeout: float = 20.0
     queue_size: int = 1024
@@ -116,6 +146,8 @@ class Options:
     def __post_init__(self) -> None:
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be at least 1")
+        if self.max_fragments < 1:
+            raise ValueError("max_fragments must be at least 1")
         if self.queue_size < 1 or self.recv_queue_size < 1:
             raise ValueError("queue_size and recv_queue_size must be at least 1")
         if self.ping_interval is not None and self.ping_interval <= 0:
@@ -128,6 +160,21 @@ def _timer(seconds: float, fn: Callable[..., Any], *args: Any, repeat: float = 0
     t = gevent.get_hub().loop.timer(seconds, repeat)
     t.start(fn, *args)
     return t
+
+
+def _give_way() -> None:
+    """Block the caller for one turn of the event loop: everyone else, IO and timers run first.
+
+    A zero timer fires after the loop has polled IO (``gevent.sleep(0)``
+    would only run the callbacks already queued, possibly many times over,
+    before any socket is looked at).
+    """
+    hub = gevent.get_hub()
+    t = hub.loop.timer(0.0)
+    try:
+        hub.wait(t)
+    finally:
+        t.close()
 
 
 class Connection:
@@ -173,6 +220,8 @@ class Connection:
         self._close_queued = False
         self._close_written = False
         self._peer_closed = False
+        self._failing = False  # failed (RFC 6455 7.1.7): drop the TCP connection right after the close frame
+        self._reading = True  # the reader may read on (False once the connection fails or the client closed)
         self._inflight = 0
         self._credit = Event()
         self._reader_waiting = False
@@ -352,13 +401,45 @@ class Connection:
         self._wtask.wake()
         if self._reader_waiting:
             self._credit.set()
-        self._close_timer = _timer(self._opts.close_timeout, self._on_close_timeout)
+        self._arm_close_timer(self._opts.close_timeout)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7); never blocks.
+
+        Nothing more is read; the close frame goes out alone (what was queued
+        is dropped) and the TCP connection is dropped right after it, or
+        after ``FAIL_TIMEOUT`` if it cannot be written. On a connection
+        already closing, only the reading stops and the time left shrinks.
+        """
+        self._stop_reading()
+        if self._state == _CLOSED:
+            return
+        self._failing = True
+        if self._state == _OPEN:
+            self._begin_close(code, reason, code, reason, drop=True)
+        if self._close_written:
+            self.abort(reason)
+        else:
+            self._arm_close_timer(FAIL_TIMEOUT)
+
+    def _stop_reading(self) -> None:
+        """No frame is read after this; a reader waiting in the socket is stopped there."""
+        self._reading = False
+        reader = self._reader
+        if reader is not None and not reader.dead and reader is not gevent.getcurrent():
+            reader.kill(block=False)
+
+    def _arm_close_timer(self, seconds: float) -> None:
+        if self._close_timer is not None:
+            self._close_timer.close()
+        self._close_timer = _timer(min(seconds, self._opts.close_timeout), self._on_close_timeout)
 
     def _finish(self, code: int = fr.CLOSE_ABNORMAL, reason: str = "") -> None:
         """The connection has ended: leave rooms, tell the handler and the owner."""
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
+        self._reading = False
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
         self._stop_pings()
@@ -383,11 +464,7 @@ class Connection:
     def _on_close_timeout(self) -> None:
         self._close_timer = None
         if self._state != _CLOSED:
-            log.info(
-                "WebSocket %s: no close handshake within %.3g s, connection dropped",
-                self._label(),
-                self._opts.close_timeout,
-            )
+            log.info("WebSocket %s: close handshake not done in time, connection dropped", self._label())
             self.abort("close handshake timed out")
 
     def _label(self) -> str:
@@ -420,8 +497,7 @@ class Connection:
             self._opts.queue_size,
             CLOSE_OVERFLOW,
         )
-        why = "outbound queue overflow"
-        self._begin_close(CLOSE_OVERFLOW, why, CLOSE_OVERFLOW, why, drop=True)
+        self._fail(CLOSE_OVERFLOW, "outbound queue overflow")
 
     def _write_loop(self) -> None:
         out = self._out
@@ -442,8 +518,14 @@ class Connection:
                 sendall(data)
                 if last:
                     self._close_written = True
-                    if self._peer_closed:
-                        self._finish()  # our echo of the client's close: handshake complete
+                    if self._peer_closed or self._failing:
+                        # Our echo of the client's close (the handshake is
+                        # complete), or a failed connection: the TCP
+                        # connection goes now, the server closing first.
+                        self._shutdown_socket()
+                        self._finish()
+                    elif self._state == _CLOSING:
+                        self._arm_close_timer(FAIL_TIMEOUT)  # for the client's close frame
                     return
         except gevent.GreenletExit:
             raise
@@ -455,44 +537,47 @@ class Connection:
     # ----------------------------------------------------------------- input
 
     def _read_loop(self) -> None:
-        reader = fr.FrameReader(self._rfile.read, self._opts.max_message_size)
+        opts = self._opts
+        reader = fr.FrameReader(self._rfile.read, opts.max_message_size, opts.max_fragments, READ_TURN)
+        next_message = reader.next_message
         try:
-            while self._state != _CLOSED:
-                if self._state == _OPEN and self._inflight >= self._opts.recv_queue_size:
+            # Every way out of OPEN either clears _reading (failing, the
+            # client's close) or leaves CLOSING, in which frames are read
+            # only to find the client's close frame.
+            while self._reading:
+                if self._state == _OPEN and self._inflight >= opts.recv_queue_size:
                     self._wait_credit()
                     continue
                 try:
-                    op, value = reader.next_message()
+                    op, value = next_message()
                 except fr.FrameError as e:
                     if self._state == _OPEN:
                         log.info("WebSocket %s: closing with %d: %s", self._label(), e.code, e.reason)
-                        self._begin_close(e.code, e.reason, e.code, e.reason, drop=True)
-                    if e.fatal:  # the stream is out of step: wait for the client to go
-                        self._discard_until_eof()
-                        return
-                    continue
+                    self._fail(e.code, e.reason)
+                    return
+                if not self._reading:  # failed while this frame was being read
+                    return  # type: ignore[unreachable]
                 if op == fr.OP_TEXT or op == fr.OP_BINARY:
                     if self._state == _OPEN:
                         self._inflight += 1
                         send(self.pid, WsMessage(self, value))  # type: ignore[arg-type]
+                elif op == fr.OP_YIELD:
+                    _give_way()
                 elif op == fr.OP_PING:
-                    self.enqueue(fr.encode_frame(fr.OP_PONG, value))  # type: ignore[arg-type]
+                    if self._state == _OPEN:
+                        self.enqueue(fr.encode_frame(fr.OP_PONG, value))  # type: ignore[arg-type]
                 elif op == fr.OP_PONG:
                     self._on_pong(value)  # type: ignore[arg-type]
                 else:
+                    self._reading = False  # nothing follows a close frame
                     self._on_peer_close(*value)  # type: ignore[misc]
+                    return
         except gevent.GreenletExit:
             raise
         except Exception as e:  # noqa: BLE001 - EOF, reset, closed file: the client has gone
             if self._state != _CLOSED:
                 log.debug("WebSocket %s: read ended: %r", self._label(), e)
                 self.abort("connection lost")
-
-    def _discard_until_eof(self) -> None:
-        read = getattr(self._rfile, "read1", self._rfile.read)
-        while self._state != _CLOSED and read(65536):
-            pass
-        self.abort("connection closed after a protocol error")
 
     def _wait_credit(self) -> None:
         self._reader_waiting = True
@@ -515,8 +600,11 @@ class Connection:
             # Echo the client's code (RFC 6455 5.5.1); what was still queued is dropped.
             recorded = fr.CLOSE_NO_STATUS if code is None else code
             self._begin_close(recorded, reason, code, "", drop=True)
+            self._arm_close_timer(FAIL_TIMEOUT)
         elif self._state == _CLOSING and self._close_written:
-            self._finish()  # the client's answer to our close frame
+            # The client's answer to our close frame: the handshake is complete.
+            self._shutdown_socket()
+            self._finish()
         # else: our close frame is still queued; the writer finishes after writing it.
 
     # ----------------------------------------------------------------- pings
@@ -538,7 +626,7 @@ class Connection:
         self._pong_timer = None
         if self._state == _OPEN:
             log.info("WebSocket %s: no pong within %.3g s, closing with 1001", self._label(), self._opts.ping_timeout)
-            self._begin_close(fr.CLOSE_GOING_AWAY, "ping timeout", fr.CLOSE_GOING_AWAY, "ping timeout", drop=True)
+            self._fail(fr.CLOSE_GOING_AWAY, "ping timeout")
 
     def _stop_pings(self) -> None:
         if self._ping_timer is not None:

@@ -149,3 +149,142 @@ def test_close_codes():
         assert fr.is_valid_close_code(ok)
     for bad in (0, 999, 1004, 1005, 1006, 1015, 2000, 5000):
         assert not fr.is_valid_close_code(bad)
+
+
+# ------------------------------------------------------------- fragment limit
+
+
+def fragments(n, opcode=fr.OP_TEXT, payload=b""):
+    """One message in ``n`` frames (the first ``opcode``, then continuations), each with ``payload``."""
+    frames = [client_frame(opcode, payload, fin=n == 1)]
+    frames += [client_frame(fr.OP_CONT, payload, fin=i == n - 1) for i in range(1, n)]
+    return b"".join(frames)
+
+
+def test_a_message_may_come_in_max_fragments_frames_empty_ones_included():
+    r = fr.FrameReader(io.BytesIO(fragments(5, fr.OP_BINARY) + fragments(5, payload=b"a")).read, 1 << 20, 5)
+    assert r.next_message() == (fr.OP_BINARY, b"")
+    assert r.next_message() == (fr.OP_TEXT, "aaaaa")
+
+
+def test_one_fragment_more_closes_1009_on_its_header():
+    data = fragments(6) + client_frame(fr.OP_CLOSE, struct.pack("!H", 1000))
+    stream = io.BytesIO(data)
+    r = fr.FrameReader(stream.read, 1 << 20, 5)
+    with pytest.raises(fr.FrameError) as e:
+        r.next_message()
+    assert (e.value.code, e.value.reason) == (1009, "message in more than 5 fragments")
+    assert not e.value.fatal
+    assert stream.tell() == 5 * 6 + 6  # five frames, and the sixth one's header (2 + 4 mask bytes) only
+    assert r.next_message() == (fr.OP_CLOSE, (1000, ""))  # still in step
+
+
+def test_default_fragment_limit():
+    assert fr.MAX_FRAGMENTS == 1024
+    r = reader(fragments(fr.MAX_FRAGMENTS) + fragments(fr.MAX_FRAGMENTS + 1))
+    assert r.next_message() == (fr.OP_TEXT, "")
+    with pytest.raises(fr.FrameError) as e:
+        r.next_message()
+    assert e.value.code == 1009
+
+
+def test_control_frames_between_fragments_do_not_count():
+    data = (
+        client_frame(fr.OP_TEXT, b"a", fin=False)
+        + client_frame(fr.OP_PING, b"1")
+        + client_frame(fr.OP_PONG, b"2")
+        + client_frame(fr.OP_CONT, b"b")
+    )
+    r = fr.FrameReader(io.BytesIO(data).read, 1 << 20, 2)
+    assert r.next_message() == (fr.OP_PING, b"1")
+    assert r.next_message() == (fr.OP_PONG, b"2")
+    assert r.next_message() == (fr.OP_TEXT, "ab")
+
+
+# ----------------------------------------------------- UTF-8 as fragments arrive
+
+
+def test_invalid_utf8_fails_at_the_first_bad_fragment():
+    data = (
+        client_frame(fr.OP_TEXT, b"ok", fin=False)
+        + client_frame(fr.OP_CONT, b"\xc3\x28", fin=False)  # invalid here
+        + client_frame(fr.OP_CONT, b"never read")
+    )
+    stream = io.BytesIO(data)
+    r = fr.FrameReader(stream.read, 1 << 20)
+    with pytest.raises(fr.FrameError) as e:
+        r.next_message()
+    assert e.value.code == 1007
+    assert stream.tell() == len(data) - len(client_frame(fr.OP_CONT, b"never read"))
+
+
+def test_a_character_split_across_fragments_is_valid():
+    euro = "\u20ac".encode()  # 3 bytes
+    data = (
+        client_frame(fr.OP_TEXT, b"x" + euro[:1], fin=False)
+        + client_frame(fr.OP_CONT, euro[1:2], fin=False)
+        + client_frame(fr.OP_CONT, b"", fin=False)
+        + client_frame(fr.OP_CONT, euro[2:] + b"y")
+    )
+    assert reader(data).next_message() == (fr.OP_TEXT, "x\u20acy")
+
+
+def test_a_character_cut_at_the_end_of_the_message_is_invalid():
+    data = client_frame(fr.OP_TEXT, b"x", fin=False) + client_frame(fr.OP_CONT, "\u20ac".encode()[:2])
+    with pytest.raises(fr.FrameError) as e:
+        reader(data).next_message()
+    assert e.value.code == 1007
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xff"],
+    ids=["surrogate", "above-U+10FFFF", "overlong", "ff"],
+)
+def test_invalid_sequences_in_fragments(payload):
+    data = client_frame(fr.OP_TEXT, b"a", fin=False) + client_frame(fr.OP_CONT, payload, fin=False)
+    with pytest.raises(fr.FrameError) as e:
+        reader(data).next_message()  # fails without waiting for the end of the message
+    assert e.value.code == 1007
+
+
+def test_binary_fragments_are_not_decoded():
+    data = client_frame(fr.OP_BINARY, b"\xc3", fin=False) + client_frame(fr.OP_CONT, b"\x28")
+    assert reader(data).next_message() == (fr.OP_BINARY, b"\xc3\x28")
+
+
+# -------------------------------------------------------------- bounded turns
+
+
+def test_the_reader_yields_after_a_turn_of_empty_frames():
+    n = 10 * 1000
+    data = fragments(n) + client_frame(fr.OP_TEXT, b"after")
+    stream = io.BytesIO(data)
+    turn = 100 * fr.FRAME_COST  # a hundred empty frames per turn
+    r = fr.FrameReader(stream.read, 1 << 20, n, turn)
+    yields = 0
+    positions = []
+    while True:
+        op, value = r.next_message()
+        if op != fr.OP_YIELD:
+            break
+        yields += 1
+        positions.append(stream.tell())
+    assert (op, value) == (fr.OP_TEXT, "")
+    assert yields == n // 100 - 1
+    # Each turn read exactly a hundred frames (6 bytes each, the first one 6 too).
+    assert all(b - a == 100 * 6 for a, b in zip(positions, positions[1:]))
+    assert r.next_message() == (fr.OP_YIELD, None)  # the last turn ended with the message
+    assert r.next_message() == (fr.OP_TEXT, "after")
+
+
+def test_a_turn_counts_payload_bytes_and_control_frames():
+    data = b"".join(client_frame(fr.OP_PING, b"x" * 100) for _ in range(10)) + client_frame(fr.OP_BINARY, b"y" * 1000)
+    r = fr.FrameReader(io.BytesIO(data).read, 1 << 20, turn=300)  # two pings (2 * 164) use a turn up
+    ops = [r.next_message()[0] for _ in range(16)]
+    assert ops == [fr.OP_PING, fr.OP_PING, fr.OP_YIELD] * 5 + [fr.OP_BINARY]
+
+
+def test_without_a_turn_the_reader_never_yields():
+    r = fr.FrameReader(io.BytesIO(fragments(5000)).read, 1 << 20, 5000)
+    assert r.next_message() == (fr.OP_TEXT, "")
