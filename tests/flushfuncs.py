@@ -7,13 +7,24 @@ stops its own node right after queueing.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, Tuple
 
 import snowg
+from snowg.cluster import on_node_stop
 from snowg.cluster._connect import session_for
 
 # How far each flood got: tag -> index of the last message it queued.
 _progress: Dict[str, int] = {}
+
+
+def _report_progress() -> None:
+    """When the node stops (sessions closed): ``FLOOD <tag> <last index queued>`` on stderr, the log."""
+    for tag, last in sorted(_progress.items()):
+        print(f"FLOOD {tag} {last}", file=sys.stderr, flush=True)
+
+
+on_node_stop(_report_progress)
 
 
 @snowg.spawnable
