@@ -16,7 +16,7 @@ from . import process as _p
 from .process import is_local_pid
 from .runtime import RemoteRouter, rt
 from .scheduler import DEAD, schedule
-from .terms import Down, Exit, Pid, Ref, pid_node
+from .terms import Down, Exit, Pid, Ref, pid_node, set_local_node
 
 __all__ = [
     "RemoteRouter",
@@ -62,6 +62,7 @@ def rename_local_pids(node: str, creation: int) -> None:
     """
     rt.node = node
     rt.creation = creation
+    set_local_node(node, creation)
     for proc in rt.procs.values():
         proc.pid.node = node
         proc.pid.creation = creation

@@ -14,6 +14,17 @@ from typing import Any, NamedTuple, Optional, Tuple, Union
 
 NONODE = "nonode@nohost"
 
+# This node's (name, creation), kept current by snowg._core.remote when the
+# node starts or stops distribution. Pids of this node hash on their id alone
+# (their node and creation are rewritten in place, see ``Pid.__hash__``).
+_local_node: Tuple[str, int] = (NONODE, 0)
+
+
+def set_local_node(node: str, creation: int) -> None:
+    """Tell the pid hash this node's current name and creation (called on a rename)."""
+    global _local_node
+    _local_node = (node, creation)
+
 
 class Pid:
     """A process identifier: ``Pid(node, id, creation)``.
@@ -24,7 +35,7 @@ class Pid:
     creation are this node's.
     """
 
-    __slots__ = ("node", "id", "creation", "_proc", "_ext")
+    __slots__ = ("node", "id", "creation", "_proc", "_ext", "_hash")
 
     def __init__(self, node: str, id: int, creation: int = 0) -> None:
         self.node = node
@@ -32,6 +43,7 @@ class Pid:
         self.creation = creation
         self._proc: Any = None
         self._ext: Any = None  # the wire encoding, once it has been sent (snowg.cluster._codec)
+        self._hash: Optional[int] = None
 
     def __eq__(self, other: object) -> bool:
         if self is other:
@@ -44,9 +56,21 @@ class Pid:
         return not self.__eq__(other)
 
     def __hash__(self) -> int:
-        # The id alone: a local pid's node and creation are rewritten in place
-        # when the node starts distribution, and its hash must not change.
-        return self.id
+        # On node, id and creation, so that pids a peer makes up with equal ids
+        # do not all collide in a dict. The hash is computed once and kept: a
+        # local pid's node and creation are rewritten in place when the node
+        # starts or stops distribution, and its hash must not change. Pids of
+        # this node hash on their id alone, which a rename does not change, so
+        # a pid decoded from the wire hashes as the local one it equals.
+        h = self._hash
+        if h is None:
+            node = self.node
+            if self.creation == _local_node[1] and node == _local_node[0]:
+                h = hash(self.id)
+            else:
+                h = hash((node, self.id, self.creation))
+            self._hash = h
+        return h
 
     def __lt__(self, other: "Pid") -> bool:
         return (self.node, self.creation, self.id) < (other.node, other.creation, other.id)
@@ -81,7 +105,9 @@ class Ref:
         return not self.__eq__(other)
 
     def __hash__(self) -> int:
-        return self.id
+        # Node first: its str hash is salted per process, so a peer cannot make
+        # refs that collide. (Refs are never renamed, unlike local pids.)
+        return hash((self.node, self.id, self.creation))
 
     def __repr__(self) -> str:
         return f"#Ref<{self.node}.{self.id}.{self.creation}>"

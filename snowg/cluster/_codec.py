@@ -11,7 +11,8 @@ never runs code named by the peer.
 Encoding:
 
 * ints beyond 64 bits: ext ``EXT_BIGINT``, payload the two's-complement
-  big-endian bytes.
+  big-endian bytes (at most :data:`MAX_BIGINT_BYTES`: larger ints are refused
+  at encode time, with ``ValueError``).
 * ``Pid`` / ``Ref``: ext ``EXT_PID`` / ``EXT_REF``, payload ``>qq`` (id,
   creation) followed by the node name in UTF-8. A local pid's ``_proc`` is
   not sent.
@@ -21,18 +22,33 @@ Encoding:
   recursion and no stack risk on hostile input) and work for tuples used
   as dict keys.
 
-Decoding is safe on untrusted bytes: every failure raises :class:`CodecError`.
+Decoding is safe on untrusted bytes: every failure raises :class:`CodecError`,
+and what one decode may cost is bounded (see :func:`decode`):
+
+* the Python objects it builds (lists, tuples, dicts, pids, refs, big ints)
+  are weighed by their size in memory as they are built, and a body whose
+  objects would weigh more than :data:`MEMORY_FACTOR` times its own size
+  (plus :data:`MEMORY_FLOOR`) is refused there; this bounds the memory and
+  the CPU (one hook call per such object) of every frame by its size;
+* nesting deeper than :data:`MAX_DEPTH` is refused (Python's ``repr`` and
+  comparisons of deeper values fail on the recursion limit);
+* a big int is at most :data:`MAX_BIGINT_BYTES` bytes (so its ``repr``
+  works: Python refuses to print ints of more than 4300 digits);
+* the node of every pid and ref must be a valid node name
+  (:func:`snowg.cluster._names.is_node_name`).
 """
 
 from __future__ import annotations
 
 import struct
+from itertools import chain, compress
 from typing import Any, Callable, Dict, List, Tuple
 
 import msgpack
 from msgpack import ExtType
 
 from .._core.terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
+from ._names import MAX_NODE_NAME, is_node_name
 
 __all__ = [
     "CodecError",
@@ -47,6 +63,10 @@ __all__ = [
     "EXT_NODEUP",
     "EXT_NODEDOWN",
     "EXT_CRASH",
+    "MAX_BIGINT_BYTES",
+    "MAX_DEPTH",
+    "MEMORY_FACTOR",
+    "MEMORY_FLOOR",
     "decode",
     "default",
     "encode",
@@ -65,6 +85,15 @@ EXT_NODEDOWN = 21
 EXT_CRASH = 22
 
 _ID_CREATION = struct.Struct(">qq")
+
+#: The largest big-int payload, in bytes (8192 bits, about 2466 decimal digits).
+MAX_BIGINT_BYTES = 1024
+#: The deepest nesting of lists, tuples and dicts a decoded term may have.
+MAX_DEPTH = 512
+#: A decoded body's objects may weigh this many times its size in bytes ...
+MEMORY_FACTOR = 20
+#: ... plus this many bytes (so that small frames are never refused).
+MEMORY_FLOOR = 64 * 1024
 
 
 class CodecError(ValueError):
@@ -104,7 +133,10 @@ def _enc_ref(ref: Ref) -> ExtType:
 
 def _enc_bigint(n: int) -> ExtType:
     # Only reached for ints msgpack cannot hold natively (beyond 64 bits).
-    return ExtType(EXT_BIGINT, n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True))
+    size = (n.bit_length() + 8) // 8
+    if size > MAX_BIGINT_BYTES:
+        raise ValueError(f"an int of {n.bit_length()} bits is too large to send (at most {8 * MAX_BIGINT_BYTES - 1})")
+    return ExtType(EXT_BIGINT, n.to_bytes(size, "big", signed=True))
 
 
 def _marked(code: int) -> Callable[[Tuple[Any, ...]], List[Any]]:
@@ -248,6 +280,8 @@ _MARKS: Dict[int, _Mark] = {
 
 _unpack_id = _ID_CREATION.unpack_from
 _ID_SIZE = _ID_CREATION.size
+_MAX_ID_EXT = _ID_SIZE + 4 * MAX_NODE_NAME  # a node name is at most 255 characters of UTF-8
+_MAX_EXT = max(_MAX_ID_EXT, MAX_BIGINT_BYTES)
 
 # The same few pids arrive again and again (each message's destination, a
 # caller's reply-to): decoded ones are shared, by payload. Pids are values, and
@@ -256,6 +290,34 @@ _ID_SIZE = _ID_CREATION.size
 _decoded_pids: Dict[bytes, Pid] = {}
 _DECODED_PIDS_MAX = 4096
 
+# Node names already checked, by their UTF-8 bytes (a ref's node is checked
+# without decoding it again; a pid shares the str too).
+_node_names: Dict[bytes, str] = {}
+_NODE_NAMES_MAX = 1024
+
+# What the decoder's objects weigh, in bytes, for the memory bound (CPython's
+# sizes, rounded up; a container's items add a pointer each).
+_W_LIST = 64
+_W_DICT = 64  # empty
+_W_DICT_ONE = 176  # not empty: a table of 8 slots
+_W_DICT_ITEM = 48
+_W_ID = 200  # a pid or ref: the object, its ints and its share of the name
+_W_ITEM = 8
+
+_CONTAINERS = frozenset((list, tuple, dict, TimerRef, Exit, Down, NodeUp, NodeDown, Crash))
+
+
+def _node_name(raw: bytes) -> str:
+    name = _node_names.get(raw)
+    if name is None:
+        name = raw.decode("utf-8")
+        if not is_node_name(name):
+            raise CodecError(f"a pid or ref names an invalid node: {name[:300]!r}")
+        if len(_node_names) >= _NODE_NAMES_MAX:
+            _node_names.clear()
+        _node_names[raw] = name
+    return name
+
 
 class _Decoding:
     """The hooks of one ``decode`` call.
@@ -263,13 +325,33 @@ class _Decoding:
     ``pending`` counts markers decoded but not yet consumed as the head of an
     array; a marker anywhere else (a dict value, the top level, a later array
     position) leaves it non-zero, and the input is rejected. That check is
-    what keeps a marker object from ever leaking into a decoded term.
+    what keeps a marker object from ever leaking into a decoded term. A marker
+    is the first thing decoded inside its array, so ``pending`` is also the
+    depth of tuples being decoded.
+
+    ``budget`` is what the objects built so far may still weigh, in bytes;
+    ``built`` counts them (lists, tuples, dicts, new pids and refs). ``plain``
+    counts the lists and dicts, ``tuples`` is the deepest nesting of tuples
+    seen: no term can be deeper than their sum.
     """
 
-    __slots__ = ("pending",)
+    __slots__ = ("pending", "budget", "built", "plain", "tuples")
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
         self.pending = 0
+        self.budget = MEMORY_FACTOR * size + MEMORY_FLOOR
+        self.built = 0
+        self.plain = 0
+        self.tuples = 0
+
+    def _spend(self, weight: int) -> None:
+        self.budget -= weight
+        self.built += 1
+        if self.budget < 0:
+            raise CodecError(
+                f"the term would take more than {MEMORY_FACTOR} times its encoded size in memory "
+                f"(after {self.built} lists, tuples, dicts, pids or refs)"
+            )
 
     def ext_hook(self, code: int, data: bytes) -> Any:
         # Pids first: they are in every SEND frame. A short payload raises
@@ -277,8 +359,11 @@ class _Decoding:
         if code == EXT_PID:
             pid = _decoded_pids.get(data)
             if pid is None:
+                if len(data) > _MAX_ID_EXT:
+                    raise CodecError(f"a pid of {len(data)} bytes (its node name is too long)")
+                self._spend(_W_ID)
                 id_, creation = _unpack_id(data)
-                pid = Pid(data[_ID_SIZE:].decode("utf-8"), id_, creation)
+                pid = Pid(_node_name(data[_ID_SIZE:]), id_, creation)
                 if len(_decoded_pids) >= _DECODED_PIDS_MAX:
                     _decoded_pids.clear()
                 _decoded_pids[data] = pid
@@ -287,22 +372,72 @@ class _Decoding:
         if mark is not None:
             if data:
                 raise CodecError(f"marker ext {code} must have an empty payload")
-            self.pending += 1
+            pending = self.pending = self.pending + 1
+            if pending > self.tuples:
+                if pending > MAX_DEPTH:
+                    raise CodecError(f"a term nested deeper than {MAX_DEPTH} levels")
+                self.tuples = pending
             return mark
         if code == EXT_REF:
+            if len(data) > _MAX_ID_EXT:
+                raise CodecError(f"a ref of {len(data)} bytes (its node name is too long)")
+            self._spend(_W_ID)
             id_, creation = _unpack_id(data)
-            return Ref(data[_ID_SIZE:].decode("utf-8"), id_, creation)
+            return Ref(_node_name(data[_ID_SIZE:]), id_, creation)
         if code == EXT_BIGINT:
             if not data:
                 raise CodecError("empty big-int payload")
+            if len(data) > MAX_BIGINT_BYTES:
+                raise CodecError(f"a big int of {len(data)} bytes (at most {MAX_BIGINT_BYTES})")
+            self._spend(_W_LIST + len(data))
             return int.from_bytes(data, "big", signed=True)
         raise CodecError(f"unknown ext type {code}")
 
     def list_hook(self, items: List[Any]) -> Any:
+        self.budget -= _W_LIST + _W_ITEM * len(items)
+        self.built += 1
+        if self.budget < 0:
+            self._spend(0)  # raises
         if items and type(items[0]) is _Mark:
             self.pending -= 1
             return items[0].build(items[1:])
+        self.plain += 1
         return items
+
+    def object_hook(self, d: Dict[Any, Any]) -> Any:
+        self.budget -= _W_DICT_ITEM * len(d) + (_W_DICT_ONE if d else _W_DICT)
+        self.built += 1
+        self.plain += 1
+        if self.budget < 0:
+            self._spend(0)  # raises
+        return d
+
+
+def _too_deep(term: Any) -> bool:
+    """True when ``term`` nests lists, tuples and dicts deeper than :data:`MAX_DEPTH`.
+
+    Visits containers only, with the items filtered in C; called only when a
+    decode built so many lists and dicts that it could be deeper (a list of
+    many tuples never needs it).
+    """
+    if type(term) not in _CONTAINERS:
+        return False
+    is_container = _CONTAINERS.__contains__
+    stack = [(term, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if depth > MAX_DEPTH:
+            return True
+        if type(value) is dict:
+            items: Any = chain(value.keys(), value.values())
+            children = [x for x in items if is_container(type(x))]
+        else:
+            children = list(compress(value, map(is_container, map(type, value))))
+        depth += 1
+        for child in children:
+            push((child, depth))
+    return False
 
 
 _DECODE_ERRORS = (
@@ -318,6 +453,11 @@ _DECODE_ERRORS = (
 def decode(data: Any) -> Any:
     """Decode one term from msgpack bytes (untrusted input is fine).
 
+    What it may cost is bounded by the size of ``data`` (see the module
+    docstring): at most :data:`MEMORY_FACTOR` times that size (plus
+    :data:`MEMORY_FLOOR`) in the objects it builds, one Python call per list,
+    tuple, dict, new pid or ref; the rest is msgpack's C decoder.
+
     Args:
         data: a bytes-like object holding exactly one encoded term.
 
@@ -327,24 +467,34 @@ def decode(data: Any) -> Any:
     Raises:
         CodecError: ``data`` is not exactly one well-formed term (malformed
             msgpack, trailing bytes, an unknown or malformed ext payload, an
-            unhashable dict key...).
+            unhashable dict key...), or is over a limit: too heavy in memory
+            for its size, nested deeper than :data:`MAX_DEPTH`, a big int over
+            :data:`MAX_BIGINT_BYTES`, a pid or ref of an invalid node name.
     """
-    hooks = _Decoding()
+    hooks = _Decoding(len(data))
     try:
         term = msgpack.unpackb(
             data,
             ext_hook=hooks.ext_hook,
             list_hook=hooks.list_hook,
+            object_hook=hooks.object_hook,
             raw=False,
             strict_map_key=False,
             # A peer could send msgpack's timestamp ext (-1), which bypasses
             # ext_hook; as an int (nanoseconds) it is at least a valid term.
             timestamp=2,
+            max_ext_len=_MAX_EXT,
         )
     except CodecError:
         raise
+    except ValueError as exc:
+        if "max_ext_len" in str(exc):
+            raise CodecError(f"an extension value (a pid, ref or big int) of more than {_MAX_EXT} bytes") from exc
+        raise CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}") from exc
     except _DECODE_ERRORS as exc:
-        raise CodecError(f"malformed term: {type(exc).__name__}: {exc}") from exc
+        raise CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}") from exc
     if hooks.pending:
         raise CodecError("malformed term: a marker ext outside the head of an array")
+    if hooks.plain + hooks.tuples > MAX_DEPTH and _too_deep(term):
+        raise CodecError(f"a term nested deeper than {MAX_DEPTH} levels")
     return term

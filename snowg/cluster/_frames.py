@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from .._core.terms import Pid, Ref
 from ._framing import MalformedFrame
+from ._names import is_node_name, loggable
 
 __all__ = [
     "DEMONITOR",
@@ -64,7 +65,7 @@ def of_type(*types: type) -> Callable[[Any], bool]:
 
 
 def _is_name_node(value: Any) -> bool:
-    return type(value) is tuple and len(value) == 2 and type(value[0]) is str and type(value[1]) is str
+    return type(value) is tuple and len(value) == 2 and type(value[0]) is str and is_node_name(value[1])
 
 
 def _is_monitor_exit_target(value: Any) -> bool:
@@ -155,7 +156,7 @@ def validate_frame(frame: Any) -> Tuple[Any, ...]:
     tag = frame[0]
     spec = _SPECS.get(tag) if type(tag) is int else None
     if spec is None:
-        raise MalformedFrame(f"unknown frame tag {tag!r}")
+        raise MalformedFrame(f"unknown frame tag {loggable(tag)}")
     if len(frame) != len(spec) + 1:
         raise MalformedFrame(f"{TAG_NAMES[tag]} frame must have {len(spec)} fields, got {len(frame) - 1}")
     for i, check in enumerate(spec, 1):

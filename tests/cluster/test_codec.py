@@ -53,13 +53,17 @@ def roundtrip(term: Any) -> Any:
 # --- strategies -------------------------------------------------------------
 
 int64 = st.integers(-(2**63), 2**63 - 1)
-node_names = st.text(min_size=1, max_size=20)
+node_names = st.builds(
+    lambda a, b: f"{a}@{b}",
+    st.text(st.characters(blacklist_categories=("Z", "C"), blacklist_characters="@"), min_size=1, max_size=10),
+    st.text(st.characters(blacklist_categories=("Z", "C"), blacklist_characters="@"), min_size=1, max_size=10),
+)
 pids = st.builds(Pid, node_names, int64, int64)
 refs = st.builds(Ref, node_names, int64, int64)
 big_ints = st.one_of(
     st.integers(),
-    st.integers(min_value=2**64, max_value=2**200),
-    st.integers(min_value=-(2**200), max_value=-(2**63) - 1),
+    st.integers(min_value=2**64, max_value=2**8000),
+    st.integers(min_value=-(2**8000), max_value=-(2**63) - 1),
 )
 hashable_scalars = st.one_of(
     st.none(),
@@ -181,7 +185,7 @@ def test_bytearray_and_memoryview_arrive_as_bytes() -> None:
 
 def test_deeply_nested_tuples_roundtrip() -> None:
     term: Any = ()
-    for _ in range(500):
+    for _ in range(codec.MAX_DEPTH - 1):
         term = (term, 1)
     roundtrip(term)
 
@@ -243,6 +247,15 @@ def test_pid_with_out_of_range_fields_is_refused() -> None:
         encode(Ref(5, 1, 0))  # type: ignore[arg-type]
 
 
+def test_an_int_over_the_big_int_limit_is_refused_at_encode() -> None:
+    biggest = 2 ** (8 * codec.MAX_BIGINT_BYTES - 1) - 1
+    assert decode(encode(biggest)) == biggest and decode(encode(-biggest)) == -biggest
+    with pytest.raises(ValueError, match="too large to send"):
+        encode(biggest + 1)
+    with pytest.raises(TypeError, match="too large to send"):
+        codec.check_term([biggest + 1])
+
+
 def test_too_deep_nesting_is_refused() -> None:
     term: Any = 1
     for _ in range(5000):
@@ -288,6 +301,13 @@ _MARK_TUPLE = msgpack.ExtType(codec.EXT_TUPLE, b"")
         b"\x81" + msgpack.packb([_MARK_TUPLE, [1]]) + b"\x01",  # unhashable tuple key
         b"\xd6\xff\x00",  # truncated timestamp ext
         b"\x91" * 5000 + b"\x01",  # nested too deep
+        b"\x91" * (codec.MAX_DEPTH + 1) + b"\x01",  # deeper than the limit (lists)
+        b"\x81\x01" * (codec.MAX_DEPTH + 1) + b"\x01",  # deeper than the limit (dicts)
+        msgpack.packb(msgpack.ExtType(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"no-at-sign")),
+        msgpack.packb(msgpack.ExtType(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"a\n@b")),
+        msgpack.packb(msgpack.ExtType(codec.EXT_REF, struct.pack(">qq", 1, 2) + b"")),
+        msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT, b"\x01" * (codec.MAX_BIGINT_BYTES + 1))),
+        msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT, b"\x01" * (4 << 20))),  # the 4 MiB integer
         b"\xdd\xff\xff\xff\xff",  # huge array announced
     ],
 )
