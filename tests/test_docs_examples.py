@@ -38,6 +38,7 @@ import ast
 import io
 import os
 import re
+import select
 import shlex
 import signal
 import socket
@@ -307,10 +308,14 @@ def run_shell_node(command: str, workdir: Workdir) -> Tuple[subprocess.Popen, Pa
             stdin=subprocess.DEVNULL,
         )
     assert proc.stdout is not None
-    ready = proc.stdout.readline()  # the node's ready line, once it listens
+    readable, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
+    ready = proc.stdout.readline() if readable else b""  # the node's ready line, once it listens
     if not ready:
+        proc.kill()
         proc.wait(timeout=TIMEOUT)
-        raise AssertionError(f"`{command}` ended with {proc.returncode}:\n{log.read_text()}")
+        raise AssertionError(
+            f"`{command}` did not say it listens within {TIMEOUT} s (exit status {proc.returncode}):\n{log.read_text()}"
+        )
     return proc, log
 
 
@@ -418,7 +423,7 @@ def test_block_runs(block: Block, workdirs: Dict[Path, Workdir]) -> None:
             env=workdir.env(),
             capture_output=True,
             text=True,
-            timeout=TIMEOUT * 2,
+            timeout=TIMEOUT,
         )
         assert result.returncode == 0, f"{block.where}: pytest {name} failed:\n{result.stdout}\n{result.stderr}"
         assert re.search(r"\b\d+ passed\b", result.stdout), result.stdout
