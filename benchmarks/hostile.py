@@ -26,6 +26,7 @@ Scenarios, S seconds of broadcasts each (default 10), one after the other:
 Rows (ratio = snowg / baseline, and the baseline is the target's reference):
   hostile.p99.<scenario>            ms, per-delivery p99; baseline: the p99 with no attacker (target: <= 2x)
   hostile.missed.<scenario>         deliveries that never arrived (target: 0)
+  hostile.cpu.<scenario>            node A's CPU while the scenario ran, in % of one core (no target)
   hostile.declared_down             times the healthy peer B declared A down, over all scenarios (target: 0)
   hostile.stalled_peer.rss_growth   MB A's RSS grew while it sent to C; baseline: the
                                     session bound + 10 MB (target: ratio <= 1)
@@ -83,6 +84,16 @@ def rss(os_pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def cpu_seconds(os_pid: int) -> float:
+    """User + system CPU time a process has used, in seconds (0 once it has gone)."""
+    try:
+        with open(f"/proc/{os_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Helper:
@@ -246,6 +257,7 @@ class Bench:
         self.scenario = scenario
         log(f"scenario {scenario}")
         res: dict = {}
+        cpu0, t0 = cpu_seconds(self.a.os_pid), time.monotonic()
         attacker: Optional[Helper] = None
         sampler = None
         if scenario in ("ping_flood", "continuation_flood"):
@@ -271,6 +283,7 @@ class Bench:
             sampler = gevent.spawn(sample)
         try:
             res.update(self.broadcasts())
+            res["cpu"] = 100.0 * (cpu_seconds(self.a.os_pid) - cpu0) / (time.monotonic() - t0)
         finally:
             if attacker is not None:
                 res["attacker"] = attacker.stop()
@@ -316,6 +329,8 @@ def rows_for(results: Dict[str, dict], bench: Bench) -> List[Row]:
     rows = []
     for sc, res in results.items():
         rows.append(Row(f"hostile.p99.{sc}", "ms", res.get("p99") or 0.0, None if sc == "none" else base, False))
+    for sc, res in results.items():
+        rows.append(Row(f"hostile.cpu.{sc}", "% of a core", res.get("cpu", 0.0), None, False))
     for sc, res in results.items():
         rows.append(Row(f"hostile.missed.{sc}", "deliveries", float(res["expected"] - res["deliveries"]), None, False))
     a_downs = [d for d in bench.downs if d[1] == bench.a.name]
