@@ -21,7 +21,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from .._errors import NodeError
 from ._certfiles import TLSConfig
 
-__all__ = ["check_tls_files", "fmt", "load_certs", "load_key", "utc_now", "same_public_key", "validity"]
+__all__ = [
+    "certificate_names",
+    "check_tls_files",
+    "fmt",
+    "load_certs",
+    "load_key",
+    "utc_now",
+    "same_public_key",
+    "validity",
+]
 
 
 def utc_now() -> datetime.datetime:
@@ -185,3 +194,24 @@ def check_tls_files(cfg: TLSConfig, node_name: str) -> None:
     key = load_key(key_path)
     if not same_public_key(cert, key):
         raise NodeError(f"private key {key_path}: does not match certificate {cert_path}")
+
+
+def certificate_names(path: Path) -> list[str]:
+    """The names the (first) certificate in ``path`` is issued to: its subject CNs, then its DNS and URI SANs.
+
+    ``snowg certs --node NAME`` writes NAME as the CN.
+
+    Raises:
+        NodeError: the file is missing, unreadable, or holds no valid PEM certificate.
+    """
+    cert = load_certs(path, "certificate")[0]
+    names = [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return names
+    return (
+        names
+        + [str(v) for v in san.get_values_for_type(x509.DNSName)]
+        + [str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
+    )

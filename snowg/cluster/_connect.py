@@ -1,11 +1,17 @@
 """Connecting nodes: dialling, accepting, running the handshake, and races between them.
 
 Connecting (semantics rules 23-24): TLS with certificates verified both ways
-against the cluster CA, then the cookie handshake of
-:mod:`snowg.cluster._handshake`. When two nodes connect to each other at
-once, the connection started by the node whose name sorts lower wins: the
-acceptor refuses the other one, and its initiator gets
-:class:`~snowg.cluster._handshake.LostRace` and waits for the winner. After
+against the cluster CA (and, with per-node certificates, naming the node
+claimed), then the cookie handshake of :mod:`snowg.cluster._handshake`, in
+which the connecting side proves the cookie first. Nothing an incoming
+connection claims disturbs the node before it has proved the cookie: only
+then may it replace a live session with the node it names (OTP's
+``up_pending``). When two nodes connect to each other at once, the
+connection started by the node whose name sorts lower wins: the acceptor
+refuses the other one, and its initiator gets
+:class:`~snowg.cluster._handshake.LostRace` and waits for the winner; a node
+does not dial a node whose connection to it is past its HELLO, it waits for
+that one. Incoming handshakes are capped per node and per source address. After
 a handshake both sides send their peer list, and each connects to the peers
 it does not know yet: connecting one node joins the whole cluster (a full
 mesh). The address of every node ever connected is remembered, so that
@@ -16,7 +22,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import time
+from typing import Any, Dict, List, Optional, Tuple
 
 import gevent
 from gevent import socket as gsocket
@@ -35,15 +42,20 @@ from ._handshake import (
     Handshake,
     HandshakeError,
     LostRace,
+    PeerAlive,
     PeerHello,
+    PeerProved,
     printable,
     simultaneous_connect_winner,
 )
 from ._nodemon import node_down, node_up
 from ._nodestate import NodeState, require
 from ._session import Session
+from ._tls import names_peer, peer_certificate_names
 
 __all__ = [
+    "DEFAULT_MAX_HANDSHAKES",
+    "DEFAULT_MAX_HANDSHAKES_PER_ADDRESS",
     "DIAL_TIMEOUT",
     "HANDSHAKE_TIMEOUT",
     "connect",
@@ -57,6 +69,12 @@ __all__ = [
 log = logging.getLogger("snowg")
 
 HANDSHAKE_TIMEOUT = 10.0
+#: Incoming connections a node lets handshake (TLS and cookie) at once, and of
+#: those how many from one address; the excess is closed at once.
+DEFAULT_MAX_HANDSHAKES = 64
+DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 16
+#: Seconds between two log lines about connections refused for those limits, per address.
+REFUSAL_LOG_INTERVAL = 10.0
 # Seconds to open the TCP connection to a peer (the handshake has its own limit).
 DIAL_TIMEOUT = 5.0
 
@@ -136,12 +154,20 @@ def session_for(name: str) -> Optional[Session]:
 def connect_to(st: NodeState, name: str, host: str, port: int) -> bool:
     """Connect to ``name`` at ``host:port`` unless connected or connecting; True when connected.
 
-    Blocks until the attempt (this one, or one already under way) ends.
+    Blocks until the attempt (this one, or one already under way in either
+    direction) ends.
     """
     if name == st.info.name:
         return True
     if name in st.sessions:
         return True
+    # A connection from ``name`` is past its HELLO: wait for it rather than open a
+    # second one, which could then race it (at most the handshake timeout: the
+    # claim is not proved yet).
+    for accepting in list(st.accepting.get(name, ())):
+        accepting.wait(HANDSHAKE_TIMEOUT)
+        if name in st.sessions:
+            return True
     ev = st.pending.get(name)
     if ev is not None:
         same_address = st.pending_address.get(name) == (host, port)
@@ -159,9 +185,21 @@ def connect_to(st: NodeState, name: str, host: str, port: int) -> bool:
         st.pending_address.pop(name, None)
         ev.set()
     if outcome is _Dialled.LOST_RACE:
-        up = st.up_events.setdefault(name, Event())
-        up.wait(HANDSHAKE_TIMEOUT)
+        _wait_for_winner(st, name)
     return name in st.sessions
+
+
+def _wait_for_winner(st: NodeState, name: str) -> None:
+    """We lost a connection race to ``name``: wait for the connection that won (semantics rule 24).
+
+    It may be up already (then this returns at once); else it is the one
+    ``name`` is opening to us. Blocks at most the handshake timeout.
+    """
+    if name in st.sessions:
+        return
+    # No switch since the check: node_up cannot have set the event in between.
+    up = st.up_events.setdefault(name, Event())
+    up.wait(HANDSHAKE_TIMEOUT)
 
 
 # A peer list names at most MAX_PEER_LIST nodes (a longer one is a protocol
@@ -216,6 +254,9 @@ def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
             sock.settimeout(None)
             sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
             sock = st.client_ctx.wrap_socket(sock, server_side=False)
+            if st.check_peer_names and not names_peer(sock, name):
+                # Before anything of ours is sent: a node that is not ``name`` gets no HELLO.
+                raise HandshakeError(_not_named(sock, name), kind="certificate")
             hs = Handshake(
                 INITIATOR,
                 st.info.name,
@@ -224,7 +265,7 @@ def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
                 address=st.info.address,
                 expected_peer=name,
             )
-            est = _run_handshake(sock, hs, None)
+            est = _run_handshake(sock, hs, _Initiator(st))
     except LostRace:
         _close_quietly(sock)
         return _Dialled.LOST_RACE
@@ -237,11 +278,16 @@ def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
         log.warning("connection to %s failed: %s", where, _describe_error(exc))
         return _Dialled.FAILED
     sess = _new_session(st, sock, est, outgoing=True, trailing=hs.trailing_data)
-    if not _register(st, sess):
+    if not _register(st, sess, replace=False):
         return _Dialled.LOST_RACE
     sess.start(reader_in_new_greenlet=True)
     _after_up(st, sess)
     return _Dialled.CONNECTED
+
+
+def _not_named(sock: Any, name: str) -> str:
+    names = ", ".join(sorted(printable(n, 100) for n in peer_certificate_names(sock))) or "nothing"
+    return f"its certificate is not issued to {printable(name, 100)} (it names {names})"
 
 
 def _open_tcp(host: str, port: int, timeout: float) -> Any:
@@ -283,31 +329,34 @@ def _close_quietly(sock: Any) -> None:
             pass
 
 
-def _run_handshake(sock: Any, hs: Handshake, decide: Optional[Callable[[PeerHello], Optional[str]]]) -> Established:
-    """Drive ``hs`` over ``sock`` until Established (returned) or HandshakeError (raised)."""
+def _run_handshake(sock: Any, hs: Handshake, decide: "_Decider") -> Established:
+    """Drive ``hs`` over ``sock`` until Established (returned) or HandshakeError (raised).
+
+    ``decide`` answers each event that waits for a decision (:class:`PeerHello`,
+    :class:`PeerProved`, :class:`PeerAlive`): None to go on, else the reason to
+    refuse. It runs with no switch to other greenlets between it and what
+    follows (sending nothing), so it may rely on the node's state. On
+    Established, what ``hs`` still has to send (the acceptor's ACK) is left
+    in it: the caller sends it once the session is registered.
+    """
     try:
         while True:
-            out = hs.data_to_send()
-            if out:
-                sock.sendall(out)
             ev = hs.next_event()
             while ev is not None:
                 if isinstance(ev, Established):
-                    out = hs.data_to_send()
-                    if out:
-                        sock.sendall(out)
                     return ev
-                reason = decide(ev) if decide is not None else None
+                reason = decide(ev)
                 if reason is None:
-                    hs.accept()
+                    hs.accept(alive=decide.alive) if isinstance(ev, PeerHello) else hs.accept()
                 else:
                     hs.reject(reason)
                     sock.sendall(hs.data_to_send())
-                    raise HandshakeError(f"refused {ev.name}: {reason}", kind="refused")
-                out = hs.data_to_send()
-                if out:
-                    sock.sendall(out)
+                    error = LostRace if reason in (REFUSE_ALREADY_CONNECTED, REFUSE_SIMULTANEOUS) else HandshakeError
+                    raise error(f"refused {printable(ev.name, 100)}: {reason}", "refused")
                 ev = hs.next_event()
+            out = hs.data_to_send()
+            if out:
+                sock.sendall(out)
             data = sock.recv(4096)
             if not data:
                 raise HandshakeError("the peer closed the connection during the handshake", kind="closed")
@@ -323,14 +372,163 @@ def _run_handshake(sock: Any, hs: Handshake, decide: Optional[Callable[[PeerHell
 
 
 def handle_incoming(sock: Any, address: Tuple[str, int]) -> None:
-    """The listening server's handler: accept a peer, then read its session in this greenlet."""
+    """The listening server's handler: accept a peer, then read its session in this greenlet.
+
+    At most ``max_handshakes`` connections handshake at once, and at most
+    ``max_handshakes_per_address`` of them from one address: the excess is
+    closed at once, with a log line (repeated ones from one address are
+    summarised).
+    """
     st = _nodestate.current
     if st is None or st.stopping:
         _close_quietly(sock)
         return
-    where = f"{address[0]}:{address[1]}"
+    host = str(address[0])
+    where = f"{host}:{address[1]}"
+    if not _admit(st, host, where):
+        _close_quietly(sock)
+        return
+    st.handshakes[host] = st.handshakes.get(host, 0) + 1
+    try:
+        sess = _accept(st, sock, where)
+    finally:
+        left = st.handshakes.get(host, 0) - 1
+        if left > 0:
+            st.handshakes[host] = left
+        else:
+            st.handshakes.pop(host, None)
+    if sess is not None:
+        sess.run_reader()  # this greenlet (the server's) reads until the session ends
+
+
+def _admit(st: NodeState, host: str, where: str) -> bool:
+    """True when an incoming connection from ``host`` may start its handshake now."""
+    from_host = st.handshakes.get(host, 0)
+    if from_host >= st.max_handshakes_per_address:
+        why = f"{from_host} connections from {host} are handshaking already (max_handshakes_per_address)"
+    else:
+        total = sum(st.handshakes.values())
+        if total < st.max_handshakes:
+            return True
+        why = f"{total} connections are handshaking already (max_handshakes)"
+    _log_refusal(host, where, why)
+    return False
+
+
+# Refusals for too many handshakes: per address, when the last line was logged
+# and how many were refused since without a line.
+_refusals: Dict[str, List[float]] = {}
+
+
+def _log_refusal(host: str, where: str, why: str) -> None:
+    now = time.monotonic()
+    entry = _refusals.get(host)
+    if entry is not None and now - entry[0] < REFUSAL_LOG_INTERVAL:
+        entry[1] += 1
+        return
+    more = f"; {int(entry[1])} more from {host} refused since the last such line" if entry and entry[1] else ""
+    log.warning("refused connection from %s at once: %s%s", where, why, more)
+    if len(_refusals) >= 1024:  # many addresses: forget the quiet ones
+        for key in [k for k, (t, _) in _refusals.items() if now - t >= REFUSAL_LOG_INTERVAL]:
+            del _refusals[key]
+    _refusals[host] = [now, 0]
+
+
+class _Decider:
+    """Answers a handshake's events (see :func:`_run_handshake`)."""
+
+    alive = False  # acceptor: tell the initiator we have a live session with it
+    warn = False  # a refusal worth a WARNING (not a connection race)
+
+    def __call__(self, ev: Any) -> Optional[str]:
+        return None
+
+
+class _Initiator(_Decider):
+    def __init__(self, st: NodeState) -> None:
+        self.st = st
+
+    def __call__(self, ev: Any) -> Optional[str]:
+        """The acceptor says it has a live session with us (OTP's ``alive``).
+
+        We dial only when not connected, so a session of ours with it means
+        that one came up meanwhile (the acceptor's session is that one): stop.
+        With none, the acceptor's session is stale (we dropped it): go on; the
+        acceptor replaces it once we have proved the cookie.
+        """
+        if isinstance(ev, PeerAlive) and ev.name in self.st.sessions:
+            return REFUSE_ALREADY_CONNECTED
+        return None
+
+
+class _Acceptor(_Decider):
+    """The acceptor's two decisions: on the HELLO (nothing may be disturbed yet) and on the proof."""
+
+    def __init__(self, st: NodeState, sock: Any) -> None:
+        self.st = st
+        self.sock = sock
+        self.live: Optional[Session] = None  # the session we told the initiator about (alive)
+        self.claimed: Optional[str] = None
+        self.event: Optional[Event] = None
+
+    def __call__(self, ev: Any) -> Optional[str]:
+        if isinstance(ev, PeerHello):
+            return self._hello(ev)
+        if isinstance(ev, PeerProved):
+            return self._proved(ev)
+        return "unexpected handshake event"
+
+    def _hello(self, hello: PeerHello) -> Optional[str]:
+        st = self.st
+        if hello.name == st.info.name:
+            return "that is this node's own name"
+        if st.check_peer_names and not names_peer(self.sock, hello.name):
+            self.warn = True
+            return _not_named(self.sock, hello.name)
+        if hello.name in st.pending and simultaneous_connect_winner(st.info.name, hello.name) == "outgoing":
+            return REFUSE_SIMULTANEOUS
+        # Nothing is disturbed before the peer proves the cookie: a live session
+        # with a node of that name stays as it is (see _proved).
+        existing = st.sessions.get(hello.name)
+        if existing is not None and existing.peer_creation == hello.creation:
+            self.live = existing
+            self.alive = True
+        self.claimed = hello.name
+        self.event = Event()
+        st.accepting.setdefault(hello.name, []).append(self.event)
+        return None
+
+    def _proved(self, ev: PeerProved) -> Optional[str]:
+        st = self.st
+        if st.stopping:
+            return "this node is stopping"
+        existing = st.sessions.get(ev.name)
+        if existing is None or existing.closed or existing is self.live:
+            # None, or the one the initiator told us is stale (OTP's alive -> true).
+            return None
+        if existing.peer_creation != ev.creation:
+            return None  # the peer restarted: the new connection replaces the old (OTP's up_pending)
+        # A connection with this very node came up while this one was handshaking: it stays.
+        return REFUSE_ALREADY_CONNECTED
+
+    def done(self) -> None:
+        """This handshake ended: wake whoever waits for it (see :func:`connect_to`)."""
+        if self.event is None or self.claimed is None:
+            return
+        events = self.st.accepting.get(self.claimed, [])
+        if self.event in events:
+            events.remove(self.event)
+        if not events:
+            self.st.accepting.pop(self.claimed, None)
+        self.event.set()
+        self.event = None
+
+
+def _accept(st: NodeState, sock: Any, where: str) -> Optional[Session]:
+    """Run an incoming connection's TLS and cookie handshakes; its started session, or None."""
     tls_sock = None
     hs = None
+    decider: Optional[_Acceptor] = None
     try:
         with gevent.Timeout(HANDSHAKE_TIMEOUT, NodeError("handshake timed out")):
             sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
@@ -339,47 +537,49 @@ def handle_incoming(sock: Any, address: Tuple[str, int]) -> None:
             except (OSError, ValueError) as exc:
                 log.warning("rejected connection from %s: TLS handshake failed: %s", where, exc)
                 _close_quietly(sock)
-                return
+                return None
             hs = Handshake(ACCEPTOR, st.info.name, st.info.creation, st.cookie, address=st.info.address)
-            est = _run_handshake(tls_sock, hs, lambda hello: _decide(st, hello))
+            decider = _Acceptor(st, tls_sock)
+            try:
+                est = _run_handshake(tls_sock, hs, decider)
+                sess = _new_session(st, tls_sock, est, outgoing=False, trailing=hs.trailing_data)
+                # Registered before our ACK leaves: once the initiator counts the
+                # session as up, so does this node.
+                if not _register(st, sess, replace=True):
+                    return None
+            finally:
+                decider.done()
+            try:
+                tls_sock.sendall(hs.data_to_send())  # the ACK
+            except BaseException:
+                if st.sessions.get(sess.peer_name) is sess:
+                    del st.sessions[sess.peer_name]  # never announced: no node-down either
+                sess.close("connection_closed", "the connection failed before the handshake's last message")
+                raise
+    except LostRace as exc:
+        log.info("refused connection from %s: %s (another connection between the two nodes wins)", _who(hs, where), exc)
+        _close_quietly(tls_sock or sock)
+        return None
     except HandshakeError as exc:
-        level = logging.INFO if exc.kind == "refused" else logging.WARNING
+        level = logging.INFO if exc.kind == "refused" and not (decider and decider.warn) else logging.WARNING
         log.log(level, "rejected connection from %s: %s", _who(hs, where), exc)
         _close_quietly(tls_sock or sock)
-        return
+        return None
     except (OSError, NodeError, ValueError) as exc:
         log.warning("rejected connection from %s: %s", _who(hs, where), exc)
         _close_quietly(tls_sock or sock)
-        return
-    sess = _new_session(st, tls_sock, est, outgoing=False, trailing=hs.trailing_data)
-    if not _register(st, sess):
-        return
+        return None
+    if sess.closed:
+        return None
     sess.start(reader_in_new_greenlet=False)
     _after_up(st, sess)
-    sess.run_reader()  # this greenlet (the server's) reads until the session ends
+    return sess
 
 
 def _who(hs: Optional[Handshake], where: str) -> str:
     """The address of an incoming connection, with the name its HELLO claimed if it got that far."""
     name = hs.peer_name if hs is not None else None
     return where if name is None else f"{where} (claiming to be {printable(name, 100)})"
-
-
-def _decide(st: NodeState, hello: PeerHello) -> Optional[str]:
-    """Acceptor's answer to a peer's HELLO: None to accept, or the reason to refuse."""
-    if hello.name == st.info.name:
-        return "that is this node's own name"
-    existing = st.sessions.get(hello.name)
-    if existing is not None:
-        if existing.peer_creation != hello.creation:
-            # The peer restarted and we have not noticed yet: the old session is dead.
-            existing.close("connection_closed", "the peer restarted")
-            return None
-        return REFUSE_ALREADY_CONNECTED
-    if hello.name in st.pending:
-        if simultaneous_connect_winner(st.info.name, hello.name) == "outgoing":
-            return REFUSE_SIMULTANEOUS
-    return None
 
 
 def _new_session(st: NodeState, sock: Any, est: Established, *, outgoing: bool, trailing: bytes) -> Session:
@@ -398,22 +598,33 @@ def _new_session(st: NodeState, sock: Any, est: Established, *, outgoing: bool, 
     )
 
 
-def _register(st: NodeState, sess: Session) -> bool:
-    """Make ``sess`` the session for its peer; False (and closed) if a duplicate loses."""
+def _register(st: NodeState, sess: Session, *, replace: bool) -> bool:
+    """Make ``sess`` the session for its peer; False (and ``sess`` closed) if it loses to one already there.
+
+    ``replace``: the acceptor decided, after the peer proved the cookie, that
+    ``sess`` replaces whatever session with that node is there (a peer that
+    restarted, or one that dropped its side). Else, of two live sessions with
+    one node, both sides keep the one started by the lower name (semantics
+    rule 24), and a newer creation always wins.
+    """
     if st.stopping:
         sess.close("disconnect", "this node is stopping")
         return False
     old = st.sessions.get(sess.peer_name)
     if old is not None and not old.closed:
-        # Both sides keep the connection started by the lower name (semantics rule 24).
-        def starter(s: Session) -> str:
-            return st.info.name if s.outgoing else s.peer_name
+        restarted = old.peer_creation != sess.peer_creation
+        if not replace:
 
-        keep_new = starter(sess) < starter(old) or old.peer_creation != sess.peer_creation
-        if not keep_new:
-            sess.close("duplicate", "a connection to this node already exists")
-            return False
-        old.close("duplicate", "replaced by a newer connection")
+            def starter(s: Session) -> str:
+                return st.info.name if s.outgoing else s.peer_name
+
+            if not (restarted or starter(sess) < starter(old)):
+                sess.close("duplicate", "a connection to this node already exists")
+                return False
+        if restarted:
+            old.close("connection_closed", "the peer restarted: a connection with its new creation proved the cookie")
+        else:
+            old.close("connection_closed", "replaced: the peer connected again and proved the cookie")
     st.sessions[sess.peer_name] = sess
     return True
 

@@ -7,15 +7,28 @@ chunks, which is how it is tested. It runs inside TLS, each message one frame
     initiator                                acceptor
     ["HELLO", version, name, creation, address, challenge_i]  ->
                        <-  ["REJECT", reason]                       (or)
-                       <-  ["CHALLENGE", name, creation, address, challenge_a,
-                            hmac(cookie, "acceptor", challenge_i, names, creations)]
+                       <-  ["CHALLENGE", name, creation, address, challenge_a, alive]
     ["REPLY", hmac(cookie, "initiator", challenge_a, names, creations)]  ->
-                       <-  ["ACK"]                                  (or REJECT)
+                       <-  ["ACK", hmac(cookie, "acceptor", challenge_i, names, creations)]
+                                                                    (or REJECT)
 
-Either side may send ``["REJECT", reason]`` instead of its next message
-(after a failed check). The cookie is never sent; the direction label in the
-digests stops a peer from reflecting the acceptor's digest back as its reply,
-and fresh random challenges stop replays.
+The connecting side proves the cookie first, as in OTP: nothing the acceptor
+sends before it has checked the initiator's proof depends on the cookie, so a
+client that holds a cluster certificate but not the cookie gets nothing to
+guess the cookie from offline. Either side may send ``["REJECT", reason]``
+instead of its next message (after a failed check or a decision). The cookie
+is never sent; the direction label in the digests stops a peer from
+reflecting one side's digest back as the other's, and fresh random
+challenges stop replays.
+
+The acceptor decides twice: on :class:`PeerHello` (go on, or refuse) and on
+:class:`PeerProved`, once the initiator has proved the cookie (establish, or
+refuse). Only the second decision may disturb anything the node holds, such
+as a live session with a node of the same name (OTP's ``up_pending``).
+``alive`` in the CHALLENGE is OTP's ``alive`` status: the acceptor has a live
+session with this very initiator (same name and creation) and replaces it
+only if the initiator, which is dialling, confirms that it has none (the
+initiator gets :class:`PeerAlive` and answers with ``accept`` or ``reject``).
 
 Two of the acceptor's refusals are not failures but the outcome of a
 connection race (semantics rule 24): :data:`REFUSE_SIMULTANEOUS` and
@@ -45,14 +58,18 @@ __all__ = [
     "INITIATOR",
     "LostRace",
     "PROTOCOL_VERSION",
+    "PeerAlive",
     "PeerHello",
+    "PeerProved",
     "REFUSE_ALREADY_CONNECTED",
     "REFUSE_SIMULTANEOUS",
     "printable",
     "simultaneous_connect_winner",
 ]
 
-PROTOCOL_VERSION = 1
+# 2: the initiator proves the cookie first (the acceptor's proof moved to ACK);
+# the CHALLENGE carries the acceptor's ``alive`` status.
+PROTOCOL_VERSION = 2
 HANDSHAKE_MAX_FRAME_SIZE = 4096
 
 INITIATOR = "initiator"
@@ -119,6 +136,31 @@ class PeerHello(NamedTuple):
     address: str
 
 
+class PeerProved(NamedTuple):
+    """Acceptor only: the initiator proved that it knows the cookie.
+
+    The caller must now call :meth:`Handshake.accept` (send ACK: the
+    handshake is established) or :meth:`Handshake.reject`.
+    """
+
+    name: str
+    creation: int
+    address: str
+
+
+class PeerAlive(NamedTuple):
+    """Initiator only: the acceptor has a live session with us (our name and creation).
+
+    It goes on (and then replaces that session) only if we confirm that we
+    have none: :meth:`Handshake.accept` to go on, :meth:`Handshake.reject`
+    (with :data:`REFUSE_ALREADY_CONNECTED`) when we are connected after all.
+    """
+
+    name: str
+    creation: int
+    address: str
+
+
 class Established(NamedTuple):
     """The handshake succeeded; the session may start.
 
@@ -140,8 +182,12 @@ _hs_pack = msgpack.Packer(use_bin_type=True, strict_types=True, autoreset=True).
 _AWAIT_HELLO = "await hello"
 _AWAIT_DECISION = "await accept/reject"
 _AWAIT_CHALLENGE = "await challenge"
+_AWAIT_CONTINUE = "await accept/reject of an alive acceptor"
 _AWAIT_REPLY = "await reply"
+_AWAIT_CONFIRM = "await accept/reject of a proved peer"
 _AWAIT_ACK = "await ack"
+_DECISIONS = (_AWAIT_DECISION, _AWAIT_CONTINUE, _AWAIT_CONFIRM)
+_WAITING = (_AWAIT_HELLO, _AWAIT_CHALLENGE, _AWAIT_REPLY, _AWAIT_ACK) + _DECISIONS
 _ESTABLISHED = "established"
 _REJECTED = "rejected"
 _FAILED = "failed"
@@ -165,8 +211,10 @@ class Handshake:
 
     Usage: write :meth:`data_to_send` to the peer whenever it is non-empty,
     pass received bytes to :meth:`receive_data`, and drain :meth:`next_event`.
-    An acceptor gets :class:`PeerHello` first and must answer with
-    :meth:`accept` or :meth:`reject`; both sides end with :class:`Established`.
+    An acceptor gets :class:`PeerHello`, then :class:`PeerProved`, and must
+    answer each with :meth:`accept` or :meth:`reject`; an initiator may get
+    :class:`PeerAlive`, answered the same way. Both sides end with
+    :class:`Established`.
 
     On :class:`HandshakeError`, :meth:`data_to_send` may still hold a REJECT
     telling the peer why: send it (best effort) before closing.
@@ -237,6 +285,11 @@ class Handshake:
         """True once the handshake succeeded."""
         return self._state == _ESTABLISHED
 
+    @property
+    def deciding(self) -> bool:
+        """True while an event waits for :meth:`accept` or :meth:`reject`."""
+        return self._state in _DECISIONS
+
     def data_to_send(self) -> bytes:
         """Return (and forget) the bytes to write to the peer; ``b''`` if none."""
         out = b"".join(self._out)
@@ -264,42 +317,51 @@ class Handshake:
         self._inbuf += data
         self._process_or_fail()
 
-    def next_event(self) -> Optional[Union[PeerHello, Established]]:
+    def next_event(self) -> Optional[Union[PeerHello, PeerProved, PeerAlive, Established]]:
         """Return the next event, or None when more data is needed (or we are done)."""
         return self._events.pop(0) if self._events else None
 
-    def accept(self) -> None:
-        """Acceptor: go on with the peer announced by :class:`PeerHello` (send CHALLENGE).
+    def accept(self, *, alive: bool = False) -> None:
+        """Go on after the event waiting for a decision.
+
+        After :class:`PeerHello` (acceptor): send the CHALLENGE; ``alive``
+        tells the initiator that we have a live session with it (its name and
+        creation), which we replace only if it confirms. After
+        :class:`PeerProved` (acceptor): send the ACK, with our proof; the
+        handshake is established. After :class:`PeerAlive` (initiator): send
+        our REPLY, with our proof.
 
         Raises:
-            RuntimeError: not waiting for a decision.
+            RuntimeError: no event waits for a decision.
             HandshakeError: the handshake already failed.
         """
         self._require_decision()
         assert self.peer_name is not None and self.peer_creation is not None
-        self._my_challenge = self._new_challenge()
-        proof = self._digest(
-            _LABEL_ACCEPTOR,
-            self._peer_challenge,
-            self.peer_name,
-            self.name,
-            self.peer_creation,
-            self.creation,
-        )
-        self._send(["CHALLENGE", self.name, self.creation, self.address, self._my_challenge, proof])
-        self._state = _AWAIT_REPLY
+        if self._state == _AWAIT_DECISION:
+            self._my_challenge = self._new_challenge()
+            # Nothing here depends on the cookie: the initiator proves it first.
+            self._send(["CHALLENGE", self.name, self.creation, self.address, self._my_challenge, bool(alive)])
+            self._state = _AWAIT_REPLY
+        elif self._state == _AWAIT_CONFIRM:
+            proof = self._digest(
+                _LABEL_ACCEPTOR, self._peer_challenge, self.peer_name, self.name, self.peer_creation, self.creation
+            )
+            self._send(["ACK", proof])
+            self._establish()
+        else:  # _AWAIT_CONTINUE
+            self._send_reply()
         # The peer cannot have sent anything valid yet, but process what is buffered
         # so that junk sent early is reported now rather than on the next read.
         self._process_or_fail()
 
     def reject(self, reason: str) -> None:
-        """Acceptor: refuse the peer announced by :class:`PeerHello` (send REJECT).
+        """Refuse the peer after the event waiting for a decision (send REJECT).
 
         Args:
             reason: why, for the peer's log (e.g. ``'already connected'``).
 
         Raises:
-            RuntimeError: not waiting for a decision.
+            RuntimeError: no event waits for a decision.
             HandshakeError: the handshake already failed.
         """
         self._require_decision()
@@ -311,7 +373,7 @@ class Handshake:
     def _require_decision(self) -> None:
         if self._error is not None:
             raise self._error
-        if self.role != ACCEPTOR or self._state != _AWAIT_DECISION:
+        if self._state not in _DECISIONS:
             raise RuntimeError(f"accept()/reject() called in state {self._state!r} of the {self.role}")
 
     def _new_challenge(self) -> bytes:
@@ -372,11 +434,12 @@ class Handshake:
     def _process(self) -> None:
         # One frame at a time: after the last handshake frame, the rest of the
         # stream belongs to the session (and may use a larger frame size).
-        while self._state in (_AWAIT_HELLO, _AWAIT_CHALLENGE, _AWAIT_REPLY, _AWAIT_ACK, _AWAIT_DECISION):
-            if self._state == _AWAIT_DECISION:
+        while self._state in _WAITING:
+            if self._state in _DECISIONS:
                 if len(self._inbuf):
                     raise self._fail(
-                        "the peer sent data before our challenge",
+                        "the peer sent data before our "
+                        + ("challenge" if self._state == _AWAIT_DECISION else "answer"),
                         "bad_data",
                     )
                 return
@@ -417,6 +480,13 @@ class Handshake:
     def _malformed(self, what: str) -> HandshakeError:
         return self._fail(f"the peer sent bad data during the handshake: malformed {what}", "bad_data")
 
+    def _cookie_mismatch(self) -> HandshakeError:
+        return self._fail(
+            f"cookie mismatch: {printable(self.peer_name or '?')} could not prove it knows our cookie",
+            "cookie",
+            tell_peer="cookie mismatch: our cookies differ",
+        )
+
     def _on_hello(self, message: List[Any]) -> None:
         # The version is checked before the layout, which a later version may change.
         if len(message) < 2 or not _is_int(message[1]):
@@ -456,10 +526,10 @@ class Handshake:
             and _is_int(message[2])
             and type(message[3]) is str
             and _is_challenge(message[4])
-            and type(message[5]) is bytes
+            and type(message[5]) is bool
         ):
             raise self._malformed("CHALLENGE")
-        _, name, creation, address, challenge, proof = message
+        _, name, creation, address, challenge, alive = message
         if self.expected_peer is not None and name != self.expected_peer:
             raise self._fail(
                 f"connected to {self.expected_peer}, but the peer says it is {printable(name)}",
@@ -472,22 +542,26 @@ class Handshake:
                 "name",
                 tell_peer=f"name clash: we are {self.name}",
             )
-        expected = self._digest(_LABEL_ACCEPTOR, self._my_challenge, self.name, name, self.creation, creation)
-        if not hmac.compare_digest(proof, expected):
-            raise self._fail(
-                f"cookie mismatch: {printable(name)} could not prove it knows our cookie",
-                "cookie",
-                tell_peer="cookie mismatch: our cookies differ",
-            )
         self.peer_name, self.peer_creation, self.peer_address = name, creation, address
-        reply = self._digest(_LABEL_INITIATOR, challenge, self.name, name, self.creation, creation)
+        self._peer_challenge = challenge
+        if alive:
+            self._state = _AWAIT_CONTINUE
+            self._events.append(PeerAlive(name, creation, address))
+        else:
+            self._send_reply()
+
+    def _send_reply(self) -> None:
+        assert self.peer_name is not None and self.peer_creation is not None
+        reply = self._digest(
+            _LABEL_INITIATOR, self._peer_challenge, self.name, self.peer_name, self.creation, self.peer_creation
+        )
         self._send(["REPLY", reply])
         self._state = _AWAIT_ACK
 
     def _on_reply(self, message: List[Any]) -> None:
         if len(message) != 2 or type(message[1]) is not bytes:
             raise self._malformed("REPLY")
-        assert self.peer_name is not None and self.peer_creation is not None
+        assert self.peer_name is not None and self.peer_creation is not None and self.peer_address is not None
         expected = self._digest(
             _LABEL_INITIATOR,
             self._my_challenge,
@@ -497,17 +571,19 @@ class Handshake:
             self.creation,
         )
         if not hmac.compare_digest(message[1], expected):
-            raise self._fail(
-                f"cookie mismatch: {printable(self.peer_name)} could not prove it knows our cookie",
-                "cookie",
-                tell_peer="cookie mismatch: our cookies differ",
-            )
-        self._send(["ACK"])
-        self._establish()
+            raise self._cookie_mismatch()
+        self._state = _AWAIT_CONFIRM
+        self._events.append(PeerProved(self.peer_name, self.peer_creation, self.peer_address))
 
     def _on_ack(self, message: List[Any]) -> None:
-        if len(message) != 1:
+        if len(message) != 2 or type(message[1]) is not bytes:
             raise self._malformed("ACK")
+        assert self.peer_name is not None and self.peer_creation is not None
+        expected = self._digest(
+            _LABEL_ACCEPTOR, self._my_challenge, self.name, self.peer_name, self.creation, self.peer_creation
+        )
+        if not hmac.compare_digest(message[1], expected):
+            raise self._cookie_mismatch()
         self._establish()
 
     def _establish(self) -> None:

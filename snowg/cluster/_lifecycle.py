@@ -20,7 +20,7 @@ from .._core import remote as _remote
 from .._core.terms import NONODE
 from .._errors import NodeError
 from . import _nodestate
-from ._connect import handle_incoming
+from ._connect import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDRESS, handle_incoming
 from ._certfiles import TLSSpec
 from ._cookie import resolve_cookie
 from ._dispatch import on_frames
@@ -30,7 +30,7 @@ from ._nodemon import stop_callbacks
 from ._nodestate import Node, NodeState
 from ._router import Router
 from ._session import DEFAULT_DIST_BUFFER_SIZE
-from ._tls import client_context, load_tls, server_context
+from ._tls import client_context, is_node_certificate, load_tls, server_context
 
 __all__ = [
     "DEFAULT_DIST_BUFFER_SIZE",
@@ -60,6 +60,9 @@ def start_node(
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     listen_host: Optional[str] = None,
     dist_buffer_size: int = DEFAULT_DIST_BUFFER_SIZE,
+    max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+    max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    check_peer_names: Optional[bool] = None,
 ) -> Node:
     """Make this OS process the node ``name`` (``'alice@127.0.0.1'``) and start listening.
 
@@ -79,6 +82,13 @@ def start_node(
             Erlang's ``+zdbbl``). A process that sends a message while more wait
             is suspended until the queue drains below it; the runtime's own
             signals and senders that are not processes are queued over it.
+        max_handshakes: incoming connections that may be handshaking (TLS, then
+            the cookie) at once; one more is closed at once, with a log line.
+        max_handshakes_per_address: of those, how many may come from one address.
+        check_peer_names: refuse a peer whose certificate is not issued to the
+            node name it claims (its CN, as ``snowg certs --node`` writes it).
+            Default: on when this node's own certificate is issued to it, off
+            with the generic certificate.
 
     Raises:
         NodeError: already started, a bad name, bad certificates or cookie,
@@ -92,12 +102,20 @@ def start_node(
         raise NodeError(str(exc)) from None
     if tick <= 0:
         raise NodeError("tick must be positive")
+    for option, value in (
+        ("max_handshakes", max_handshakes),
+        ("max_handshakes_per_address", max_handshakes_per_address),
+    ):
+        if type(value) is not int or value <= 0:
+            raise NodeError(f"{option} must be a positive integer, not {value!r}")
     if type(dist_buffer_size) is not int or dist_buffer_size <= 0:
         raise NodeError(f"dist_buffer_size must be a positive number of bytes, not {dist_buffer_size!r}")
     cookie = resolve_cookie(cookie)
     cfg = load_tls(tls, name, default_dir=None)
     server_ctx = server_context(cfg)
     client_ctx = client_context(cfg)
+    if check_peer_names is None:
+        check_peer_names = is_node_certificate(cfg, name)
     creation = _new_creation()
     try:
         server = StreamServer((listen_host or host, port), handle_incoming)
@@ -115,6 +133,9 @@ def start_node(
         on_frames,
         server=server,
         dist_buffer_size=dist_buffer_size,
+        max_handshakes=max_handshakes,
+        max_handshakes_per_address=max_handshakes_per_address,
+        check_peer_names=bool(check_peer_names),
     )
     _nodestate.current = st
     _remote.rename_local_pids(name, creation)

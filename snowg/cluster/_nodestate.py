@@ -71,6 +71,12 @@ class NodeState:
         server: the listening server.
         stopping: True once ``stop_node`` began.
         dist_buffer_size: bytes a session may hold queued before sending processes are suspended.
+        max_handshakes: incoming connections this node lets handshake at once.
+        max_handshakes_per_address: of those, how many may come from one address.
+        check_peer_names: a peer's certificate must name the node it claims to be.
+        handshakes: the incoming connections handshaking now, by source address.
+        accepting: per claimed name, an event for each incoming handshake past its
+            HELLO, set when that handshake ends.
     """
 
     info: Node
@@ -89,6 +95,11 @@ class NodeState:
     server: Optional[StreamServer] = None
     stopping: bool = False
     dist_buffer_size: int = DEFAULT_DIST_BUFFER_SIZE
+    max_handshakes: int = 64
+    max_handshakes_per_address: int = 16
+    check_peer_names: bool = False
+    handshakes: Dict[str, int] = field(default_factory=dict)
+    accepting: Dict[str, List[Event]] = field(default_factory=dict)
 
 
 current: Optional[NodeState] = None

@@ -9,7 +9,8 @@ them (so a bad setup fails at start with a message naming the file);
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, FrozenSet
 
 from .._errors import NodeError
 from ._certfiles import PathLike, TLSConfig, TLSSpec, resolve_tls
@@ -17,7 +18,15 @@ from ._certfiles import PathLike, TLSConfig, TLSSpec, resolve_tls
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["TLSConfig", "client_context", "load_tls", "server_context"]
+__all__ = [
+    "TLSConfig",
+    "client_context",
+    "is_node_certificate",
+    "load_tls",
+    "names_peer",
+    "peer_certificate_names",
+    "server_context",
+]
 
 logger = logging.getLogger("snowg")
 
@@ -125,3 +134,39 @@ def client_context(cfg: TLSConfig) -> ssl.SSLContext:
         NodeError: OpenSSL cannot load the CA, certificate or key.
     """
     return _context(cfg, server=False)
+
+
+def is_node_certificate(cfg: TLSConfig, node_name: str) -> bool:
+    """True when ``cfg``'s certificate is issued to the node ``node_name`` (``snowg certs --node``).
+
+    The generic certificate every node may use (CN ``snowg node``) is not.
+    A node whose certificate is its own checks by default that each peer's
+    names the node the peer claims to be (``start_node(check_peer_names=...)``).
+
+    Raises:
+        NodeError: the certificate cannot be read.
+    """
+    from ._certcheck import certificate_names
+
+    return node_name in certificate_names(Path(cfg.cert))
+
+
+def peer_certificate_names(sock: Any) -> FrozenSet[str]:
+    """The names the peer's verified certificate on ``sock`` is issued to (CNs, DNS and URI SANs).
+
+    Empty when there is none (no TLS, or no certificate).
+    """
+    try:
+        cert = sock.getpeercert()
+    except (AttributeError, ValueError, OSError):
+        return frozenset()
+    if not cert:
+        return frozenset()
+    names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+    names += [value for key, value in cert.get("subjectAltName", ()) if key in ("DNS", "URI")]
+    return frozenset(str(n) for n in names)
+
+
+def names_peer(sock: Any, name: str) -> bool:
+    """True when the certificate the peer on ``sock`` presented is issued to the node ``name``."""
+    return name in peer_certificate_names(sock)

@@ -33,7 +33,9 @@ from snowg.cluster._handshake import (
     Handshake,
     HandshakeError,
     LostRace,
+    PeerAlive,
     PeerHello,
+    PeerProved,
     simultaneous_connect_winner,
 )
 from snowg.ws._rooms import ROOM_BROADCAST  # registers the rooms' frame, as importing snowg.ws does
@@ -322,7 +324,7 @@ def _pump(src: Handshake, dst: Handshake, byte_by_byte: bool = False) -> List[An
             if ev is None:
                 break
             events.append(ev)
-            if isinstance(ev, PeerHello):
+            if isinstance(ev, (PeerHello, PeerProved, PeerAlive)):
                 dst.accept()
     return events
 
@@ -340,7 +342,11 @@ def _run(init: Handshake, acc: Handshake, byte_by_byte: bool = False) -> Tuple[L
 def test_handshake_completes(byte_by_byte: bool) -> None:
     init, acc = _pair(expected_peer="bob@h")
     ievents, aevents = _run(init, acc, byte_by_byte)
-    assert aevents == [PeerHello("alice@h", 11, "h:1"), Established("alice@h", 11, "h:1")]
+    assert aevents == [
+        PeerHello("alice@h", 11, "h:1"),
+        PeerProved("alice@h", 11, "h:1"),
+        Established("alice@h", 11, "h:1"),
+    ]
     assert ievents == [Established("bob@h", 22, "h:2")]
     assert init.established and acc.established
     assert init.trailing_data == b"" and acc.trailing_data == b""
@@ -353,7 +359,7 @@ def test_cookie_is_never_sent() -> None:
         data = init.data_to_send()
         wire += data
         acc.receive_data(data)
-        if isinstance(acc.next_event(), PeerHello):
+        if isinstance(acc.next_event(), (PeerHello, PeerProved)):
             acc.accept()
         data = acc.data_to_send()
         wire += data
@@ -369,6 +375,8 @@ def test_bytes_after_the_last_handshake_frame_are_kept_for_the_session() -> None
     acc.accept()
     init.receive_data(acc.data_to_send())
     acc.receive_data(init.data_to_send())
+    assert isinstance(acc.next_event(), PeerProved)
+    acc.accept()
     assert isinstance(acc.next_event(), Established)
     # Session frames may be larger than the handshake's frame limit.
     session = encode_frame([P.SEND, PID_A, b"x" * 10_000]) + encode_frame([P.TICK])
@@ -380,24 +388,76 @@ def test_bytes_after_the_last_handshake_frame_are_kept_for_the_session() -> None
     assert FrameDecoder().feed(init.trailing_data) == [[P.SEND, PID_A, b"x" * 10_000], [P.TICK]]
 
 
-def test_wrong_cookie_fails_on_the_initiator_with_a_cookie_reason() -> None:
+def test_the_initiator_proves_the_cookie_first() -> None:
+    """OTP's order: nothing the acceptor sends before the initiator's proof depends on the cookie.
+
+    Two acceptors with different cookies and the same random source answer a
+    HELLO with the same bytes; only after a good REPLY does the acceptor send
+    its own proof.
+    """
+    hello = Handshake("initiator", "alice@h", 11, COOKIE, address="h:1", rand=_counter_rand()).data_to_send()
+    sent = []
+    for cookie in (COOKIE, "a different cookie"):
+        acc = Handshake("acceptor", "bob@h", 22, cookie, address="h:2", rand=_counter_rand())
+        acc.receive_data(hello)
+        assert acc.next_event() == PeerHello("alice@h", 11, "h:1")
+        assert acc.data_to_send() == b""
+        acc.accept()
+        sent.append(acc.data_to_send())
+        assert acc.next_event() is None and not acc.established
+    assert sent[0] == sent[1]
+    (challenge,) = FrameDecoder().feed(sent[0])
+    assert challenge[0] == "CHALLENGE" and len(challenge) == 6 and challenge[5] is False  # no proof in it
+    # The initiator's REPLY carries its proof; only a good one gets the acceptor's.
+    init, acc = _pair()
+    acc.receive_data(init.data_to_send())
+    acc.next_event()
+    acc.accept()
+    init.receive_data(acc.data_to_send())
+    reply = init.data_to_send()
+    assert FrameDecoder().feed(reply)[0][0] == "REPLY"
+    acc.receive_data(reply)
+    assert acc.next_event() == PeerProved("alice@h", 11, "h:1")
+    assert acc.data_to_send() == b""  # nothing until the node decides
+    acc.accept()
+    (ack,) = FrameDecoder().feed(acc.data_to_send())
+    assert ack[0] == "ACK" and type(ack[1]) is bytes and len(ack[1]) == 32
+
+
+def test_wrong_cookie_fails_on_the_acceptor_before_it_proves_anything() -> None:
     init, acc = _pair(icookie="one", acookie="two")
     acc.receive_data(init.data_to_send())
     assert isinstance(acc.next_event(), PeerHello)
     acc.accept()
+    init.receive_data(acc.data_to_send())
     with pytest.raises(HandshakeError, match="cookie mismatch") as info:
-        init.receive_data(acc.data_to_send())
-    assert info.value.kind == "cookie"
-    assert "bob@h" in info.value.reason
-    assert not init.established
-    # The initiator tells the acceptor why; the acceptor fails too.
-    with pytest.raises(HandshakeError, match="peer rejected us: cookie mismatch") as info2:
         acc.receive_data(init.data_to_send())
+    assert info.value.kind == "cookie"
+    assert "alice@h" in info.value.reason
+    assert not acc.established and acc.next_event() is None
+    # The acceptor tells the initiator why, and nothing else: no proof of its own.
+    out = acc.data_to_send()
+    assert FrameDecoder().feed(out) == [["REJECT", "cookie mismatch: our cookies differ"]]
+    with pytest.raises(HandshakeError, match="peer rejected us: cookie mismatch") as info2:
+        init.receive_data(out)
     assert info2.value.kind == "rejected"
-    assert not acc.established
+    assert not init.established
     # Failures are sticky.
     with pytest.raises(HandshakeError, match="cookie mismatch"):
-        init.receive_data(b"")
+        acc.receive_data(b"")
+
+
+def test_initiator_detects_a_wrong_ack() -> None:
+    init, acc = _pair()
+    acc.receive_data(init.data_to_send())
+    acc.next_event()
+    acc.accept()
+    init.receive_data(acc.data_to_send())
+    init.data_to_send()
+    with pytest.raises(HandshakeError, match="cookie mismatch") as info:
+        init.receive_data(encode_frame(["ACK", b"\x00" * 32]))
+    assert info.value.kind == "cookie" and "bob@h" in info.value.reason
+    assert not init.established
 
 
 def test_acceptor_detects_a_wrong_reply() -> None:
@@ -411,6 +471,47 @@ def test_acceptor_detects_a_wrong_reply() -> None:
     assert info.value.kind == "cookie"
     with pytest.raises(HandshakeError, match="peer rejected us: cookie mismatch"):
         init.receive_data(acc.data_to_send())
+
+
+def test_acceptor_may_refuse_a_proved_peer() -> None:
+    """The second decision: a node that is connected meanwhile refuses with a connection-race reason."""
+    init, acc = _pair()
+    acc.receive_data(init.data_to_send())
+    acc.next_event()
+    acc.accept()
+    init.receive_data(acc.data_to_send())
+    acc.receive_data(init.data_to_send())
+    assert isinstance(acc.next_event(), PeerProved)
+    acc.reject(REFUSE_ALREADY_CONNECTED)
+    assert not acc.established and acc.next_event() is None
+    with pytest.raises(LostRace):
+        init.receive_data(acc.data_to_send())
+
+
+@pytest.mark.parametrize("go_on", [True, False])
+def test_alive_acceptor_asks_the_initiator(go_on: bool) -> None:
+    """OTP's alive status: the acceptor has a session with this initiator; the initiator says whether to go on."""
+    init, acc = _pair()
+    acc.receive_data(init.data_to_send())
+    acc.next_event()
+    acc.accept(alive=True)
+    (challenge,) = FrameDecoder().feed(acc.data_to_send())
+    assert challenge[5] is True
+    init.receive_data(encode_frame(challenge))
+    assert init.next_event() == PeerAlive("bob@h", 22, "h:2")
+    assert init.data_to_send() == b""  # no proof before the decision
+    if go_on:
+        init.accept()
+        acc.receive_data(init.data_to_send())
+        assert isinstance(acc.next_event(), PeerProved)
+        acc.accept()
+        init.receive_data(acc.data_to_send())
+        assert init.established and acc.established
+    else:
+        init.reject(REFUSE_ALREADY_CONNECTED)
+        with pytest.raises(LostRace):
+            acc.receive_data(init.data_to_send())
+        assert not init.established
 
 
 def test_acceptor_reject_reaches_the_initiator() -> None:
@@ -452,37 +553,21 @@ def test_accept_and_reject_need_a_peer_hello() -> None:
         acc.accept()
     with pytest.raises(RuntimeError):
         init.reject("no")
+    with pytest.raises(RuntimeError):
+        init.accept()
 
 
-def test_reflected_digest_fails() -> None:
-    # An attacker without the cookie plays the initiator and sends the
-    # acceptor's own proof back as its reply.
-    attacker = Handshake("initiator", "mallory@h", 1, "guess", rand=_counter_rand())
-    acc = Handshake("acceptor", "bob@h", 22, COOKIE)
-    acc.receive_data(attacker.data_to_send())
-    acc.next_event()
-    acc.accept()
-    (challenge,) = FrameDecoder().feed(acc.data_to_send())
-    assert challenge[0] == "CHALLENGE"
+def test_reflected_reply_is_no_ack() -> None:
+    # An attacker without the cookie plays the acceptor, makes the initiator
+    # prove itself over the initiator's own challenge, and sends that proof
+    # back as its ACK: the direction label tells them apart.
+    init = Handshake("initiator", "alice@h", 11, COOKIE, expected_peer="bob@h")
+    (hello,) = FrameDecoder().feed(init.data_to_send())
+    init.receive_data(encode_frame(["CHALLENGE", "bob@h", 22, "h:2", hello[5], False]))
+    (reply,) = FrameDecoder().feed(init.data_to_send())
     with pytest.raises(HandshakeError, match="cookie mismatch"):
-        acc.receive_data(encode_frame(["REPLY", challenge[5]]))
-
-
-def test_reflected_challenge_gives_no_usable_proof() -> None:
-    # The attacker asks a second acceptor to prove itself over the first
-    # acceptor's challenge, and replays that proof as its reply.
-    acc1 = Handshake("acceptor", "bob@h", 22, COOKIE)
-    acc1.receive_data(encode_frame(["HELLO", PROTOCOL_VERSION, "mallory@h", 1, "", b"\x01" * 32]))
-    acc1.next_event()
-    acc1.accept()
-    (challenge1,) = FrameDecoder().feed(acc1.data_to_send())
-    acc2 = Handshake("acceptor", "bob@h", 22, COOKIE)
-    acc2.receive_data(encode_frame(["HELLO", PROTOCOL_VERSION, "mallory@h", 1, "", challenge1[4]]))
-    acc2.next_event()
-    acc2.accept()
-    (challenge2,) = FrameDecoder().feed(acc2.data_to_send())
-    with pytest.raises(HandshakeError, match="cookie mismatch"):
-        acc1.receive_data(encode_frame(["REPLY", challenge2[5]]))
+        init.receive_data(encode_frame(["ACK", reply[1]]))
+    assert not init.established
 
 
 def test_replayed_reply_fails() -> None:
@@ -494,7 +579,7 @@ def test_replayed_reply_fails() -> None:
     init.receive_data(acc.data_to_send())
     recorded = init.data_to_send()
     acc.receive_data(recorded)
-    assert isinstance(acc.next_event(), Established)
+    assert isinstance(acc.next_event(), PeerProved)
 
     init2 = Handshake("initiator", "alice@h", 11, "unknown cookie", address="h:1")
     acc2 = Handshake("acceptor", "bob@h", 22, COOKIE)
@@ -556,6 +641,7 @@ def test_oversize_handshake_frame(role: str) -> None:
         ("acceptor", [1, 2, 3]),
         ("acceptor", "HELLO"),
         ("initiator", ["ACK"]),
+        ("initiator", ["CHALLENGE", "bob@h", 2, "", b"\x00" * 32, b"not a bool"]),
         ("initiator", ["CHALLENGE", "bob@h", 2, "", b"\x00" * 32]),
         ("initiator", ["REJECT"]),
         ("initiator", ["REJECT", 5]),
@@ -624,7 +710,7 @@ def _fuzz_handshake(hs: Handshake, chunks) -> None:
                 ev = hs.next_event()
                 if ev is None:
                     break
-                if isinstance(ev, PeerHello):
+                if isinstance(ev, (PeerHello, PeerProved, PeerAlive)):
                     hs.accept()
             hs.data_to_send()
     except ProtocolError:
@@ -642,8 +728,10 @@ _handshake_streams = st.one_of(
         st.sampled_from(
             [
                 ["HELLO", PROTOCOL_VERSION, "alice@h", 11, "h:1", b"\x01" * 32],
-                ["CHALLENGE", "bob@h", 22, "h:2", b"\x02" * 32, b"\x03" * 32],
+                ["CHALLENGE", "bob@h", 22, "h:2", b"\x02" * 32, False],
+                ["CHALLENGE", "bob@h", 22, "h:2", b"\x02" * 32, True],
                 ["REPLY", b"\x04" * 32],
+                ["ACK", b"\x05" * 32],
                 ["ACK"],
                 ["REJECT", "go away"],
                 ["HELLO", 2, "x"],
@@ -675,7 +763,7 @@ def test_mutated_handshake_transcripts_raise_only_protocol_errors(data: st.DataO
         out = init.data_to_send()
         transcript.append(("to_acceptor", out))
         acc.receive_data(out)
-        if isinstance(acc.next_event(), PeerHello):
+        if isinstance(acc.next_event(), (PeerHello, PeerProved)):
             acc.accept()
         out = acc.data_to_send()
         transcript.append(("to_initiator", out))
