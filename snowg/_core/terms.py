@@ -87,12 +87,13 @@ class Pid:
 class Ref:
     """A unique reference (monitor references, call tags): ``Ref(node, id, creation)``."""
 
-    __slots__ = ("node", "id", "creation")
+    __slots__ = ("node", "id", "creation", "_hash")
 
     def __init__(self, node: str, id: int, creation: int = 0) -> None:
         self.node = node
         self.id = id
         self.creation = creation
+        self._hash: Optional[int] = None
 
     def __eq__(self, other: object) -> bool:
         if self is other:
@@ -106,8 +107,12 @@ class Ref:
 
     def __hash__(self) -> int:
         # Node first: its str hash is salted per process, so a peer cannot make
-        # refs that collide. (Refs are never renamed, unlike local pids.)
-        return hash((self.node, self.id, self.creation))
+        # refs that collide. Refs are never renamed (unlike local pids): the
+        # hash is computed once and kept.
+        h = self._hash
+        if h is None:
+            h = self._hash = hash((self.node, self.id, self.creation))
+        return h
 
     def __repr__(self) -> str:
         return f"#Ref<{self.node}.{self.id}.{self.creation}>"

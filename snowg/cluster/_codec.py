@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import struct
 from itertools import chain, compress
+from operator import itemgetter
 from typing import Any, Callable, Dict, List, Tuple
 
 import msgpack
@@ -412,6 +413,30 @@ class _Decoding:
             self._spend(0)  # raises
         return d
 
+    def pairs_hook(self, pairs: List[Tuple[Any, Any]]) -> Any:
+        # The careful path for maps of more than _FAST_MAP_LEN entries (see decode()).
+        n = len(pairs)
+        self.budget -= _W_DICT_ITEM * n + (_W_DICT_ONE if n else _W_DICT)
+        self.built += 1
+        self.plain += 1
+        if self.budget < 0:
+            self._spend(0)  # raises
+        if n > _FAST_MAP_LEN:
+            # Keys whose hashes collide make building a dict quadratic (ints
+            # that are multiples of 2**61 - 1, crafted tuples of ints: their
+            # hashes are not salted). Count distinct hashes first.
+            distinct = len(set(map(hash, map(_first, pairs))))
+            if n - distinct > _MAX_COLLISIONS:
+                raise CodecError(f"a map of {n} entries whose keys have only {distinct} distinct hashes")
+        return dict(pairs)
+
+
+_first = itemgetter(0)
+# Maps up to this size are built by msgpack's C code directly (colliding keys
+# cost at most 16 * 16 / 2 comparisons per map); larger ones go through pairs_hook.
+_FAST_MAP_LEN = 16
+_MAX_COLLISIONS = 16
+
 
 def _too_deep(term: Any) -> bool:
     """True when ``term`` nests lists, tuples and dicts deeper than :data:`MAX_DEPTH`.
@@ -473,18 +498,36 @@ def decode(data: Any) -> Any:
     """
     hooks = _Decoding(len(data))
     try:
-        term = msgpack.unpackb(
-            data,
-            ext_hook=hooks.ext_hook,
-            list_hook=hooks.list_hook,
-            object_hook=hooks.object_hook,
-            raw=False,
-            strict_map_key=False,
-            # A peer could send msgpack's timestamp ext (-1), which bypasses
-            # ext_hook; as an int (nanoseconds) it is at least a valid term.
-            timestamp=2,
-            max_ext_len=_MAX_EXT,
-        )
+        try:
+            term = msgpack.unpackb(
+                data,
+                ext_hook=hooks.ext_hook,
+                list_hook=hooks.list_hook,
+                object_hook=hooks.object_hook,
+                raw=False,
+                strict_map_key=False,
+                # A peer could send msgpack's timestamp ext (-1), which bypasses
+                # ext_hook; as an int (nanoseconds) it is at least a valid term.
+                timestamp=2,
+                max_ext_len=_MAX_EXT,
+                max_map_len=_FAST_MAP_LEN,
+            )
+        except ValueError as exc:
+            if "max_map_len" not in str(exc):
+                raise
+            # A map of more than _FAST_MAP_LEN entries: decode again, building
+            # the maps in pairs_hook, which checks their keys first.
+            hooks = _Decoding(len(data))
+            term = msgpack.unpackb(
+                data,
+                ext_hook=hooks.ext_hook,
+                list_hook=hooks.list_hook,
+                object_pairs_hook=hooks.pairs_hook,
+                raw=False,
+                strict_map_key=False,
+                timestamp=2,
+                max_ext_len=_MAX_EXT,
+            )
     except CodecError:
         raise
     except ValueError as exc:

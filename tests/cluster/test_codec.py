@@ -351,3 +351,42 @@ def test_mutated_encodings_raise_only_codec_error(term: Any, data: st.DataObject
             decode(candidate)
         except CodecError:
             pass
+
+
+# --- bounds -------------------------------------------------------------------
+
+_P = 2**61 - 1  # every multiple of it hashes to 0
+
+
+def test_map_with_colliding_keys_is_refused() -> None:
+    keys = [(2**64 + k) * _P for k in range(100)]  # big ints, all of hash 0
+    with pytest.raises(CodecError, match="a map of 100 entries whose keys have only 1 distinct hashes"):
+        decode(b"\xde" + struct.pack(">H", len(keys)) + b"".join(encode(k) + b"\xc0" for k in keys))
+    # Up to 16 entries a map is built directly: at most 16 * 16 / 2 comparisons.
+    assert decode(encode(dict.fromkeys(keys[:16]))) == dict.fromkeys(keys[:16])
+
+
+def test_large_and_many_maps_decode() -> None:
+    big = {f"k{i}": [i] for i in range(10000)}
+    assert decode(encode(big)) == big
+    many = [{f"k{i}": i for i in range(20)} for _ in range(500)]
+    assert decode(encode(many)) == many
+    mixed = {(i, "x"): Pid("a@b", i, 1) for i in range(1000)}
+    assert decode(encode(mixed)) == mixed
+
+
+def test_pid_and_ref_hash_on_node_creation_and_id() -> None:
+    pids = [Pid("a@b", 7, c) for c in range(2000)] + [Pid(f"n{i}@b", 7, 0) for i in range(2000)]
+    refs = [Ref("a@b", 7, c) for c in range(2000)] + [Ref(f"n{i}@b", 7, 0) for i in range(2000)]
+    assert len({hash(p) for p in pids}) == len(pids)
+    assert len({hash(r) for r in refs}) == len(refs)
+    assert hash(Pid("a@b", 7, 1)) == hash(decode(encode(Pid("a@b", 7, 1))))
+    assert hash(Ref("a@b", 7, 1)) == hash(decode(encode(Ref("a@b", 7, 1))))
+
+
+def test_decode_refuses_objects_heavier_than_the_bound() -> None:
+    n = 100_000
+    with pytest.raises(CodecError, match="20 times its encoded size"):
+        decode(b"\xdd" + n.to_bytes(4, "big") + b"\x90" * n)
+    # The same count of small ints is light: accepted.
+    assert decode(b"\xdd" + n.to_bytes(4, "big") + b"\x01" * n) == [1] * n

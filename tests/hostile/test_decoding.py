@@ -208,6 +208,19 @@ def test_map_of_pids_with_equal_ids_is_delivered_without_freezing(attacker, witn
     served(witness)
 
 
+def test_map_of_colliding_keys_is_refused(attacker, witness, log) -> None:
+    """Attack: a map of 50 k big-int keys, all multiples of 2**61 - 1 (Python hashes every one to 0)."""
+    me = snowg.self()
+    watch(attacker.name, witness.name)
+    keys = [(2**64 + k) * (2**61 - 1) for k in range(50_000)]
+    # Written by hand: building that dict here would be the very quadratic work.
+    body = send_body(me, b"\xdf" + struct.pack(">I", len(keys)) + b"".join(codec.encode(k) + b"\xc0" for k in keys))
+    assert len(body) <= DEFAULT_MAX_FRAME_SIZE
+    attacker.send(frame_of_body(body))
+    refused(log, attacker, "a map of 50000 entries whose keys have only 1 distinct hashes")
+    served(witness)
+
+
 def test_frame_of_empty_arrays_is_refused(attacker, witness, log) -> None:
     """Attack: a frame of the maximum size holding nothing but empty arrays (64 MiB of them took 4.8 GB)."""
     me = snowg.self()
