@@ -56,17 +56,13 @@ class Router(_remote.RemoteRouter):
         frame = _enc([SEND, pid, msg])  # TypeError here, in the sender, for terms that cannot cross
         sess = self._sessions.get(pid.node)
         if sess is not None and sess.peer_creation == pid.creation:
-            sess.send(frame)
-            if sess.queued > sess.busy_limit:
-                sess.wait_while_busy()
+            sess.send_message(frame)  # suspends the caller while the session is over its bound
 
     def send_name(self, name: str, node: str, msg: Any, from_pid: Optional[Pid]) -> None:
         frame = _enc([SEND_NAME, from_pid, name, msg])
         sess = self._sessions.get(node)
         if sess is not None:
-            sess.send(frame)
-            if sess.queued > sess.busy_limit:
-                sess.wait_while_busy()
+            sess.send_message(frame)
 
     def link(self, from_pid: Pid, to_pid: Pid) -> None:
         sess = self._sessions.get(to_pid.node)

@@ -9,10 +9,11 @@ was received for ``4 * tick`` -- it runs even while the writer waits on a
 frozen peer.
 
 Backpressure (semantics rule 30, Erlang's busy distribution port): the session
-counts the bytes queued and not yet taken by the socket. A *process* that sends
-a message while more than ``busy_limit`` bytes wait is suspended (the message
-is queued first, so nothing is lost or reordered) until the writer has brought
-the queue back under the bound; other processes run meanwhile. The runtime's
+counts the bytes queued and not yet taken by the socket (one addition per
+frame, one subtraction per write). A *process* that sends a message while more
+than ``busy_limit`` bytes wait is suspended (the message is queued first, so
+nothing is lost or reordered) until the writer has brought the queue back
+under the bound; other processes run meanwhile. The runtime's
 own signals (links, exits, monitors and their ``Down``, spawn requests and
 replies, ticks) are never suspended nor dropped: they are queued even over the
 bound. Nor is code that must not block: the hub (timers, e.g. ``send_after``
@@ -160,6 +161,23 @@ class Session:
             # the CPU straight to the writer, which takes everything queued.
             task.wake()
         return True
+
+    def send_message(self, frame: bytes) -> None:
+        """Queue a process's message; suspends the caller while the queue is over ``busy_limit``.
+
+        See :meth:`wait_while_busy` for who is never suspended. Nothing
+        happens when the session is closed.
+        """
+        if self.closed:
+            return
+        self._out.append(frame)
+        queued = self.queued + len(frame)
+        self.queued = queued
+        task = self._writer_task
+        if task.parked and not task.ready:
+            task.wake()
+        if queued > self.busy_limit:
+            self.wait_while_busy()
 
     @property
     def suspended_senders(self) -> int:
