@@ -164,8 +164,9 @@ def connect_to(st: NodeState, name: str, host: str, port: int) -> bool:
     # A connection from ``name`` is past its HELLO: wait for it rather than open a
     # second one, which could then race it (at most the handshake timeout: the
     # claim is not proved yet).
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     for accepting in list(st.accepting.get(name, ())):
-        accepting.wait(HANDSHAKE_TIMEOUT)
+        accepting.wait(max(0.0, deadline - time.monotonic()))
         if name in st.sessions:
             return True
     ev = st.pending.get(name)

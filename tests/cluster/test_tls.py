@@ -27,6 +27,7 @@ from snowg.cluster._certcheck import validity
 from snowg.cluster._certfiles import default_home
 from snowg.cluster._certs_cli import certs_main
 from snowg.cluster._cookie import resolve_cookie
+from snowg.cluster._tls import is_node_certificate, names_peer, peer_certificate_names
 
 ALICE = "alice@127.0.0.1"
 BOB = "bob@127.0.0.1"
@@ -533,3 +534,48 @@ def test_certs_main_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "not of the form 'name@host'" in capsys.readouterr().err
     assert certs_main([]) == 2
     assert certs_main(["--help"]) == 0
+
+
+# --------------------------------------------------------------------------
+# Whose certificate: per-node certificates and the names a peer's certificate holds
+# --------------------------------------------------------------------------
+
+
+def test_is_node_certificate(cluster: Path) -> None:
+    assert is_node_certificate(load_tls(cluster, ALICE, default_dir=None), ALICE)
+    assert not is_node_certificate(load_tls(cluster, ALICE, default_dir=None), BOB)
+    # The generic certificate is no node's own.
+    assert not is_node_certificate(load_tls(cluster, "carol@127.0.0.1", default_dir=None), "carol@127.0.0.1")
+
+
+@pytest.mark.parametrize("server_name", [BOB, "carol@127.0.0.1"], ids=["own", "generic"])
+def test_peer_certificate_names_over_real_tls(cluster: Path, server_name: str) -> None:
+    listener = gsocket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    srv, _ = _ctx_pair(cluster, server_name)
+    _, cli = _ctx_pair(cluster, ALICE)
+    seen: dict = {}
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        s = srv.wrap_socket(conn, server_side=True)
+        seen["server"] = peer_certificate_names(s)
+        s.recv(1)
+        s.close()
+
+    try:
+        with gevent.Timeout(2 * IO_TIMEOUT):
+            server = gevent.spawn(serve)
+            c = cli.wrap_socket(gsocket.create_connection(listener.getsockname(), timeout=IO_TIMEOUT))
+            seen["client"] = peer_certificate_names(c)
+            assert names_peer(c, server_name) is (server_name == BOB)
+            c.sendall(b"x")
+            server.get()
+            c.close()
+    finally:
+        listener.close()
+    assert seen["server"] == {ALICE, "127.0.0.1", "localhost"} - {"127.0.0.1"}  # CN and DNS SANs, not IPs
+    expected_cn = BOB if server_name == BOB else "snowg node"
+    assert expected_cn in seen["client"] and "localhost" in seen["client"]
+    assert peer_certificate_names(object()) == frozenset()

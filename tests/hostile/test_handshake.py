@@ -104,8 +104,12 @@ def read_until_closed(sock: Any, timeout: float = 5.0) -> bytes:
             data += chunk
 
 
-def drive(sock: Any, hs: Handshake) -> None:
-    """Run the initiator's side of ``hs`` over ``sock`` to its end; go on when told the node is alive."""
+def drive(sock: Any, hs: Handshake) -> bool:
+    """Run the initiator's side of ``hs`` over ``sock`` to its end; go on when told the node is alive.
+
+    Returns whether the node said it was alive (connected to us).
+    """
+    alive = False
     with gevent.Timeout(10):
         sock.sendall(hs.data_to_send())
         while not hs.established:
@@ -114,10 +118,12 @@ def drive(sock: Any, hs: Handshake) -> None:
                 raise HandshakeError("closed", "closed")
             hs.receive_data(data)
             if isinstance(hs.next_event(), PeerAlive):
+                alive = True
                 hs.accept()  # "we have no session with you: replace yours"
             out = hs.data_to_send()
             if out:
                 sock.sendall(out)
+    return alive
 
 
 def still_served(peer: Any, sess: Any) -> None:
@@ -195,15 +201,15 @@ def test_the_node_sends_nothing_cookie_derived_before_the_initiator_proves(
 def test_a_restarted_peer_replaces_its_old_session_only_once_it_has_proved(
     snowg_node, snowg_cluster_config, peers, me, log
 ) -> None:
-    """A real restart (OTP's up_pending): the old incarnation is frozen, so its session looks alive;
-    the new one dials this node with a new creation and the cookie. Outcome: the old session goes
-    (NodeDown 'connection_closed', as the peer restarted) only after the new one proved the cookie,
-    then NodeUp, and the new incarnation answers an rpc."""
+    """A restart this node has not noticed yet (OTP's up_pending): the old incarnation's session is
+    still up (the old OS process even goes on running, so it stays up until replaced, however long
+    the new one takes to start); the new one dials this node with a new creation and the cookie.
+    Outcome: the old session goes (NodeDown 'connection_closed', as the peer restarted) only after
+    the new one proved the cookie, then NodeUp, and the new incarnation answers an rpc."""
     name = f"phoenix{next(_serial)}-{os.getpid()}@127.0.0.1"
     old = peers.start(name, modules=["distfuncs"])
     old_sess = session_for(name)
-    assert old_sess is not None
-    old.freeze()
+    assert old_sess is not None and old.alive()
     snowg.monitor_nodes(True)
     try:
         peers.start(
@@ -385,3 +391,33 @@ def test_an_old_protocol_version_is_told_why(snowg_node, snowg_cluster_config, w
     assert reject[0] == "REJECT" and f"we speak {PROTOCOL_VERSION}" in reject[1]
     assert_logged(log, "rejected connection from", "version mismatch")
     still_served(witness, session_for(witness.name))
+
+
+def test_a_peer_that_dropped_its_side_reconnects_at_once(snowg_node, snowg_cluster_config, witness, me) -> None:
+    """A node's side of a session is gone but this node has not noticed (its end of the stream was
+    lost): the node dials again with the same creation. Outcome: told that this node is alive, it
+    says it has no session; once it has proved the cookie its new connection replaces the stale one
+    (NodeDown 'connection_closed', then NodeUp), instead of being refused for the 4 ticks it takes
+    to notice. The witness is served meanwhile."""
+    name = f"dropper{next(_serial)}-{os.getpid()}@127.0.0.1"
+    first = tls_client(snowg_cluster_config.certs, snowg_node)
+    drive(first, Handshake(INITIATOR, name, 77, snowg_cluster_config.cookie, address="127.0.0.1:1"))
+    assert wait_for(lambda: name in snowg.nodes(), timeout=5)
+    stale = session_for(name)
+    snowg.monitor_nodes(True)
+    try:
+        second = tls_client(snowg_cluster_config.certs, snowg_node)
+        hs = Handshake(INITIATOR, name, 77, snowg_cluster_config.cookie, address="127.0.0.1:1")
+        assert drive(second, hs) is True  # told "alive", it answered "go on"
+        assert hs.established
+        down = snowg.receive(lambda m: type(m) is snowg.NodeDown and m.node == name, timeout=5)
+        assert down.reason == "connection_closed"
+        snowg.receive(lambda m: type(m) is snowg.NodeUp and m.node == name, timeout=5)
+    finally:
+        snowg.monitor_nodes(False)
+    fresh = session_for(name)
+    assert stale is not None and stale.closed and fresh is not None and fresh is not stale
+    still_served(witness, session_for(witness.name))
+    first.close()
+    second.close()
+    assert wait_for(lambda: name not in snowg.nodes(), timeout=5)
