@@ -298,7 +298,7 @@ _NODE_NAMES_MAX = 1024
 
 # What the decoder's objects weigh, in bytes, for the memory bound (CPython's
 # sizes, rounded up; a container's items add a pointer each).
-_W_LIST = 64
+_W_LIST = 56
 _W_DICT = 64  # empty
 _W_DICT_ONE = 176  # not empty: a table of 8 slots
 _W_DICT_ITEM = 48
