@@ -10,7 +10,8 @@ that time (CLOCK_MONOTONIC is system-wide).
 
 Scenarios, S seconds of broadcasts each (default 10), one after the other:
 
-* ``none``: no attacker;
+* ``none``: no attacker (the reference of every ratio), and ``none_after``,
+  the same at the end, which shows how much the machine itself drifted;
 * ``ping_flood``: one more client sends masked pings as fast as its socket
   takes them (reading and dropping the pongs), and connects again whenever
   the server closes it;
@@ -63,7 +64,7 @@ from _fanout_common import raise_nofile  # noqa: E402
 from _table import Row, print_table, write_json  # noqa: E402
 
 NODE = "_hostile_node"
-SCENARIOS = ("none", "ping_flood", "continuation_flood", "stalled_peer")
+SCENARIOS = ("none", "ping_flood", "continuation_flood", "stalled_peer", "none_after")
 #: A's RSS may grow by the session bound plus this much while it sends to a peer that never reads.
 RSS_SLACK = 10 * 1024 * 1024
 #: Past this much RSS growth the sender on A is killed (this benchmark shares the machine).
@@ -84,6 +85,21 @@ def rss(os_pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def machine_load() -> str:
+    """The 1-minute load average and, where the kernel has it, the memory pressure (PSI)."""
+    try:
+        text = f"load average {os.getloadavg()[0]:.1f}"
+    except OSError:
+        text = "load average unknown"
+    try:
+        with open("/proc/pressure/memory") as f:
+            full = f.read().split("full ", 1)[1].split()[0]  # 'avg10=...'
+        text += f", memory pressure (full) {full.split('=')[1]}%"
+    except (OSError, IndexError):
+        pass
+    return text
 
 
 def cpu_seconds(os_pid: int) -> float:
@@ -256,6 +272,8 @@ class Bench:
     def run(self, scenario: str) -> dict:
         self.scenario = scenario
         log(f"scenario {scenario}")
+        if self.a.name not in snowg.nodes() and not snowg.connect(self.a.target):
+            raise RuntimeError(f"{self.a.name} is down and cannot be reached again")
         res: dict = {}
         cpu0, t0 = cpu_seconds(self.a.os_pid), time.monotonic()
         attacker: Optional[Helper] = None
@@ -304,7 +322,7 @@ class Bench:
         return res
 
     def close(self) -> None:
-        if self.downs and self.args.verbose:
+        if self.args.verbose:
             for peer in (self.a, self.c):
                 log(f"log of {peer.name}:\n{peer.log_tail(60)}")
         try:
@@ -393,6 +411,7 @@ def main() -> int:
     chosen = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
     if "none" not in chosen:
         chosen.insert(0, "none")  # the reference every ratio needs
+    load_before = machine_load()
     raise_nofile()
     if args.verbose:
         import logging
@@ -409,6 +428,7 @@ def main() -> int:
     finally:
         bench.close()
         snowg.stop_node()
+    print(f"machine: {os.cpu_count()} CPUs; {load_before} before, {machine_load()} after")
     print(
         f"2-node cluster (tick 1 s), {args.clients} WebSocket clients, {args.rate:g} broadcasts/s of {args.size} B, "
         f"{args.seconds:g} s per scenario; ratio = p99 / p99 with no attacker (target <= 2x); "
