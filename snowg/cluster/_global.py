@@ -345,7 +345,7 @@ def _h_unregister(peer: str, f: Tuple[Any, ...]) -> None:
 
 def _h_sync(peer: str, f: Tuple[Any, ...]) -> None:
     sess = session_for(peer)
-    if sess is None or _synced.get(peer) is sess:
+    if sess is not None and _synced.get(peer) is sess:
         refused(peer, "GLOBAL_SYNC", "its names a second time in one session")
         return
     _synced[peer] = sess
