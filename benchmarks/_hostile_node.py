@@ -3,7 +3,8 @@
 On node A, the node under attack: a ``snowg.ws`` server whose clients join the
 room ``bench`` (:func:`start_ws`), the broadcaster (:func:`broadcaster`) and the
 process that sends to the never-reading peer (:func:`flood`). On every node: a
-registered sink that drops what it gets (:func:`start_sink`). On node C, the
+registered sink that drops what it gets (:func:`start_sink`), and a probe of
+how late the hub runs a greenlet (:func:`lag_start`). On node C, the
 peer that never reads: :func:`heartbeat`, which keeps sending to its peers so
 that they never find it silent.
 """
@@ -151,3 +152,34 @@ def flood_stats() -> Dict[str, Any]:
     if out.get("down") is not None:
         out["down"] = repr(out["down"])
     return out
+
+
+_lag: Dict[str, Any] = {}
+
+
+def _lag_loop(interval: float) -> None:
+    lags = _lag["lags"]
+    while True:
+        before = time.monotonic()
+        gevent.sleep(interval)
+        lags.append(time.monotonic() - before - interval)
+
+
+@snowg.spawnable
+def lag_start(interval: float) -> None:
+    """Start measuring how late the hub wakes a greenlet that sleeps ``interval`` s, over and over."""
+    old = _lag.get("probe")
+    if old is not None:
+        old.kill()
+    _lag["lags"] = []
+    _lag["probe"] = gevent.spawn(_lag_loop, interval)
+
+
+@snowg.spawnable
+def lag_stop() -> Dict[str, float]:
+    """Stop measuring; the p99 and the largest lateness, in ms."""
+    probe = _lag.pop("probe", None)
+    if probe is not None:
+        probe.kill()
+    lags = sorted(_lag.get("lags", [])) or [0.0]
+    return {"p99": 1000.0 * lags[int(0.99 * (len(lags) - 1))], "max": 1000.0 * lags[-1]}

@@ -27,6 +27,8 @@ Scenarios, S seconds of broadcasts each (default 10), one after the other:
 Rows (ratio = snowg / baseline, and the baseline is the target's reference):
   hostile.p99.<scenario>            ms, per-delivery p99; baseline: the p99 with no attacker (target: <= 2x)
   hostile.missed.<scenario>         deliveries that never arrived (target: 0)
+  hostile.hub_lag_max.<scenario>    ms, the longest A's hub was late to wake a greenlet sleeping 5 ms, over and over
+                                    (a client holding the node shows here; baseline: the same with no attacker)
   hostile.cpu.<scenario>            node A's CPU while the scenario ran, in % of one core (no target)
   hostile.declared_down             times the healthy peer B declared A down, over all scenarios (target: 0)
   hostile.stalled_peer.rss_growth   MB A's RSS grew while it sent to C; baseline: the
@@ -276,6 +278,7 @@ class Bench:
             raise RuntimeError(f"{self.a.name} is down and cannot be reached again")
         res: dict = {}
         cpu0, t0 = cpu_seconds(self.a.os_pid), time.monotonic()
+        self.a.rpc(f"{NODE}.lag_start", 0.005)
         attacker: Optional[Helper] = None
         sampler = None
         if scenario in ("ping_flood", "continuation_flood"):
@@ -302,6 +305,7 @@ class Bench:
         try:
             res.update(self.broadcasts())
             res["cpu"] = 100.0 * (cpu_seconds(self.a.os_pid) - cpu0) / (time.monotonic() - t0)
+            res["lag"] = self.a.rpc(f"{NODE}.lag_stop")
         finally:
             if attacker is not None:
                 res["attacker"] = attacker.stop()
@@ -344,9 +348,13 @@ def _f(x: Optional[float]) -> str:
 
 def rows_for(results: Dict[str, dict], bench: Bench) -> List[Row]:
     base = results.get("none", {}).get("p99")
+    base_lag = results.get("none", {}).get("lag", {}).get("max")
     rows = []
     for sc, res in results.items():
         rows.append(Row(f"hostile.p99.{sc}", "ms", res.get("p99") or 0.0, None if sc == "none" else base, False))
+    for sc, res in results.items():
+        lag = res.get("lag", {}).get("max", 0.0)
+        rows.append(Row(f"hostile.hub_lag_max.{sc}", "ms", lag, None if sc == "none" else base_lag, False))
     for sc, res in results.items():
         rows.append(Row(f"hostile.cpu.{sc}", "% of a core", res.get("cpu", 0.0), None, False))
     for sc, res in results.items():
