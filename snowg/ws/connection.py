@@ -99,6 +99,8 @@ READ_TURN = 65536
 #: fail it) and the end of its TCP connection (capped by ``close_timeout``).
 FAIL_TIMEOUT = 1.0
 
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 _STATE_NAMES = ("open", "closing", "closed")
 
@@ -457,9 +459,27 @@ class Connection:
         self.finished.set()
 
     def abort(self, why: str) -> None:
-        """Drop the connection at once, without a close handshake (code 1006, reason ``why``); never blocks."""
-        self._shutdown_socket()
+        """Drop the connection at once, without a close handshake (code 1006, reason ``why``); never blocks.
+
+        Nothing more is read, and the TCP connection is reset when the server
+        closes the socket (a client still sending is told at once, instead of
+        waiting on a closed receive window).
+        """
+        self._stop_reading()
+        self._drop_tcp()
         self._finish(fr.CLOSE_ABNORMAL, why)
+
+    def _drop_tcp(self) -> None:
+        """Shut the socket down now; its close (by the server, soon) resets the connection.
+
+        A graceful close could leave a client that is still sending stuck on
+        a receive window that never reopens until the kernel gives up.
+        """
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except (OSError, ValueError, AttributeError):
+            pass
+        self._shutdown_socket()
 
     def _on_close_timeout(self) -> None:
         self._close_timer = None
@@ -520,8 +540,9 @@ class Connection:
                     self._close_written = True
                     if self._peer_closed or self._failing:
                         # Our echo of the client's close (the handshake is
-                        # complete), or a failed connection: the TCP
-                        # connection goes now, the server closing first.
+                        # complete), or a failed connection (RFC 6455 7.1.7):
+                        # the TCP connection goes now, the server closing
+                        # first. (Not reset: the client reads the close frame.)
                         self._shutdown_socket()
                         self._finish()
                     elif self._state == _CLOSING:

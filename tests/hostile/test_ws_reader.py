@@ -426,9 +426,11 @@ def attackers():
 
 
 def assert_nobody_declared_down(cluster):
+    """No node declared another down, and B logged no traceback."""
     no_message(lambda m: isinstance(m, snowg.NodeDown))
     assert cluster.node_downs() == []
     assert cluster.b.rpc(connected_nodes) == sorted([snowg.node(), cluster.c.name])
+    assert "Traceback" not in cluster.b_log()
 
 
 def log_lines(cluster, text):
