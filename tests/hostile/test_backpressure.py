@@ -20,11 +20,13 @@ on being served:
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
 import subprocess
 import sys
+import weakref
 from typing import Any, List
 
 import gevent
@@ -217,9 +219,13 @@ def test_a_peer_that_ticks_but_never_reads(snowg_node, snowg_cluster_config, wit
         assert sess.suspended_senders == 0 and sess.queued == 0 and sess._out == []
         assert wait_for(lambda: not snowg.is_alive(flood.pid), timeout=5)
         still_served(witness)
+        gone = weakref.ref(sess)
+        sess = None  # the lambdas above hold the variable, not the session
     finally:
         raw.close()
     assert wait_for(lambda: open_fds() == fds, timeout=5)
+    gc.collect()
+    assert gone() is None  # the dropped session itself is freed
 
 
 def test_sigstop_of_a_peer_while_a_process_sends_to_it(peers, witness, me, log) -> None:
