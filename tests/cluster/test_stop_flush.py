@@ -62,7 +62,9 @@ def test_stop_node_sends_what_is_queued(peers, me, count: int, size: int) -> Non
     assert [i for i, _ in got] == list(range(count))
     assert all(blob == b"y" * size for _, blob in got)
     _, queued = recv(lambda m: type(m) is tuple and m[0] == "queued_at_stop")
-    assert queued > 0  # there was something to send when the node stopped
+    if count * size < 1024 * 1024:
+        # The sender never yielded: all of it was still queued when the node stopped.
+        assert queued >= count * size
     down = recv(lambda m: type(m) is snowg.NodeDown and m.node == peer.name)
     assert down.reason == "connection_closed"  # the peer ended the stream, we closed ours
     assert peer.alive()  # the node stopped; the OS process goes on
