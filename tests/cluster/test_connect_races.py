@@ -12,6 +12,7 @@ starts the race half of the time.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Union
 
@@ -49,8 +50,9 @@ def racer(parent: Pid, target: str, rounds: int) -> None:
         snowg.send(parent, ("raced", i, outcome, home in snowg.nodes()))
 
 
-def _race(peer: Any, racer_pid: Pid, i: int) -> None:
+def _race(peer: Any, racer_pid: Pid, i: int, caplog: Any) -> None:
     recv(tagged("armed", i))
+    caplog.clear()
     if i % 2 == 0:
         # This node breaks the connection and dials; the peer dials on its NodeDown.
         assert snowg.disconnect(peer.name)
@@ -59,21 +61,26 @@ def _race(peer: Any, racer_pid: Pid, i: int) -> None:
         snowg.monitor_node(peer.name)
         snowg.send(racer_pid, ("go", i))
         recv(lambda m: type(m) is snowg.NodeDown and m.node == peer.name)
-    with gevent.Timeout(BOUND, AssertionError(f"round {i}: connect blocked for over {BOUND} s")):
-        assert snowg.connect(peer.target) is True
-    # The peer's side of the same round: it connected within the bound and sees us.
-    assert recv(tagged("raced", i)) == ("raced", i, True, True)
+    try:
+        with gevent.Timeout(BOUND, AssertionError(f"round {i}: connect blocked for over {BOUND} s")):
+            assert snowg.connect(peer.target) is True
+        # The peer's side of the same round: it connected within the bound and sees us.
+        assert recv(tagged("raced", i)) == ("raced", i, True, True)
+    except AssertionError as exc:
+        lines = "\n".join(f"{r.relativeCreated:.0f} ms {r.getMessage()}" for r in caplog.records)
+        raise AssertionError(f"{exc}\nthis node's log:\n{lines}\nthe peer's log:\n{peer.log_tail(20)}") from None
     assert peer.name in snowg.nodes()
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("peer_name", ["a-race", "z-race"], ids=["peer-name-lower", "peer-name-higher"])
-def test_simultaneous_dials_settle_at_once(snowg_node, peers, me, peer_name: str) -> None:
+def test_simultaneous_dials_settle_at_once(snowg_node, peers, me, caplog, peer_name: str) -> None:
+    caplog.set_level(logging.INFO, logger="snowg")
     name = f"{peer_name}-{os.getpid()}@127.0.0.1"
     assert (name < snowg.node()) == (peer_name == "a-race")
     peer = peers.start(name, modules=["support", "test_connect_races"])
     racer_pid = snowg.spawn(racer, me, f"{snowg.node()}:{snowg_node.port}", ROUNDS, node=peer.name)
     for i in range(ROUNDS):
-        _race(peer, racer_pid, i)
+        _race(peer, racer_pid, i, caplog)
     # The cluster works afterwards, both ways.
     assert snowg.node() in peer.rpc(connected_nodes)
