@@ -185,7 +185,7 @@ server.serve_forever()  # until the test kills it
 """
 
 
-def test_incomplete_requests_at_a_1024_fd_limit_do_not_lock_clients_out():
+def test_incomplete_requests_at_a_1024_fd_limit_do_not_lock_clients_out(tmp_path):
     """Attack (as reported): 1,100 incomplete requests to a server process limited to 1,024 file descriptors.
 
     Before: every new client was locked out (the process out of descriptors).
@@ -193,9 +193,14 @@ def test_incomplete_requests_at_a_1024_fd_limit_do_not_lock_clients_out():
     excess is refused with a 503 at once, the upgraded client goes on being
     served, and once the deadlines pass new clients get in.
     """
-    proc = gevent.subprocess.Popen([sys.executable, "-c", SERVER_AT_1024_FDS, "5.0"], stdout=gevent.subprocess.PIPE)
+    err = open(tmp_path / "server.err", "wb")  # noqa: SIM115 - the child's stderr, closed below
+    proc = gevent.subprocess.Popen(
+        [sys.executable, "-c", SERVER_AT_1024_FDS, "5.0"], stdout=gevent.subprocess.PIPE, stderr=err
+    )
     try:
-        port, cap = (int(x) for x in proc.stdout.readline().split())
+        line = proc.stdout.readline()
+        assert line, f"the server process did not start: {(tmp_path / 'server.err').read_text()[-2000:]}"
+        port, cap = (int(x) for x in line.split())
         assert cap == 512
         staying = connect(port)
         attackers = []
@@ -232,6 +237,7 @@ def test_incomplete_requests_at_a_1024_fd_limit_do_not_lock_clients_out():
         proc.kill()
         proc.wait(timeout=10)
         proc.stdout.close()
+        err.close()
 
 
 def test_a_request_trickled_byte_by_byte_is_bounded_as_a_whole(servers, caplog):
