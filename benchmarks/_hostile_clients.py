@@ -16,7 +16,9 @@ a connection and sends, as fast as the socket takes them, masked ping frames
 (``continuation``), reading and dropping whatever the server sends; when the
 server closes it, it connects again. It prints ``attacking`` once its first
 connection is up, and on SIGTERM one line ``summary <json>``: connections
-made, refused, bytes sent and the close codes it received.
+made, refused, bytes sent, the close codes it received, and how many times
+the server still held the TCP connection 1 s after it had ended it (its
+writes were neither refused nor reset).
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def masked(opcode_byte: int, count: int) -> bytes:
 
 
 def attack_main(mode: str, port: int) -> None:
-    stats: Dict[str, Any] = {"connections": 0, "refused": 0, "bytes_sent": 0, "closes": {}}
+    stats: Dict[str, Any] = {"connections": 0, "refused": 0, "bytes_sent": 0, "closes": {}, "held_after_close": 0}
     stop = Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     batch = masked(0x89, 10000) if mode == "ping" else masked(0x00, 10000)  # ping / continuation, FIN unset
@@ -171,6 +173,17 @@ def attack_main(mode: str, port: int) -> None:
         except OSError:
             return
 
+    def flood(s: Any) -> None:
+        try:
+            if mode == "continuation":
+                s.sendall(first)
+                stats["bytes_sent"] += len(first)
+            while True:
+                s.sendall(batch)
+                stats["bytes_sent"] += len(batch)
+        except OSError:
+            pass
+
     def attack() -> None:
         announced = False
         while True:
@@ -184,20 +197,21 @@ def attack_main(mode: str, port: int) -> None:
             if not announced:
                 say("attacking")
                 announced = True
-            reading = gevent.spawn(drain, s, rest)
-            try:
-                if mode == "continuation":
-                    s.sendall(first)
-                    stats["bytes_sent"] += len(first)
-                while True:
-                    s.sendall(batch)
-                    stats["bytes_sent"] += len(batch)
-            except OSError:
-                pass
-            finally:
-                reading.join(timeout=1)
-                reading.kill()
-                s.close()
+            sender = gevent.spawn(flood, s)
+            reader = gevent.spawn(drain, s, rest)
+            gevent.wait([sender, reader], count=1)
+            if not reader.dead:
+                reader.join(timeout=1)  # the server reset the connection: the reader sees it too
+            elif not sender.dead:
+                # The server ended the connection (EOF): once it has also dropped
+                # it, the next write is reset. A server that still holds it past
+                # 1 s (RFC 6455 7.1.1 wants the server to close first) is counted.
+                sender.join(timeout=1)
+                if not sender.dead:
+                    stats["held_after_close"] += 1
+            s.close()
+            sender.kill()
+            reader.kill()
 
     attacker = gevent.spawn(attack)
     stop.wait()

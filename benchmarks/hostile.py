@@ -384,7 +384,8 @@ def notes(results: Dict[str, dict], bench: Bench) -> List[str]:
         if att:
             out.append(
                 f"{sc}: the attacker connected {att['connections']} times ({att['refused']} refused), "
-                f"sent {att['bytes_sent'] / 1e6:.1f} MB, close codes received {att['closes'] or 'none'}"
+                f"sent {att['bytes_sent'] / 1e6:.1f} MB, close codes received {att['closes'] or 'none'}; "
+                f"the server still held the TCP connection 1 s after ending it {att.get('held_after_close', 0)} times"
             )
     st = results.get("stalled_peer")
     if st is not None:
