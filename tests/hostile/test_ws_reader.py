@@ -518,7 +518,6 @@ def test_six_million_empty_continuations_close_1009_at_the_fragment_limit(cluste
     assert result["send_error"] in ("ConnectionResetError", "BrokenPipeError"), result
     assert result["end"] in ("eof", "ConnectionResetError"), result
     assert result["sent_frames"] < 6_000_000
-    print("RESULT", result, rss_after - rss_before)
     assert rss_after - rss_before < 8 * MiB
     stream.wait_each(stream_count(members, stream) + 100)
     stream.finish()
