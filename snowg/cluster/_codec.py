@@ -320,39 +320,34 @@ def _node_name(raw: bytes) -> str:
     return name
 
 
-class _Decoding:
-    """The hooks of one ``decode`` call.
+class _Small:
+    """The hooks of one ``decode`` call of a small body (at most :data:`_SMALL` bytes).
 
     ``pending`` counts markers decoded but not yet consumed as the head of an
     array; a marker anywhere else (a dict value, the top level, a later array
     position) leaves it non-zero, and the input is rejected. That check is
     what keeps a marker object from ever leaking into a decoded term. A marker
     is the first thing decoded inside its array, so ``pending`` is also the
-    depth of tuples being decoded.
+    depth of tuples being decoded; ``tuples`` is the deepest it has been.
 
-    ``budget`` is what the objects built so far may still weigh, in bytes;
-    ``built`` counts them (lists, tuples, dicts, new pids and refs). ``plain``
-    counts the lists and dicts, ``tuples`` is the deepest nesting of tuples
-    seen: no term can be deeper than their sum.
+    ``budget`` is what the objects built so far may still weigh, in bytes. A
+    small body cannot break the memory bound nor the nesting bound (no object
+    weighs more than 75 bytes per byte of its encoding), so only pids, refs
+    and big ints are weighed here: small frames, the common ones, decode at
+    the speed of the plain hooks.
     """
 
-    __slots__ = ("pending", "budget", "built", "plain", "tuples")
+    __slots__ = ("pending", "budget", "tuples")
 
     def __init__(self, size: int) -> None:
         self.pending = 0
-        self.budget = MEMORY_FACTOR * size + MEMORY_FLOOR
-        self.built = 0
-        self.plain = 0
         self.tuples = 0
+        self.budget = MEMORY_FACTOR * size + MEMORY_FLOOR
 
     def _spend(self, weight: int) -> None:
         self.budget -= weight
-        self.built += 1
         if self.budget < 0:
-            raise CodecError(
-                f"the term would take more than {MEMORY_FACTOR} times its encoded size in memory "
-                f"(after {self.built} lists, tuples, dicts, pids or refs)"
-            )
+            raise CodecError(f"the term would take more than {MEMORY_FACTOR} times its encoded size in memory")
 
     def ext_hook(self, code: int, data: bytes) -> Any:
         # Pids first: they are in every SEND frame. A short payload raises
@@ -395,8 +390,29 @@ class _Decoding:
         raise CodecError(f"unknown ext type {code}")
 
     def list_hook(self, items: List[Any]) -> Any:
+        if items and type(items[0]) is _Mark:
+            self.pending -= 1
+            return items[0].build(items[1:])
+        return items
+
+
+class _Decoding(_Small):
+    """The hooks of one ``decode`` call of a larger body: every object is weighed.
+
+    ``plain`` counts the lists and dicts: no term can be deeper than
+    ``plain + tuples``, so most bodies need no walk to check their depth.
+    """
+
+    __slots__ = ("plain",)
+
+    def __init__(self, size: int) -> None:
+        self.pending = 0
+        self.tuples = 0
+        self.budget = MEMORY_FACTOR * size + MEMORY_FLOOR
+        self.plain = 0
+
+    def list_hook(self, items: List[Any]) -> Any:
         self.budget -= _W_LIST + _W_ITEM * len(items)
-        self.built += 1
         if self.budget < 0:
             self._spend(0)  # raises
         if items and type(items[0]) is _Mark:
@@ -407,7 +423,6 @@ class _Decoding:
 
     def object_hook(self, d: Dict[Any, Any]) -> Any:
         self.budget -= _W_DICT_ITEM * len(d) + (_W_DICT_ONE if d else _W_DICT)
-        self.built += 1
         self.plain += 1
         if self.budget < 0:
             self._spend(0)  # raises
@@ -417,7 +432,6 @@ class _Decoding:
         # The careful path for maps of more than _FAST_MAP_LEN entries (see decode()).
         n = len(pairs)
         self.budget -= _W_DICT_ITEM * n + (_W_DICT_ONE if n else _W_DICT)
-        self.built += 1
         self.plain += 1
         if self.budget < 0:
             self._spend(0)  # raises
@@ -432,6 +446,10 @@ class _Decoding:
 
 
 _first = itemgetter(0)
+# Bodies up to this size cannot break the memory bound (no object weighs more
+# than 75 bytes per byte: 75 * 512 < 20 * 512 + 64 KiB), nor nest deeper than
+# MAX_DEPTH (each level takes a byte), nor hold a map costly to build.
+_SMALL = 512
 # Maps up to this size are built by msgpack's C code directly (colliding keys
 # cost at most 16 * 16 / 2 comparisons per map); larger ones go through pairs_hook.
 _FAST_MAP_LEN = 16
@@ -496,7 +514,26 @@ def decode(data: Any) -> Any:
             for its size, nested deeper than :data:`MAX_DEPTH`, a big int over
             :data:`MAX_BIGINT_BYTES`, a pid or ref of an invalid node name.
     """
-    hooks = _Decoding(len(data))
+    size = len(data)
+    if size <= _SMALL:
+        small = _Small(size)
+        try:
+            term = msgpack.unpackb(
+                data,
+                ext_hook=small.ext_hook,
+                list_hook=small.list_hook,
+                raw=False,
+                strict_map_key=False,
+                timestamp=2,
+            )
+        except CodecError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        if small.pending:
+            raise CodecError("malformed term: a marker ext outside the head of an array")
+        return term
+    hooks = _Decoding(size)
     try:
         try:
             term = msgpack.unpackb(
@@ -517,7 +554,7 @@ def decode(data: Any) -> Any:
                 raise
             # A map of more than _FAST_MAP_LEN entries: decode again, building
             # the maps in pairs_hook, which checks their keys first.
-            hooks = _Decoding(len(data))
+            hooks = _Decoding(size)
             term = msgpack.unpackb(
                 data,
                 ext_hook=hooks.ext_hook,
