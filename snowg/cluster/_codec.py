@@ -68,6 +68,7 @@ __all__ = [
     "MAX_DEPTH",
     "MEMORY_FACTOR",
     "MEMORY_FLOOR",
+    "StreamDecoder",
     "decode",
     "default",
     "encode",
@@ -578,3 +579,76 @@ def decode(data: Any) -> Any:
     if hooks.plain + hooks.tuples > MAX_DEPTH and _too_deep(term):
         raise CodecError(f"a term nested deeper than {MAX_DEPTH} levels")
     return term
+
+
+def _wrap_error(exc: BaseException) -> CodecError:
+    if isinstance(exc, ValueError) and "max_ext_len" in str(exc):
+        return CodecError(f"an extension value (a pid, ref or big int) of more than {_MAX_EXT} bytes")
+    return CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+class StreamDecoder:
+    """Decode one term of a known encoded size from chunks, as they arrive.
+
+    The same bounds as :func:`decode`, for a body too large to decode in one
+    go without holding up other processes: each :meth:`feed` decodes only
+    what its chunk completes (msgpack's decoder resumes where it stopped), so
+    the work of a large frame is spread over the reads that bring it.
+    """
+
+    def __init__(self, size: int) -> None:
+        """Expect a body of exactly ``size`` bytes."""
+        self._size = size
+        self._hooks = hooks = _Decoding(size)
+        self._unpacker = msgpack.Unpacker(
+            ext_hook=hooks.ext_hook,
+            list_hook=hooks.list_hook,
+            object_pairs_hook=hooks.pairs_hook,
+            raw=False,
+            strict_map_key=False,
+            timestamp=2,
+            max_buffer_size=max(size, 1),
+            max_ext_len=_MAX_EXT,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size,
+        )
+        self._done = False
+        self._term: Any = None
+
+    def feed(self, data: Any) -> None:
+        """Decode what ``data`` (the next bytes of the body) completes.
+
+        Raises:
+            CodecError: as :func:`decode`, as soon as the bytes so far show it.
+        """
+        try:
+            self._unpacker.feed(data)
+            if not self._done:
+                try:
+                    self._term = self._unpacker.unpack()
+                except msgpack.OutOfData:
+                    return
+                self._done = True
+        except CodecError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise _wrap_error(exc) from exc
+
+    def finish(self) -> Any:
+        """The term, once all ``size`` bytes were fed.
+
+        Raises:
+            CodecError: the body is truncated, has trailing bytes, or breaks a bound.
+        """
+        if not self._done:
+            raise CodecError("malformed term: the body ends in the middle of a term")
+        if self._unpacker.tell() != self._size:
+            raise CodecError("malformed term: trailing bytes after the term")
+        hooks, term = self._hooks, self._term
+        if hooks.pending:
+            raise CodecError("malformed term: a marker ext outside the head of an array")
+        if hooks.plain + hooks.tuples > MAX_DEPTH and _too_deep(term):
+            raise CodecError(f"a term nested deeper than {MAX_DEPTH} levels")
+        return term

@@ -31,6 +31,11 @@ __all__ = [
 # bound refuses it) takes about 100 ms of CPU to decode and 20 times its size
 # in memory. A frame over it closes the session that sent it.
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
+# A frame body at least this large that is not all there yet is decoded as its
+# bytes arrive (snowg.cluster._codec.StreamDecoder), so that a large frame,
+# even one allowed by a raised max_frame_size, never holds up the node: each
+# read decodes only what it brought.
+STREAM_MIN = 64 * 1024
 _MAX_U32 = 0xFFFFFFFF
 
 
@@ -107,6 +112,10 @@ class FrameDecoder:
         self.max_frame_size = max_frame_size
         self._buf = bytearray()
         self._error: Optional[ProtocolError] = None
+        # The large frame being decoded as it arrives, and how many of its bytes are still to come.
+        self._stream: Optional[codec.StreamDecoder] = None
+        self._stream_left = 0
+        self._stream_size = 0
 
     def feed(self, data: Any) -> List[Any]:
         """Add received bytes and return the frames they complete, in order.
@@ -125,6 +134,8 @@ class FrameDecoder:
         """
         if self._error is not None:
             raise self._error
+        if self._stream is not None:
+            return self._feed_stream(data)
         buf = self._buf
         if not buf and type(data) is bytes:
             # Nothing buffered (the usual case): decode straight from ``data``
@@ -159,6 +170,13 @@ class FrameDecoder:
                     raise _too_large(n, limit)
                 start = pos + 4
                 if end - start < n:
+                    if n >= STREAM_MIN:
+                        # Start decoding it now, and the rest as it comes.
+                        self._stream = codec.StreamDecoder(n)
+                        self._stream_size = n
+                        self._stream_left = n - (end - start)
+                        self._stream.feed(view[start:end])
+                        pos = end
                     break
                 pos = start + n
                 with view[start:pos] as body:
@@ -171,9 +189,33 @@ class FrameDecoder:
             raise
         return frames, pos
 
+    def _feed_stream(self, data: Any) -> List[Any]:
+        """Feed the large frame being decoded; then go on with what follows it."""
+        stream = self._stream
+        assert stream is not None
+        n = len(data)
+        take = min(n, self._stream_left)
+        try:
+            with memoryview(data) as view:
+                stream.feed(view[:take])
+                self._stream_left -= take
+                if self._stream_left:
+                    return []
+                frame = stream.finish()
+                rest = bytes(view[take:])
+        except codec.CodecError as exc:
+            self._error = MalformedFrame(f"undecodable frame body: {exc}")
+            raise self._error from exc
+        self._stream = None
+        if not rest:
+            return [frame]
+        return [frame, *self.feed(rest)]
+
     @property
     def buffered(self) -> int:
-        """How many bytes are held waiting for the rest of their frame."""
+        """How many bytes are held (or were decoded) waiting for the rest of their frame."""
+        if self._stream is not None:
+            return 4 + self._stream_size - self._stream_left
         return len(self._buf)
 
 

@@ -397,3 +397,48 @@ def test_pid_hash_uses_node_and_creation() -> None:
     local = snowg.self()
     copy = Pid(local.node, local.id, local.creation)
     assert hash(copy) == hash(local) and {local: 1}[copy] == 1
+
+
+def test_a_large_frame_is_decoded_as_its_bytes_arrive() -> None:
+    """A frame allowed by a raised max_frame_size (8 MiB of tuples): each 16 KiB read decodes what it brought."""
+    tuples = [(i, "x") for i in range(800_000)]
+    big = encode_frame([SEND, ME, tuples])
+    small = encode_frame([SEND, ME, "after"])
+    data = encode_frame([SEND, ME, "before"]) + big + small
+    decoder = FrameDecoder(max_frame_size=64 * 1024 * 1024)
+    frames: List[Any] = []
+    spent: List[int] = []
+    view = memoryview(data)
+    for i in range(0, len(data), 16 * 1024):
+        frames += decoder.feed(view[i : i + 16 * 1024].tobytes())
+        stream = decoder._stream
+        if stream is not None:
+            spent.append(stream._hooks.budget)
+    assert [f[2] for f in frames] == ["before", tuples, "after"]
+    assert decoder.buffered == 0
+    # The work was spread: the budget went down at (nearly) every read, not all at the end.
+    steps = sum(1 for a, b in zip(spent, spent[1:]) if b < a)
+    assert steps >= len(spent) - 2 and len(spent) > 400
+
+
+@pytest.mark.parametrize("cut", [1, 1000, 70_000])
+def test_a_large_frame_truncated_or_with_trailing_bytes_is_refused(cut: int) -> None:
+    body = codec.encode([SEND, ME, b"x" * 100_000])
+    decoder = FrameDecoder()
+    # Announce it shorter than it is: the term does not end where the frame does.
+    with pytest.raises(MalformedFrame, match="ends in the middle of a term|incomplete input"):
+        decoder.feed(_LEN.pack(len(body) - cut) + body[:100])
+        decoder.feed(body[100 : len(body) - cut])
+    decoder = FrameDecoder()
+    # Announce it longer: trailing bytes after the term.
+    padded = body + b"\xc0" * cut
+    with pytest.raises(MalformedFrame, match="trailing bytes"):
+        decoder.feed(_LEN.pack(len(padded)) + padded[:100])
+        decoder.feed(padded[100:])
+
+
+def test_a_truncated_large_frame_is_counted_as_buffered() -> None:
+    body = codec.encode([SEND, ME, b"x" * 100_000])
+    decoder = FrameDecoder()
+    assert decoder.feed(_LEN.pack(len(body)) + body[:5000]) == []
+    assert decoder.buffered == 5004
