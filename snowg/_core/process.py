@@ -314,6 +314,7 @@ def send(dest: Union[Pid, str, Tuple[str, str]], msg: Any) -> None:
     Raises:
         NoProc: ``dest`` is a local name that nobody has registered.
         TypeError: ``msg`` cannot be sent to another node (names the type).
+        ValueError: ``msg`` is too large for the cluster's ``max_frame_size``.
     """
     if type(dest) is Pid:
         proc = dest._proc

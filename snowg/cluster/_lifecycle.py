@@ -139,7 +139,7 @@ def start_node(
     )
     _nodestate.current = st
     _remote.rename_local_pids(name, creation)
-    _remote.install_router(Router(st.sessions))
+    _remote.install_router(Router(st.sessions, st.max_frame_size))
     log.info("node %s started, listening on %s", name, info.address)
     return info
 

@@ -47,19 +47,33 @@ class Router(_remote.RemoteRouter):
 
     Args:
         sessions: the running node's live sessions by node name (read, never changed).
+        max_frame_size: the node's frame limit; a message whose frame is larger
+            is refused in the sender (a peer with the same limit would close the
+            session on it, and everything queued behind it would be lost).
     """
 
-    def __init__(self, sessions: Dict[str, Session]) -> None:
+    def __init__(self, sessions: Dict[str, Session], max_frame_size: int) -> None:
         self._sessions = sessions
+        self._max_frame = max_frame_size + 4  # the limit is on the body; a frame has a 4-byte length
+
+    def _too_large(self, frame: bytes) -> ValueError:
+        return ValueError(
+            f"message of {len(frame) - 4} bytes encoded is over max_frame_size ({self._max_frame - 4} bytes):"
+            " send it in parts, or start every node with a larger max_frame_size"
+        )
 
     def send(self, pid: Pid, msg: Any) -> None:
         frame = _enc([SEND, pid, msg])  # TypeError here, in the sender, for terms that cannot cross
+        if len(frame) > self._max_frame:
+            raise self._too_large(frame)
         sess = self._sessions.get(pid.node)
         if sess is not None and sess.peer_creation == pid.creation:
             sess.send_message(frame)  # suspends the caller while the session is over its bound
 
     def send_name(self, name: str, node: str, msg: Any, from_pid: Optional[Pid]) -> None:
         frame = _enc([SEND_NAME, from_pid, name, msg])
+        if len(frame) > self._max_frame:
+            raise self._too_large(frame)
         sess = self._sessions.get(node)
         if sess is not None:
             sess.send_message(frame)
