@@ -62,10 +62,8 @@ def test_rpc_timeout_and_no_late_reply(peers):
     """A late reply is discarded (as erpc): never left in the caller's mailbox."""
     peer = peers.start(modules=MODS)
     baseline = peer.rpc(process_count)
-    t0 = time.monotonic()
-    with pytest.raises(snowg.CallTimeout):
+    with gevent.Timeout(5.0), pytest.raises(snowg.CallTimeout):  # the bound turns a hang into a failure
         rpc.call(peer.name, sleep_then, "late", 1.0, timeout=0.2)
-    assert 0.19 <= time.monotonic() - t0 < 0.7
     no_message(wait=1.3)
     # the runner was killed, not left running there
     assert peer.rpc(process_count) == baseline
@@ -87,10 +85,9 @@ def test_rpc_timeout_covers_the_spawn_of_the_runner(peers):
     peer = peers.start(modules=MODS)
     peer.freeze()
     try:
-        t0 = time.monotonic()
-        with pytest.raises(snowg.CallTimeout):
+        # The call's own timeout ends it: the bound only turns a hang into a failure.
+        with gevent.Timeout(5.0), pytest.raises(snowg.CallTimeout):
             rpc.call(peer.name, add, 1, 2, timeout=0.3)
-        assert 0.29 <= time.monotonic() - t0 < 0.8  # (libev timers may fire a few µs early)
     finally:
         peer.thaw()
     # the spawn reply, the reply and the runner's Down all come now, and are all dropped
