@@ -270,3 +270,11 @@ def fanout_sender(parent: snowg.Pid, receivers: List[snowg.Pid], tag: int, per_r
         if i % 100 == 99:
             gevent.sleep(0)
     snowg.send(parent, ("sent", tag))
+
+
+@snowg.spawnable
+def loaded_modules(prefix: str) -> List[str]:
+    """The modules named ``prefix`` or under it that this node has imported."""
+    import sys
+
+    return sorted(m for m in sys.modules if m == prefix or m.startswith(prefix + "."))

@@ -12,7 +12,7 @@ through :func:`snowg.cluster.register_frame_handler`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .._core import remote as _remote
 from .._core.terms import Pid
@@ -22,6 +22,7 @@ from ._frames import (
     DEMONITOR,
     EXIT,
     EXIT2,
+    EXTENSION_TAGS,
     LINK,
     MONITOR,
     MONITOR_EXIT,
@@ -57,11 +58,32 @@ def on_frames(sess: Session, frames: List[Any]) -> None:
         if type(frame) is list and len(frame) == 3 and frame[0] == SEND and type(frame[1]) is Pid:
             deliver_to(frame[1], frame[2])
             continue
+        tag = frame[0] if type(frame) is list and frame else None
+        if type(tag) is int and tag in EXTENSION_TAGS and tag not in _HANDLERS:
+            _drop_unhandled_extension(sess, tag)
+            continue
         f = validate_frame(frame)
         handler = _HANDLERS.get(f[0])
         if handler is None:
             raise MalformedFrame(f"frame tag {f[0]} is not handled by this node")
         handler(sess, f)
+
+
+# (peer, creation, tag) already reported: one line each, not one per frame.
+_unhandled_reported: Set[Tuple[str, int, int]] = set()
+
+
+def _drop_unhandled_extension(sess: Session, tag: int) -> None:
+    """Drop a frame of an extension this node has not loaded (no layer registered ``tag``)."""
+    key = (sess.peer_name, sess.peer_creation, tag)
+    if key not in _unhandled_reported:
+        _unhandled_reported.add(key)
+        log.info(
+            "snowg: dropping frames of extension tag %d from %s: no layer of this node handles them"
+            " (is the module that registers it, e.g. snowg.ws for rooms, imported here?)",
+            tag,
+            sess.peer_name,
+        )
 
 
 def add_handler(tag: int, handler: Handler) -> None:

@@ -19,6 +19,7 @@ from ._names import is_node_name, loggable
 
 __all__ = [
     "DEMONITOR",
+    "EXTENSION_TAGS",
     "EXIT",
     "EXIT2",
     "FieldCheck",
@@ -43,6 +44,10 @@ FieldCheck = Optional[Callable[[Any], bool]]
 
 # Core tags. Upper layers register others (the global registry uses 12-14
 # and 17-19, WebSocket rooms 16); 20-31 are reserved for later.
+# A frame of an extension tag that this node never registered (its layer is
+# not imported here: a worker node without snowg.ws hears a room broadcast)
+# is not the peer's fault: it is dropped, not treated as a protocol error.
+EXTENSION_TAGS = range(12, 32)
 TICK = 0
 SEND = 1
 SEND_NAME = 2

@@ -1,0 +1,25 @@
+"""Frames of an extension a node has not loaded are dropped, not a protocol error."""
+
+from __future__ import annotations
+
+import distfuncs as df
+
+import snowg
+import snowg.ws
+from snowg.testing import PeerFactory
+from support import no_message, recv
+
+
+def test_a_room_broadcast_to_a_node_without_snowg_ws_leaves_the_session_up(
+    snowg_node: snowg.Node, peers: PeerFactory
+) -> None:
+    peer = peers.start(modules=["distfuncs"])  # a plain worker node: snowg.ws is never imported there
+    assert peer.rpc(df.loaded_modules, "snowg.ws") == []
+    snowg.monitor_node(peer.name)
+    for i in range(3):
+        snowg.ws.broadcast("lobby", f"hello {i}")  # one room-broadcast frame to every connected node
+    echo = snowg.spawn(df.echo, node=peer.name)
+    snowg.send(echo, (snowg.self(), "still there"))
+    assert recv(lambda m: type(m) is tuple and m[0] == "echo") == ("echo", echo, "still there")
+    no_message(lambda m: isinstance(m, snowg.NodeDown))
+    assert peer.name in snowg.nodes()
