@@ -9,6 +9,8 @@ behind and cancels its timers, so one test's leftovers cannot break another.
 
 from __future__ import annotations
 
+import logging
+
 import gevent
 import pytest
 
@@ -44,3 +46,48 @@ def trapping_me() -> snowg.Pid:
     pid = snowg.self()
     snowg.trap_exit(True)
     return pid
+
+
+@pytest.fixture(autouse=True)
+def time_limit(request):
+    """The test fails (``gevent.Timeout``) after its module's ``TIME_LIMIT`` seconds, if it sets one."""
+    limit = getattr(request.module, "TIME_LIMIT", None)
+    if limit is None:
+        yield
+        return
+    with gevent.Timeout(limit):
+        yield
+
+
+@pytest.fixture
+def ws_servers():
+    """``start(handler, **options)``: a ``snowg.ws.serve`` server on 127.0.0.1; all stopped after the test."""
+    import snowg.ws as ws
+
+    started = []
+
+    def start(handler, **options):
+        server = ws.serve(("127.0.0.1", 0), handler, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(timeout=1)
+
+
+@pytest.fixture
+def log(caplog):
+    """``caplog`` recording snowg's log from INFO up."""
+    caplog.set_level(logging.INFO, logger="snowg")
+    return caplog
+
+
+@pytest.fixture
+def witness(peers):
+    """A healthy peer node (importing ``distfuncs``): it must go on being served whatever a test's attacker does."""
+    import distfuncs
+
+    peer = peers.start(modules=["distfuncs"])
+    assert peer.rpc(distfuncs.ping, 0) == ("pong", peer.name, 0)
+    return peer

@@ -13,7 +13,8 @@ that none is there, :func:`wait_down` waits for a process to end.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+import os
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import snowg
 
@@ -21,6 +22,11 @@ import snowg
 T = 10.0
 
 Match = Optional[Callable[[Any], bool]]
+
+
+#: Plain terms every codec must carry unchanged (value and type): the 64-bit
+#: edges, a float, empty and non-ASCII strings, empty bytes, small tuples.
+PLAIN_TERMS: List[Any] = [None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, "", "h\u00e9llo", b"", (), (1,)]
 
 
 # ----------------------------------------------------------- receiving
@@ -109,3 +115,105 @@ def forward_until_stop(parent: snowg.Pid, tag: str = "fwd") -> None:
 def connected_nodes() -> List[str]:
     """``snowg.nodes()`` of the node this runs on."""
     return snowg.nodes()
+
+
+# ------------------------------------------------------- this machine's state
+
+
+def rss(pid: Union[int, str] = "self") -> int:
+    """The resident memory (``VmRSS``) of the OS process ``pid``, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+# ------------------------------------------------------------- snowg's log
+
+
+def log_lines(caplog: Any) -> List[str]:
+    """The messages of the ``snowg`` log records ``caplog`` holds."""
+    return [r.getMessage() for r in caplog.records if r.name == "snowg"]
+
+
+def find_line(caplog: Any, *parts: str) -> Optional[str]:
+    """The first ``snowg`` log line containing every one of ``parts``, or None."""
+    for line in log_lines(caplog):
+        if all(p in line for p in parts):
+            return line
+    return None
+
+
+def assert_logged(caplog: Any, *parts: str) -> str:
+    """Some ``snowg`` log line contains every one of ``parts`` (waits up to 5 s); returns it."""
+    from snowg.testing import wait_for
+
+    wait_for(lambda: find_line(caplog, *parts) is not None, timeout=5)
+    line = find_line(caplog, *parts)
+    assert line is not None, f"no log line with {parts!r} in:\n" + "\n".join(log_lines(caplog))
+    return line
+
+
+# ------------------------------------------------ raw sessions with a node
+
+
+def read_until_closed(sock: Any, timeout: float = 5.0) -> bytes:
+    """Everything the node sends until it closes the connection (fails after ``timeout`` s)."""
+    import gevent
+
+    data = b""
+    with gevent.Timeout(timeout, AssertionError(f"the node did not close the connection within {timeout} s")):
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
+
+
+def raw_session(
+    config: Any,
+    port: int,
+    name: str,
+    creation: int,
+    expected_peer: str,
+    *,
+    host: str = "127.0.0.1",
+    cert_name: Optional[str] = None,
+    timeout: float = 10.0,
+) -> Tuple[Any, Any]:
+    """A TLS connection to the node at ``host:port`` that passed the real handshake as node ``name``.
+
+    The certificate is the cluster's, made out to ``cert_name`` (default:
+    ``name``); the cookie is ``config.cookie``. Connecting and the handshake
+    each take at most ``timeout`` seconds. Returns ``(socket, Handshake)``;
+    the handshake's ``trailing_data`` is what the node sent after it.
+    """
+    import gevent
+    from gevent import socket as gsocket
+
+    from snowg import cluster as tls
+    from snowg.cluster._handshake import INITIATOR, Handshake
+
+    sock = gsocket.create_connection((host, port), timeout=timeout)
+    cfg = tls.load_tls(config.certs, cert_name or name, default_dir=None)
+    sock = tls.client_context(cfg).wrap_socket(sock, server_side=False)
+    hs = Handshake(INITIATOR, name, creation, config.cookie, address="127.0.0.1:1", expected_peer=expected_peer)
+    with gevent.Timeout(timeout):
+        sock.sendall(hs.data_to_send())
+        while not hs.established:
+            data = sock.recv(4096)
+            assert data, "the node closed the connection during the handshake"
+            hs.receive_data(data)
+            out = hs.data_to_send()
+            if out:
+                sock.sendall(out)
+    return sock, hs

@@ -10,11 +10,11 @@ other sessions. Raw clients speak TLS and the sans-IO handshake of
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import logging
 import os
 import struct
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import gevent
 import msgpack
@@ -33,6 +33,7 @@ from snowg.cluster._handshake import INITIATOR, Handshake, HandshakeError
 from snowg.testing import wait_for
 
 import distfuncs as df
+from support import assert_logged, read_until_closed
 
 pytest_plugins = ["snowg.testing"]
 
@@ -45,9 +46,9 @@ _LEN = struct.Struct(">I")
 # ------------------------------------------------------------------ helpers
 
 
-@pytest.fixture
-def hub_errors():
-    """Uncaught exceptions in any greenlet (the hub's handle_error) during the test."""
+@contextlib.contextmanager
+def recording_hub_errors() -> Iterator[List[Tuple[Any, Any]]]:
+    """``(context, exception)`` of every uncaught exception in any greenlet (the hub's handle_error) meanwhile."""
     hub = gevent.get_hub()
     errors: List[Tuple[Any, Any]] = []
     original = hub.handle_error
@@ -64,11 +65,10 @@ def hub_errors():
 
 
 @pytest.fixture
-def witness(peers):
-    """A healthy peer: the node must keep serving it whatever the bad clients do."""
-    peer = peers.start(modules=["distfuncs"])
-    assert peer.rpc(df.ping, 0) == ("pong", peer.name, 0)
-    return peer
+def hub_errors():
+    """Uncaught exceptions in any greenlet during the test (:func:`recording_hub_errors`)."""
+    with recording_hub_errors() as errors:
+        yield errors
 
 
 def still_serving(peer) -> None:
@@ -90,20 +90,6 @@ def tls_client(config, snowg_node, cfg: Optional[tls.TLSConfig] = None) -> Any:
     sock = tcp(snowg_node)
     cfg = cfg or tls.load_tls(config.certs, "raw@127.0.0.1", default_dir=None)
     return tls.client_context(cfg).wrap_socket(sock, server_side=False)
-
-
-def read_until_closed(sock, timeout: float = 5.0) -> bytes:
-    """Everything the node sends until it closes the connection."""
-    data = b""
-    with gevent.Timeout(timeout, AssertionError("the node did not close the connection")):
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, OSError):
-                return data
-            if not chunk:
-                return data
-            data += chunk
 
 
 def handshake(sock, config, node_name: str, name: Optional[str] = None, cookie: Optional[str] = None):
@@ -129,31 +115,6 @@ def raw_session(config, snowg_node) -> Tuple[Any, str]:
     name, _hs = handshake(sock, config, snowg_node.name)
     assert wait_for(lambda: name in snowg.nodes(), timeout=5)
     return sock, name
-
-
-def log_lines(caplog) -> List[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "snowg"]
-
-
-def assert_logged(caplog, *parts: str) -> str:
-    """Some snowg log line contains every one of ``parts``; returns it."""
-
-    def find():
-        for line in log_lines(caplog):
-            if all(p in line for p in parts):
-                return line
-        return None
-
-    wait_for(lambda: find() is not None, timeout=5)
-    line = find()
-    assert line is not None, f"no log line with {parts!r} in:\n" + "\n".join(log_lines(caplog))
-    return line
-
-
-@pytest.fixture
-def log(caplog):
-    caplog.set_level(logging.INFO, logger="snowg")
-    return caplog
 
 
 # --------------------------------------------------- before/at the TLS layer
@@ -368,11 +329,7 @@ def test_good_frames_from_a_raw_session_work(snowg_node, snowg_cluster_config, w
 @given(data=st.binary(max_size=300), after_handshake=st.booleans())
 def test_any_bytes_to_a_live_node(snowg_node, snowg_cluster_config, data: bytes, after_handshake: bool) -> None:
     """Any bytes, before or after the handshake: the connection ends or stays a session; the node lives."""
-    hub = gevent.get_hub()
-    errors: list = []
-    original = hub.handle_error
-    hub.handle_error = lambda c, t, v, tb: (errors.append(v), original(c, t, v, tb))
-    try:
+    with recording_hub_errors() as errors:
         sock = tls_client(snowg_cluster_config, snowg_node)
         name = None
         if after_handshake:
@@ -388,8 +345,6 @@ def test_any_bytes_to_a_live_node(snowg_node, snowg_cluster_config, data: bytes,
         assert wait_for(lambda: name2 in snowg.nodes(), timeout=5)
         sock2.close()
         assert wait_for(lambda: name2 not in snowg.nodes(), timeout=5)
-    finally:
-        del hub.handle_error
     assert errors == []
 
 
@@ -418,11 +373,7 @@ _FUZZ_TAGS = [t for t in range(0, 32) if t not in (protocol.PEER_LIST, 12, 13, 1
 @given(tag=st.sampled_from(_FUZZ_TAGS), fields=st.lists(_terms, max_size=6))
 def test_fuzzed_frames_after_the_handshake(snowg_node, snowg_cluster_config, tag: int, fields: list) -> None:
     """A well-formed frame with any tag and fields: handled, or the session closes; never a crash."""
-    hub = gevent.get_hub()
-    errors: list = []
-    original = hub.handle_error
-    hub.handle_error = lambda c, t, v, tb: (errors.append(v), original(c, t, v, tb))
-    try:
+    with recording_hub_errors() as errors:
         me = snowg.self()
         sock, name = raw_session(snowg_cluster_config, snowg_node)
         marker = ("marker", tag)
@@ -434,6 +385,4 @@ def test_fuzzed_frames_after_the_handshake(snowg_node, snowg_cluster_config, tag
         snowg.flush_messages()
         sock.close()
         assert wait_for(lambda: name not in snowg.nodes(), timeout=5)
-    finally:
-        del hub.handle_error
     assert errors == []

@@ -21,18 +21,15 @@ from typing import Any, List, Tuple
 
 import gevent
 import pytest
-from gevent import socket as gsocket
 
 import snowg
 from snowg import Pid
-from snowg import cluster as tls
 from snowg.cluster._frames import SEND
 from snowg.cluster._framing import FrameDecoder
-from snowg.cluster._handshake import INITIATOR, Handshake
 from snowg.testing import wait_for
 
 import flushfuncs as ff
-from support import connected_nodes, recv
+from support import connected_nodes, raw_session, recv
 
 pytest_plugins = ["snowg.testing"]
 
@@ -76,23 +73,11 @@ class RawSession:
 
     def __init__(self, config: Any, address: str, node_name: str) -> None:
         host, port = address.rsplit(":", 1)
-        sock = gsocket.create_connection((host, int(port)), timeout=5)
-        cfg = tls.load_tls(config.certs, "raw@127.0.0.1", default_dir=None)
-        self.sock = tls.client_context(cfg).wrap_socket(sock, server_side=False)
         self.name = f"rawreader{next(_names)}-{os.getpid()}@127.0.0.1"
         self.pid = Pid(self.name, 1, RAW_CREATION)
-        hs = Handshake(
-            INITIATOR, self.name, RAW_CREATION, config.cookie, address="127.0.0.1:1", expected_peer=node_name
+        self.sock, hs = raw_session(
+            config, int(port), self.name, RAW_CREATION, node_name, host=host, cert_name="raw@127.0.0.1", timeout=5
         )
-        with gevent.Timeout(5):
-            self.sock.sendall(hs.data_to_send())
-            while not hs.established:
-                data = self.sock.recv(4096)
-                assert data, "the node closed the connection during the handshake"
-                hs.receive_data(data)
-                out = hs.data_to_send()
-                if out:
-                    self.sock.sendall(out)
         self.sock.settimeout(None)
         self.decoder = FrameDecoder(1 << 30)
         self.trailing = hs.trailing_data
@@ -121,6 +106,25 @@ def _sends_to(frames: List[Any], pid: Pid) -> List[Any]:
     return [f[2] for f in frames if f[0] == SEND and f[1] == pid]
 
 
+def _node_flooding_a_non_reader(peers: Any, config: Any, tag: str) -> Tuple[Any, RawSession]:
+    """A peer node whose process floods a :class:`RawSession` (16 KiB messages tagged ``tag``) until suspended.
+
+    Returns ``(node, raw)`` once the node's sender is suspended at the
+    session's bound; the caller closes ``raw``.
+    """
+    # A long tick: the peer that does not read is not declared down meanwhile.
+    node = peers.start(modules=["flushfuncs", "support"], tick=10.0)
+    raw = RawSession(config, node.address, node.name)
+    try:
+        assert wait_for(lambda: raw.name in node.rpc(connected_nodes), timeout=10)
+        snowg.spawn(ff.flood, raw.pid, tag, 16 * 1024, node=node.name)
+        assert wait_for(lambda: node.rpc(ff.backlog, raw.name, tag)[0] == 1, timeout=10)
+    except BaseException:
+        raw.close()
+        raise
+    return node, raw
+
+
 def test_sigterm_of_snowg_node_sends_what_is_queued(peers, snowg_cluster_config) -> None:
     """SIGTERM of a node whose session to a non-reading peer is full: the peer, once it reads, gets it all.
 
@@ -129,13 +133,8 @@ def test_sigterm_of_snowg_node_sends_what_is_queued(peers, snowg_cluster_config)
     the node began to stop, in order, then the end of the stream; the node
     exits with 0.
     """
-    # A long tick: the peer that does not read is not declared down meanwhile.
-    node = peers.start(modules=["flushfuncs", "support"], tick=10.0)
-    raw = RawSession(snowg_cluster_config, node.address, node.name)
+    node, raw = _node_flooding_a_non_reader(peers, snowg_cluster_config, "sigterm")
     try:
-        assert wait_for(lambda: raw.name in node.rpc(connected_nodes), timeout=10)
-        snowg.spawn(ff.flood, raw.pid, "sigterm", 16 * 1024, node=node.name)
-        assert wait_for(lambda: node.rpc(ff.backlog, raw.name, "sigterm")[0] == 1, timeout=10)
         suspended, queued, last = node.rpc(ff.backlog, raw.name, "sigterm")
         assert suspended == 1 and queued > 1024 * 1024 and last > 0
         node.process.send_signal(signal.SIGTERM)
@@ -156,12 +155,8 @@ def test_sigterm_of_snowg_node_sends_what_is_queued(peers, snowg_cluster_config)
 
 def test_sigterm_with_a_peer_that_never_reads_stops_within_flush_timeout(peers, snowg_cluster_config) -> None:
     """A session whose peer never reads is closed after ``flush_timeout`` (5 s); the log says what was lost."""
-    node = peers.start(modules=["flushfuncs", "support"], tick=10.0)
-    raw = RawSession(snowg_cluster_config, node.address, node.name)
+    node, raw = _node_flooding_a_non_reader(peers, snowg_cluster_config, "stuck")
     try:
-        assert wait_for(lambda: raw.name in node.rpc(connected_nodes), timeout=10)
-        snowg.spawn(ff.flood, raw.pid, "stuck", 16 * 1024, node=node.name)
-        assert wait_for(lambda: node.rpc(ff.backlog, raw.name, "stuck")[0] == 1, timeout=10)
         node.process.send_signal(signal.SIGTERM)
         assert node.process.wait(timeout=15) == 0
         log = node.read_log()

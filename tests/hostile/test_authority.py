@@ -16,7 +16,6 @@ the marker is here the forged frame has been handled.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import re
 from typing import Any, List, Tuple
@@ -25,12 +24,10 @@ import gevent
 import pytest
 from gevent.event import Event
 from gevent.lock import Semaphore
-from gevent import socket as gsocket
 from gevent.server import StreamServer
 
 import snowg
 from snowg import Pid, Ref
-from snowg import cluster as tls
 from snowg._core.process import local_process
 from snowg.cluster import _global, _nodestate
 from snowg.cluster._frames import (
@@ -45,11 +42,10 @@ from snowg.cluster._frames import (
     TICK,
 )
 from snowg.cluster._framing import FrameDecoder, encode_frame
-from snowg.cluster._handshake import INITIATOR, Handshake
 from snowg.testing import wait_for
 
 import authfuncs as af
-from support import no_message, recv, tagged, wait_for_stop
+from support import log_lines, no_message, raw_session, recv, tagged, wait_for_stop
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,19 +67,7 @@ class RawPeer:
 
     def __init__(self, config: Any, node: Any) -> None:
         self.name = f"zzraw{next(_serial)}-{os.getpid()}@127.0.0.1"
-        sock = gsocket.create_connection(("127.0.0.1", node.port), timeout=10)
-        cfg = tls.load_tls(config.certs, self.name, default_dir=None)
-        self.sock = tls.client_context(cfg).wrap_socket(sock, server_side=False)
-        hs = Handshake(INITIATOR, self.name, CREATION, config.cookie, address="127.0.0.1:1", expected_peer=node.name)
-        with gevent.Timeout(10):
-            self.sock.sendall(hs.data_to_send())
-            while not hs.established:
-                data = self.sock.recv(4096)
-                assert data, "the node closed the handshake"
-                hs.receive_data(data)
-                out = hs.data_to_send()
-                if out:
-                    self.sock.sendall(out)
+        self.sock, hs = raw_session(config, node.port, self.name, CREATION, node.name)
         self.closed = Event()
         self.lock_requests: List[Tuple[Any, ...]] = []
         self._wlock = Semaphore()
@@ -143,12 +127,6 @@ class RawPeer:
 
 
 @pytest.fixture
-def log(caplog):
-    caplog.set_level(logging.INFO, logger="snowg")
-    return caplog
-
-
-@pytest.fixture
 def cnode(peers):
     """Node C: a real peer, and the witness that A keeps serving its peers."""
     return peers.start(modules=MODS)
@@ -159,10 +137,6 @@ def attacker(snowg_cluster_config, snowg_node):
     b = RawPeer(snowg_cluster_config, snowg_node)
     yield b
     b.close()
-
-
-def log_lines(caplog) -> List[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "snowg"]
 
 
 def logged(caplog, *parts: str) -> List[str]:

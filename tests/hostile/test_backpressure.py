@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import logging
 import os
 import subprocess
 import sys
@@ -31,20 +30,17 @@ from typing import Any, List
 
 import gevent
 import pytest
-from gevent import socket as gsocket
 
 import snowg
 from snowg import Pid
-from snowg import cluster as tls
 from snowg.cluster._connect import session_for
 from snowg.cluster._frames import EXIT, EXIT2, LINK, MONITOR, MONITOR_EXIT, SEND, TICK
 from snowg.cluster._framing import FrameDecoder, encode_frame
-from snowg.cluster._handshake import INITIATOR, Handshake
 from snowg.cluster._session import DEFAULT_DIST_BUFFER_SIZE
 from snowg.testing import wait_for
 
 import distfuncs as df
-from support import recv, tagged, wait_down, wait_for_stop
+from support import open_fds, raw_session, recv, rss, tagged, wait_down, wait_for_stop
 
 pytest_plugins = ["snowg.testing"]
 
@@ -60,19 +56,6 @@ _names = itertools.count(1)
 # ------------------------------------------------------------------ helpers
 
 
-def rss() -> int:
-    """This process's resident memory, in bytes (``VmRSS``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 class NonReader:
     """A raw peer: passes the real handshake, then sends ticks and reads only when told to.
 
@@ -82,22 +65,10 @@ class NonReader:
     """
 
     def __init__(self, config: Any, node: Any) -> None:
-        sock = gsocket.create_connection(("127.0.0.1", node.port), timeout=5)
-        cfg = tls.load_tls(config.certs, "raw@127.0.0.1", default_dir=None)
-        self.sock = tls.client_context(cfg).wrap_socket(sock, server_side=False)
         self.name = f"nonreader{next(_names)}-{os.getpid()}@127.0.0.1"
-        hs = Handshake(
-            INITIATOR, self.name, RAW_CREATION, config.cookie, address="127.0.0.1:1", expected_peer=node.name
+        self.sock, hs = raw_session(
+            config, node.port, self.name, RAW_CREATION, node.name, cert_name="raw@127.0.0.1", timeout=5
         )
-        with gevent.Timeout(5):
-            self.sock.sendall(hs.data_to_send())
-            while not hs.established:
-                data = self.sock.recv(4096)
-                assert data, "the node closed the connection during the handshake"
-                hs.receive_data(data)
-                out = hs.data_to_send()
-                if out:
-                    self.sock.sendall(out)
         self.sock.settimeout(None)
         self.pending = hs.trailing_data
         self.decoder = FrameDecoder(1 << 30)
@@ -134,14 +105,6 @@ class NonReader:
         self.sock.close()
 
 
-@pytest.fixture
-def witness(peers):
-    """A healthy peer node: it must be served whatever the attacker does."""
-    peer = peers.start(modules=["distfuncs"])
-    assert peer.rpc(df.ping, 0) == ("pong", peer.name, 0)
-    return peer
-
-
 def still_served(witness: Any) -> None:
     """The healthy peer answers an rpc, and a local process answers a message."""
     assert witness.rpc(df.ping, "still") == ("pong", witness.name, "still")
@@ -176,12 +139,6 @@ class Flood:
 
 def _down(node: str, timeout: float) -> Any:
     return recv(lambda m: type(m) is snowg.NodeDown and m.node == node, timeout=timeout)
-
-
-@pytest.fixture
-def log(caplog):
-    caplog.set_level(logging.INFO, logger="snowg")
-    return caplog
 
 
 # ------------------------------------------------------------------ attacks

@@ -18,7 +18,6 @@ What one decode costs is counted by the sans-IO tests below (memory with
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import struct
 import tracemalloc
@@ -27,18 +26,16 @@ from typing import Any, List
 import gevent
 import msgpack
 import pytest
-from gevent import socket as gsocket
 
 import snowg
 from snowg import Pid
-from snowg import cluster as tls
 from snowg.cluster import _codec as codec
 from snowg.cluster._frames import EXIT2, SEND, validate_frame
 from snowg.cluster._framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, FrameTooLarge, MalformedFrame, encode_frame
-from snowg.cluster._handshake import INITIATOR, Handshake
 from snowg.testing import wait_for
 
 import distfuncs as df
+from support import log_lines, raw_session
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,21 +97,9 @@ class RawPeer:
 
     def __init__(self, config: Any, node: Any) -> None:
         self.name = f"rawdec{next(_serial)}-{os.getpid()}@127.0.0.1"
-        sock = gsocket.create_connection(("127.0.0.1", node.port), timeout=10)
-        cfg = tls.load_tls(config.certs, self.name, default_dir=None)
-        self.sock = tls.client_context(cfg).wrap_socket(sock, server_side=False)
+        self.sock, _hs = raw_session(config, node.port, self.name, CREATION, node.name)
         host, port = self.sock.getsockname()[:2]
         self.address = f"{host}:{port}"
-        hs = Handshake(INITIATOR, self.name, CREATION, config.cookie, address="127.0.0.1:1", expected_peer=node.name)
-        with gevent.Timeout(10):
-            self.sock.sendall(hs.data_to_send())
-            while not hs.established:
-                data = self.sock.recv(4096)
-                assert data, "the node closed the handshake"
-                hs.receive_data(data)
-                out = hs.data_to_send()
-                if out:
-                    self.sock.sendall(out)
         assert wait_for(lambda: self.name in snowg.nodes(), timeout=10)
 
     def pid(self, id: int) -> Pid:
@@ -141,28 +126,10 @@ class RawPeer:
 
 
 @pytest.fixture
-def log(caplog):
-    caplog.set_level(logging.INFO, logger="snowg")
-    return caplog
-
-
-@pytest.fixture
-def witness(peers):
-    """A healthy peer with the test tick; this node is watched for its NodeDown."""
-    peer = peers.start(modules=["distfuncs"])
-    assert peer.rpc(df.ping, 0) == ("pong", peer.name, 0)
-    return peer
-
-
-@pytest.fixture
 def attacker(snowg_cluster_config, snowg_node):
     raw = RawPeer(snowg_cluster_config, snowg_node)
     yield raw
     raw.close()
-
-
-def log_lines(caplog) -> List[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "snowg"]
 
 
 def refused(caplog, raw: RawPeer, reason: str) -> str:

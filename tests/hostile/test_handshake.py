@@ -11,12 +11,12 @@ was served meanwhile (its session never went down, an rpc over it works).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List
 
 import gevent
 import pytest
@@ -39,7 +39,7 @@ from snowg.cluster._tls import is_node_certificate
 from snowg.testing import wait_for
 
 import distfuncs as df
-from support import no_message, recv, tagged, wait_for_stop
+from support import assert_logged, log_lines, no_message, read_until_closed, recv, tagged, wait_for_stop
 
 pytest_plugins = ["snowg.testing"]
 
@@ -51,38 +51,6 @@ _serial = itertools.count(1)
 # ------------------------------------------------------------------ helpers
 
 
-@pytest.fixture
-def witness(peers):
-    """A healthy peer: its session must stay up whatever the attacker does."""
-    peer = peers.start(modules=["distfuncs"])
-    assert peer.rpc(df.ping, 0) == ("pong", peer.name, 0)
-    return peer
-
-
-@pytest.fixture
-def log(caplog):
-    caplog.set_level(logging.INFO, logger="snowg")
-    return caplog
-
-
-def log_lines(caplog) -> List[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "snowg"]
-
-
-def find_line(caplog, *parts: str) -> Optional[str]:
-    for line in log_lines(caplog):
-        if all(p in line for p in parts):
-            return line
-    return None
-
-
-def assert_logged(caplog, *parts: str) -> str:
-    wait_for(lambda: find_line(caplog, *parts) is not None, timeout=5)
-    line = find_line(caplog, *parts)
-    assert line is not None, f"no log line with {parts!r} in:\n" + "\n".join(log_lines(caplog))
-    return line
-
-
 def tls_client(certs: str, node: Any, as_name: str = "raw@127.0.0.1", source: str = "127.0.0.1") -> Any:
     """A TLS connection to ``node`` with the certificate ``certs`` would give the node ``as_name``."""
     sock = gsocket.create_connection(("127.0.0.1", node.port), timeout=10, source_address=(source, 0))
@@ -90,18 +58,21 @@ def tls_client(certs: str, node: Any, as_name: str = "raw@127.0.0.1", source: st
     return tls.client_context(cfg).wrap_socket(sock, server_side=False)
 
 
-def read_until_closed(sock: Any, timeout: float = 5.0) -> bytes:
-    """Everything the node sends until it closes the connection (fails after ``timeout`` s)."""
-    data = b""
-    with gevent.Timeout(timeout, AssertionError(f"the node did not close the connection within {timeout} s")):
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except OSError:
-                return data
-            if not chunk:
-                return data
-            data += chunk
+@contextlib.contextmanager
+def session_replaced(name: str, timeout: float) -> Iterator[None]:
+    """What the block does replaces the session with node ``name``.
+
+    After the block: NodeDown with 'connection_closed', then NodeUp, each
+    within ``timeout`` seconds (this process monitors nodes meanwhile).
+    """
+    snowg.monitor_nodes(True)
+    try:
+        yield
+        down = snowg.receive(lambda m: type(m) is snowg.NodeDown and m.node == name, timeout=timeout)
+        assert down.reason == "connection_closed"
+        snowg.receive(lambda m: type(m) is snowg.NodeUp and m.node == name, timeout=timeout)
+    finally:
+        snowg.monitor_nodes(False)
 
 
 def drive(sock: Any, hs: Handshake) -> bool:
@@ -210,19 +181,13 @@ def test_a_restarted_peer_replaces_its_old_session_only_once_it_has_proved(
     old = peers.start(name, modules=["distfuncs"])
     old_sess = session_for(name)
     assert old_sess is not None and old.alive()
-    snowg.monitor_nodes(True)
-    try:
+    with session_replaced(name, timeout=10):
         peers.start(
             name,
             modules=["distfuncs"],
             connect=False,
             extra_args=["--connect", f"{snowg.node()}:{snowg_node.port}"],
         )
-        down = snowg.receive(lambda m: type(m) is snowg.NodeDown and m.node == name, timeout=10)
-        assert down.reason == "connection_closed"
-        snowg.receive(lambda m: type(m) is snowg.NodeUp and m.node == name, timeout=10)
-    finally:
-        snowg.monitor_nodes(False)
     new_sess = session_for(name)
     assert new_sess is not None and new_sess is not old_sess and old_sess.closed
     assert new_sess.peer_creation != old_sess.peer_creation
@@ -404,17 +369,11 @@ def test_a_peer_that_dropped_its_side_reconnects_at_once(snowg_node, snowg_clust
     drive(first, Handshake(INITIATOR, name, 77, snowg_cluster_config.cookie, address="127.0.0.1:1"))
     assert wait_for(lambda: name in snowg.nodes(), timeout=5)
     stale = session_for(name)
-    snowg.monitor_nodes(True)
-    try:
+    with session_replaced(name, timeout=5):
         second = tls_client(snowg_cluster_config.certs, snowg_node)
         hs = Handshake(INITIATOR, name, 77, snowg_cluster_config.cookie, address="127.0.0.1:1")
         assert drive(second, hs) is True  # told "alive", it answered "go on"
         assert hs.established
-        down = snowg.receive(lambda m: type(m) is snowg.NodeDown and m.node == name, timeout=5)
-        assert down.reason == "connection_closed"
-        snowg.receive(lambda m: type(m) is snowg.NodeUp and m.node == name, timeout=5)
-    finally:
-        snowg.monitor_nodes(False)
     fresh = session_for(name)
     assert stale is not None and stale.closed and fresh is not None and fresh is not stale
     still_served(witness, session_for(witness.name))

@@ -31,11 +31,10 @@ from gevent.event import Event  # noqa: E402
 
 import distfuncs  # noqa: E402
 import snowg  # noqa: E402
-import snowg.ws as ws  # noqa: E402
 import wsfuncs  # noqa: E402
 from snowg.testing import PeerFactory, wait_for  # noqa: E402
 from snowg.ws import _frames as fr  # noqa: E402
-from support import connected_nodes, no_message, recv, tagged  # noqa: E402
+from support import connected_nodes, no_message, recv, rss, tagged  # noqa: E402
 
 TIME_LIMIT = 150
 W = 60.0  # seconds any single expected event may take (a loaded 2-core machine)
@@ -43,12 +42,6 @@ TICK = 0.5
 CLIENTS = 50
 ROOM = "feed"
 MiB = 1 << 20
-
-
-@pytest.fixture(autouse=True)
-def time_limit():
-    with gevent.Timeout(TIME_LIMIT):
-        yield
 
 
 # ------------------------------------------------------------------ the cluster
@@ -74,14 +67,6 @@ class Cluster:
     def node_downs(self):
         """Every NodeDown B and C have seen since the module started."""
         return [e for p in (self.b, self.c) for e in p.rpc(distfuncs.get_events) if isinstance(e, snowg.NodeDown)]
-
-    def b_rss(self):
-        """B's resident memory, in bytes."""
-        with open(f"/proc/{self.b.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
 
     def b_log(self):
         with open(self.b.log_path, encoding="utf-8", errors="replace") as f:
@@ -508,12 +493,12 @@ def test_six_million_empty_continuations_close_1009_at_the_fragment_limit(cluste
     members, changed = join_members(server)
     stream = Stream(cluster, members, changed, "cont-flood")
     stream.wait_each(20)
-    rss_before = cluster.b_rss()
+    rss_before = rss(cluster.b.process.pid)
     attacker = attackers(server, "cont", limit=6_000_000)
     _, _, cid, code = recv(tagged("gone"), W)
     assert code == 1009
     result = attacker.outcome()
-    rss_after = cluster.b_rss()
+    rss_after = rss(cluster.b.process.pid)
     assert result["close"] == [1009, f"message in more than {fr.MAX_FRAGMENTS} fragments"], result
     assert result["send_error"] in ("ConnectionResetError", "BrokenPipeError"), result
     assert result["end"] in ("eof", "ConnectionResetError"), result
@@ -553,20 +538,6 @@ def test_invalid_utf8_closes_1007_at_the_first_bad_fragment(cluster, server, att
 # ------------------------------------------- closing, on a server in this process
 
 
-@pytest.fixture
-def local_server():
-    started = []
-
-    def start(handler, **options):
-        srv = ws.serve(("127.0.0.1", 0), handler, **options)
-        started.append(srv)
-        return srv.port
-
-    yield start
-    for srv in started:
-        srv.stop(timeout=1)
-
-
 def closing_handler(report_to):
     """Joins the room; on the first client message, closes with 4000; reports what it got after."""
 
@@ -589,7 +560,7 @@ def closing_handler(report_to):
 
 
 def test_a_client_flooding_after_the_servers_close_is_dropped_without_waiting_for_close_timeout(
-    local_server, attackers, caplog
+    ws_servers, attackers, caplog
 ):
     """Attack: the server closes (4000) and the client never answers, sending small messages as fast as it can.
 
@@ -598,7 +569,7 @@ def test_a_client_flooding_after_the_servers_close_is_dropped_without_waiting_fo
     ``close_timeout`` is 1,000 s; ten other clients in the room are served.
     """
     me = snowg.self()
-    port = local_server(closing_handler(me), close_timeout=1000, ping_interval=None, recv_queue_size=4)
+    port = ws_servers(closing_handler(me), close_timeout=1000, ping_interval=None, recv_queue_size=4).port
     changed = Event()
     members = [Member(port, changed) for _ in range(10)]
     wait_all(members, changed, lambda m: f"joined {ROOM}" in m.got, f"joined {ROOM}")
@@ -624,14 +595,14 @@ def test_a_client_flooding_after_the_servers_close_is_dropped_without_waiting_fo
         m.close()
 
 
-def test_nothing_after_a_clients_close_frame_is_read(local_server):
+def test_nothing_after_a_clients_close_frame_is_read(ws_servers):
     """Attack: a close frame followed by more messages in the same write.
 
     Outcome: the close is echoed, the messages after it never reach the
     handler, and the server drops the TCP connection (the client reads EOF).
     """
     me = snowg.self()
-    port = local_server(closing_handler(me), ping_interval=None)
+    port = ws_servers(closing_handler(me), ping_interval=None).port
     sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=W)
     upgrade(sock, port)
     close = struct.pack("!BB", 0x88, 0x82) + b"\0\0\0\0" + struct.pack("!H", 4321)

@@ -29,28 +29,9 @@ import snowg.ws as ws
 from snowg.cluster import make_certs
 from snowg.demo.launcher import static_app
 from snowg.ws._handshake import FailureLog
+from support import open_fds
 
 TIME_LIMIT = 60
-
-
-@pytest.fixture(autouse=True)
-def time_limit():
-    with gevent.Timeout(TIME_LIMIT):
-        yield
-
-
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(handler, **options):
-        server = ws.serve(("127.0.0.1", 0), handler, **options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(timeout=1)
 
 
 def echo(conn):
@@ -122,14 +103,10 @@ def wait_until(condition):
         gevent.sleep(0.01)
 
 
-def fd_count():
-    return len(os.listdir("/proc/self/fd"))
-
-
 # ------------------------------------------------------ incomplete requests
 
 
-def test_incomplete_requests_are_closed_at_the_handshake_timeout(servers, caplog):
+def test_incomplete_requests_are_closed_at_the_handshake_timeout(ws_servers, caplog):
     """Attack: 1,100 incomplete HTTP requests (and 100 silent connections) to the WebSocket port.
 
     Before: held for ever, and at a 1,024 file-descriptor limit every new
@@ -138,9 +115,9 @@ def test_incomplete_requests_are_closed_at_the_handshake_timeout(servers, caplog
     are served during the attack.
     """
     caplog.set_level(logging.DEBUG, logger="snowg")
-    server = servers(echo, handshake_timeout=0.5)
+    server = ws_servers(echo, handshake_timeout=0.5)
     port = server.port
-    before = fd_count()
+    before = open_fds()
     staying = connect(port)  # upgraded before the attack: outlives every deadline
     attackers = []
     for i in range(1200):
@@ -159,7 +136,7 @@ def test_incomplete_requests_are_closed_at_the_handshake_timeout(servers, caplog
     assert staying.recv() == "after the deadlines"
     staying.close()
     wait_until(lambda: server.open_connections == 0)
-    assert fd_count() <= before + 2  # nothing held (the listener and the hub's own at most)
+    assert open_fds() <= before + 2  # nothing held (the listener and the hub's own at most)
     incomplete = warnings_of(caplog, "incomplete after 0.5 s")
     assert len(incomplete) == 1 and "127.0.0.1" in incomplete[0].getMessage()
     idle = [r for r in caplog.records if "idle for 0.5 s" in r.getMessage()]
@@ -240,9 +217,9 @@ def test_incomplete_requests_at_a_1024_fd_limit_do_not_lock_clients_out(tmp_path
         err.close()
 
 
-def test_a_request_trickled_byte_by_byte_is_bounded_as_a_whole(servers, caplog):
+def test_a_request_trickled_byte_by_byte_is_bounded_as_a_whole(ws_servers, caplog):
     """Attack: slowloris, one header byte every 50 ms (each read succeeds). The deadline covers the whole head."""
-    server = servers(echo, handshake_timeout=0.5)
+    server = ws_servers(echo, handshake_timeout=0.5)
     s = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=10)
     head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 400  # 20 s at this pace
     sent = 0
@@ -257,13 +234,13 @@ def test_a_request_trickled_byte_by_byte_is_bounded_as_a_whole(servers, caplog):
     assert len(warnings_of(caplog, "incomplete after 0.5 s")) == 1
 
 
-def test_tls_handshake_has_the_same_deadline(servers, tmp_path, caplog):
+def test_tls_handshake_has_the_same_deadline(ws_servers, tmp_path, caplog):
     """Attack: TCP connections to a wss:// server that never start TLS. Closed at the handshake timeout."""
     caplog.set_level(logging.INFO, logger="snowg")
     certs = make_certs(tmp_path / "certs")
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(certs["node"].cert, certs["node"].key)
-    server = servers(echo, ssl_context=server_ctx, handshake_timeout=0.5)
+    server = ws_servers(echo, ssl_context=server_ctx, handshake_timeout=0.5)
     silent = [gevent.socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(20)]
     client_ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_ctx.load_verify_locations(certs["ca"].cert)
@@ -288,9 +265,9 @@ def test_tls_handshake_has_the_same_deadline(servers, tmp_path, caplog):
 # ------------------------------------------------------ a cap on connections
 
 
-def test_connections_over_the_cap_are_refused_at_once(servers, caplog):
+def test_connections_over_the_cap_are_refused_at_once(ws_servers, caplog):
     """Attack: more connections than the server's cap. The excess gets a 503 at once; a place frees when one leaves."""
-    server = servers(room_member, max_connections=3)
+    server = ws_servers(room_member, max_connections=3)
     port = server.port
     clients = [connect(port) for _ in range(3)]
     for c in clients:
@@ -355,9 +332,9 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("attack,build,status,header", MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_a_malformed_upgrade_gets_a_4xx_and_one_warning(servers, caplog, capfd, attack, build, status, header):
+def test_a_malformed_upgrade_gets_a_4xx_and_one_warning(ws_servers, caplog, capfd, attack, build, status, header):
     """Attack: a malformed upgrade. Before: a 500 or a made-up "402", with a traceback. Now: the right 4xx, one line."""
-    server = servers(echo)
+    server = ws_servers(echo)
     got, headers, _ = exchange(server.port, build(server.port))
     assert got == status, attack
     if header is not None:
@@ -369,9 +346,9 @@ def test_a_malformed_upgrade_gets_a_4xx_and_one_warning(servers, caplog, capfd, 
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_garbage_instead_of_http_is_one_line_per_address(servers, caplog, capfd):
+def test_garbage_instead_of_http_is_one_line_per_address(ws_servers, caplog, capfd):
     """Attack: request lines that are not HTTP, again and again. A 400 each, one line, then a summary."""
-    server = servers(echo)
+    server = ws_servers(echo)
     for _ in range(10):
         status, _, _ = exchange(server.port, b"\x16\x03\x01 not http at all\r\n\r\n")
         assert status == 400
@@ -382,9 +359,9 @@ def test_garbage_instead_of_http_is_one_line_per_address(servers, caplog, capfd)
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_repeated_failures_from_one_address_are_summarised(servers, caplog):
+def test_repeated_failures_from_one_address_are_summarised(ws_servers, caplog):
     """Attack: 50 bad upgrades from one address. One line for the first, one line "49 more" for the rest."""
-    server = servers(echo)
+    server = ws_servers(echo)
     for _ in range(50):
         status, _, _ = exchange(server.port, upgrade_request(server.port, key="bad"))
         assert status == 400
@@ -422,9 +399,9 @@ def test_the_summary_comes_when_the_window_ends(caplog):
 # ------------------------------------------------------------------ Origin
 
 
-def test_another_sites_page_is_refused_with_403(servers, caplog):
+def test_another_sites_page_is_refused_with_403(ws_servers, caplog):
     """Attack: a page of http://evil.example opens a WebSocket to the node. Before: accepted. Now: 403, one line."""
-    server = servers(room_member)
+    server = ws_servers(room_member)
     port = server.port
     member = connect(port, origin=f"http://localhost:{port}")  # the page's own origin: Host is localhost:PORT
     assert member.recv() == "joined"
@@ -448,8 +425,8 @@ def test_another_sites_page_is_refused_with_403(servers, caplog):
     member.close()
 
 
-def test_a_list_of_allowed_origins(servers):
-    server = servers(echo, check_origin=["https://example.com", "//chat.example.org", "//*.example.net"])
+def test_a_list_of_allowed_origins(ws_servers):
+    server = ws_servers(echo, check_origin=["https://example.com", "//chat.example.org", "//*.example.net"])
     port = server.port
     verdicts = {
         "https://example.com": 101,
@@ -477,8 +454,8 @@ def test_a_list_of_allowed_origins(servers):
     assert_served(port)
 
 
-def test_check_origin_false_allows_any_page(servers):
-    server = servers(echo, check_origin=False)
+def test_check_origin_false_allows_any_page(ws_servers):
+    server = ws_servers(echo, check_origin=False)
     c = connect(server.port, origin="http://evil.example")
     c.send("anyone")
     assert c.recv() == "anyone"
@@ -516,9 +493,9 @@ def test_other_origins_are_closed_1008_behind_gevent_websockets_own_handler(capl
         server.stop()
 
 
-def test_the_demo_page_cannot_be_framed(servers):
+def test_the_demo_page_cannot_be_framed(ws_servers):
     """Attack: another site frames the demo page (clickjacking). Every answer forbids framing."""
-    server = servers(echo, fallback_app=static_app)
+    server = ws_servers(echo, fallback_app=static_app)
     for path in ("/", "/app.js", "/missing"):
         s = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=5)
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -532,9 +509,9 @@ def test_the_demo_page_cannot_be_framed(servers):
     assert_served(server.port)
 
 
-def test_the_cap_counts_pending_requests_too(servers):
+def test_the_cap_counts_pending_requests_too(ws_servers):
     """Attack: silent connections up to the cap. They are refused beyond it, and freed at the deadline."""
-    server = servers(echo, max_connections=5, handshake_timeout=0.5)
+    server = ws_servers(echo, max_connections=5, handshake_timeout=0.5)
     silent = [gevent.socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(5)]
     wait_until(lambda: server.open_connections == 5)
     status, _, _ = exchange(server.port, upgrade_request(server.port))
@@ -546,8 +523,8 @@ def test_the_cap_counts_pending_requests_too(servers):
     assert_served(server.port)
 
 
-def test_stop_drops_requests_still_arriving(servers):
-    server = servers(echo, handshake_timeout=30)
+def test_stop_drops_requests_still_arriving(ws_servers):
+    server = ws_servers(echo, handshake_timeout=30)
     pending = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=5)
     pending.sendall(b"GET / HTTP/1.1\r\n")
     wait_until(lambda: server.open_connections == 1)

@@ -86,6 +86,14 @@ def alone() -> bool:
     return snowg.processes() == [me]
 
 
+def assert_shut_down(sup: Any, *stopped: Any) -> None:
+    """``sup`` (linked, this process trapping exits) ended with 'shutdown' after stopping the children ``stopped``
+    in this order, and no process is left."""
+    assert snowg.receive(lambda m: type(m) is Exit, 5) == Exit(sup, "shutdown")
+    assert events(len(stopped)) == [("stopped", cid) for cid in stopped]
+    assert alone()
+
+
 # ------------------------------------------------------ start and stop order
 
 
@@ -321,9 +329,7 @@ def test_intensity_zero_ends_on_the_first_restart():
     sup = supervisor.start_link([spec("a"), spec("b")], intensity=0)
     events(2)
     end_child(pids(sup)["b"], "crashed")
-    assert snowg.receive(lambda m: type(m) is Exit, 5) == Exit(sup, "shutdown")
-    assert events(1) == [("stopped", "a")]
-    assert alone()
+    assert_shut_down(sup, "a")
 
 
 def test_ends_that_are_not_restarts_do_not_count():
@@ -365,8 +371,7 @@ def test_failed_restart_is_retried_and_each_retry_counts():
     snowg.cast(pids(sup)["f"], "crashed")
     # restart 1 fails, retry 2 fails, retry 3 fails, retry 4 is one past intensity 3.
     assert attempts(3) == [False, False, False]
-    assert snowg.receive(lambda m: type(m) is Exit, 5) == Exit(sup, "shutdown")
-    assert alone()
+    assert_shut_down(sup)
 
 
 def test_failed_restart_shows_restarting_and_recovers():
@@ -741,9 +746,7 @@ def test_auto_shutdown_any_significant():
     sup = supervisor.start_link([spec("a"), spec("s", "transient", significant=True)], auto_shutdown="any_significant")
     events(2)
     end_child(pids(sup)["s"], "normal")
-    assert snowg.receive(lambda m: type(m) is Exit, 5) == Exit(sup, "shutdown")
-    assert events(1) == [("stopped", "a")]
-    assert alone()
+    assert_shut_down(sup, "a")
 
 
 def test_auto_shutdown_all_significant():
@@ -757,9 +760,7 @@ def test_auto_shutdown_all_significant():
     assert snowg.is_alive(sup)
     assert [c for c, _p, _t in supervisor.which_children(sup)] == ["s2", "a"]
     end_child(pids(sup)["s2"], "shutdown")
-    assert snowg.receive(lambda m: type(m) is Exit, 5) == Exit(sup, "shutdown")
-    assert events(1) == [("stopped", "a")]
-    assert alone()
+    assert_shut_down(sup, "a")
 
 
 def test_auto_shutdown_never_ignores_significance():

@@ -32,26 +32,6 @@ from test_ws_frames import client_frame
 TIME_LIMIT = 20
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    with gevent.Timeout(TIME_LIMIT):
-        yield
-
-
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(handler, **options):
-        server = ws.serve(("127.0.0.1", 0), handler, **options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(timeout=1)
-
-
 # ----------------------------------------------------------------- clients
 
 
@@ -178,8 +158,8 @@ def command_handler(conn):
 # ------------------------------------------------------------------- basic
 
 
-def test_text_and_binary_round_trip(servers):
-    srv = servers(echo)
+def test_text_and_binary_round_trip(ws_servers):
+    srv = ws_servers(echo)
     c = connect(srv.port)
     c.send("h\u00e9llo")
     assert c.recv() == "h\u00e9llo"
@@ -188,8 +168,8 @@ def test_text_and_binary_round_trip(servers):
     c.close()
 
 
-def test_plain_http_without_fallback_gets_400(servers):
-    srv = servers(echo)
+def test_plain_http_without_fallback_gets_400(ws_servers):
+    srv = ws_servers(echo)
     s = gevent.socket.create_connection(("127.0.0.1", srv.port), timeout=5)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     data = b""
@@ -202,8 +182,8 @@ def test_plain_http_without_fallback_gets_400(servers):
 # ------------------------------------------------------------------- rooms
 
 
-def test_join_leave_broadcast_exactly_once(servers):
-    srv = servers(command_handler)
+def test_join_leave_broadcast_exactly_once(ws_servers):
+    srv = ws_servers(command_handler)
     a, b, c = (connect(srv.port) for _ in range(3))
     for cl in (a, b, c):
         cl.send("join lobby")
@@ -240,8 +220,8 @@ def test_join_leave_broadcast_exactly_once(servers):
         cl.close()
 
 
-def test_broadcast_encodes_the_frame_once(servers, monkeypatch):
-    srv = servers(command_handler)
+def test_broadcast_encodes_the_frame_once(ws_servers, monkeypatch):
+    srv = ws_servers(command_handler)
     clients = [connect(srv.port) for _ in range(3)]
     for cl in clients:
         cl.send("join r")
@@ -256,7 +236,7 @@ def test_broadcast_encodes_the_frame_once(servers, monkeypatch):
         cl.close()
 
 
-def test_abrupt_disconnect_leaves_rooms(servers):
+def test_abrupt_disconnect_leaves_rooms(ws_servers):
     me = snowg.self()
 
     def body(conn):
@@ -266,7 +246,7 @@ def test_abrupt_disconnect_leaves_rooms(servers):
         while conn.receive() is not None:
             pass
 
-    srv = servers(reporting(me, body))
+    srv = ws_servers(reporting(me, body))
     raw = RawClient(srv.port)
     _, conn = recv(tagged("conn"))
     recv(tagged("joined"))
@@ -277,11 +257,11 @@ def test_abrupt_disconnect_leaves_rooms(servers):
     assert ws.members("room") == [] and ws.rooms() == [] and conn.rooms == frozenset()
 
 
-def test_rooms_reach_the_cluster_through_its_frames(servers, monkeypatch):
+def test_rooms_reach_the_cluster_through_its_frames(ws_servers, monkeypatch):
     from snowg.cluster import _dispatch
     from snowg.ws import _rooms
 
-    srv = servers(command_handler)
+    srv = ws_servers(command_handler)
     cl = connect(srv.port)
     cl.send("join r")
     assert cl.recv() == "joined r"
@@ -311,7 +291,7 @@ class FakeSession:
 # ---------------------------------------------------- the handler is a process
 
 
-def test_handler_is_a_process_that_can_be_messaged_monitored_and_linked(servers):
+def test_handler_is_a_process_that_can_be_messaged_monitored_and_linked(ws_servers):
     me = snowg.self()
 
     def body(conn):
@@ -326,7 +306,7 @@ def test_handler_is_a_process_that_can_be_messaged_monitored_and_linked(servers)
             elif msg[0] == "stop":
                 return
 
-    srv = servers(reporting(me, body))
+    srv = ws_servers(reporting(me, body))
     c1 = connect(srv.port)
     _, conn1 = recv(tagged("conn"))
     assert snowg.is_alive(conn1.pid)
@@ -354,7 +334,7 @@ def test_handler_is_a_process_that_can_be_messaged_monitored_and_linked(servers)
         snowg.trap_exit(old)
 
 
-def test_receive_timeout_and_foreign_caller(servers):
+def test_receive_timeout_and_foreign_caller(ws_servers):
     me = snowg.self()
 
     def body(conn):
@@ -363,7 +343,7 @@ def test_receive_timeout_and_foreign_caller(servers):
         snowg.send(me, ("timed out",))
         conn.receive()
 
-    srv = servers(reporting(me, body))
+    srv = ws_servers(reporting(me, body))
     c = connect(srv.port)
     _, conn = recv(tagged("conn"))
     recv(tagged("timed out"))
@@ -373,7 +353,7 @@ def test_receive_timeout_and_foreign_caller(servers):
     recv(tagged("gone"))
 
 
-def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(servers):
+def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(ws_servers):
     me = snowg.self()
     limit, total = 4, 60
 
@@ -389,7 +369,7 @@ def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(servers):
         snowg.send(me, ("got", queued, half + rest))
         conn.receive()
 
-    srv = servers(reporting(me, body), recv_queue_size=limit)
+    srv = ws_servers(reporting(me, body), recv_queue_size=limit)
     c = connect(srv.port)
     _, conn = recv(tagged("conn"))
     for i in range(total):
@@ -406,7 +386,7 @@ def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(servers):
     recv(tagged("gone"))
 
 
-def test_closed_connection_refuses_sends_and_joins(servers):
+def test_closed_connection_refuses_sends_and_joins(ws_servers):
     me = snowg.self()
 
     def body(conn):
@@ -415,7 +395,7 @@ def test_closed_connection_refuses_sends_and_joins(servers):
         snowg.send(me, ("after close", conn.closed, conn.send("late"), conn.join("r2"), sorted(conn.rooms)))
         snowg.send(me, ("received", conn.receive(), conn.receive(), conn.close_code))
 
-    srv = servers(reporting(me, body))
+    srv = ws_servers(reporting(me, body))
     c = connect(srv.port)
     assert recv(tagged("after close"))[1:] == (True, False, False, [])
     assert wait_close(c) == (4000, "done here")
@@ -427,7 +407,7 @@ def test_closed_connection_refuses_sends_and_joins(servers):
 # -------------------------------------------------------------- close codes
 
 
-def test_handler_return_closes_1000_and_raise_closes_1011(servers, caplog):
+def test_handler_return_closes_1000_and_raise_closes_1011(ws_servers, caplog):
     def returns(conn):
         conn.send("bye")
 
@@ -435,19 +415,19 @@ def test_handler_return_closes_1000_and_raise_closes_1011(servers, caplog):
         conn.send("oops")
         raise ValueError("handler bug")
 
-    c = connect(servers(returns).port)
+    c = connect(ws_servers(returns).port)
     assert c.recv() == "bye"  # queued data is flushed before the close frame
     assert wait_close(c) == (1000, "")
     with caplog.at_level(logging.ERROR, logger="snowg"):
-        c = connect(servers(raises).port)
+        c = connect(ws_servers(raises).port)
         assert c.recv() == "oops"
         assert wait_close(c) == (1011, "internal error")
     assert any("crashed" in r.getMessage() and "ValueError" in r.getMessage() for r in caplog.records)
 
 
-def test_client_close_code_is_echoed(servers):
+def test_client_close_code_is_echoed(ws_servers):
     me = snowg.self()
-    srv = servers(reporting(me))
+    srv = ws_servers(reporting(me))
     c = connect(srv.port)
     recv(tagged("conn"))
     c.send_close(status=4001, reason=b"bye")
@@ -459,8 +439,8 @@ def test_client_close_code_is_echoed(servers):
     assert code == 4001
 
 
-def test_too_big_message_closes_1009(servers):
-    srv = servers(echo, max_message_size=1024)
+def test_too_big_message_closes_1009(ws_servers):
+    srv = ws_servers(echo, max_message_size=1024)
     c = connect(srv.port)
     c.send("a" * 1024)
     assert c.recv() == "a" * 1024
@@ -468,16 +448,16 @@ def test_too_big_message_closes_1009(servers):
     assert wait_close(c)[0] == 1009
 
 
-def test_announced_huge_frame_closes_1009_without_waiting_for_the_payload(servers):
-    srv = servers(echo, max_message_size=1024)
+def test_announced_huge_frame_closes_1009_without_waiting_for_the_payload(ws_servers):
+    srv = ws_servers(echo, max_message_size=1024)
     raw = RawClient(srv.port)
     raw.send_frame(fr.OP_BINARY, b"", length=1 << 40)  # header only: 1 TB announced
     assert raw.close_code() == 1009
     raw.close()
 
 
-def test_invalid_utf8_closes_1007(servers):
-    raw = RawClient(servers(echo).port)
+def test_invalid_utf8_closes_1007(ws_servers):
+    raw = RawClient(ws_servers(echo).port)
     raw.send_frame(fr.OP_TEXT, b"ok")
     assert raw.recv_frame() == (fr.OP_TEXT, b"ok")
     raw.send_frame(fr.OP_TEXT, b"\xc3\x28")
@@ -496,9 +476,9 @@ def test_invalid_utf8_closes_1007(servers):
     ],
     ids=["unmasked", "reserved-bit", "bad-opcode", "fragmented-control", "stray-continuation"],
 )
-def test_protocol_errors_close_1002(servers, frame):
+def test_protocol_errors_close_1002(ws_servers, frame):
     me = snowg.self()
-    raw = RawClient(servers(reporting(me)).port)
+    raw = RawClient(ws_servers(reporting(me)).port)
     recv(tagged("conn"))
     raw.send_frame(**frame)
     assert raw.close_code() == 1002
@@ -507,8 +487,8 @@ def test_protocol_errors_close_1002(servers, frame):
     assert code == 1002
 
 
-def test_missing_pong_closes_1001(servers):
-    srv = servers(echo, ping_interval=0.05, ping_timeout=0.2, close_timeout=0.5)
+def test_missing_pong_closes_1001(ws_servers):
+    srv = ws_servers(echo, ping_interval=0.05, ping_timeout=0.2, close_timeout=0.5)
     raw = RawClient(srv.port)
     op, payload = raw.recv_frame()
     assert op == fr.OP_PING and len(payload) == 8
@@ -516,8 +496,8 @@ def test_missing_pong_closes_1001(servers):
     raw.close()
 
 
-def test_answered_pings_keep_the_connection(servers):
-    srv = servers(echo, ping_interval=0.05, ping_timeout=0.5)
+def test_answered_pings_keep_the_connection(ws_servers):
+    srv = ws_servers(echo, ping_interval=0.05, ping_timeout=0.5)
     raw = RawClient(srv.port)
     for _ in range(5):  # five ping rounds, each answered in time
         op, payload = raw.recv_frame()
@@ -533,16 +513,16 @@ def test_answered_pings_keep_the_connection(servers):
     raw.close()
 
 
-def test_client_ping_is_answered(servers):
-    c = connect(servers(echo).port)
+def test_client_ping_is_answered(ws_servers):
+    c = connect(ws_servers(echo).port)
     c.ping("abc")
     opcode, frame = c.recv_data_frame(True)
     assert opcode == websocket.ABNF.OPCODE_PONG and frame.data == b"abc"
     c.close()
 
 
-def test_server_stop_closes_connections_1001(servers):
-    srv = servers(echo)
+def test_server_stop_closes_connections_1001(ws_servers):
+    srv = ws_servers(echo)
     c = connect(srv.port)
     c.send("x")
     assert c.recv() == "x"
@@ -554,7 +534,7 @@ def test_server_stop_closes_connections_1001(servers):
 # ------------------------------------------------- slow clients and writers
 
 
-def test_a_client_that_never_reads_does_not_delay_the_others(servers, caplog):
+def test_a_client_that_never_reads_does_not_delay_the_others(ws_servers, caplog):
     me = snowg.self()
 
     def body(conn):
@@ -563,7 +543,7 @@ def test_a_client_that_never_reads_does_not_delay_the_others(servers, caplog):
         while conn.receive() is not None:
             pass
 
-    srv = servers(reporting(me, body), queue_size=8, close_timeout=0.5, ping_interval=None)
+    srv = ws_servers(reporting(me, body), queue_size=8, close_timeout=0.5, ping_interval=None)
     stalled = RawClient(srv.port, rcvbuf=4096)
     _, slow = recv(tagged("conn"))
     recv(tagged("joined"))
@@ -610,7 +590,7 @@ def test_a_client_that_never_reads_does_not_delay_the_others(servers, caplog):
         c.close()
 
 
-def test_one_writer_many_senders_every_message_intact_and_in_order(servers):
+def test_one_writer_many_senders_every_message_intact_and_in_order(ws_servers):
     me = snowg.self()
     senders, per_sender, broadcasters = 20, 50, 10
 
@@ -620,7 +600,7 @@ def test_one_writer_many_senders_every_message_intact_and_in_order(servers):
         while conn.receive() is not None:
             pass
 
-    srv = servers(reporting(me, body), queue_size=100000)
+    srv = ws_servers(reporting(me, body), queue_size=100000)
     c = connect(srv.port)
     _, conn = recv(tagged("conn"))
     recv(tagged("joined"))
@@ -714,14 +694,14 @@ def test_drop_in_in_front_of_a_flask_app():
         c.close()
 
 
-def test_wss_with_a_standard_library_ssl_context(servers, tmp_path):
+def test_wss_with_a_standard_library_ssl_context(ws_servers, tmp_path):
     # A cluster CA and node certificate (SANs 127.0.0.1 and localhost) serve as any server's.
     certs = make_certs(tmp_path / "certs")
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # the stdlib's, not gevent's
     server_ctx.load_cert_chain(certs["node"].cert, certs["node"].key)
     client_ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_ctx.load_verify_locations(certs["ca"].cert)
-    srv = servers(command_handler, ssl_context=server_ctx)
+    srv = ws_servers(command_handler, ssl_context=server_ctx)
     a, b = connect(srv.port, tls=client_ctx), connect(srv.port, tls=client_ctx)
     for cl in (a, b):
         cl.send("join secure")

@@ -39,12 +39,6 @@ TIME_LIMIT = 90
 W = 20.0  # seconds any single expected message may take
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    with gevent.Timeout(TIME_LIMIT):
-        yield
-
-
 @pytest.fixture
 def local_servers():
     """Servers started in this process with wsfuncs.start_server; stopped after the test."""
