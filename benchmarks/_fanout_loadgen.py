@@ -26,6 +26,7 @@ import socket as pysocket
 import struct
 import sys
 import time
+from typing import Iterator, Tuple
 
 import gevent
 from gevent import socket
@@ -77,31 +78,47 @@ def pong(s, payload: bytes) -> None:
     s.sendall(struct.pack("!BB", 0x8A, 0x80 | len(payload)) + mask + masked)
 
 
+def complete_frames(buf: bytearray) -> Iterator[Tuple[int, int, int]]:
+    """``(opcode, payload start, payload end)`` of each whole unmasked frame at the head of ``buf``.
+
+    Once the iteration ends (or is abandoned) the frames it yielded are removed
+    from ``buf``; an incomplete frame at the end stays for the next read.
+    """
+    unpack_from = struct.unpack_from
+    size = len(buf)
+    pos = 0
+    try:
+        while size - pos >= 2:
+            b1 = buf[pos + 1] & 0x7F
+            if b1 == 126:
+                if size - pos < 4:
+                    break
+                n, hl = unpack_from("!H", buf, pos + 2)[0], 4
+            elif b1 == 127:
+                if size - pos < 10:
+                    break
+                n, hl = unpack_from("!Q", buf, pos + 2)[0], 10
+            else:
+                n, hl = b1, 2
+            end = pos + hl + n
+            if end > size:
+                break
+            yield buf[pos] & 0x0F, pos + hl, end
+            pos = end
+    finally:
+        del buf[:pos]
+
+
 def reader(idx: int, s, buf: bytes) -> None:
     """Read frames for ever; account each broadcast."""
     buf = bytearray(buf)
     monotonic = time.monotonic
-    unpack_from = struct.unpack_from
     now = monotonic()
     try:
         while True:
-            while len(buf) >= 2:
-                b1 = buf[1] & 0x7F
-                if b1 == 126:
-                    if len(buf) < 4:
-                        break
-                    n, hl = unpack_from("!H", buf, 2)[0], 4
-                elif b1 == 127:
-                    if len(buf) < 10:
-                        break
-                    n, hl = unpack_from("!Q", buf, 2)[0], 10
-                else:
-                    n, hl = b1, 2
-                if len(buf) < hl + n:
-                    break
-                op = buf[0] & 0x0F
+            for op, start, end in complete_frames(buf):
                 if op == 1:
-                    head = bytes(buf[hl : hl + min(n, 80)]).split(b" ", 3)
+                    head = bytes(buf[start : min(end, start + 80)]).split(b" ", 3)
                     if len(head) >= 3 and head[0].isdigit():
                         counts[idx] += 1
                         r = int(head[0])
@@ -117,10 +134,9 @@ def reader(idx: int, s, buf: bytes) -> None:
                         if st[0] == expected.get(head[1].decode(), -1):
                             say(f"done {r} {st[0]} {st[1]!r} {st[2]!r}")
                 elif op == 9:
-                    pong(s, bytes(buf[hl : hl + n]))
+                    pong(s, bytes(buf[start:end]))
                 elif op == 8:
                     return
-                del buf[: hl + n]
             data = s.recv(262144)
             if not data:
                 return

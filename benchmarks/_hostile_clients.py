@@ -36,7 +36,7 @@ from gevent.event import Event
 from gevent.fileobject import FileObject
 
 from _fanout_common import raise_nofile
-from _fanout_loadgen import handshake, pong
+from _fanout_loadgen import complete_frames, handshake, pong
 
 out = sys.stdout
 
@@ -56,35 +56,19 @@ keep: list = []
 def reader(idx: int, s: Any, buf: bytes) -> None:
     data = bytearray(buf)
     monotonic = time.monotonic
-    unpack_from = struct.unpack_from
     now = monotonic()
     try:
         while True:
-            while len(data) >= 2:
-                b1 = data[1] & 0x7F
-                if b1 == 126:
-                    if len(data) < 4:
-                        break
-                    n, hl = unpack_from("!H", data, 2)[0], 4
-                elif b1 == 127:
-                    if len(data) < 10:
-                        break
-                    n, hl = unpack_from("!Q", data, 2)[0], 10
-                else:
-                    n, hl = b1, 2
-                if len(data) < hl + n:
-                    break
-                op = data[0] & 0x0F
+            for op, start, end in complete_frames(data):
                 if op == 1:
-                    head = bytes(data[hl : hl + min(n, 64)]).split(b" ", 2)
+                    head = bytes(data[start : min(end, start + 64)]).split(b" ", 2)
                     if len(head) >= 2 and head[0].isdigit():
                         latencies.append((now - float(head[1])) * 1000.0)
                         per_client[idx] += 1
                 elif op == 9:
-                    pong(s, bytes(data[hl : hl + n]))
+                    pong(s, bytes(data[start:end]))
                 elif op == 8:
                     return
-                del data[: hl + n]
             chunk = s.recv(262144)
             if not chunk:
                 return
