@@ -13,6 +13,7 @@ that none is there, :func:`wait_down` waits for a process to end.
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -197,7 +198,6 @@ def raw_session(
     each take at most ``timeout`` seconds. Returns ``(socket, Handshake)``;
     the handshake's ``trailing_data`` is what the node sent after it.
     """
-    import gevent
     from gevent import socket as gsocket
 
     from snowg import cluster as tls
@@ -207,13 +207,58 @@ def raw_session(
     cfg = tls.load_tls(config.certs, cert_name or name, default_dir=None)
     sock = tls.client_context(cfg).wrap_socket(sock, server_side=False)
     hs = Handshake(INITIATOR, name, creation, config.cookie, address="127.0.0.1:1", expected_peer=expected_peer)
+    drive_handshake(sock, hs, timeout, closed=AssertionError("the node closed the connection during the handshake"))
+    return sock, hs
+
+
+def drive_handshake(sock: Any, hs: Any, timeout: float = 10.0, closed: Optional[BaseException] = None) -> bool:
+    """Run the initiator's side of the handshake ``hs`` over ``sock`` to its end (at most ``timeout`` s).
+
+    Told that the node already has a session with us, it goes on ("we have
+    none: replace yours"). Returns whether it was told so. If the node closes
+    the connection first, raises ``closed`` (default: ``HandshakeError``).
+    """
+    import gevent
+
+    from snowg.cluster._handshake import HandshakeError, PeerAlive
+
+    alive = False
     with gevent.Timeout(timeout):
         sock.sendall(hs.data_to_send())
         while not hs.established:
             data = sock.recv(4096)
-            assert data, "the node closed the connection during the handshake"
+            if not data:
+                raise closed if closed is not None else HandshakeError("closed", "closed")
             hs.receive_data(data)
+            if isinstance(hs.next_event(), PeerAlive):
+                alive = True
+                hs.accept()
             out = hs.data_to_send()
             if out:
                 sock.sendall(out)
-    return sock, hs
+    return alive
+
+
+# ------------------------------------------------------- raw WebSocket clients
+
+
+def ws_upgrade(sock: Any, port: int, path: str = "/", key: Optional[str] = None, read_size: int = 1) -> bytes:
+    """Upgrade ``sock`` (connected to 127.0.0.1:``port``) to a WebSocket at ``path``; assert the answer is 101.
+
+    ``key``: the Sec-WebSocket-Key (default: a random one). The answer is read
+    ``read_size`` bytes at a time (1: nothing after its head is consumed);
+    returns what was read after the head.
+    """
+    key = key or base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(read_size)
+        assert chunk, "server closed during the handshake"
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return rest

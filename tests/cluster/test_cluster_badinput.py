@@ -33,7 +33,7 @@ from snowg.cluster._handshake import INITIATOR, Handshake, HandshakeError
 from snowg.testing import wait_for
 
 import distfuncs as df
-from support import assert_logged, read_until_closed
+from support import assert_logged, drive_handshake, read_until_closed
 
 pytest_plugins = ["snowg.testing"]
 
@@ -96,16 +96,7 @@ def handshake(sock, config, node_name: str, name: Optional[str] = None, cookie: 
     """Run the initiator's side of the handshake over ``sock``; returns (name, Handshake)."""
     name = name or f"raw{next(_names)}-{os.getpid()}@127.0.0.1"
     hs = Handshake(INITIATOR, name, 12345, cookie or config.cookie, address="127.0.0.1:1", expected_peer=node_name)
-    with gevent.Timeout(5):
-        sock.sendall(hs.data_to_send())
-        while not hs.established:
-            data = sock.recv(4096)
-            if not data:
-                raise HandshakeError("closed", "closed")
-            hs.receive_data(data)
-            out = hs.data_to_send()
-            if out:
-                sock.sendall(out)
+    drive_handshake(sock, hs, timeout=5)
     return name, hs
 
 

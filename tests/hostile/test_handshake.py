@@ -33,13 +33,21 @@ from snowg.cluster._handshake import (
     PROTOCOL_VERSION,
     Handshake,
     HandshakeError,
-    PeerAlive,
 )
 from snowg.cluster._tls import is_node_certificate
 from snowg.testing import wait_for
 
 import distfuncs as df
-from support import assert_logged, log_lines, no_message, read_until_closed, recv, tagged, wait_for_stop
+from support import (
+    assert_logged,
+    drive_handshake,
+    log_lines,
+    no_message,
+    read_until_closed,
+    recv,
+    tagged,
+    wait_for_stop,
+)
 
 pytest_plugins = ["snowg.testing"]
 
@@ -75,28 +83,6 @@ def session_replaced(name: str, timeout: float) -> Iterator[None]:
         snowg.monitor_nodes(False)
 
 
-def drive(sock: Any, hs: Handshake) -> bool:
-    """Run the initiator's side of ``hs`` over ``sock`` to its end; go on when told the node is alive.
-
-    Returns whether the node said it was alive (connected to us).
-    """
-    alive = False
-    with gevent.Timeout(10):
-        sock.sendall(hs.data_to_send())
-        while not hs.established:
-            data = sock.recv(4096)
-            if not data:
-                raise HandshakeError("closed", "closed")
-            hs.receive_data(data)
-            if isinstance(hs.next_event(), PeerAlive):
-                alive = True
-                hs.accept()  # "we have no session with you: replace yours"
-            out = hs.data_to_send()
-            if out:
-                sock.sendall(out)
-    return alive
-
-
 def still_served(peer: Any, sess: Any) -> None:
     """The peer's session is the same live one, and an rpc over it works."""
     assert session_for(peer.name) is sess and not sess.closed
@@ -127,7 +113,7 @@ def test_impostor_claiming_a_connected_peer_disturbs_nothing(
         if attempt % 2 == 0:
             # Goes all the way: its REPLY proves nothing.
             with pytest.raises(HandshakeError, match="peer rejected us: cookie mismatch"):
-                drive(sock, hs)
+                drive_handshake(sock, hs)
         else:
             # Stops after the CHALLENGE and holds the connection while the peer is used.
             sock.sendall(hs.data_to_send())
@@ -261,7 +247,7 @@ def test_per_node_certificates_must_name_the_node_claimed(snowg_node, snowg_clus
         ):
             sock = tls_client(certs, Target, as_name=cert_of)
             with pytest.raises(HandshakeError, match="is not issued to") as err:
-                drive(sock, Handshake(INITIATOR, claimed, 1, cookie, address="127.0.0.1:1"))
+                drive_handshake(sock, Handshake(INITIATOR, claimed, 1, cookie, address="127.0.0.1:1"))
             assert err.value.kind == "rejected"
             sock.close()
             assert wait_for(lambda c=claimed: f"claiming to be {c}" in node.read_log(), timeout=5)
@@ -272,7 +258,7 @@ def test_per_node_certificates_must_name_the_node_claimed(snowg_node, snowg_clus
         # The owner of bob's certificate, as bob, with the cookie: accepted.
         sock = tls_client(str(node_certs), Target, as_name=bob)
         hs = Handshake(INITIATOR, bob, 1, cookie, address="127.0.0.1:1", expected_peer=alice)
-        drive(sock, hs)
+        drive_handshake(sock, hs)
         assert hs.established
         sock.close()
     finally:
@@ -322,7 +308,7 @@ def test_pending_handshakes_are_capped_per_address_and_per_node(snowg_node, snow
         # Another address is admitted: it completes a real handshake while 127.0.0.1 is full.
         sock = tls_client(snowg_cluster_config.certs, snowg_node, source="127.0.0.2")
         other = f"other{next(_serial)}-{os.getpid()}@127.0.0.1"
-        drive(sock, Handshake(INITIATOR, other, 1, snowg_cluster_config.cookie, address="127.0.0.1:1"))
+        drive_handshake(sock, Handshake(INITIATOR, other, 1, snowg_cluster_config.cookie, address="127.0.0.1:1"))
         assert wait_for(lambda: other in snowg.nodes(), timeout=5)
         sock.close()
 
@@ -342,7 +328,7 @@ def test_pending_handshakes_are_capped_per_address_and_per_node(snowg_node, snow
     # The attackers gone, a new client from the flooded address completes the handshake.
     sock = tls_client(snowg_cluster_config.certs, snowg_node)
     late = f"late{next(_serial)}-{os.getpid()}@127.0.0.1"
-    drive(sock, Handshake(INITIATOR, late, 1, snowg_cluster_config.cookie, address="127.0.0.1:1"))
+    drive_handshake(sock, Handshake(INITIATOR, late, 1, snowg_cluster_config.cookie, address="127.0.0.1:1"))
     assert wait_for(lambda: late in snowg.nodes(), timeout=5)
     sock.close()
     still_served(witness, sess)
@@ -366,13 +352,13 @@ def test_a_peer_that_dropped_its_side_reconnects_at_once(snowg_node, snowg_clust
     to notice. The witness is served meanwhile."""
     name = f"dropper{next(_serial)}-{os.getpid()}@127.0.0.1"
     first = tls_client(snowg_cluster_config.certs, snowg_node)
-    drive(first, Handshake(INITIATOR, name, 77, snowg_cluster_config.cookie, address="127.0.0.1:1"))
+    drive_handshake(first, Handshake(INITIATOR, name, 77, snowg_cluster_config.cookie, address="127.0.0.1:1"))
     assert wait_for(lambda: name in snowg.nodes(), timeout=5)
     stale = session_for(name)
     with session_replaced(name, timeout=5):
         second = tls_client(snowg_cluster_config.certs, snowg_node)
         hs = Handshake(INITIATOR, name, 77, snowg_cluster_config.cookie, address="127.0.0.1:1")
-        assert drive(second, hs) is True  # told "alive", it answered "go on"
+        assert drive_handshake(second, hs) is True  # told "alive", it answered "go on"
         assert hs.established
     fresh = session_for(name)
     assert stale is not None and stale.closed and fresh is not None and fresh is not stale

@@ -34,7 +34,7 @@ import snowg  # noqa: E402
 import wsfuncs  # noqa: E402
 from snowg.testing import PeerFactory, wait_for  # noqa: E402
 from snowg.ws import _frames as fr  # noqa: E402
-from support import connected_nodes, no_message, recv, rss, tagged  # noqa: E402
+from support import connected_nodes, no_message, recv, rss, tagged, ws_upgrade  # noqa: E402
 
 TIME_LIMIT = 150
 W = 60.0  # seconds any single expected event may take (a loaded 2-core machine)
@@ -96,16 +96,7 @@ def server(cluster):
 
 
 def upgrade(sock, port):
-    sock.sendall(
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)  # byte by byte: nothing after the head is consumed
-        assert chunk, "server closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
+    ws_upgrade(sock, port, key="dGhlIHNhbXBsZSBub25jZQ==")  # byte by byte: nothing after the head is consumed
 
 
 def text_frame(text):

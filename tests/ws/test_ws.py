@@ -6,9 +6,7 @@ with messages to the test process (the main greenlet, adopted by snowg) and
 events, never with sleeps; each test runs under a gevent.Timeout.
 """
 
-import base64
 import logging
-import os
 import socket
 import ssl
 import struct
@@ -26,7 +24,7 @@ import snowg.ws as ws
 import snowg.ws._rooms as rooms_mod
 from snowg.cluster import make_certs
 from snowg.ws import _frames as fr
-from support import recv, tagged
+from support import recv, tagged, ws_upgrade
 from test_ws_frames import client_frame
 
 TIME_LIMIT = 20
@@ -66,18 +64,7 @@ class RawClient:
         s.connect(("127.0.0.1", port))
         self.sock = s
         self.local_port = s.getsockname()[1]
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            chunk = s.recv(4096)
-            assert chunk, "server closed during the handshake"
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
+        self.buf = ws_upgrade(s, port, path, read_size=4096)
 
     def send_frame(self, opcode, payload=b"", fin=True, rsv=0, mask=True, length=None):
         self.sock.sendall(client_frame(opcode, payload, fin, rsv, mask, length))

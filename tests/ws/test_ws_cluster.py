@@ -17,7 +17,6 @@ sent before them, and the counts can be compared exactly.
 
 pytest_plugins = ["snowg.testing"]
 
-import base64  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
@@ -32,7 +31,7 @@ from gevent.event import Event  # noqa: E402
 import snowg  # noqa: E402
 import snowg.ws as ws  # noqa: E402
 import wsfuncs  # noqa: E402
-from support import connected_nodes, recv, tagged  # noqa: E402
+from support import connected_nodes, recv, tagged, ws_upgrade  # noqa: E402
 from snowg.testing import wait_for  # noqa: E402
 
 TIME_LIMIT = 90
@@ -131,17 +130,7 @@ class RawClient:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(10)
         s.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(1)  # byte by byte: nothing after the head is consumed
-            assert chunk, "server closed during the handshake"
-            buf += chunk
-        assert buf.startswith(b"HTTP/1.1 101"), buf
+        ws_upgrade(s, port)  # byte by byte: nothing after the head is consumed
         self.sock = s
 
     def send_text(self, text):
