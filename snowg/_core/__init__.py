@@ -1,6 +1,7 @@
 """Processes, mailboxes, links, monitors, names and timers (uses gevent only)."""
 
 from .introspect import is_alive, process_info, processes
+from .logsummary import SummaryLog
 from .process import (
     ProcessExit,
     demonitor,
@@ -33,6 +34,7 @@ __all__ = [
     "Pid",
     "ProcessExit",
     "Ref",
+    "SummaryLog",
     "Task",
     "TimerRef",
     "cancel_timer",

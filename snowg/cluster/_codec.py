@@ -484,6 +484,7 @@ def _too_deep(term: Any) -> bool:
     return False
 
 
+_STRAY_MARKER = "malformed term: a marker ext outside the head of an array"
 _DECODE_ERRORS = (
     ValueError,
     TypeError,
@@ -530,9 +531,9 @@ def decode(data: Any) -> Any:
         except CodecError:
             raise
         except _DECODE_ERRORS as exc:
-            raise CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}") from exc
+            raise _malformed(exc) from exc
         if small.pending:
-            raise CodecError("malformed term: a marker ext outside the head of an array")
+            raise CodecError(_STRAY_MARKER)
         return term
     hooks = _Decoding(size)
     try:
@@ -568,22 +569,23 @@ def decode(data: Any) -> Any:
             )
     except CodecError:
         raise
-    except ValueError as exc:
-        if "max_ext_len" in str(exc):
-            raise CodecError(f"an extension value (a pid, ref or big int) of more than {_MAX_EXT} bytes") from exc
-        raise CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}") from exc
     except _DECODE_ERRORS as exc:
-        raise CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise _wrap_error(exc) from exc
     if hooks.pending:
-        raise CodecError("malformed term: a marker ext outside the head of an array")
+        raise CodecError(_STRAY_MARKER)
     if hooks.plain + hooks.tuples > MAX_DEPTH and _too_deep(term):
         raise CodecError(f"a term nested deeper than {MAX_DEPTH} levels")
     return term
 
 
 def _wrap_error(exc: BaseException) -> CodecError:
+    """The CodecError for what msgpack raised decoding with ``max_ext_len=_MAX_EXT``."""
     if isinstance(exc, ValueError) and "max_ext_len" in str(exc):
         return CodecError(f"an extension value (a pid, ref or big int) of more than {_MAX_EXT} bytes")
+    return _malformed(exc)
+
+
+def _malformed(exc: BaseException) -> CodecError:
     return CodecError(f"malformed term: {type(exc).__name__}: {str(exc)[:300]}")
 
 
@@ -648,7 +650,7 @@ class StreamDecoder:
             raise CodecError("malformed term: trailing bytes after the term")
         hooks, term = self._hooks, self._term
         if hooks.pending:
-            raise CodecError("malformed term: a marker ext outside the head of an array")
+            raise CodecError(_STRAY_MARKER)
         if hooks.plain + hooks.tuples > MAX_DEPTH and _too_deep(term):
             raise CodecError(f"a term nested deeper than {MAX_DEPTH} levels")
         return term

@@ -29,6 +29,7 @@ import gevent
 from gevent import socket as gsocket
 from gevent.event import Event
 
+from .._core import SummaryLog
 from .._errors import NodeError
 from . import _nodestate
 from ._frames import PEER_LIST
@@ -45,9 +46,9 @@ from ._handshake import (
     PeerAlive,
     PeerHello,
     PeerProved,
-    printable,
     simultaneous_connect_winner,
 )
+from ._names import loggable
 from ._nodemon import node_down, node_up
 from ._nodestate import NodeState, require
 from ._session import Session
@@ -73,7 +74,7 @@ HANDSHAKE_TIMEOUT = 10.0
 #: those how many from one address; the excess is closed at once.
 DEFAULT_MAX_HANDSHAKES = 64
 DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 16
-#: Seconds between two log lines about connections refused for those limits, per address.
+#: Seconds in which connections refused for those limits are counted, per address (then one summary line).
 REFUSAL_LOG_INTERVAL = 10.0
 # Seconds to open the TCP connection to a peer (the handshake has its own limit).
 DIAL_TIMEOUT = 5.0
@@ -287,8 +288,8 @@ def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
 
 
 def _not_named(sock: Any, name: str) -> str:
-    names = ", ".join(sorted(printable(n, 100) for n in peer_certificate_names(sock))) or "nothing"
-    return f"its certificate is not issued to {printable(name, 100)} (it names {names})"
+    names = ", ".join(sorted(loggable(n, quoted=False) for n in peer_certificate_names(sock))) or "nothing"
+    return f"its certificate is not issued to {loggable(name, quoted=False)} (it names {names})"
 
 
 def _open_tcp(host: str, port: int, timeout: float) -> Any:
@@ -353,7 +354,7 @@ def _run_handshake(sock: Any, hs: Handshake, decide: "_Decider") -> Established:
                     hs.reject(reason)
                     sock.sendall(hs.data_to_send())
                     error = LostRace if reason in (REFUSE_ALREADY_CONNECTED, REFUSE_SIMULTANEOUS) else HandshakeError
-                    raise error(f"refused {printable(ev.name, 100)}: {reason}", "refused")
+                    raise error(f"refused {loggable(ev.name, quoted=False)}: {reason}", "refused")
                 ev = hs.next_event()
             out = hs.data_to_send()
             if out:
@@ -416,23 +417,17 @@ def _admit(st: NodeState, host: str, where: str) -> bool:
     return False
 
 
-# Refusals for too many handshakes: per address, when the last line was logged
-# and how many were refused since without a line.
-_refusals: Dict[str, List[float]] = {}
+def _refusal_summary(host: str, count: int, seconds: float) -> Tuple[str, Tuple[Any, ...]]:
+    return "%d more connections from %s refused at once in the last %.3g s (max_handshakes)", (count, host, seconds)
+
+
+# Refusals for too many handshakes: one line per address, then the count of
+# the next ones in one line every REFUSAL_LOG_INTERVAL s.
+_refusals = SummaryLog(log, _refusal_summary, REFUSAL_LOG_INTERVAL, overflow_key="other addresses")
 
 
 def _log_refusal(host: str, where: str, why: str) -> None:
-    now = time.monotonic()
-    entry = _refusals.get(host)
-    if entry is not None and now - entry[0] < REFUSAL_LOG_INTERVAL:
-        entry[1] += 1
-        return
-    more = f"; {int(entry[1])} more from {host} refused since the last such line" if entry and entry[1] else ""
-    log.warning("refused connection from %s at once: %s%s", where, why, more)
-    if len(_refusals) >= 1024:  # many addresses: forget the quiet ones
-        for key in [k for k, (t, _) in _refusals.items() if now - t >= REFUSAL_LOG_INTERVAL]:
-            del _refusals[key]
-    _refusals[host] = [now, 0]
+    _refusals.report(host, logging.WARNING, "refused connection from %s at once: %s", where, why)
 
 
 class _Decider:
@@ -580,7 +575,7 @@ def _accept(st: NodeState, sock: Any, where: str) -> Optional[Session]:
 def _who(hs: Optional[Handshake], where: str) -> str:
     """The address of an incoming connection, with the name its HELLO claimed if it got that far."""
     name = hs.peer_name if hs is not None else None
-    return where if name is None else f"{where} (claiming to be {printable(name, 100)})"
+    return where if name is None else f"{where} (claiming to be {loggable(name, quoted=False)})"
 
 
 def _new_session(st: NodeState, sock: Any, est: Established, *, outgoing: bool, trailing: bytes) -> Session:
@@ -631,7 +626,7 @@ def _register(st: NodeState, sess: Session, *, replace: bool) -> bool:
 
 
 def _after_up(st: NodeState, sess: Session) -> None:
-    log.info("connected to node %s (%s)", sess.peer_name, sess.peer_address)
+    log.info("connected to node %s (%s)", sess.peer_name, loggable(sess.peer_address, quoted=False))
     _known_addresses[sess.peer_name] = sess.peer_address
     peers = [[n, s.peer_address] for n, s in st.sessions.items() if n != sess.peer_name]
     sess.send(encode_frame([PEER_LIST, peers]))

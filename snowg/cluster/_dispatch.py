@@ -36,7 +36,7 @@ from ._frames import (
     validate_frame,
 )
 from ._framing import MalformedFrame, encode_frame
-from ._names import is_node_name
+from ._names import is_node_name, loggable
 from ._session import Session
 from ._spawn import handle_reply, handle_request, refused
 
@@ -175,7 +175,10 @@ def _h_peer_list(sess: Session, f: Tuple[Any, ...]) -> None:
             targets.append(target)
     if bad:
         log.warning(
-            "node %r sent %d invalid entries in its peer list (the first: %r); ignored", sess.peer_name, bad, first_bad
+            "node %r sent %d invalid entries in its peer list (the first: %s); ignored",
+            sess.peer_name,
+            bad,
+            loggable(first_bad),
         )
     st = _nodestate.current
     if st is not None and targets:

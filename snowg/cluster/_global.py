@@ -24,6 +24,7 @@ The registry plugs into the cluster layer as any upper layer would, through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -46,6 +47,7 @@ from ._extensions import (
 from ._connect import session_for
 from ._frames import of_type
 from ._lifecycle import nodes
+from ._names import loggable
 from ._spawn import refused
 
 __all__ = ["register_global", "registered_global", "send_global", "unregister_global", "whereis_global"]
@@ -121,6 +123,28 @@ def register_global(name: str, pid: Pid) -> bool:
         raise TypeError(f"a global name is a str, not {type(name).__name__}")
     if type(pid) is not Pid:
         raise TypeError(f"register_global needs a Pid, not {type(pid).__name__}")
+    with _name_locked(name) as locked:
+        if not locked:
+            return False
+        current = _names.get(name)
+        if current is not None and current != pid:
+            return False
+        if current == pid:
+            return True
+        if not _owner_alive(pid):
+            return False
+        _set(name, pid)
+        broadcast_frame([GLOBAL_REGISTER, name, pid])
+        return True
+
+
+@contextlib.contextmanager
+def _name_locked(name: str) -> Iterator[bool]:
+    """Hold ``name``'s lock on every node for the block (True), or False if it could not be taken in time.
+
+    Retries, with a random pause, while another registration holds a lock
+    (see :data:`MAX_ATTEMPTS`).
+    """
     me = _core.self()
     for attempt in _attempts():
         req = _core.make_ref()
@@ -129,19 +153,11 @@ def register_global(name: str, pid: Pid) -> bool:
             gevent.sleep(random.uniform(0.001, 0.005 * (1 + min(attempt, 10))))
             continue
         try:
-            current = _names.get(name)
-            if current is not None and current != pid:
-                return False
-            if current == pid:
-                return True
-            if not _owner_alive(pid):
-                return False
-            _set(name, pid)
-            broadcast_frame([GLOBAL_REGISTER, name, pid])
-            return True
+            yield True
         finally:
             _release(name, req, held)
-    return False
+        return
+    yield False
 
 
 def _attempts() -> Iterator[int]:
@@ -204,21 +220,11 @@ def unregister_global(name: str) -> None:
         _unset(name, pid)
         broadcast_frame([GLOBAL_UNREGISTER, name, pid])
         return
-    me = _core.self()
-    for attempt in _attempts():
-        req = _core.make_ref()
-        held = _acquire_all(name, req, me)
-        if held is None:
-            gevent.sleep(random.uniform(0.001, 0.005 * (1 + min(attempt, 10))))
-            continue
-        try:
-            pid = _names.get(name)
-            if pid is not None:
-                _unset(name, pid)
-                broadcast_frame([GLOBAL_UNREGISTER, name, pid])
-            return
-        finally:
-            _release(name, req, held)
+    with _name_locked(name) as locked:
+        pid = _names.get(name) if locked else None
+        if pid is not None:
+            _unset(name, pid)
+            broadcast_frame([GLOBAL_UNREGISTER, name, pid])
 
 
 def whereis_global(name: str) -> Optional[Pid]:
@@ -289,7 +295,9 @@ def _resolve(name: str, mine: Pid, theirs: Pid) -> Pid:
     if _remote.is_local_pid(winner):
         _watch(winner, name)
     if _remote.is_local_pid(loser):
-        log.warning("global name %r held by %s and %s: %s keeps it, %s is killed", name, winner, loser, winner, loser)
+        log.warning(
+            "global name %s held by %s and %s: %s keeps it, %s is killed", loggable(name), winner, loser, winner, loser
+        )
         _remote.kill_local(loser)
     return winner
 
@@ -323,14 +331,16 @@ def _lock_node(name: str) -> Optional[str]:
 def _h_register(peer: str, f: Tuple[Any, ...]) -> None:
     _, name, pid = f
     if pid.node != peer and _lock_node(name) != peer:
-        refused(peer, "GLOBAL_REGISTER", f"{name!r} for a pid of node {pid.node!r}, not holding the name's lock")
+        refused(
+            peer, "GLOBAL_REGISTER", f"{loggable(name)} for a pid of node {pid.node!r}, not holding the name's lock"
+        )
         return
     if pid.node != _remote.local_node() and pid.node not in nodes():
-        refused(peer, "GLOBAL_REGISTER", f"{name!r} for a pid of node {pid.node!r}, which is not connected")
+        refused(peer, "GLOBAL_REGISTER", f"{loggable(name)} for a pid of node {pid.node!r}, which is not connected")
         return
     current = _names.get(name)
     if current is not None and current != pid and _owner_alive(current):
-        refused(peer, "GLOBAL_REGISTER", f"{name!r}, which {current} holds")
+        refused(peer, "GLOBAL_REGISTER", f"{loggable(name)}, which {current} holds")
         return
     _set(name, pid)
 
@@ -338,7 +348,9 @@ def _h_register(peer: str, f: Tuple[Any, ...]) -> None:
 def _h_unregister(peer: str, f: Tuple[Any, ...]) -> None:
     _, name, pid = f
     if pid.node != peer and _lock_node(name) != peer:
-        refused(peer, "GLOBAL_UNREGISTER", f"{name!r} of a pid of node {pid.node!r}, not holding the name's lock")
+        refused(
+            peer, "GLOBAL_UNREGISTER", f"{loggable(name)} of a pid of node {pid.node!r}, not holding the name's lock"
+        )
         return
     _unset(name, pid)
 
@@ -351,7 +363,7 @@ def _h_sync(peer: str, f: Tuple[Any, ...]) -> None:
     _synced[peer] = sess
     for name, pid in f[1].items():
         if pid.node != peer:
-            refused(peer, "GLOBAL_SYNC", f"{name!r} for a pid of node {pid.node!r}")
+            refused(peer, "GLOBAL_SYNC", f"{loggable(name)} for a pid of node {pid.node!r}")
             continue
         _apply_register(name, pid)
 
@@ -359,7 +371,7 @@ def _h_sync(peer: str, f: Tuple[Any, ...]) -> None:
 def _h_lock(peer: str, f: Tuple[Any, ...]) -> None:
     _, name, req, owner = f
     if owner.node != peer:
-        refused(peer, "GLOBAL_LOCK", f"a lock on {name!r} for a pid of node {owner.node!r}")
+        refused(peer, "GLOBAL_LOCK", f"a lock on {loggable(name)} for a pid of node {owner.node!r}")
         return
     send_frame(peer, [GLOBAL_LOCK_REPLY, req, owner, _local_lock(name, req, owner)])
 
@@ -381,7 +393,7 @@ def _h_unlock(peer: str, f: Tuple[Any, ...]) -> None:
     _, name, req = f
     held = _locks.get(name)
     if held is not None and held[0] == req and held[1].node != peer:
-        refused(peer, "GLOBAL_UNLOCK", f"the lock on {name!r} held by a pid of node {held[1].node!r}")
+        refused(peer, "GLOBAL_UNLOCK", f"the lock on {loggable(name)} held by a pid of node {held[1].node!r}")
         return
     _local_unlock(name, req)
 

@@ -47,7 +47,7 @@ import msgpack
 
 from . import _codec as codec
 from ._framing import ProtocolError, encode_frame, read_length
-from ._names import is_node_name
+from ._names import is_node_name, loggable
 
 __all__ = [
     "ACCEPTOR",
@@ -63,7 +63,6 @@ __all__ = [
     "PeerProved",
     "REFUSE_ALREADY_CONNECTED",
     "REFUSE_SIMULTANEOUS",
-    "printable",
     "simultaneous_connect_winner",
 ]
 
@@ -191,11 +190,6 @@ _WAITING = (_AWAIT_HELLO, _AWAIT_CHALLENGE, _AWAIT_REPLY, _AWAIT_ACK) + _DECISIO
 _ESTABLISHED = "established"
 _REJECTED = "rejected"
 _FAILED = "failed"
-
-
-def printable(text: str, limit: int = 200) -> str:
-    cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
-    return cleaned + ("..." if len(text) > limit else "")
 
 
 def _is_int(value: Any) -> bool:
@@ -463,7 +457,7 @@ class Handshake:
                 raise self._fail("the peer sent bad data during the handshake: malformed REJECT", "bad_data")
             if message[1] in _LOST_RACE:
                 raise LostRace(f"peer rejected us: {message[1]}", "rejected")
-            raise HandshakeError(f"peer rejected us: {printable(message[1])}", "rejected")
+            raise HandshakeError(f"peer rejected us: {loggable(message[1], quoted=False)}", "rejected")
         expected = {
             _AWAIT_HELLO: "HELLO",
             _AWAIT_CHALLENGE: "CHALLENGE",
@@ -472,7 +466,7 @@ class Handshake:
         }[self._state]
         if kind != expected:
             raise self._fail(
-                f"the peer sent bad data during the handshake: expected {expected}, got {printable(kind, 40)!r}",
+                f"the peer sent bad data during the handshake: expected {expected}, got {loggable(kind)}",
                 "bad_data",
             )
         getattr(self, "_on_" + expected.lower())(message)
@@ -480,9 +474,16 @@ class Handshake:
     def _malformed(self, what: str) -> HandshakeError:
         return self._fail(f"the peer sent bad data during the handshake: malformed {what}", "bad_data")
 
+    def _name_clash(self, name: str) -> HandshakeError:
+        return self._fail(
+            f"the peer claims our own name {loggable(name)}",
+            "name",
+            tell_peer=f"name clash: we are {self.name}",
+        )
+
     def _cookie_mismatch(self) -> HandshakeError:
         return self._fail(
-            f"cookie mismatch: {printable(self.peer_name or '?')} could not prove it knows our cookie",
+            f"cookie mismatch: {loggable(self.peer_name or '?', quoted=False)} could not prove it knows our cookie",
             "cookie",
             tell_peer="cookie mismatch: our cookies differ",
         )
@@ -509,11 +510,7 @@ class Handshake:
             raise self._malformed("HELLO")
         _, _, name, creation, address, challenge = message
         if name == self.name:
-            raise self._fail(
-                f"the peer claims our own name {printable(name)!r}",
-                "name",
-                tell_peer=f"name clash: we are {self.name}",
-            )
+            raise self._name_clash(name)
         self.peer_name, self.peer_creation, self.peer_address = name, creation, address
         self._peer_challenge = challenge
         self._state = _AWAIT_DECISION
@@ -532,16 +529,12 @@ class Handshake:
         _, name, creation, address, challenge, alive = message
         if self.expected_peer is not None and name != self.expected_peer:
             raise self._fail(
-                f"connected to {self.expected_peer}, but the peer says it is {printable(name)}",
+                f"connected to {self.expected_peer}, but the peer says it is {loggable(name, quoted=False)}",
                 "name",
                 tell_peer=f"wrong node: we wanted {self.expected_peer}",
             )
         if name == self.name:
-            raise self._fail(
-                f"the peer claims our own name {printable(name)!r}",
-                "name",
-                tell_peer=f"name clash: we are {self.name}",
-            )
+            raise self._name_clash(name)
         self.peer_name, self.peer_creation, self.peer_address = name, creation, address
         self._peer_challenge = challenge
         if alive:

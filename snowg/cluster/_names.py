@@ -78,12 +78,16 @@ class _LogRepr(reprlib.Repr):
 _log_repr = _LogRepr()
 
 
-def loggable(value: Any) -> str:
+def loggable(value: Any, quoted: bool = True) -> str:
     """``value`` as it may appear in a log line: a short, escaped ``repr``.
 
     Strings are quoted with their newlines and control characters escaped;
     long strings, deep or long containers and huge ints are cut (``...``).
     Use it for anything a peer or a client sent (a frame tag, a field, a
-    name that was refused).
+    name that was refused). With ``quoted=False`` a string is shown escaped
+    the same way, without its quotes (for a name in the middle of a sentence).
     """
-    return _log_repr.repr(value)
+    text = _log_repr.repr(value)
+    if not quoted and type(value) is str:
+        return text[1:-1]
+    return text

@@ -135,7 +135,7 @@ class Router(_remote.RemoteRouter):
         """Spawn on ``node``; blocks the caller until the node answers.
 
         Raises:
-            SpawnError: the node refused (``fn`` is not spawnable there).
+            SpawnError: the node refused (``fn`` is not spawnable there, or does not take those keyword arguments).
             TypeError: an argument cannot cross nodes.
         """
         caller = _self()

@@ -13,10 +13,9 @@ pid arrives, and nothing reaches the caller.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
-from .._core import make_ref
+from .._core import SummaryLog, make_ref
 from .._core import remote as _remote
 from .._core.terms import Pid, Ref
 from . import _nodestate
@@ -24,7 +23,8 @@ from ._frames import DEMONITOR, EXIT, EXIT2, SPAWN_REPLY, SPAWN_REQUEST
 from ._framing import MalformedFrame, encode_frame
 from ._nodestate import NodeState
 from ._session import Session
-from ._spawnable import lookup_spawnable
+from ._names import loggable
+from ._spawnable import bad_arguments, lookup_spawnable
 
 __all__ = [
     "SpawnReply",
@@ -43,41 +43,38 @@ log = logging.getLogger("snowg")
 _ABANDONED = "abandoned"
 
 
-# Refusals of a frame a peer had no authority to send are logged once per
-# (peer, kind), then counted and summarised at most every _SUMMARY_EVERY s.
+# What a peer sent wrong: logged in full once per (peer, kind), then counted
+# and summarised in one line at most every _SUMMARY_EVERY s, and when the peer goes.
 _SUMMARY_EVERY = 10.0
-# (peer, kind) -> [refusals not logged yet, time of the last line logged]
-_refusals: Dict[Tuple[str, str], List[float]] = {}
+# Spawn requests refused for their arguments, by (peer, this kind).
+_BAD_ARGUMENTS = "SPAWN_REQUEST (bad arguments)"
+
+
+def _summary(key: Tuple[str, str], count: int, _seconds: float) -> Tuple[str, Tuple[Any, ...]]:
+    peer, kind = key
+    if kind == _BAD_ARGUMENTS:
+        return "node %r sent %d more spawn requests with bad arguments; refused", (peer, count)
+    return "node %r sent %d more %s frames it had no authority to send; dropped", (peer, count, kind)
+
+
+_refusals = SummaryLog(log, _summary, _SUMMARY_EVERY, overflow_key=("other nodes", "frames"), once=True)
 
 
 def refused(peer: str, kind: str, detail: str) -> None:
     """Log that ``peer`` sent ``kind``, a frame it had no authority to send (dropped).
 
     The first one of each kind from a peer is a WARNING with ``detail``
-    (which must already show what the peer sent escaped, e.g. with ``%r``);
-    later ones are counted and summarised in one line at most every 10 s,
-    and when the peer goes (:func:`refusals_summary`).
+    (which must already show what the peer sent escaped, e.g. with
+    :func:`~snowg.cluster._names.loggable`); later ones are counted and
+    summarised in one line at most every 10 s, and when the peer goes
+    (:func:`refusals_summary`).
     """
-    key = (peer, kind)
-    now = time.monotonic()
-    entry = _refusals.get(key)
-    if entry is None:
-        _refusals[key] = [0.0, now]
-        log.warning("node %r sent %s: %s; dropped", peer, kind, detail)
-        return
-    entry[0] += 1
-    if now - entry[1] >= _SUMMARY_EVERY:
-        log.warning("node %r sent %d more %s frames it had no authority to send; dropped", peer, int(entry[0]), kind)
-        entry[0] = 0
-        entry[1] = now
+    _refusals.report((peer, kind), logging.WARNING, "node %r sent %s: %s; dropped", peer, kind, detail)
 
 
 def refusals_summary(peer: str) -> None:
     """``peer`` is gone: log what was refused from it and not logged yet, and forget it."""
-    for key in [k for k in _refusals if k[0] == peer]:
-        count = int(_refusals.pop(key)[0])
-        if count:
-            log.warning("node %r sent %d more %s frames it had no authority to send; dropped", peer, count, key[1])
+    _refusals.flush(lambda key: key[0] == peer)
 
 
 class SpawnReply(NamedTuple):
@@ -155,10 +152,28 @@ def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
     sess.check_from(caller)
     fn = lookup_spawnable(fn_name)
     if fn is None:
-        log.warning("node %s asked to spawn %r, which is not @spawnable here: refused", sess.peer_name, fn_name)
+        log.warning(
+            "node %s asked to spawn %s, which is not @spawnable here: refused", sess.peer_name, loggable(fn_name)
+        )
         refusal = f"{fn_name!r} is not spawnable on node {_remote.local_node()}"
         sess.send(encode_frame([SPAWN_REPLY, req, caller, refusal]))
         return
+    if kwargs:
+        # A keyword the function does not take would crash the new process
+        # (a traceback in the log per request): refuse the spawn instead.
+        problem = bad_arguments(fn_name, fn, args, kwargs)
+        if problem is not None:
+            _refusals.report(
+                (sess.peer_name, _BAD_ARGUMENTS),
+                logging.WARNING,
+                "node %r asked to spawn %s with bad arguments (%s): refused",
+                sess.peer_name,
+                loggable(fn_name),
+                loggable(problem),
+            )
+            refusal = f"{fn_name!r} cannot be called with those arguments on node {_remote.local_node()}: {problem}"
+            sess.send(encode_frame([SPAWN_REPLY, req, caller, refusal]))
+            return
     pid = _remote.spawn_for_peer(fn, tuple(args), kwargs, caller, "link" in opts, req if "monitor" in opts else None)
     sess.send(encode_frame([SPAWN_REPLY, req, caller, pid]))
 

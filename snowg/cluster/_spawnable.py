@@ -6,11 +6,14 @@ ever looked up and called. Nothing else a peer sends is treated as code.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
+import inspect
+from typing import Any, Callable, Dict, Optional, Sequence, TypeVar, Union, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _registry: Dict[str, Callable[..., Any]] = {}
+# name -> the signature of its function (None: it has none to check), made on first use.
+_signatures: Dict[str, Optional[inspect.Signature]] = {}
 
 
 def qualified_name(fn: Callable[..., Any]) -> str:
@@ -52,6 +55,7 @@ def _register(name: str, fn: Callable[..., Any]) -> None:
     if not callable(fn):
         raise TypeError(f"@spawnable needs a callable, got {type(fn).__name__}")
     _registry[name] = fn
+    _signatures.pop(name, None)
     try:
         fn.__snowg_spawnable__ = name  # type: ignore[attr-defined]
     except (AttributeError, TypeError):
@@ -61,6 +65,25 @@ def _register(name: str, fn: Callable[..., Any]) -> None:
 def lookup_spawnable(name: str) -> Optional[Callable[..., Any]]:
     """The function registered as ``name`` on this node, or None."""
     return _registry.get(name)
+
+
+def bad_arguments(name: str, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]) -> Optional[str]:
+    """Why ``fn`` (registered as ``name``) cannot be called with these arguments, or None if it can."""
+    try:
+        sig = _signatures[name]
+    except KeyError:
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            sig = None  # a builtin without a signature: it says so itself when called
+        _signatures[name] = sig
+    if sig is None:
+        return None
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        return str(exc)
+    return None
 
 
 def spawnable_name(fn: Union[str, Callable[..., Any]]) -> Optional[str]:

@@ -56,17 +56,7 @@ def start_link(
             order, the supervisor is gone, and no exit signal reaches the caller.
             Also when ``name`` is taken (reason ``('already_started', pid)``).
     """
-    flags = Flags(
-        strategy=strategy,
-        intensity=intensity,
-        period=period,
-        auto_shutdown=auto_shutdown,
-        name=name,
-        connect_timeout=connect_timeout,
-        clock=_clock or time.monotonic,
-    )
-    # A supervisor never ignores its start (its init does not return 'ignore').
-    return cast(Pid, start_supervisor(children, flags, link=True))
+    return _start(children, True, strategy, intensity, period, name, auto_shutdown, connect_timeout, _clock)
 
 
 def start(
@@ -81,6 +71,20 @@ def start(
     _clock: Optional[Callable[[], float]] = None,
 ) -> Pid:
     """Like :func:`start_link` without the link."""
+    return _start(children, False, strategy, intensity, period, name, auto_shutdown, connect_timeout, _clock)
+
+
+def _start(
+    children: Iterable[ChildSpec],
+    link: bool,
+    strategy: str,
+    intensity: int,
+    period: float,
+    name: Optional[str],
+    auto_shutdown: str,
+    connect_timeout: float,
+    clock: Optional[Callable[[], float]],
+) -> Pid:
     flags = Flags(
         strategy=strategy,
         intensity=intensity,
@@ -88,9 +92,10 @@ def start(
         auto_shutdown=auto_shutdown,
         name=name,
         connect_timeout=connect_timeout,
-        clock=_clock or time.monotonic,
+        clock=clock or time.monotonic,
     )
-    return cast(Pid, start_supervisor(children, flags, link=False))
+    # A supervisor never ignores its start (its init does not return 'ignore').
+    return cast(Pid, start_supervisor(children, flags, link=link))
 
 
 _SPEC_OPTIONS = ("restart", "shutdown", "node", "significant")

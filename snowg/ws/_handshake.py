@@ -31,14 +31,15 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import gevent
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler as _LibraryHandler
+
+from .._core import SummaryLog
 
 log = logging.getLogger("snowg")
 
@@ -157,7 +158,7 @@ DEFAULT_POLICY = UpgradePolicy(OriginCheck(True))
 # -------------------------------------------------------------- failure log
 
 
-class FailureLog:
+class FailureLog(SummaryLog):
     """One WARNING per refused client, and a summary for repeats from one address.
 
     The first failure from an address is logged in full; the next ones within
@@ -168,46 +169,17 @@ class FailureLog:
     """
 
     def __init__(self, window: float = 60.0, max_addresses: int = 1024) -> None:
-        self.window = window
-        self.max_addresses = max_addresses
-        # address -> [count not logged, first seen (monotonic), level, timer]
-        self._seen: Dict[str, List[Any]] = {}
+        super().__init__(log, _failure_summary, window, max_addresses, "other addresses")
 
-    def report(self, address: str, level: int, msg: str, *args: Any) -> None:
-        """Log ``msg % args`` at ``level``, or count it if ``address`` failed recently."""
-        entry = self._seen.get(address)
-        if entry is None and len(self._seen) >= self.max_addresses:
-            address = "other addresses"
-            entry = self._seen.get(address)
-        if entry is not None:
-            entry[0] += 1
-            entry[2] = max(entry[2], level)
-            return
-        log.log(level, msg, *args)
-        timer = gevent.get_hub().loop.timer(self.window, 0.0, ref=False)
-        self._seen[address] = [0, time.monotonic(), logging.NOTSET, timer]
-        timer.start(self._expire, address)
+    @property
+    def max_addresses(self) -> int:
+        """The most addresses tracked one by one."""
+        return self.max_keys
 
-    def _expire(self, address: str) -> None:
-        entry = self._seen.pop(address, None)
-        if entry is None:
-            return
-        entry[3].close()
-        count, since, level, _ = entry
-        if count:
-            where = address if address == "other addresses" else f"from {address}"
-            log.log(
-                level,
-                "%d more refused WebSocket/HTTP requests %s in the last %.3g s",
-                count,
-                where,
-                time.monotonic() - since,
-            )
 
-    def flush(self) -> None:
-        """Log every pending summary now (a server stopping)."""
-        for address in list(self._seen):
-            self._expire(address)
+def _failure_summary(address: str, count: int, seconds: float) -> Tuple[str, Tuple[Any, ...]]:
+    where = address if address == "other addresses" else f"from {address}"
+    return "%d more refused WebSocket/HTTP requests %s in the last %.3g s", (count, where, seconds)
 
 
 # ------------------------------------------------------------------ handler
