@@ -41,6 +41,7 @@ and what one decode may cost is bounded (see :func:`decode`):
 from __future__ import annotations
 
 import struct
+import sys
 from itertools import chain, compress
 from operator import itemgetter
 from typing import Any, Callable, Dict, List, Tuple
@@ -90,8 +91,10 @@ _ID_CREATION = struct.Struct(">qq")
 
 #: The largest big-int payload, in bytes (8192 bits, about 2466 decimal digits).
 MAX_BIGINT_BYTES = 1024
-#: The deepest nesting of lists, tuples and dicts a decoded term may have.
-MAX_DEPTH = 512
+#: The deepest nesting of lists, tuples and dicts a decoded term may have
+#: (below msgpack's own packing limit of 511 levels, so that whatever one node
+#: accepts, every node can send on, whichever msgpack it has).
+MAX_DEPTH = 500
 #: A decoded body's objects may weigh this many times its size in bytes ...
 MEMORY_FACTOR = 20
 #: ... plus this many bytes (so that small frames are never refused).
@@ -297,11 +300,12 @@ _DECODED_PIDS_MAX = 4096
 _node_names: Dict[bytes, str] = {}
 _NODE_NAMES_MAX = 1024
 
-# What the decoder's objects weigh, in bytes, for the memory bound (CPython's
-# sizes, rounded up; a container's items add a pointer each).
-_W_LIST = 56
-_W_DICT = 64  # empty
-_W_DICT_ONE = 176  # not empty: a table of 8 slots
+# What the decoder's objects weigh, in bytes, for the memory bound (this
+# CPython's own sizes, which differ between versions; a container's items add
+# a pointer each).
+_W_LIST = sys.getsizeof([])
+_W_DICT = sys.getsizeof({})  # empty
+_W_DICT_ONE = sys.getsizeof({"": None}) - 8  # not empty: a table of 8 slots (str keys)
 _W_DICT_ITEM = 48
 _W_ID = 200  # a pid or ref: the object, its ints and its share of the name
 _W_ITEM = 8
@@ -448,9 +452,9 @@ class _Decoding(_Small):
 
 _first = itemgetter(0)
 # Bodies up to this size cannot break the memory bound (no object weighs more
-# than 75 bytes per byte: 75 * 512 < 20 * 512 + 64 KiB), nor nest deeper than
+# than 75 bytes per byte: 75 * 500 < 20 * 500 + 64 KiB), nor nest deeper than
 # MAX_DEPTH (each level takes a byte), nor hold a map costly to build.
-_SMALL = 512
+_SMALL = MAX_DEPTH
 # Maps up to this size are built by msgpack's C code directly (colliding keys
 # cost at most 16 * 16 / 2 comparisons per map); larger ones go through pairs_hook.
 _FAST_MAP_LEN = 16
