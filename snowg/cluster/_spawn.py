@@ -46,14 +46,18 @@ _ABANDONED = "abandoned"
 # What a peer sent wrong: logged in full once per (peer, kind), then counted
 # and summarised in one line at most every _SUMMARY_EVERY s, and when the peer goes.
 _SUMMARY_EVERY = 10.0
-# Spawn requests refused for their arguments, by (peer, this kind).
+# Spawn requests refused for their arguments, or for a function that is not
+# @spawnable here, by (peer, this kind).
 _BAD_ARGUMENTS = "SPAWN_REQUEST (bad arguments)"
+_NOT_SPAWNABLE = "SPAWN_REQUEST (not @spawnable)"
 
 
 def _summary(key: Tuple[str, str], count: int, _seconds: float) -> Tuple[str, Tuple[Any, ...]]:
     peer, kind = key
     if kind == _BAD_ARGUMENTS:
         return "node %r sent %d more spawn requests with bad arguments; refused", (peer, count)
+    if kind == _NOT_SPAWNABLE:
+        return "node %r sent %d more spawn requests for functions not @spawnable here; refused", (peer, count)
     return "node %r sent %d more %s frames it had no authority to send; dropped", (peer, count, kind)
 
 
@@ -152,8 +156,12 @@ def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
     sess.check_from(caller)
     fn = lookup_spawnable(fn_name)
     if fn is None:
-        log.warning(
-            "node %s asked to spawn %s, which is not @spawnable here: refused", sess.peer_name, loggable(fn_name)
+        _refusals.report(
+            (sess.peer_name, _NOT_SPAWNABLE),
+            logging.WARNING,
+            "node %s asked to spawn %s, which is not @spawnable here: refused",
+            sess.peer_name,
+            loggable(fn_name),
         )
         refusal = f"{fn_name!r} is not spawnable on node {_remote.local_node()}"
         sess.send(encode_frame([SPAWN_REPLY, req, caller, refusal]))
