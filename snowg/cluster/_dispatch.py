@@ -12,8 +12,9 @@ through :func:`snowg.cluster.register_frame_handler`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .._core import SummaryLog
 from .._core import remote as _remote
 from .._core.terms import Pid
 from . import _nodestate
@@ -69,21 +70,25 @@ def on_frames(sess: Session, frames: List[Any]) -> None:
         handler(sess, f)
 
 
-# (peer, creation, tag) already reported: one line each, not one per frame.
-_unhandled_reported: Set[Tuple[str, int, int]] = set()
+def _unhandled_summary(key: Tuple[str, int], count: int, seconds: float) -> Tuple[str, Tuple[Any, ...]]:
+    peer, tag = key
+    return "snowg: dropped %d more frames of extension tag %d from %s in %.0f s", (count, tag, peer, seconds)
+
+
+# One line per (peer, tag), then a count every 10 s while such frames keep coming.
+_unhandled = SummaryLog(log, _unhandled_summary, 10.0, overflow_key=("other nodes", -1), once=True)
 
 
 def _drop_unhandled_extension(sess: Session, tag: int) -> None:
     """Drop a frame of an extension this node has not loaded (no layer registered ``tag``)."""
-    key = (sess.peer_name, sess.peer_creation, tag)
-    if key not in _unhandled_reported:
-        _unhandled_reported.add(key)
-        log.info(
-            "snowg: dropping frames of extension tag %d from %s: no layer of this node handles them"
-            " (is the module that registers it, e.g. snowg.ws for rooms, imported here?)",
-            tag,
-            sess.peer_name,
-        )
+    _unhandled.report(
+        (sess.peer_name, tag),
+        logging.INFO,
+        "snowg: dropping frames of extension tag %d from %s: no layer of this node handles them"
+        " (is the module that registers it, e.g. snowg.ws for rooms, imported here?)",
+        tag,
+        sess.peer_name,
+    )
 
 
 def add_handler(tag: int, handler: Handler) -> None:

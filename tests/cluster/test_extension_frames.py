@@ -23,3 +23,5 @@ def test_a_room_broadcast_to_a_node_without_snowg_ws_leaves_the_session_up(
     assert recv(lambda m: type(m) is tuple and m[0] == "echo") == ("echo", echo, "still there")
     no_message(lambda m: isinstance(m, snowg.NodeDown))
     assert peer.name in snowg.nodes()
+    # One line for the three dropped frames; the rest are counted, not logged.
+    assert peer.read_log().count("dropping frames of extension tag 16") == 1
