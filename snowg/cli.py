@@ -1,4 +1,4 @@
-"""The ``snowg`` command: ``certs``, ``node``, ``example`` (and ``demo``).
+"""The ``snowg`` command: ``certs``, ``node``, ``epmd``, ``names``, ``example`` (and ``demo``).
 
 Only the standard library is imported at the top, so that ``snowg node
 --monkeypatch`` can patch the standard library before snowg (and gevent's
@@ -22,6 +22,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="snowg", description="Erlang/OTP processes and clusters for gevent.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("certs", help="make a cluster CA and node certificates", add_help=False)
+    sub.add_parser("epmd", help="run the port mapper (EPMD's protocol) in the foreground", add_help=False)
+    sub.add_parser("names", help="list the nodes a host's port mapper knows", add_help=False)
     p_node = sub.add_parser("node", help="run a node until SIGTERM/SIGINT")
     p_node.add_argument("name", help="node name, 'name@host'")
     p_node.add_argument("--cookie", help="cluster cookie (default: $SNOWG_COOKIE or the cookie file)")
@@ -57,6 +59,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .cluster import certs_main
 
         return certs_main(argv[1:])
+    if argv[:1] == ["epmd"]:
+        from .cluster import epmd_main
+
+        return epmd_main(argv[1:])
+    if argv[:1] == ["names"]:
+        from .cluster import names_main
+
+        return names_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "node":
         from ._node_main import run_node

@@ -43,6 +43,7 @@ from ._tls import TLSConfig, client_context, load_tls, server_context
 if TYPE_CHECKING:
     from ._certmaking import CertFiles, make_certs
     from ._certs_cli import certs_main
+    from ._epmd_cli import epmd_main, names_main
 
 __all__ = [
     "DIAL_TIMEOUT",
@@ -58,12 +59,14 @@ __all__ = [
     "current",
     "disconnect",
     "ensure_connected",
+    "epmd_main",
     "is_node_name",
     "load_tls",
     "lookup_spawnable",
     "make_certs",
     "monitor_node",
     "monitor_nodes",
+    "names_main",
     "node",
     "nodes",
     "of_type",
@@ -85,8 +88,14 @@ __all__ = [
     "whereis_global",
 ]
 
-# Names whose modules import cryptography (or argparse, for the CLI): loaded on first use.
-_LAZY = {"CertFiles": "_certmaking", "make_certs": "_certmaking", "certs_main": "_certs_cli"}
+# Names whose modules import cryptography (or argparse, for the CLIs): loaded on first use.
+_LAZY = {
+    "CertFiles": "_certmaking",
+    "make_certs": "_certmaking",
+    "certs_main": "_certs_cli",
+    "epmd_main": "_epmd_cli",
+    "names_main": "_epmd_cli",
+}
 
 
 def __getattr__(name: str) -> Any:
