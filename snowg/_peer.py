@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, TypeVar
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import gevent
 from gevent import subprocess
@@ -35,17 +35,29 @@ def ready_line(name: str, address: str) -> str:
 
 
 def node_command(
-    name: str,
+    name: Optional[str] = None,
     *,
-    certs: str,
+    certs: Optional[str],
     tick: Optional[float] = None,
     modules: Sequence[str] = (),
     connect: Sequence[str] = (),
     monkeypatch: bool = False,
+    cluster: Union[str, Sequence[str], None] = None,
+    port_range: Optional[Tuple[int, int]] = None,
+    epmd: bool = True,
+    app: Optional[str] = None,
     extra_args: Sequence[str] = (),
 ) -> List[str]:
-    """The ``python -m snowg node ...`` command line of a launched node (no cookie in it)."""
-    cmd = [sys.executable, "-m", "snowg", "node", name, "--certs", certs, "--exit-with-parent"]
+    """The ``python -m snowg node ...`` command line of a launched node (no cookie in it).
+
+    See :meth:`NodeProcess.launch` for the arguments.
+    """
+    cmd = [sys.executable, "-m", "snowg", "node"]
+    if name is not None:
+        cmd.append(name)
+    if certs is not None:
+        cmd += ["--certs", certs]
+    cmd.append("--exit-with-parent")
     if tick is not None:
         cmd += ["--tick", str(tick)]
     for module in modules:
@@ -54,6 +66,14 @@ def node_command(
         cmd += ["--connect", target]
     if monkeypatch:
         cmd.append("--monkeypatch")
+    for spec in [cluster] if isinstance(cluster, str) else cluster or ():
+        cmd += ["--cluster", spec]
+    if port_range is not None:
+        cmd += ["--port-range", f"{port_range[0]}-{port_range[1]}"]
+    if not epmd:
+        cmd.append("--no-epmd")
+    if app is not None:
+        cmd += ["--app", app]
     return cmd + list(extra_args)
 
 
@@ -61,7 +81,7 @@ class NodeProcess:
     """A node running in its own OS process, started by :meth:`launch`.
 
     Attributes:
-        name: its node name.
+        name: its node name (``''`` until it is ready when the node chose it).
         address: ``'host:port'`` where it listens (``''`` until it is ready).
         process: the ``gevent.subprocess.Popen`` object; its stdout is still a
             pipe (nothing more is written to it after the ready line).
@@ -75,20 +95,24 @@ class NodeProcess:
         self.log_path = log_path
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} pid={self.process.pid}>"
+        return f"<{type(self).__name__} {self.name or '(unnamed)'} pid={self.process.pid}>"
 
     @classmethod
     def launch(
         cls: Type[N],
-        name: str,
+        name: Optional[str] = None,
         *,
-        certs: str,
-        cookie: str,
+        certs: Optional[str],
+        cookie: Optional[str],
         log_path: str,
         tick: Optional[float] = None,
         modules: Sequence[str] = (),
         connect: Sequence[str] = (),
         monkeypatch: bool = False,
+        cluster: Union[str, Sequence[str], None] = None,
+        port_range: Optional[Tuple[int, int]] = None,
+        epmd: bool = True,
+        app: Optional[str] = None,
         extra_args: Sequence[str] = (),
         pythonpath: Sequence[str] = (),
         env: Optional[Mapping[str, str]] = None,
@@ -97,20 +121,31 @@ class NodeProcess:
         """Start ``snowg node name ...`` and wait until it listens.
 
         Blocks until the node's ready line, at most ``timeout`` seconds. Its
-        stderr is appended to ``log_path``.
+        stderr is appended to ``log_path``. Options left at None keep the
+        node's own defaults (``snowg node``'s, which are ``start_node``'s).
 
         Args:
-            name: its node name, ``'name@host'``.
-            certs: the certificate directory (``snowg certs``) it uses.
-            cookie: the cluster cookie (given to it in its environment).
+            name: its node name, ``'name'`` or ``'name@host'``; None lets the
+                node make one (:attr:`name` is then read from its ready line).
+            certs: the certificate directory (``snowg certs``) it uses; None
+                for its default.
+            cookie: the cluster cookie (given to it in its environment); None
+                for its default.
             log_path: file its log is appended to.
-            tick: its liveness tick in seconds; None for the node's default.
+            tick: its liveness tick in seconds.
             modules: modules it imports at start (for their ``@spawnable`` functions).
-            connect: ``'name@host:port'`` targets it connects to once it listens.
+            connect: ``'name@host[:port]'`` targets it connects to once it listens.
             monkeypatch: run it with ``gevent.monkey.patch_all()`` first.
+            cluster: its discovery strategies (``'local'``, ``'dns:NAME'``...):
+                one string (several separated by spaces) or a list; None for
+                ``$SNOWG_CLUSTER``.
+            port_range: ``(lo, hi)``: it listens on the first free port of that range.
+            epmd: False: it does not register with the port mapper (``--no-epmd``).
+            app: ``'module:function'`` it runs as its application (``--app``).
             extra_args: more ``snowg node`` arguments (they win over the ones above).
             pythonpath: directories put first in its ``PYTHONPATH``.
-            env: more environment variables for it.
+            env: more environment variables for it (``ERL_EPMD_PORT``,
+                ``SNOWG_HOST``, ``SNOWG_CLUSTER``...), over this process's.
             timeout: seconds it may take to listen.
 
         Raises:
@@ -124,10 +159,15 @@ class NodeProcess:
             modules=modules,
             connect=connect,
             monkeypatch=monkeypatch,
+            cluster=cluster,
+            port_range=port_range,
+            epmd=epmd,
+            app=app,
             extra_args=extra_args,
         )
         child_env: Dict[str, str] = dict(os.environ)
-        child_env["SNOWG_COOKIE"] = cookie
+        if cookie is not None:
+            child_env["SNOWG_COOKIE"] = cookie
         inherited = [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p]
         child_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *inherited])
         child_env.update(env or {})
@@ -135,16 +175,19 @@ class NodeProcess:
             proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, env=child_env
             )
-        node = cls(name, "", proc, log_path)
+        node = cls(name or "", "", proc, log_path)
         try:
-            node.address = node._wait_ready(timeout)
+            node.name, node.address = node._wait_ready(timeout)
         except BaseException:
             node.kill()
             raise
         return node
 
-    def _wait_ready(self, timeout: float) -> str:
-        """Read stdout up to the ready line; its address. Kills the process and raises if none comes."""
+    def _wait_ready(self, timeout: float) -> Tuple[str, str]:
+        """Read stdout up to the ready line; the name and address it gives.
+
+        Kills the process and raises RuntimeError if none comes.
+        """
         prefix = READY_PREFIX.encode()
         line = b""
         timed_out = False
@@ -163,10 +206,11 @@ class NodeProcess:
             self.kill()
             how = f"did not listen within {timeout} s" if timed_out else f"exited with {self.process.returncode}"
             raise RuntimeError(
-                f"node {self.name} did not start ({how}); end of its log {self.log_path}:\n{self.log_tail()}"
+                f"node {self.name or '(unnamed)'} did not start ({how}); "
+                f"end of its log {self.log_path}:\n{self.log_tail()}"
             )
-        address: str = line.decode().split()[2]
-        return address
+        _prefix, name, address = line.decode().split()
+        return name, address
 
     @property
     def target(self) -> str:

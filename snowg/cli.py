@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -24,23 +24,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub.add_parser("certs", help="make a cluster CA and node certificates", add_help=False)
     sub.add_parser("epmd", help="run the port mapper (EPMD's protocol) in the foreground", add_help=False)
     sub.add_parser("names", help="list the nodes a host's port mapper knows", add_help=False)
-    p_node = sub.add_parser("node", help="run a node until SIGTERM/SIGINT")
-    p_node.add_argument("name", help="node name, 'name@host'")
-    p_node.add_argument("--cookie", help="cluster cookie (default: $SNOWG_COOKIE or the cookie file)")
-    p_node.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
-    p_node.add_argument("--certs", help="certificate directory made by 'snowg certs' (default: ~/.snowg/certs)")
-    p_node.add_argument(
-        "--import",
-        dest="modules",
-        action="append",
-        default=[],
-        help="a module to import (its @spawnable functions become startable); repeatable",
-    )
-    p_node.add_argument("--connect", action="append", default=[], help="'name@host:port' to join; repeatable")
-    p_node.add_argument("--tick", type=float, default=None, help="liveness tick in seconds (default 15)")
-    p_node.add_argument("--monkeypatch", action="store_true", help="gevent.monkey.patch_all() first")
-    p_node.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process goes")
-    p_node.add_argument("--log-level", default="INFO")
+    _add_node_parser(sub)
     p_ex = sub.add_parser("example", help="a short program showing processes, links and monitors")
     p_ex.add_argument("--quiet", action="store_true")
     p_demo = sub.add_parser("demo", help="a live 3-node cluster in the browser")
@@ -82,6 +66,86 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_demo(port=args.port, directory=args.dir)
     parser.print_help()
     return 2
+
+
+def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("node", help="run a node until SIGTERM/SIGINT (or until its --app ends)")
+    p.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="node name, 'name' or 'name@host' (default: a unique '$SNOWG_PREFIX-XXXXXX' name)",
+    )
+    p.add_argument("--cookie", help="cluster cookie (default: $SNOWG_COOKIE or the cookie file)")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    p.add_argument(
+        "--port-range",
+        type=_port_range,
+        default=None,
+        metavar="LO-HI",
+        help="listen on the first free port of LO..HI (for firewalls)",
+    )
+    p.add_argument("--listen-host", default=None, help="address to listen on, when it is not the name's host")
+    p.add_argument("--no-epmd", dest="epmd", action="store_false", default=None, help="do not use the port mapper")
+    p.add_argument(
+        "--cluster",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="discovery: local, hosts:H1,H2, dns:NAME, static:NAME@HOST[:PORT],... "
+        "(repeatable, or several separated by spaces; default: $SNOWG_CLUSTER)",
+    )
+    p.add_argument("--certs", help="certificate directory made by 'snowg certs' (default: ~/.snowg/certs)")
+    p.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        help="a module to import (its @spawnable functions become startable); repeatable",
+    )
+    p.add_argument(
+        "--app",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="start the application: FUNCTION starts and returns its top supervisor's pid; "
+        "the node exits with status 1 when that supervisor ends",
+    )
+    p.add_argument("--connect", action="append", default=[], help="'name@host[:port]' to join; repeatable")
+    p.add_argument("--tick", type=float, default=None, help="liveness tick in seconds (default 15)")
+    p.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=None,
+        help="seconds a stop spends sending what is queued to peers (default 5)",
+    )
+    p.add_argument("--max-handshakes", type=int, default=None, help="incoming handshakes at once (default 64)")
+    p.add_argument(
+        "--max-handshakes-per-address",
+        type=int,
+        default=None,
+        help="of those, how many from one address (default 16)",
+    )
+    p.add_argument(
+        "--check-peer-names",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse a peer whose certificate is not issued to its node name "
+        "(default: on with a certificate issued to this node's name)",
+    )
+    p.add_argument("--monkeypatch", action="store_true", help="gevent.monkey.patch_all() first")
+    p.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process goes")
+    p.add_argument("--log-level", default="INFO")
+
+
+def _port_range(text: str) -> Tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        low, high = int(lo), int(hi)
+    except ValueError:
+        low = high = -1
+    if not sep or not 0 < low <= high <= 65535:
+        raise argparse.ArgumentTypeError(f"expected LO-HI, two ports with LO <= HI (e.g. 9100-9155), not {text!r}")
+    return low, high
 
 
 if __name__ == "__main__":
