@@ -64,6 +64,7 @@ import snowg.ws  # noqa: E402,F401 - room broadcasts from A reach this node too:
 
 
 from _fanout_common import raise_nofile  # noqa: E402
+from _machine import cpu_seconds, machine_load  # noqa: E402
 from _table import Row, print_table, write_json  # noqa: E402
 
 NODE = "_hostile_node"
@@ -89,31 +90,6 @@ def rss(os_pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def machine_load() -> str:
-    """The 1-minute load average and, where the kernel has it, the memory pressure (PSI)."""
-    try:
-        text = f"load average {os.getloadavg()[0]:.1f}"
-    except OSError:
-        text = "load average unknown"
-    try:
-        with open("/proc/pressure/memory") as f:
-            full = f.read().split("full ", 1)[1].split()[0]  # 'avg10=...'
-        text += f", memory pressure (full) {full.split('=')[1]}%"
-    except (OSError, IndexError):
-        pass
-    return text
-
-
-def cpu_seconds(os_pid: int) -> float:
-    """User + system CPU time a process has used, in seconds (0 once it has gone)."""
-    try:
-        with open(f"/proc/{os_pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Helper:
