@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gevent
 from gevent import socket as gsocket
@@ -152,11 +152,15 @@ def session_for(name: str) -> Optional[Session]:
     return st.sessions.get(name) if st is not None else None
 
 
-def connect_to(st: NodeState, name: str, host: str, port: int) -> bool:
+def connect_to(
+    st: NodeState, name: str, host: str, port: int, *, on_failure: Optional[Callable[[str], None]] = None
+) -> bool:
     """Connect to ``name`` at ``host:port`` unless connected or connecting; True when connected.
 
     Blocks until the attempt (this one, or one already under way in either
-    direction) ends.
+    direction) ends. ``on_failure``, if given, gets the reason a dial of
+    this call failed instead of the log (for a caller that summarises
+    repeated failures: discovery).
     """
     if name == st.info.name:
         return True
@@ -181,7 +185,7 @@ def connect_to(st: NodeState, name: str, host: str, port: int) -> bool:
     st.pending[name] = ev = Event()
     st.pending_address[name] = (host, port)
     try:
-        outcome = _dial(st, name, host, port)
+        outcome = _dial(st, name, host, port, on_failure)
     finally:
         st.pending.pop(name, None)
         st.pending_address.pop(name, None)
@@ -247,7 +251,7 @@ def _peer_dialer(st: NodeState) -> None:
         _peer_dialers[0] -= 1
 
 
-def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
+def _dial(st: NodeState, name: str, host: str, port: int, on_failure: Optional[Callable[[str], None]]) -> _Dialled:
     where = f"{name} at {host}:{port}"
     sock = None
     try:
@@ -271,13 +275,13 @@ def _dial(st: NodeState, name: str, host: str, port: int) -> _Dialled:
     except LostRace:
         _close_quietly(sock)
         return _Dialled.LOST_RACE
-    except HandshakeError as exc:
+    except (HandshakeError, OSError, NodeError, ValueError) as exc:
         _close_quietly(sock)
-        log.warning("connection to %s failed: %s", where, exc)
-        return _Dialled.FAILED
-    except (OSError, NodeError, ValueError) as exc:
-        _close_quietly(sock)
-        log.warning("connection to %s failed: %s", where, _describe_error(exc))
+        reason = str(exc) if isinstance(exc, HandshakeError) else _describe_error(exc)
+        if on_failure is None:
+            log.warning("connection to %s failed: %s", where, reason)
+        else:
+            on_failure(reason)
         return _Dialled.FAILED
     sess = _new_session(st, sock, est, outgoing=True, trailing=hs.trailing_data)
     if not _register(st, sess, replace=False):
