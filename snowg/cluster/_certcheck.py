@@ -2,14 +2,16 @@
 
 A bad setup fails at ``start_node`` with a message naming the file and the
 problem (missing, not PEM, expired, not signed by the CA, wrong key usage, a
-key that does not match), instead of as an opaque TLS error at the first
-connection. Only this module and the one that makes certificates import
+key that does not match, a key that other users may read), instead of as an
+opaque TLS error at the first connection. Only this module and the one that makes certificates import
 ``cryptography``; ``import snowg`` does not.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from ._certfiles import TLSConfig
 
 __all__ = [
     "certificate_names",
+    "check_private_mode",
     "check_tls_files",
     "fmt",
     "load_certs",
@@ -99,6 +102,29 @@ def load_key(path: Path) -> Any:
         raise NodeError(f"private key {path}: unsupported key type ({exc})") from exc
     except ValueError as exc:
         raise NodeError(f"private key {path}: not a PEM private key") from exc
+
+
+def check_private_mode(path: Path, what: str) -> None:
+    """Refuse a secret file that users other than its owner may access.
+
+    As ssh does with its keys: a key others can read is no longer this
+    node's alone. POSIX only (Windows has no such mode bits); a missing file
+    is left to the reader to report.
+
+    Raises:
+        NodeError: ``path`` has any group or other permission bit set; the
+            message names the file, its mode and the ``chmod`` that fixes it.
+    """
+    if os.name != "posix":
+        return
+    try:
+        mode = os.stat(path).st_mode  # follows a symlink: the file's own mode counts
+    except OSError:
+        return
+    if mode & 0o077:
+        raise NodeError(
+            f"{what} {path}: accessible to group or others (mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`"
+        )
 
 
 def _spki(public_key: Any) -> bytes:
@@ -191,6 +217,7 @@ def check_tls_files(cfg: TLSConfig, node_name: str) -> None:
                 "nodes act as both TLS server and client, so both are needed"
             )
 
+    check_private_mode(key_path, "private key")
     key = load_key(key_path)
     if not same_public_key(cert, key):
         raise NodeError(f"private key {key_path}: does not match certificate {cert_path}")

@@ -6,9 +6,11 @@ Layout of a certificate directory (made by ``snowg certs DIR``)::
     node.pem, node.key     a generic certificate any node of the cluster can use
     NAME.pem, NAME.key     a certificate for the node NAME (CN = NAME), optional
 
-The default directory is ``$SNOWG_HOME/certs`` (``~/.snowg/certs``). Nothing
-here reads a certificate: :func:`resolve_tls` only turns what ``start_node``
-was given into three paths.
+The default directory is ``$SNOWG_HOME/certs`` (``~/.snowg/certs``); the
+first node started without ``tls`` makes it, with a CA of this host's own,
+when it does not exist (:mod:`snowg.cluster._certauto`). Key files must be
+private to their owner (mode 0600). Nothing here reads a certificate:
+:func:`resolve_tls` only turns what ``start_node`` was given into three paths.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every node presents a certificate signed by the cluster's CA and requires the
 same of its peer. :func:`load_tls` finds the files a node will use and checks
-them (so a bad setup fails at start with a message naming the file);
+them (so a bad setup fails at start with a message naming the file, a
+private key that other users may read included);
 :func:`server_context` and :func:`client_context` build the SSL contexts.
 """
 
@@ -52,7 +53,8 @@ def load_tls(tls: TLSSpec, node_name: str, *, default_dir: PathLike | None) -> T
             certificate expired or not yet valid (with its dates); the CA is
             not a CA; the node certificate is not signed by the CA or lacks
             serverAuth/clientAuth usage; an encrypted key; a key that does not
-            match the certificate; or ``tls`` of the wrong shape.
+            match the certificate; a key file that group or others may access
+            (``chmod 600`` it); or ``tls`` of the wrong shape.
     """
     cfg = resolve_tls(tls, node_name, default_dir)
     # Checking certificates needs ``cryptography``, which is slow to import:
