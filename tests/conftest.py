@@ -5,11 +5,18 @@ calls ``snowg.self()``/``receive``. The autouse fixture :func:`snowg_runtime`
 ends that process before and after each test (so each test gets a fresh,
 non-trapping one) and, after the test, kills any process the test left
 behind and cancels its timers, so one test's leftovers cannot break another.
+
+The whole session has its own port mapper (``snowg epmd``) on a free port,
+exported as ``ERL_EPMD_PORT`` before any test runs: every node the tests
+start, in this process or in another, registers there, never with a mapper
+on 4369 that someone else may be running. It is killed when the session ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 
 import gevent
 import pytest
@@ -22,6 +29,51 @@ from snowg.testing import reset_runtime
 # deadlock the child (Python 3.12+ warns). Tests only dial IP addresses, so
 # the blocking resolver costs nothing and keeps this process single-threaded.
 gevent.config.resolver = "block"
+
+
+_session_mapper = contextlib.ExitStack()
+
+
+def pytest_sessionstart(session):
+    """Start the session's port mapper and point every node at it (``ERL_EPMD_PORT``)."""
+    os.environ["ERL_EPMD_PORT"] = str(_session_mapper.enter_context(_mapper()))
+
+
+@contextlib.contextmanager
+def _mapper():
+    # Until tests/epmdsupport.py's mapper() exists.
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snowg", "epmd", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the session's port mapper did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Kill the session's port mapper."""
+    _session_mapper.close()
 
 
 @pytest.fixture(autouse=True)

@@ -48,7 +48,8 @@ from ._handshake import (
     PeerProved,
     simultaneous_connect_winner,
 )
-from ._names import loggable
+from ._epmd_client import port_please
+from ._names import is_node_name, loggable, split_target
 from ._nodemon import node_down, node_up
 from ._nodestate import NodeState, require
 from ._session import Session
@@ -59,11 +60,13 @@ __all__ = [
     "DEFAULT_MAX_HANDSHAKES_PER_ADDRESS",
     "DIAL_TIMEOUT",
     "HANDSHAKE_TIMEOUT",
+    "LOOKUP_TIMEOUT",
     "connect",
     "connect_to",
     "disconnect",
     "ensure_connected",
     "handle_incoming",
+    "lookup_port",
     "session_for",
 ]
 
@@ -78,6 +81,8 @@ DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 16
 REFUSAL_LOG_INTERVAL = 10.0
 # Seconds to open the TCP connection to a peer (the handshake has its own limit).
 DIAL_TIMEOUT = 5.0
+#: Seconds to ask a host's port mapper for a node's port.
+LOOKUP_TIMEOUT = 5.0
 
 # Where each node we have ever been connected to listened (for reconnecting on demand).
 _known_addresses: Dict[str, str] = {}
@@ -91,50 +96,102 @@ class _Dialled(enum.Enum):
     LOST_RACE = "lost race"  # another connection between the two nodes wins
 
 
-def _parse_target(target: str) -> Tuple[str, str, int]:
-    try:
-        name, port_s = target.rsplit(":", 1)
-        host = name.split("@", 1)[1]
-        port = int(port_s)
-    except (ValueError, IndexError):
-        raise ValueError(f"connect needs 'name@host:port', got {target!r}") from None
-    return name, host, port
-
-
 def connect(target: str) -> bool:
-    """Connect to the node ``'name@host:port'`` and, through it, to its whole cluster.
+    """Connect to the node ``target`` and, through it, to its whole cluster.
 
-    Blocks the caller until the handshake ends (at most ~15 s).
+    ``target`` is ``'name@host'``: the port is asked of the port mapper on
+    ``host`` (as Erlang asks epmd), which must name a snowg node of exactly
+    that name; or ``'name@host:port'``, dialled directly (a node started with
+    ``epmd=False``). Blocks the caller until the handshake ends (at most
+    ~20 s with the mapper's lookup).
 
     Returns:
         True when connected (also when already connected), False when the
-        connection failed (the reason is logged).
+        connection failed, or the mapper does not know the node (the reason
+        is logged).
 
     Raises:
         NodeError: this process is not a node (call ``start_node`` first).
-        ValueError: ``target`` is not ``'name@host:port'``.
+        ValueError: ``target`` is neither ``'name@host'`` nor ``'name@host:port'``.
     """
     st = require()
-    name, host, port = _parse_target(target)
+    name, port = split_target(target)
+    host = name.split("@", 1)[1]
+    if port is None:
+        if name == st.info.name or name in st.sessions:
+            return True
+        port = lookup_port(name, LOOKUP_TIMEOUT, logging.WARNING)
+        if port is None:
+            return False
     return connect_to(st, name, host, port)
 
 
-def ensure_connected(name: str) -> bool:
-    """Connected to ``name``, connecting on demand to its last known address (as Erlang does).
+def lookup_port(name: str, timeout: float, level: int) -> Optional[int]:
+    """The port of the snowg node ``name``, asked of the port mapper on its host; None if none.
 
-    Blocks while connecting. Returns False when not connected and it cannot be
-    (also when this process is not a node); never raises.
+    The mapper's entry for the name's alive part must be a snowg node whose
+    full name is ``name``: an entry of another node (``bob@a`` registered,
+    ``bob@b`` asked) or of a node that is not snowg's (a BEAM node) gives
+    None. Why there is none is logged at ``level``. Blocks at most ``timeout``
+    seconds; never raises.
+    """
+    alive, host = name.split("@", 1)
+    try:
+        entry = port_please(host, alive, timeout=timeout)
+    except (NodeError, OSError, ValueError) as exc:
+        log.log(level, "cannot look node %s up: %s", name, exc)
+        return None
+    if entry is None:
+        log.log(level, "cannot look node %s up: the port mapper on %s has no node named %r", name, host, alive)
+        return None
+    if entry.full_name is None:
+        log.log(
+            level,
+            "cannot look node %s up: %r on the port mapper of %s is not a snowg node (an Erlang node?)",
+            name,
+            alive,
+            host,
+        )
+        return None
+    if entry.full_name != name:
+        log.log(
+            level,
+            "cannot look node %s up: %r on the port mapper of %s is the node %s",
+            name,
+            alive,
+            host,
+            loggable(entry.full_name, quoted=False),
+        )
+        return None
+    return entry.port
+
+
+def ensure_connected(name: str) -> bool:
+    """Connected to ``name``, connecting on demand (as Erlang does).
+
+    Dials the address where ``name`` was last connected; failing that (or
+    for a node never connected), the port its host's port mapper gives.
+    Blocks while connecting (the lookup at most :data:`LOOKUP_TIMEOUT` s).
+    Returns False when not connected and it cannot be (also when this
+    process is not a node, or ``name`` is not a node name); never raises.
     """
     st = _nodestate.current
     if st is None:
         return False
     if name == st.info.name or name in st.sessions:
         return True
-    address = _known_addresses.get(name)
-    if address is None:
+    if not is_node_name(name):
         return False
-    host, port = address.rsplit(":", 1)
-    return connect_to(st, name, host, int(port))
+    host = name.split("@", 1)[1]
+    address = _known_addresses.get(name)
+    if address is not None:
+        known_host, known_port = address.rsplit(":", 1)
+        if connect_to(st, name, known_host, int(known_port)):
+            return True
+    port = lookup_port(name, LOOKUP_TIMEOUT, logging.DEBUG)
+    if port is None or address == f"{host}:{port}":  # (that one failed just now)
+        return False
+    return connect_to(st, name, host, port)
 
 
 def disconnect(name: str) -> bool:

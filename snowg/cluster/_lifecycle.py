@@ -10,10 +10,14 @@ sending what its sessions hold queued.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
-from typing import List, Optional, cast
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
+import gevent
+from gevent.hub import reinit
 from gevent.server import StreamServer
 
 from .._core import remote as _remote
@@ -25,7 +29,8 @@ from ._certfiles import TLSSpec
 from ._cookie import resolve_cookie
 from ._dispatch import on_frames
 from ._framing import DEFAULT_MAX_FRAME_SIZE
-from ._names import check_node_name
+from ._epmd_client import NameTaken, Registration, ensure_mapper, epmd_port, register
+from ._names import DEFAULT_HOST, alive_part, check_node_name, complete_name
 from ._nodemon import stop_callbacks
 from ._nodestate import Node, NodeState
 from ._router import Router
@@ -48,10 +53,13 @@ log = logging.getLogger("snowg")
 DEFAULT_TICK = 15.0
 #: Seconds ``stop_node`` may spend sending what is queued before it closes anyway.
 DEFAULT_FLUSH_TIMEOUT = 5.0
+#: Seconds ``start_node`` asks the port mapper again for a name it refused
+#: (the registration of a node that has just stopped may still be closing).
+REGISTER_RETRY = 1.0
 
 
 def start_node(
-    name: str,
+    name: Optional[str] = None,
     *,
     cookie: Optional[str] = None,
     port: int = 0,
@@ -63,13 +71,21 @@ def start_node(
     max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
     max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
     check_peer_names: Optional[bool] = None,
+    epmd: bool = True,
+    port_range: Optional[Tuple[int, int]] = None,
+    cluster: Union[str, Sequence[str], None] = None,
 ) -> Node:
-    """Make this OS process the node ``name`` (``'alice@127.0.0.1'``) and start listening.
+    """Make this OS process the node ``name`` and start listening.
 
-    Returns at once; all IO runs in greenlets.
+    Blocks while it registers with the port mapper (starting snowg's own when
+    none answers: about a second the first time on a host), then returns; all
+    other IO runs in greenlets.
 
     Args:
-        name: ``'name@host'``; ``host`` is where it listens unless ``listen_host`` is given.
+        name: ``'name@host'``; ``'name'`` (the host is ``$SNOWG_HOST``, else
+            ``127.0.0.1``); or None, a unique ``PREFIX-XXXXXX`` name
+            (``$SNOWG_PREFIX``, else ``snowg``). ``host`` is where it listens
+            unless ``listen_host`` is given.
         cookie: the cluster cookie; default ``$SNOWG_COOKIE``, else the cookie file
             (see :func:`snowg.cluster._cookie.resolve_cookie`).
         port: the TCP port; 0 picks a free one (see ``Node.address``).
@@ -89,17 +105,35 @@ def start_node(
             node name it claims (its CN, as ``snowg certs --node`` writes it).
             Default: on when this node's own certificate is issued to it, off
             with the generic certificate.
+        epmd: register the name's alive part (before the ``@``) and the port
+            with the port mapper on this host (``$SNOWG_EPMD_ADDRESS``, else
+            ``127.0.0.1``, port ``$ERL_EPMD_PORT``, else 4369), so that others
+            connect to ``'name@host'`` without a port; snowg's mapper is started
+            (detached, it outlives the node) when none answers. The name stays
+            registered until ``stop_node`` or the process ends. False: no
+            mapper; the node is reachable only as ``'name@host:port'``.
+        port_range: ``(lo, hi)``: listen on the first free port from ``lo`` to
+            ``hi`` inclusive (for a firewall; Erlang's ``inet_dist_listen_min``
+            and ``_max``). Not with ``port``.
+        cluster: discovery strategies that find the other nodes and keep the
+            cluster whole for the node's life: ``'local'``, ``'hosts:h1,h2'``,
+            ``'dns:NAME'``, ``'static:alice@h1:9100,bob@h2'``, or a list of
+            them; default ``$SNOWG_CLUSTER`` (several separated by whitespace),
+            else none.
 
     Raises:
-        NodeError: already started, a bad name, bad certificates or cookie,
-            or the port cannot be bound (the message says which).
+        NodeError: already started, a bad name or option, bad certificates or
+            cookie, the port cannot be bound (or no port of ``port_range`` is
+            free), no port mapper answers, or the name is already registered
+            on this host by another node (the message says which).
     """
     if _nodestate.current is not None:
         raise NodeError(f"this process is already the node {_nodestate.current.info.name}")
     try:
-        host = check_node_name(name)
+        name = complete_name(name, os.environ)
     except ValueError as exc:
         raise NodeError(str(exc)) from None
+    host = check_node_name(name)
     if tick <= 0:
         raise NodeError("tick must be positive")
     for option, value in (
@@ -110,6 +144,8 @@ def start_node(
             raise NodeError(f"{option} must be a positive integer, not {value!r}")
     if type(dist_buffer_size) is not int or dist_buffer_size <= 0:
         raise NodeError(f"dist_buffer_size must be a positive number of bytes, not {dist_buffer_size!r}")
+    ports = _ports_to_try(port, port_range)
+    specs = _cluster_specs(cluster, os.environ)
     cookie = resolve_cookie(cookie)
     cfg = load_tls(tls, name, default_dir=None)
     server_ctx = server_context(cfg)
@@ -117,12 +153,15 @@ def start_node(
     if check_peer_names is None:
         check_peer_names = is_node_certificate(cfg, name)
     creation = _new_creation()
-    try:
-        server = StreamServer((listen_host or host, port), handle_incoming)
-        server.start()
-    except OSError as exc:
-        raise NodeError(f"node {name}: cannot listen on {listen_host or host}:{port}: {exc}") from exc
+    server = _listen(name, listen_host or host, ports, port_range)
     bound_port = cast(int, server.server_port)  # set by start()
+    registration = None
+    if epmd:
+        try:
+            registration = _register_name(name, bound_port)
+        except BaseException:
+            server.close()
+            raise
     info = Node(name, creation, listen_host or host, bound_port, tick)
     st = NodeState(
         info,
@@ -136,12 +175,116 @@ def start_node(
         max_handshakes=max_handshakes,
         max_handshakes_per_address=max_handshakes_per_address,
         check_peer_names=bool(check_peer_names),
+        registration=registration,
+        cluster=specs,
     )
     _nodestate.current = st
     _remote.rename_local_pids(name, creation)
     _remote.install_router(Router(st.sessions, st.max_frame_size))
-    log.info("node %s started, listening on %s", name, info.address)
+    log.info(
+        "node %s started, listening on %s%s",
+        name,
+        info.address,
+        "" if registration is None else f" (registered as {alive_part(name)!r} with the port mapper)",
+    )
+    # Discovery (snowg/cluster/_discovery.py) is started here, once the node is
+    # registered: ``st.discovery = _discovery.start(st, specs)`` when specs is not
+    # empty (a bad spec: stop_node(flush_timeout=0) and NodeError).
     return info
+
+
+def _ports_to_try(port: Any, port_range: Any) -> Sequence[int]:
+    """The ports ``start_node`` may listen on, in order (``[0]``: any free port).
+
+    Raises:
+        NodeError: a bad ``port`` or ``port_range``, or both given.
+    """
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise NodeError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
+    if port_range is None:
+        return [port]
+    if (
+        not isinstance(port_range, (tuple, list))
+        or len(port_range) != 2
+        or any(type(p) is not int for p in port_range)
+        or not 1 <= port_range[0] <= port_range[1] <= 65535
+    ):
+        raise NodeError(f"port_range must be (lo, hi), two ports with 1 <= lo <= hi <= 65535, not {port_range!r}")
+    if port != 0:
+        raise NodeError(f"give port ({port}) or port_range ({port_range[0]}, {port_range[1]}), not both")
+    return range(port_range[0], port_range[1] + 1)
+
+
+def _listen(name: str, host: str, ports: Sequence[int], port_range: Optional[Tuple[int, int]]) -> StreamServer:
+    """A started server on the first port of ``ports`` that is free.
+
+    Raises:
+        NodeError: none could be bound (the message names the address, and the range).
+    """
+    error: Optional[OSError] = None
+    for candidate in ports:
+        server = StreamServer((host, candidate), handle_incoming)
+        try:
+            server.start()
+        except OSError as exc:
+            server.close()
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES) or port_range is None:
+                raise NodeError(f"node {name}: cannot listen on {host}:{candidate}: {exc}") from exc
+            error = exc
+            continue
+        return server
+    assert port_range is not None and error is not None
+    raise NodeError(
+        f"node {name}: no free port on {host} in port_range {port_range[0]}-{port_range[1]} "
+        f"({len(ports)} tried; the last: {error.strerror or error}); widen the range or stop a node using it"
+    )
+
+
+def _register_name(name: str, port: int) -> Registration:
+    """Register ``name``'s alive part and ``port`` with the port mapper on this host.
+
+    Starts snowg's mapper first when none answers. A refused name is asked
+    again for up to :data:`REGISTER_RETRY` s: a node of that name that has just
+    stopped may still be closing its registration. Blocks until registered.
+
+    Raises:
+        NodeError: no mapper answers, or the name is taken (the message says so).
+    """
+    address = os.environ.get("SNOWG_EPMD_ADDRESS") or DEFAULT_HOST
+    mapper_port = epmd_port()
+    alive = alive_part(name)
+    if not ensure_mapper(host=address, epmd_port=mapper_port):
+        raise NodeError(
+            f"node {name}: no port mapper answers on {address}:{mapper_port} and snowg's could not be started "
+            "there; run 'snowg epmd' (or Erlang's epmd), or start the node with epmd=False"
+        )
+    deadline = time.monotonic() + REGISTER_RETRY
+    while True:
+        try:
+            return register(alive, port, name, host=address, epmd_port=mapper_port)
+        except NameTaken as exc:
+            if time.monotonic() >= deadline:
+                raise NodeError(
+                    f"node {name}: the name {alive!r} is already registered with the port mapper on "
+                    f"{address}:{mapper_port} by another node on this host ({exc}); every node of a host needs "
+                    "its own name (leave the name out for a unique one)"
+                ) from None
+            gevent.sleep(0.1)
+
+
+def _cluster_specs(cluster: Any, env: Mapping[str, str]) -> List[str]:
+    """The discovery strategies: ``cluster`` (a str or a list of str), else ``$SNOWG_CLUSTER``.
+
+    Raises:
+        NodeError: ``cluster`` is neither a str nor a list of str.
+    """
+    if cluster is None:
+        return env.get("SNOWG_CLUSTER", "").split()
+    if isinstance(cluster, str):
+        return cluster.split()
+    if isinstance(cluster, (list, tuple)) and all(isinstance(spec, str) for spec in cluster):
+        return [spec for text in cluster for spec in text.split()]
+    raise NodeError(f"cluster must be a strategy string ('local', 'dns:NAME', ...) or a list of them, not {cluster!r}")
 
 
 def _new_creation() -> int:
@@ -170,6 +313,8 @@ def stop_node(*, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
     if st is None:
         return
     st.stopping = True
+    if st.discovery is not None:
+        st.discovery.stop()
     if st.server is not None:
         st.server.stop(timeout=1)
     sessions = list(st.sessions.values())
@@ -187,7 +332,50 @@ def stop_node(*, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
         callback()
     _remote.rename_local_pids(NONODE, 0)
     _nodestate.current = None
+    if st.registration is not None:
+        st.registration.close()  # the name is free again
     log.info("node %s stopped", st.info.name)
+
+
+def _forget_node_in_child() -> None:
+    """After a ``fork()``: the child is not the node its parent is (``os.register_at_fork``).
+
+    A child forked from a node (gunicorn's ``--preload`` master, a
+    ``multiprocessing`` worker) would otherwise claim the parent's name, accept
+    on its listening socket and read from its sessions. The child closes its
+    copies of those sockets (the parent's stay open, so its peers, listening
+    socket and name are untouched: nothing is shut down, no frame is sent),
+    and becomes ``nonode@nohost``; it may call ``start_node`` under another name.
+    """
+    st = _nodestate.current
+    if st is None:
+        return
+    _nodestate.current = None
+    st.stopping = True
+    # The child's event loop must not share the parent's (epoll) before the
+    # watchers below are stopped; gevent.os.fork does this too, a plain os.fork does not.
+    reinit()
+    if st.discovery is not None:
+        st.discovery.stop()
+    if st.server is not None:
+        st.server.close()
+    if st.registration is not None:
+        st.registration.close()
+    for sess in list(st.sessions.values()):
+        sess.close("disconnect", "forked: this copy of the connection belongs to the parent process")
+    st.sessions.clear()
+    _remote.install_router(None)
+    _remote.rename_local_pids(NONODE, 0)
+    log.warning(
+        "process %d was forked from the node %s: the child is not that node (it stays with process %d); "
+        "this process is nonode@nohost and may start a node of its own",
+        os.getpid(),
+        st.info.name,
+        os.getppid(),
+    )
+
+
+os.register_at_fork(after_in_child=_forget_node_in_child)
 
 
 def current() -> Optional[Node]:

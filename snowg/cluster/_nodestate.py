@@ -8,7 +8,7 @@ the cluster layer reads it from here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from gevent.event import Event
 from gevent.server import StreamServer
@@ -20,7 +20,19 @@ from ._session import DEFAULT_DIST_BUFFER_SIZE
 if TYPE_CHECKING:
     from ._session import Session
 
-__all__ = ["Node", "NodeState", "current", "require"]
+__all__ = ["Closable", "Node", "NodeState", "Stoppable", "current", "require"]
+
+
+class Closable(Protocol):
+    """What holds a resource until closed (the port mapper registration)."""
+
+    def close(self) -> None: ...
+
+
+class Stoppable(Protocol):
+    """A service that runs for the node's life (discovery); ``stop`` must not block."""
+
+    def stop(self) -> None: ...
 
 
 class Node:
@@ -77,6 +89,10 @@ class NodeState:
         handshakes: the incoming connections handshaking now, by source address.
         accepting: per claimed name, an event for each incoming handshake past its
             HELLO, set when that handshake ends.
+        registration: the node's registration with its host's port mapper (its
+            connection to the mapper; closing it frees the name), or None.
+        cluster: the discovery strategies the node was started with (``'local'`` ...).
+        discovery: the discovery service keeping the cluster whole, or None.
     """
 
     info: Node
@@ -100,6 +116,9 @@ class NodeState:
     check_peer_names: bool = False
     handshakes: Dict[str, int] = field(default_factory=dict)
     accepting: Dict[str, List[Event]] = field(default_factory=dict)
+    registration: Optional[Closable] = None
+    cluster: List[str] = field(default_factory=list)
+    discovery: Optional[Stoppable] = None
 
 
 current: Optional[NodeState] = None
