@@ -133,6 +133,65 @@ def test_make_certs_overwrite_reissues_everything(tmp_path: Path) -> None:
     load_tls(tmp_path, ALICE, default_dir=None)
 
 
+def _sans(path: Path) -> tuple[list[str], list[str]]:
+    """The IP and DNS SANs of the certificate in ``path``."""
+    san = _read_cert(path).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(ip) for ip in san.get_values_for_type(x509.IPAddress)], san.get_values_for_type(x509.DNSName)
+
+
+def test_make_certs_hosts_in_every_leaf(tmp_path: Path) -> None:
+    made = make_certs(tmp_path, ["carol@db.example"], hosts=["10.0.0.5", "Web1.Example.", "[2001:db8::1]", "*.web.svc"])
+    assert all(f.missing_hosts == () for f in made.values())
+    assert _sans(tmp_path / "node.pem") == (
+        ["10.0.0.5", "2001:db8::1", "127.0.0.1"],
+        ["web1.example", "*.web.svc", "localhost"],
+    )
+    assert _sans(tmp_path / "carol@db.example.pem") == (
+        ["10.0.0.5", "2001:db8::1", "127.0.0.1"],
+        ["db.example", "web1.example", "*.web.svc", "localhost"],
+    )
+    assert make_certs(tmp_path / "one", hosts="10.9.9.9")["node"].created  # a str is one host
+    assert _sans(tmp_path / "one" / "node.pem")[0] == ["10.9.9.9", "127.0.0.1"]
+
+
+@pytest.mark.parametrize("bad", ["", "two words", "a..b", "-a.example", "a@b", "x" * 64, "a.*.b", "host:9100"])
+def test_make_certs_rejects_bad_hosts(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError, match="neither an IP address nor a DNS name"):
+        make_certs(tmp_path, hosts=[bad])
+    assert not (tmp_path / "ca.pem").exists()  # checked before anything is written
+
+
+def test_make_certs_kept_certificate_reports_missing_hosts(tmp_path: Path) -> None:
+    make_certs(tmp_path, [ALICE], hosts=["10.0.0.5"])
+    before = (tmp_path / "node.pem").read_bytes()
+    made = make_certs(tmp_path, [ALICE], hosts=["10.0.0.5", "10.0.0.6", "web2.example"])
+    assert not made["node"].created and made["node"].missing_hosts == ("10.0.0.6", "web2.example")
+    assert made[ALICE].missing_hosts == ("10.0.0.6", "web2.example")
+    assert made["ca"].missing_hosts == ()
+    assert (tmp_path / "node.pem").read_bytes() == before
+
+
+def test_make_certs_reissue_keeps_ca_and_hosts(tmp_path: Path) -> None:
+    make_certs(tmp_path, [ALICE], hosts=["10.0.0.5"])
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("ca.pem", "ca.key", "node.pem", "node.key", f"{ALICE}.pem", f"{ALICE}.key"):
+        shutil.copy2(tmp_path / name, old / name)
+    made = make_certs(tmp_path, hosts=["web2.example"], reissue=True)
+    assert not made["ca"].created and made["node"].created and made[ALICE].created  # every NAME.pem in DIR
+    assert (tmp_path / "ca.pem").read_bytes() == (old / "ca.pem").read_bytes()
+    assert (tmp_path / "node.key").read_bytes() != (old / "node.key").read_bytes()  # a new key
+    assert _sans(tmp_path / "node.pem") == (["10.0.0.5", "127.0.0.1"], ["web2.example", "localhost"])
+    assert _sans(tmp_path / f"{ALICE}.pem") == (["127.0.0.1", "10.0.0.5"], ["web2.example", "localhost"])
+    # Old and new certificates verify with the one CA: nodes can be switched one at a time.
+    load_tls(tmp_path, ALICE, default_dir=None)
+    load_tls((tmp_path / "ca.pem", old / "node.pem", old / "node.key"), ALICE, default_dir=None)
+    new_server, _ = _ctx_pair(tmp_path, ALICE)
+    old_client = client_context(load_tls(old, BOB, default_dir=None))
+    server, client = _handshake(new_server, old_client)
+    assert server[0] == "ok" and client[0] == "ok"
+
+
 @pytest.mark.parametrize("bad", ["alice", "@host", "alice@", "../x@y", "a@b@c"])
 def test_make_certs_rejects_bad_names(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
@@ -390,6 +449,7 @@ def _issue(
     (certs / f"{cn}.key").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
+    os.chmod(certs / f"{cn}.key", 0o600)
 
 
 def test_load_tls_expired(certs: Path) -> None:
@@ -434,6 +494,32 @@ def test_load_tls_key_mismatch(certs: Path) -> None:
     shutil.copy(certs / f"{BOB}.key", certs / f"{ALICE}.key")
     with pytest.raises(NodeError, match=r"alice@127\.0\.0\.1\.key: does not match certificate"):
         load_tls(certs, ALICE, default_dir=None)
+
+
+@pytest.mark.skipif(not POSIX, reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o620, 0o601])
+def test_load_tls_key_others_may_access_refused(certs: Path, mode: int) -> None:
+    key = certs / "node.key"
+    os.chmod(key, mode)
+    with pytest.raises(NodeError) as err:
+        load_tls(certs, "zed@127.0.0.1", default_dir=None)
+    assert str(err.value) == (
+        f"private key {key}: accessible to group or others (mode {mode:04o}); run `chmod 600 {key}`"
+    )
+    os.chmod(key, 0o400)  # owner-only modes are fine
+    load_tls(certs, "zed@127.0.0.1", default_dir=None)
+
+
+@pytest.mark.skipif(not POSIX, reason="POSIX permission bits")
+def test_load_tls_key_through_symlink_checks_the_file(certs: Path, tmp_path: Path) -> None:
+    """As a Kubernetes secret volume mounts it: a link (mode 0777) to the file, whose mode counts."""
+    real = tmp_path / "secret.key"
+    shutil.move(str(certs / "node.key"), real)
+    (certs / "node.key").symlink_to(real)
+    load_tls(certs, "zed@127.0.0.1", default_dir=None)
+    os.chmod(real, 0o644)
+    with pytest.raises(NodeError, match=r"node\.key: accessible to group or others \(mode 0644\)"):
+        load_tls(certs, "zed@127.0.0.1", default_dir=None)
 
 
 def test_load_tls_node_cert_as_ca(certs: Path) -> None:
@@ -528,10 +614,51 @@ def test_certs_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "created" not in capsys.readouterr().out
 
 
+def test_certs_main_hosts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "cli"
+    assert certs_main([str(d), "--host", "10.0.0.5", "--host", "web1.example", "--node", "n1@10.0.0.7"]) == 0
+    capsys.readouterr()
+    assert _sans(d / "node.pem") == (["10.0.0.5", "127.0.0.1"], ["web1.example", "localhost"])
+    assert _sans(d / "n1@10.0.0.7.pem") == (["10.0.0.7", "10.0.0.5", "127.0.0.1"], ["web1.example", "localhost"])
+
+    # A new host on an existing directory: kept, and said so with the way out.
+    assert certs_main([str(d), "--host", "10.0.0.6"]) == 0
+    out = capsys.readouterr().out
+    assert "node.pem was kept and does not name 10.0.0.6; run again with --reissue" in out
+    assert "10.0.0.6" not in _sans(d / "node.pem")[0]
+
+    ca = (d / "ca.pem").read_bytes()
+    assert certs_main([str(d), "--host", "10.0.0.6", "--reissue"]) == 0
+    out = capsys.readouterr().out
+    assert "kept    " in out and "(cluster CA)" in out and "does not name" not in out
+    assert (d / "ca.pem").read_bytes() == ca
+    assert _sans(d / "node.pem")[0] == ["10.0.0.6", "10.0.0.5", "127.0.0.1"]
+    assert _sans(d / "n1@10.0.0.7.pem")[0] == ["10.0.0.7", "10.0.0.6", "10.0.0.5", "127.0.0.1"]
+
+
+@pytest.mark.skipif(not POSIX, reason="POSIX permission bits")
+def test_certs_main_warns_about_shared_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert certs_main([str(tmp_path)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    os.chmod(tmp_path / "ca.key", 0o640)
+    os.chmod(tmp_path / "node.key", 0o644)
+    assert certs_main([str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    ca_key, node_key = tmp_path / "ca.key", tmp_path / "node.key"
+    assert (
+        f"snowg certs: warning: {ca_key} is accessible to group or others (mode 0640); whoever can read it "
+        f"can make certificates for your cluster: run `chmod 600 {ca_key}`"
+    ) in err
+    assert f"{node_key} is accessible to group or others (mode 0644); a node refuses to start with it" in err
+
+
 def test_certs_main_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert certs_main([str(tmp_path), "--days", "0"]) == 2
     assert certs_main([str(tmp_path), "--node", "noat"]) == 1
     assert "not of the form 'name@host'" in capsys.readouterr().err
+    assert certs_main([str(tmp_path), "--host", "no such host"]) == 1
+    assert "host 'no such host' is neither an IP address nor a DNS name" in capsys.readouterr().err
+    assert certs_main([str(tmp_path), "--reissue", "--overwrite"]) == 2
     assert certs_main([]) == 2
     assert certs_main(["--help"]) == 0
 
