@@ -189,7 +189,7 @@ def _resolve_app(spec: str) -> Callable[[], Any]:
         except AttributeError:
             raise UsageError(f"--app {spec}: {module_name} has no attribute {attr!r}") from None
     if not callable(target):
-        raise UsageError(f"--app {spec}: {attr} is a {type(target).__name__}, not a function")
+        raise UsageError(f"--app {spec}: {attr} is {target!r:.80} (type {type(target).__name__}), not a function")
     fn: Callable[[], Any] = target
     return fn
 

@@ -19,6 +19,38 @@ def main(argv: Optional[List[str]] = None) -> int:
         from gevent import monkey
 
         monkey.patch_all()
+    if argv[:1] == ["certs"]:
+        from .cluster import certs_main
+
+        return certs_main(argv[1:])
+    if argv[:1] == ["epmd"]:
+        from .cluster import epmd_main
+
+        return epmd_main(argv[1:])
+    if argv[:1] == ["names"]:
+        from .cluster import names_main
+
+        return names_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "node":
+        from ._node_main import run_node
+
+        return run_node(args)
+    if args.command == "example":
+        from .example import run_example
+
+        return run_example(quiet=args.quiet)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(port=args.port, directory=args.dir)
+    parser.print_help()
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``snowg`` command's parser (``certs``, ``epmd`` and ``names`` parse their own arguments)."""
     parser = argparse.ArgumentParser(prog="snowg", description="Erlang/OTP processes and clusters for gevent.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("certs", help="make a cluster CA and node certificates", add_help=False)
@@ -39,33 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         default=None,
         help="keep certificates, cookie and logs here (default: a temporary directory, removed at exit)",
     )
-    if argv[:1] == ["certs"]:
-        from .cluster import certs_main
-
-        return certs_main(argv[1:])
-    if argv[:1] == ["epmd"]:
-        from .cluster import epmd_main
-
-        return epmd_main(argv[1:])
-    if argv[:1] == ["names"]:
-        from .cluster import names_main
-
-        return names_main(argv[1:])
-    args = parser.parse_args(argv)
-    if args.command == "node":
-        from ._node_main import run_node
-
-        return run_node(args)
-    if args.command == "example":
-        from .example import run_example
-
-        return run_example(quiet=args.quiet)
-    if args.command == "demo":
-        from .demo import run_demo
-
-        return run_demo(port=args.port, directory=args.dir)
-    parser.print_help()
-    return 2
+    return parser
 
 
 def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
