@@ -158,7 +158,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 class _NodeNameFilter(logging.Filter):
-    """Puts the node's name in each record (known only once it started when no name was given)."""
+    """Puts the node's name in each record (the full name once it started, the command line's before)."""
 
     def __init__(self, fallback: str) -> None:
         super().__init__()
@@ -166,7 +166,9 @@ class _NodeNameFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         node = cluster.current()
-        record.snowg_node = node.name if node is not None else self.fallback
+        if node is not None:
+            self.fallback = node.name  # kept for the lines logged after it stopped
+        record.snowg_node = self.fallback
         return True
 
 
