@@ -138,7 +138,7 @@ class Proc:
         with open(log_path, "ab") as log_file:
             self.popen = subprocess.Popen(
                 list(cmd),
-                stdin=subprocess.PIPE,  # kept open: a BEAM node halts when it closes
+                stdin=subprocess.PIPE,  # kept open: a node stops when it closes (the benchmark has gone)
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 env=env,
@@ -251,7 +251,7 @@ class SnowgSide(Side):
         return [sys.executable, "-m", "snowg", "epmd"]
 
     def node_command(self, i: int) -> List[str]:
-        return [sys.executable, "-m", "snowg", "node", "--cluster", "local", "--import", PROBE, "--exit-with-parent"]
+        return [sys.executable, "-m", "snowg", "node", "--cluster", "local", "--import", PROBE]
 
     def env(self) -> Dict[str, str]:
         env = super().env()
