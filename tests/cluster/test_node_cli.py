@@ -31,6 +31,7 @@ from snowg.cli import build_parser
 from snowg.cluster import make_certs
 from snowg.cluster._epmd_client import names
 from snowg.testing import wait_for
+from epmdsupport import free_port, mapper
 
 TIME_LIMIT = 120
 START = 30.0  # seconds a node may take to start (a busy 2-core machine)
@@ -103,12 +104,6 @@ gevent.spawn(_report)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Certificates, and the modules the nodes import."""
@@ -120,26 +115,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def epmd_port(workdir: str) -> Iterator[int]:
-    """snowg's port mapper, in the foreground on a free port, for this module's nodes."""
-    port = free_port()
-    env = dict(os.environ, ERL_EPMD_PORT=str(port))
-    with open(os.path.join(workdir, "epmd.log"), "ab") as log:
-        mapper = subprocess.Popen([sys.executable, "-m", "snowg", "epmd"], env=env, stderr=log, stdout=log)
-    try:
-        assert wait_for(lambda: _answers(port), timeout=START), f"the port mapper did not answer on {port}"
+def epmd_port() -> Iterator[int]:
+    """snowg's port mapper on a free port, for this module's nodes."""
+    with mapper() as port:
         yield port
-    finally:
-        mapper.kill()
-        mapper.wait(timeout=10)
-
-
-def _answers(port: int) -> bool:
-    try:
-        names("127.0.0.1", epmd_port=port, timeout=1.0)
-    except Exception:  # noqa: BLE001 - not listening yet
-        return False
-    return True
 
 
 class Nodes:
