@@ -192,6 +192,17 @@ def test_make_certs_reissue_keeps_ca_and_hosts(tmp_path: Path) -> None:
     assert server[0] == "ok" and client[0] == "ok"
 
 
+def test_ca_rollover_with_both_cas_trusted(cluster: Path, other: Path, tmp_path: Path) -> None:
+    """Changing the CA without a split: every node trusts a ca.pem holding the old and the new CA."""
+    both = tmp_path / "both.pem"
+    both.write_bytes((cluster / "ca.pem").read_bytes() + (other / "ca.pem").read_bytes())
+    old_side = load_tls((both, cluster / "node.pem", cluster / "node.key"), ALICE, default_dir=None)
+    new_side = load_tls((both, other / f"{ALICE}.pem", other / f"{ALICE}.key"), ALICE, default_dir=None)
+    for srv, cli in ((old_side, new_side), (new_side, old_side)):
+        server, client = _handshake(server_context(srv), client_context(cli))
+        assert server[0] == "ok" and client[0] == "ok" and client[2] == b"pong:hello", (server, client)
+
+
 @pytest.mark.parametrize("bad", ["alice", "@host", "alice@", "../x@y", "a@b@c"])
 def test_make_certs_rejects_bad_names(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
