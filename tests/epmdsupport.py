@@ -13,11 +13,15 @@ fixture sets it) or the ``epmd_port`` argument.
   registered there, SIGTERM to the process (only a ``snowg epmd`` process).
 * Fixtures: ``epmd_env`` (``ERL_EPMD_PORT`` set to a free port for the
   test, any mapper started there stopped after it) and ``snowg_mapper``
-  (a running snowg mapper on that port). Use them from a test module with
-  ``from epmdsupport import epmd_env, snowg_mapper  # noqa: F401``.
+  (a running snowg mapper on that port). A test module gets them with
+  ``pytest_plugins = ["epmdsupport"]``.
 
 Every wait is bounded: a mapper that does not answer within :data:`T`
 seconds fails the test.
+
+PYTEST_DONT_REWRITE: test modules import this module before pytest loads it
+as a plugin, so pytest could not rewrite its asserts anyway (it would warn);
+they carry their own messages.
 """
 
 from __future__ import annotations

@@ -222,7 +222,7 @@ def register(
         sock.close()
         raise NameTaken(
             f"the port mapper on {where} refused to register {alive!r} (result {reply.result}): "
-            "another node holds that name"
+            "another node holds that name (or the mapper is full; its log says which)"
         )
     sock.settimeout(None)
     log.debug("registered %r (port %d) with the port mapper on %s, creation %d", alive, port, where, reply.creation)

@@ -5,8 +5,8 @@ nodes:
 
 * It listens on all addresses (``0.0.0.0``) on port 4369 or
   ``$ERL_EPMD_PORT``; ``$ERL_EPMD_ADDRESS`` (comma-separated) or the
-  ``addresses`` argument choose others, and a loopback address is always
-  added, as epmd does.
+  ``addresses`` argument choose others, and ``127.0.0.1`` is always added,
+  as epmd does.
 * A registration (``ALIVE2_REQ``) lives as long as its connection: a node
   that exits or is killed releases its name at once. A second registration
   of a live name is refused. Each registration gets a creation number, never
@@ -81,8 +81,8 @@ class PortTaken(NodeError):
 def listen_addresses(addresses: Optional[Sequence[str]] = None) -> List[str]:
     """The addresses to listen on: ``addresses``, else ``$ERL_EPMD_ADDRESS``, else all (``0.0.0.0``).
 
-    A loopback address is added to a list that has none, as epmd does, so
-    local nodes can always register.
+    ``127.0.0.1`` is added to a list that lacks it (and all addresses), as
+    epmd does, so local nodes can always register.
 
     Raises:
         NodeError: an address that is not an IP address (naming where it came from).
@@ -100,8 +100,8 @@ def listen_addresses(addresses: Optional[Sequence[str]] = None) -> List[str]:
             parsed.append(ipaddress.ip_address(address))
         except ValueError:
             raise NodeError(f"{source}: {address!r:.80} is not an IP address") from None
-    if not any(ip.is_loopback or ip.is_unspecified for ip in parsed):
-        parsed.append(ipaddress.ip_address("::1" if all(ip.version == 6 for ip in parsed) else "127.0.0.1"))
+    if not any(str(ip) in ("127.0.0.1", "0.0.0.0") for ip in parsed):
+        parsed.append(ipaddress.ip_address("127.0.0.1"))
     return [str(ip) for ip in dict.fromkeys(parsed)]
 
 
