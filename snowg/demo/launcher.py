@@ -194,7 +194,8 @@ class Launcher:
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
-        snowg.start_node(LAUNCHER_NAME, cookie=self.cookie, tls=self.certs, tick=TICK)
+        # The demo's nodes dial each other by address: no names in the port mapper, so two demos may run at once.
+        snowg.start_node(LAUNCHER_NAME, cookie=self.cookie, tls=self.certs, tick=TICK, epmd=False)
 
     def _boot(self) -> None:
         try:
@@ -230,6 +231,7 @@ class Launcher:
                 tick=TICK,
                 modules=[node_app.__name__],
                 connect=[via.target] if via is not None and via.target else [],
+                epmd=False,
                 pythonpath=[pkg_root],
                 timeout=START_TIMEOUT,
             )
