@@ -115,7 +115,12 @@ def _general_name(host: str) -> x509.GeneralName:
 
 
 def _leaf_hosts(node_host: str | None, hosts: Sequence[str], kept: Sequence[str]) -> list[str]:
-    """The SAN hosts of a leaf, in order and without repeats: the node's host, those given, those kept, loopback."""
+    """The SAN hosts of a leaf, in order and without repeats: the node's host, those given, those kept, loopback.
+
+    ``hosts`` are checked already; a node name's host is only known to be
+    printable, so one that is neither an IP address nor a DNS name (``bücher``
+    in Unicode, ``host:9``) is left out.
+    """
     out: list[str] = []
     seen: set[str] = set()
     candidates = ([node_host.strip("[]")] if node_host else []) + list(hosts) + list(kept) + ["127.0.0.1", "localhost"]
@@ -123,7 +128,7 @@ def _leaf_hosts(node_host: str | None, hosts: Sequence[str], kept: Sequence[str]
         try:
             h = check_san_host(h)
         except ValueError:
-            pass  # a node name's host is only checked for being printable: written as it is
+            continue  # a node name's host that cannot be a SAN: the CN names the node anyway
         if h.lower() not in seen:
             seen.add(h.lower())
             out.append(h)

@@ -154,6 +154,14 @@ def test_make_certs_hosts_in_every_leaf(tmp_path: Path) -> None:
     assert _sans(tmp_path / "one" / "node.pem")[0] == ["10.9.9.9", "127.0.0.1"]
 
 
+def test_make_certs_node_host_that_cannot_be_a_san(tmp_path: Path) -> None:
+    made = make_certs(tmp_path, ["a@b\u00fccher.example", "b@host:9"])
+    assert made["a@b\u00fccher.example"].created and made["b@host:9"].created
+    for name in ("a@b\u00fccher.example", "b@host:9"):
+        assert _sans(tmp_path / f"{name}.pem") == (["127.0.0.1"], ["localhost"])  # the CN names the node
+        assert is_node_certificate(load_tls(tmp_path, name, default_dir=None), name)
+
+
 @pytest.mark.parametrize("bad", ["", "two words", "a..b", "-a.example", "a@b", "x" * 64, "a.*.b", "host:9100"])
 def test_make_certs_rejects_bad_hosts(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="neither an IP address nor a DNS name"):
