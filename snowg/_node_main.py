@@ -35,7 +35,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -83,7 +83,7 @@ def run_node(args: argparse.Namespace) -> int:
         print(f"snowg node: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        info = cluster.start_node(*_name_args(args), **_start_options(args))
+        info = cluster.start_node(args.name, **_start_options(args))
     except Exception as exc:  # noqa: BLE001 - NodeError and friends: say it and exit
         print(f"snowg node: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -126,10 +126,6 @@ def run_node(args: argparse.Namespace) -> int:
     log.info("stopping node %s", info.name)
     cluster.stop_node(**stop_options)
     return status
-
-
-def _name_args(args: argparse.Namespace) -> List[str]:
-    return [args.name] if args.name is not None else []
 
 
 def _start_options(args: argparse.Namespace) -> Dict[str, Any]:

@@ -120,7 +120,7 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     p.add_argument("--tick", type=float, default=None, help="liveness tick in seconds (default 15)")
     p.add_argument(
         "--flush-timeout",
-        type=float,
+        type=_seconds,
         default=None,
         help="seconds a stop spends sending what is queued to peers (default 5)",
     )
@@ -141,6 +141,16 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     p.add_argument("--monkeypatch", action="store_true", help="gevent.monkey.patch_all() first")
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process goes")
     p.add_argument("--log-level", default="INFO")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, not {text!r}")
+    return value
 
 
 def _port_range(text: str) -> Tuple[int, int]:

@@ -294,11 +294,22 @@ def test_port_range_with_no_free_port_fails_to_start(nodes: Nodes) -> None:
     assert "snowg node:" in result.stderr and str(port) in result.stderr
 
 
-@pytest.mark.parametrize("bad", ["9100", "9155-9100", "a-b", "0-10", "9100-70000"])
-def test_a_bad_port_range_is_a_usage_error(nodes: Nodes, bad: str) -> None:
-    result = nodes.run("--port-range", bad)
+@pytest.mark.parametrize(
+    ("option", "bad", "expected"),
+    [
+        ("--port-range", "9100", "LO-HI"),
+        ("--port-range", "9155-9100", "LO-HI"),
+        ("--port-range", "a-b", "LO-HI"),
+        ("--port-range", "0-10", "LO-HI"),
+        ("--port-range", "9100-70000", "LO-HI"),
+        ("--flush-timeout", "-1", "0 or more"),
+        ("--flush-timeout", "nan", "0 or more"),
+    ],
+)
+def test_a_bad_option_value_is_a_usage_error(nodes: Nodes, option: str, bad: str, expected: str) -> None:
+    result = nodes.run(option, bad)
     assert result.returncode == 2
-    assert "--port-range" in result.stderr and "LO-HI" in result.stderr
+    assert f"argument {option}" in result.stderr and expected in result.stderr, result.stderr
 
 
 # ---------------------------------------------------------------- --app
