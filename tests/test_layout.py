@@ -42,6 +42,7 @@ LAYERS: Dict[str, Optional[Set[str]]] = {
     "cli": None,
     "demo": None,
     "example": None,
+    "gunicorn": {"cluster", "ws"},  # snowg.gunicorn, a tool on top: the worker uses these two only
     "testing": None,
 }
 # Parts that may use only the names a package's __init__ exports, not its other modules.

@@ -1,0 +1,444 @@
+"""snowg.gunicorn.Worker under a real gunicorn: 4 workers, one cluster, one room.
+
+Each test starts ``gunicorn -k snowg.gunicorn.Worker -w 4`` serving
+:mod:`gunicorn_app` (Flask, and WebSocket clients in the room "lobby") on a
+free port, with a private ``SNOWG_HOME`` (certificates and cookie are made
+there by the first worker) and a private port mapper (``snowg epmd`` on a
+free ``ERL_EPMD_PORT``), so nothing touches ``~/.snowg`` or port 4369.
+gunicorn's output goes to a log file, shown when a test fails.
+
+The clients live in this process (websocket-client over gevent sockets, a
+reader greenlet each). A client is told its worker's node on connecting; the
+kernel spreads connections over the workers unevenly, so clients are opened
+(a bounded number) until each worker has its share, and the extras closed.
+
+Exactness: after a broadcast, the sender broadcasts a *fence*; a node's
+broadcasts reach a client in the order the node issued them, so a client
+that has the fence has had everything sent before it, and counts can be
+compared exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+from gevent import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+import gevent
+import gevent.socket
+import pytest
+import websocket
+from gevent.event import Event
+from gunicorn.config import KNOWN_SETTINGS
+
+from snowg.cluster._epmd_client import names as mapper_names
+from snowg.testing import wait_for
+
+TIME_LIMIT = 240
+HERE = Path(__file__).resolve().parent
+#: Seconds one expected event may take (a worker boots, the mesh forms, a message arrives).
+W = 60.0
+#: The most clients opened to find a given share on every worker.
+MAX_CLIENTS = 400
+
+# gunicorn 24+ opens a control socket in ~/.gunicorn unless told not to.
+NO_CONTROL_SOCKET = ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
+WORKER_LINE = re.compile(r"gunicorn worker (\d+) is node (\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    """Block until something accepts on 127.0.0.1:``port`` (bounded by ``W``), while ``proc`` runs."""
+
+    def answers() -> bool:
+        assert proc.poll() is None, f"{what} ended with {proc.returncode} before it listened"
+        try:
+            gevent.socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    assert wait_for(answers, timeout=W, interval=0.05), f"{what} did not listen on {port} within {W} s"
+
+
+# ------------------------------------------------------------------ servers
+
+
+@pytest.fixture
+def mapper(tmp_path: Path) -> Iterable[int]:
+    """snowg's port mapper on a free port (the workers use it through ``ERL_EPMD_PORT``); killed afterwards."""
+    port = free_port()
+    env = dict(os.environ, ERL_EPMD_PORT=str(port))
+    with open(tmp_path / "mapper.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "snowg", "epmd"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc, "snowg epmd")
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(timeout=W)
+
+
+class Gunicorn:
+    """A real gunicorn master with ``snowg.gunicorn.Worker`` workers, its output in a log file."""
+
+    def __init__(self, tmp_path: Path, epmd_port: int, *options: str, env: Optional[Dict[str, str]] = None) -> None:
+        self.port = free_port()
+        self.log_path = tmp_path / "gunicorn.log"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SNOWG_")}
+        environ.update(ERL_EPMD_PORT=str(epmd_port), SNOWG_HOME=str(tmp_path / ".snowg"), **(env or {}))
+        self.epmd_port = epmd_port
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "snowg.gunicorn.Worker",
+            "-w",
+            "4",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--pythonpath",
+            str(HERE),
+            "--graceful-timeout",
+            "30",
+            *NO_CONTROL_SOCKET,
+            *options,
+            "gunicorn_app:app",
+        ]
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                command, cwd=tmp_path, env=environ, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def workers(self) -> List[Tuple[int, str]]:
+        """``(pid, node)`` of every worker that said which node it is, in order."""
+        return [(int(pid), node) for pid, node in WORKER_LINE.findall(self.log())]
+
+    def wait_workers(self, count: int) -> List[Tuple[int, str]]:
+        """Block until ``count`` workers in all have said which node they are (bounded)."""
+
+        def booted() -> bool:
+            assert self.proc.poll() is None, f"gunicorn ended with {self.proc.returncode}"
+            return len(self.workers()) >= count
+
+        assert wait_for(booted, timeout=W, interval=0.05), f"{count} workers did not become nodes within {W} s"
+        return self.workers()[:count]
+
+    def wait_logged(self, text: str, count: int = 1) -> None:
+        assert wait_for(lambda: self.log().count(text) >= count, timeout=W, interval=0.05), (
+            f"{text!r} not logged {count} times within {W} s"
+        )
+
+    def stop(self) -> Optional[int]:
+        """SIGTERM (gunicorn's graceful stop), then its exit status; SIGKILL if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=W)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=W)
+                return None
+        return self.proc.returncode
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path, mapper: int) -> Iterable[Callable[..., Gunicorn]]:
+    """``start(*options, env=None)``: a gunicorn, once it listens; stopped after the test.
+
+    Its log is written to stderr at the end, which pytest shows when the test failed.
+    """
+    started: List[Gunicorn] = []
+
+    def start(*options: str, env: Optional[Dict[str, str]] = None) -> Gunicorn:
+        server = Gunicorn(tmp_path, mapper, *options, env=env)
+        started.append(server)
+        wait_port(server.port, server.proc, "gunicorn")
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+        sys.stderr.write(f"\n--- gunicorn log ({server.log_path}) ---\n{server.log()}\n")
+
+
+# ------------------------------------------------------------------ clients
+
+
+class Client:
+    """A WebSocket client of the lobby app: its worker's node and pid, and what it received."""
+
+    def __init__(self, port: int) -> None:
+        sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=W)
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/", socket=sock, timeout=None)
+        hello = json.loads(self.ws.recv())
+        self.node: str = hello["node"]
+        self.pid: int = hello["pid"]
+        self.got: List[Dict[str, Any]] = []
+        self.close_code: Optional[int] = None
+        self.ended = False
+        self._changed = Event()
+        self._reader = gevent.spawn(self._read)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                opcode, data = self.ws.recv_data(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self.close_code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+                    break
+                if opcode == websocket.ABNF.OPCODE_TEXT:
+                    self.got.append(json.loads(data))
+                    self._changed.set()
+        except (websocket.WebSocketException, OSError):
+            pass
+        finally:
+            self.ended = True
+            self._changed.set()
+
+    def wait(self, predicate: Callable[[List[Dict[str, Any]]], bool], what: str) -> None:
+        """Block until ``predicate(self.got)`` (bounded by ``W``)."""
+        with gevent.Timeout(W, AssertionError(f"client of {self.node}: no {what} within {W} s; got {self.got[-5:]}")):
+            while not predicate(self.got):
+                self._changed.clear()
+                if predicate(self.got):
+                    break
+                self._changed.wait()
+
+    def wait_ended(self) -> None:
+        with gevent.Timeout(W, AssertionError(f"client of {self.node} still connected after {W} s")):
+            while not self.ended:
+                self._changed.clear()
+                if self.ended:
+                    break
+                self._changed.wait()
+
+    def nodes(self) -> Set[str]:
+        """Its worker's connected nodes (asked now)."""
+        asked = len(self.got)
+        self.ws.send("nodes")
+        self.wait(lambda got: any("nodes" in m for m in got[asked:]), "answer to 'nodes'")
+        return set(next(m for m in self.got[asked:] if "nodes" in m)["nodes"])
+
+    def broadcast(self, text: str) -> None:
+        self.ws.send(f"broadcast {text}")
+
+    def received(self, text: str) -> int:
+        return self.got.count({"broadcast": text})
+
+    def close(self) -> None:
+        self._reader.kill(block=True, timeout=1)
+        try:
+            self.ws.close(timeout=1)
+        except (websocket.WebSocketException, OSError):
+            pass
+
+
+@pytest.fixture
+def clients() -> Iterable[List[Client]]:
+    """Every client a test opens; closed afterwards."""
+    opened: List[Client] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def open_spread(port: int, nodes: Iterable[str], per_node: int, opened: List[Client]) -> List[Client]:
+    """``per_node`` clients on each of ``nodes``: opens clients (at most :data:`MAX_CLIENTS`), closes the extras."""
+    wanted = set(nodes)
+    kept: Dict[str, List[Client]] = defaultdict(list)
+    extras: List[Client] = []
+    tries = 0
+    while any(len(kept[node]) < per_node for node in wanted):
+        assert tries < MAX_CLIENTS, f"{tries} clients did not reach every worker: {dict(kept)}"
+        tries += 1
+        client = Client(port)
+        opened.append(client)
+        if client.node in wanted and len(kept[client.node]) < per_node:
+            kept[client.node].append(client)
+        else:
+            extras.append(client)
+    for client in extras:
+        client.close()
+        opened.remove(client)
+    return [client for node in sorted(wanted) for client in kept[node]]
+
+
+def wait_mesh(clients: Iterable[Client], nodes: Set[str]) -> None:
+    """Block until the worker of each client is connected to exactly the other ``nodes``."""
+    seen: Dict[str, Set[str]] = {}
+    for client in {c.node: c for c in clients}.values():
+        want = nodes - {client.node}
+
+        def meshed(client: Client = client, want: Set[str] = want) -> bool:
+            seen[client.node] = client.nodes()
+            return seen[client.node] == want
+
+        assert wait_for(meshed, timeout=W, interval=0.1), f"{client.node} sees {seen[client.node]}, not {want}"
+
+
+def broadcast_reaches(sender: Client, receivers: List[Client], text: str) -> None:
+    """``sender`` broadcasts ``text``: each of ``receivers`` gets it exactly once."""
+    sender.broadcast(text)
+    sender.broadcast(f"fence {text}")
+    for client in receivers:
+        client.wait(lambda got: {"broadcast": f"fence {text}"} in got, f"fence after {text!r}")
+    counts = {f"{c.node}/{i}": c.received(text) for i, c in enumerate(receivers)}
+    assert set(counts.values()) == {1}, f"{text!r} received: {counts}"
+
+
+def alive(node: str) -> str:
+    return node.split("@", 1)[0]
+
+
+def registered(server: Gunicorn) -> Set[str]:
+    """The names the port mapper knows."""
+    return {name for name, _ in mapper_names("127.0.0.1", epmd_port=server.epmd_port)}
+
+
+# -------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["fork", "preload"])
+def test_four_workers_one_room_and_a_killed_worker_replaced(
+    gunicorn: Callable[..., Gunicorn], clients: List[Client], preload: bool
+) -> None:
+    # With --preload the application is imported in the master and, here,
+    # starts a node there at import: the master must not stay one.
+    options = ("--preload",) if preload else ()
+    server = gunicorn(*options, env={"GUNICORN_APP_STARTS_NODE": "1"} if preload else None)
+    workers = server.wait_workers(4)
+    nodes = {node for _, node in workers}
+    assert len(nodes) == 4, workers
+    assert all(alive(node).startswith("gunicorn_app-") for node in nodes), nodes
+
+    lobby = open_spread(server.port, nodes, 3, clients)
+    assert len(lobby) == 12 and {c.node for c in lobby} == nodes
+    wait_mesh(lobby, nodes)
+    for sender in (lobby[0], lobby[-1]):
+        broadcast_reaches(sender, lobby, f"hello from {sender.node}")
+    assert registered(server) == {alive(node) for node in nodes}
+
+    # kill -9 a worker that the first sender is not on.
+    victim = next(pid for pid, node in workers if node != lobby[0].node)
+    victim_node = next(node for pid, node in workers if pid == victim)
+    os.kill(victim, signal.SIGKILL)
+    gone = [c for c in lobby if c.pid == victim]
+    for client in gone:
+        client.wait_ended()
+    replacement = server.wait_workers(5)[4][1]
+    nodes = nodes - {victim_node} | {replacement}
+    survivors = [c for c in lobby if c.pid != victim]
+    newcomers = open_spread(server.port, {replacement}, 3, clients)
+    wait_mesh(survivors + newcomers, nodes)
+    broadcast_reaches(newcomers[0], survivors + newcomers, "hello from the replacement")
+    broadcast_reaches(survivors[0], survivors + newcomers, "hello to the replacement")
+    assert all(c.received("hello from the replacement") == 0 for c in gone)
+    assert registered(server) == {alive(node) for node in nodes}
+
+    log = server.log()
+    assert "Traceback" not in log
+    for node in nodes | {victim_node}:
+        assert f"node {node} started" in log, f"the snowg logger's line for {node} is not in gunicorn's log"
+    if preload:
+        assert "the application started node appimport@127.0.0.1 in gunicorn's master" in log
+        assert "appimport" not in registered(server)
+
+    # A graceful stop: every worker closes its clients with 1001 and leaves the cluster.
+    assert server.stop() == 0
+    for client in survivors + newcomers:
+        client.wait_ended()
+        assert client.close_code == 1001
+    log = server.log()
+    for node in nodes:
+        assert f"node {node} stopped" in log
+    assert "Traceback" not in log
+
+
+def test_hup_reload_replaces_every_worker_and_the_room_works(
+    gunicorn: Callable[..., Gunicorn], clients: List[Client]
+) -> None:
+    server = gunicorn()
+    old = {node for _, node in server.wait_workers(4)}
+    before = open_spread(server.port, old, 1, clients)
+    wait_mesh(before, old)
+
+    server.proc.send_signal(signal.SIGHUP)
+    new = {node for _, node in server.wait_workers(8)[4:]}
+    assert not new & old
+    for client in before:  # the old workers close their clients ("going away") and stop their nodes
+        client.wait_ended()
+        assert client.close_code == 1001
+    for node in old:
+        server.wait_logged(f"node {node} stopped")
+
+    after = open_spread(server.port, new, 3, clients)
+    wait_mesh(after, new)
+    broadcast_reaches(after[0], after, "hello after the reload")
+    assert registered(server) == {alive(node) for node in new}
+    assert "Traceback" not in server.log()
+
+
+def test_a_bad_cluster_strategy_stops_gunicorn_with_the_reason(tmp_path: Path, mapper: int) -> None:
+    server = Gunicorn(tmp_path, mapper, env={"SNOWG_CLUSTER": "nosuchstrategy:x"})
+    try:
+        status = server.proc.wait(timeout=W)
+    finally:
+        server.stop()
+    assert status != 0
+    log = server.log()
+    assert "nosuchstrategy" in log, log
+    assert "Worker failed to boot" in log, log
+
+
+def test_worker_prefix() -> None:
+    from gunicorn.config import Config
+
+    from snowg.gunicorn import worker_prefix
+
+    cfg = Config()
+    cfg.set("default_proc_name", "myproject.wsgi:application")
+    assert worker_prefix(cfg, {}) == "myproject_wsgi"
+    cfg.set("proc_name", "chat server (eu)")
+    assert worker_prefix(cfg, {}) == "chat_server_eu"
+    assert worker_prefix(cfg, {"SNOWG_PREFIX": "web"}) == "web"
+    cfg.set("proc_name", "...")
+    assert worker_prefix(cfg, {}) == "snowg"
+
+
+def test_import_snowg_needs_no_gunicorn_and_the_worker_says_what_to_install() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    plain = subprocess.run(
+        [sys.executable, "-c", "import sys, snowg; assert 'gunicorn' not in sys.modules, 'imported'"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=W,
+    )
+    assert plain.returncode == 0, plain.stderr
+    missing = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['gunicorn'] = None; import snowg.gunicorn"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=W,
+    )
+    assert missing.returncode != 0
+    assert "ImportError" in missing.stderr and "pip install snowg[gunicorn]" in missing.stderr, missing.stderr
