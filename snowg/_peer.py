@@ -4,7 +4,8 @@
 it listens: :func:`ready_line`, ``SNOWG_NODE_READY <name> <host:port>``; its
 log goes to stderr. :meth:`NodeProcess.launch` starts the process with its
 stderr in a log file, reads stdout up to that line and returns a
-:class:`NodeProcess` that knows the node's address. The test helpers
+:class:`NodeProcess` that knows the node's address (and its name, when the
+node chose it: ``name=None``). The test helpers
 (:mod:`snowg.testing`) and the demo launcher (:mod:`snowg.demo.launcher`)
 start their nodes this way.
 
