@@ -1,10 +1,12 @@
 """The deployment files of ``docs/deploy`` and the guide that shows them: checks that can fail.
 
 What runs here is run for real: the example application under gunicorn with
-``gunicorn.conf.py``, and two nodes started with the command line of the
-systemd unit ``chat-node@.service`` (both must form one cluster and serve
-``/healthz``, and stop with status 0 on SIGTERM); ``systemd-analyze verify``
-on the units (skipped, saying so, where it is not installed).
+``gunicorn.conf.py``; two nodes started with the command line of the systemd
+unit ``chat-node@.service`` (both must form one cluster and serve
+``/healthz``, and stop with status 0 on SIGTERM); the guide's recipe for
+several hosts, with two addresses of 127.0.0.0/8 as the hosts;
+``systemd-analyze verify`` on the units (skipped, saying so, where it is not
+installed).
 
 What cannot run here (no Docker daemon, no Kubernetes) is checked for shape
 and for agreeing with the rest: the manifest parses (PyYAML, which the docs
@@ -437,25 +439,26 @@ def run_env(home: Path, **extra: str) -> Dict[str, str]:
     return env
 
 
-def healthz(port: int) -> Optional[Dict[str, Any]]:
+def healthz(url: str) -> Optional[Dict[str, Any]]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as reply:
             return dict(json.loads(reply.read()))
     except (urllib.error.URLError, ConnectionError, OSError):
         return None  # not serving yet
 
 
-def wait_for_mesh(port: int, count: int, procs: List[subprocess.Popen], logs: List[Path]) -> Set[str]:
-    """Ask ``/healthz`` until ``count`` nodes answered, each connected to all the others; their names."""
+def wait_for_mesh(urls: List[str], count: int, procs: List[subprocess.Popen], logs: List[Path]) -> Set[str]:
+    """Ask ``/healthz`` at ``urls`` until ``count`` nodes answered, each connected to all the others; their names."""
     seen: Dict[str, List[str]] = {}
     deadline = time.monotonic() + TIME_LIMIT
     pause = 0.05
     while True:
         for proc in procs:
             assert proc.poll() is None, f"a process ended with {proc.returncode}:\n{show(logs)}"
-        answer = healthz(port)
-        if answer is not None:
-            seen[answer["node"]] = answer["peers"]
+        for url in urls:
+            answer = healthz(url)
+            if answer is not None:
+                seen[answer["node"]] = answer["peers"]
         if len(seen) == count and all(sorted(peers) == sorted(set(seen) - {n}) for n, peers in seen.items()):
             return set(seen)
         assert time.monotonic() < deadline, f"no mesh of {count} within {TIME_LIMIT} s: {seen}\n{show(logs)}"
@@ -512,7 +515,7 @@ def test_node_unit_command_line_runs(tmp_path: Path, processes: List[subprocess.
                     stdin=subprocess.DEVNULL,
                 )
             )
-    assert wait_for_mesh(http, 2, processes, logs) == {"chat-1@127.0.0.1", "chat-2@127.0.0.1"}
+    assert wait_for_mesh([f"http://127.0.0.1:{http}"], 2, processes, logs) == {"chat-1@127.0.0.1", "chat-2@127.0.0.1"}
     for proc in processes:
         assert terminate(proc) == 0, f"a clean stop exits 0 (systemd does not restart it):\n{show(logs)}"
 
@@ -538,6 +541,83 @@ def test_gunicorn_conf_runs(tmp_path: Path, processes: List[subprocess.Popen]) -
                 stdin=subprocess.DEVNULL,
             )
         )
-    names = wait_for_mesh(http, 2, processes, [log])
+    names = wait_for_mesh([f"http://127.0.0.1:{http}"], 2, processes, [log])
     assert all(re.fullmatch(r"chat-[0-9a-f]{6}@127\.0\.0\.1", n) for n in names), names
     assert terminate(processes[0]) == 0, show([log])
+
+
+#: A port mapper on one address only (``snowg epmd --address`` adds 127.0.0.1, as Erlang's epmd does, so two
+#: hosts simulated on 127.0.0.0/8 could not each have one on the same port): ``python -c MAPPER ADDRESS PORT``.
+MAPPER = """
+import sys
+import gevent.event
+from snowg.cluster._epmd_server import Mapper, open_listeners
+mapper = Mapper(open_listeners([sys.argv[1]], int(sys.argv[2])))
+mapper.start()
+print("listening", flush=True)
+gevent.event.Event().wait()
+"""
+
+
+def install(source: Path, target: Path, mode: int) -> None:
+    """``install -m MODE SOURCE TARGET``, as the guide does on each host."""
+    shutil.copyfile(source, target)
+    target.chmod(mode)
+
+
+def test_several_hosts_as_the_guide_says(tmp_path: Path, processes: List[subprocess.Popen]) -> None:
+    """Two hosts, simulated by 127.0.0.2 and 127.0.0.3 (each with its own mapper), set up as the guide says.
+
+    Certificates made once with ``snowg certs --host``, installed in each host's
+    ``$SNOWG_HOME`` with the guide's modes, one cookie file for both,
+    ``SNOWG_HOST`` and a ``hosts:`` strategy naming both (the same on each); on
+    each, the node of the systemd unit under the same name: one cluster.
+    """
+    hosts = ["127.0.0.2", "127.0.0.3"]
+    made = subprocess.run(
+        [sys.executable, "-m", "snowg", "certs", "certs/", *(w for h in hosts for w in ("--host", h))],
+        cwd=tmp_path,
+        env=run_env(tmp_path / "trusted"),
+        capture_output=True,
+        text=True,
+        timeout=TIME_LIMIT,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    (tmp_path / "cookie").write_text(os.urandom(16).hex() + "\n")
+    epmd = free_port()
+    http = free_port()
+    unit = read_unit(UNITS / "chat-node@.service")
+    logs: List[Path] = []
+    for host in hosts:
+        home = tmp_path / host
+        (home / "certs").mkdir(parents=True)
+        home.chmod(0o700)
+        (home / "certs").chmod(0o700)
+        for name in ("ca.pem", "node.pem"):
+            install(tmp_path / "certs" / name, home / "certs" / name, 0o644)
+        install(tmp_path / "certs" / "node.key", home / "certs" / "node.key", 0o600)
+        install(tmp_path / "cookie", home / "cookie", 0o600)
+        mapper = subprocess.Popen(
+            [sys.executable, "-c", MAPPER, host, str(epmd)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        processes.append(mapper)
+        assert mapper.stdout is not None and mapper.stdout.readline() == b"listening\n", f"no mapper on {host}"
+        env = run_env(home, **environment(unit))
+        env.update(
+            ERL_EPMD_PORT=str(epmd),
+            SNOWG_EPMD_ADDRESS=host,  # this "host's" mapper (on a real host: 127.0.0.1, the default)
+            SNOWG_HOST=host,
+            SNOWG_CLUSTER="hosts:" + ",".join(hosts),
+            CHAT_HOST=host,
+            CHAT_PORT=str(http),
+        )
+        argv = [a.replace("%i", "chat-1") for a in node_argv(one(unit, "Service", "ExecStart"))]
+        logs.append(tmp_path / f"{host}.log")
+        with open(logs[-1], "wb") as err:
+            processes.append(
+                subprocess.Popen([sys.executable, "-m", "snowg", *argv], env=env, stdout=subprocess.DEVNULL, stderr=err)
+            )
+    names = wait_for_mesh([f"http://{h}:{http}" for h in hosts], 2, processes, logs)
+    assert names == {f"chat-1@{h}" for h in hosts}
+    for log in logs:
+        assert "created" not in log.read_text(), "nothing made on the hosts: the files given are used"
