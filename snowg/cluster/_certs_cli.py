@@ -12,10 +12,7 @@ the kept CA.
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 import sys
-from pathlib import Path
 
 from .._errors import NodeError
 from ._certfiles import CA_CERT, CA_KEY, GENERIC
@@ -81,7 +78,8 @@ def certs_main(argv: list[str]) -> int:
         print("snowg certs: error: --days must be positive", file=sys.stderr)
         return 2
     try:
-        from ._certmaking import make_certs  # cryptography: only when certificates are made
+        from ._certcheck import check_private_mode  # cryptography: only when certificates are made
+        from ._certmaking import make_certs
 
         made = make_certs(
             args.dir, args.node, hosts=args.host, days=args.days, reissue=args.reissue, overwrite=args.overwrite
@@ -103,27 +101,17 @@ def certs_main(argv: list[str]) -> int:
                 "run again with --reissue to re-issue the node certificates with the kept CA"
             )
     for files in made.values():
-        _warn_if_shared(files.key, is_ca=files.key.name == CA_KEY)
+        try:
+            check_private_mode(files.key, "private key")
+        except NodeError as exc:
+            why = (
+                "whoever can read it can make certificates for your cluster"
+                if files.key.name == CA_KEY
+                else "a node refuses to start with it"
+            )
+            print(f"snowg certs: warning: {exc} ({why})", file=sys.stderr)
     print(
         f"Give every node {CA_CERT} and a certificate with its key; keep {CA_KEY} "
         "private (it can sign new node certificates)."
     )
     return 0
-
-
-def _warn_if_shared(key: Path, *, is_ca: bool) -> None:
-    if os.name != "posix":
-        return
-    try:
-        mode = os.stat(key).st_mode
-    except OSError:
-        return
-    if mode & 0o077:
-        why = (
-            "whoever can read it can make certificates for your cluster" if is_ca else "a node refuses to start with it"
-        )
-        print(
-            f"snowg certs: warning: {key} is accessible to group or others (mode {stat.S_IMODE(mode):04o}); "
-            f"{why}: run `chmod 600 {key}`",
-            file=sys.stderr,
-        )

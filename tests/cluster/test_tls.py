@@ -665,10 +665,13 @@ def test_certs_main_warns_about_shared_keys(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     ca_key, node_key = tmp_path / "ca.key", tmp_path / "node.key"
     assert (
-        f"snowg certs: warning: {ca_key} is accessible to group or others (mode 0640); whoever can read it "
-        f"can make certificates for your cluster: run `chmod 600 {ca_key}`"
+        f"snowg certs: warning: private key {ca_key}: accessible to group or others (mode 0640); "
+        f"run `chmod 600 {ca_key}` (whoever can read it can make certificates for your cluster)\n"
     ) in err
-    assert f"{node_key} is accessible to group or others (mode 0644); a node refuses to start with it" in err
+    assert (
+        f"snowg certs: warning: private key {node_key}: accessible to group or others (mode 0644); "
+        f"run `chmod 600 {node_key}` (a node refuses to start with it)\n"
+    ) in err
 
 
 def test_certs_main_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
