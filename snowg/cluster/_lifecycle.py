@@ -25,6 +25,7 @@ from .._core.terms import NONODE
 from .._errors import NodeError
 from . import _nodestate
 from ._connect import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDRESS, handle_incoming
+from ._certauto import ensure_default_certs
 from ._certfiles import TLSSpec
 from ._cookie import resolve_cookie
 from ._dispatch import on_frames
@@ -147,6 +148,8 @@ def start_node(
     ports = _ports_to_try(port, port_range)
     specs = _cluster_specs(cluster, os.environ)
     cookie = resolve_cookie(cookie)
+    if tls is None:
+        ensure_default_certs(host)
     cfg = load_tls(tls, name, default_dir=None)
     server_ctx = server_context(cfg)
     client_ctx = client_context(cfg)
