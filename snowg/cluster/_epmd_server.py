@@ -22,7 +22,7 @@ nodes:
 What a hostile client can cost is bounded: at most ``max_connections``
 connections wait for their request at a time (one more is closed at once),
 each has ``request_timeout`` seconds to send its one request (a stalled half
-request is closed), a request is at most the protocol's
+request is closed) and as long again to take the reply, a request is at most the protocol's
 :data:`~._epmd_proto.MAX_REQUEST` bytes, and at most ``max_registrations``
 names are registered. Each such refusal is logged through the ``snowg``
 logger once, then counted (:class:`~snowg._core.logsummary.SummaryLog`), so a
@@ -134,6 +134,10 @@ def open_listeners(addresses: Sequence[str], port: int) -> List[_stdsocket.socke
             sock.close()
         raise
     return sockets
+
+
+class _ReplyTimeout(Exception):
+    pass
 
 
 @dataclass
@@ -296,13 +300,31 @@ class Mapper:
         finally:
             timer.close()
 
+    def _reply(self, sock: socket.socket, peer: str, data: bytes) -> bool:
+        """Send ``data``, bounded by the request deadline (a client that does not read is closed); True if sent."""
+        try:
+            with gevent.Timeout(self.request_timeout, _ReplyTimeout):
+                sock.sendall(data)
+        except _ReplyTimeout:
+            self._refuse(
+                "reply timeout",
+                peer,
+                logging.WARNING,
+                "closed a connection from %s: it did not take its %d-byte reply within %gs",
+                peer,
+                len(data),
+                self.request_timeout,
+            )
+            return False
+        return True
+
     def _serve(self, sock: socket.socket, peer: str, request: Request) -> Optional[_Registration]:
         """Answer ``request``; the registration when the connection became one."""
         if isinstance(request, PortPlease2Request):
             reg = self._registered.get(request.name)
-            sock.sendall(encode_port2_reply(reg.entry if reg is not None else None))
+            self._reply(sock, peer, encode_port2_reply(reg.entry if reg is not None else None))
         elif isinstance(request, NamesRequest):
-            sock.sendall(encode_names_reply(self.port, [(e.name, e.port) for e in self.registered()]))
+            self._reply(sock, peer, encode_names_reply(self.port, [(e.name, e.port) for e in self.registered()]))
         elif isinstance(request, Alive2Request):
             if not self._is_local(sock, peer):
                 self._refuse(
@@ -354,13 +376,13 @@ class Mapper:
     def _register(self, sock: socket.socket, peer: str, entry: NodeEntry) -> Optional[_Registration]:
         extended = entry.highest >= 6
         if entry.name in self._registered:
-            sock.sendall(encode_alive2_reply(1, 99, extended))
+            self._reply(sock, peer, encode_alive2_reply(1, 99, extended))
             log.warning(
                 "port mapper: refused to register %r (port %d): that name is registered already", entry.name, entry.port
             )
             return None
         if len(self._registered) >= self.max_registrations:
-            sock.sendall(encode_alive2_reply(1, 99, extended))
+            self._reply(sock, peer, encode_alive2_reply(1, 99, extended))
             self._refuse(
                 "registration cap",
                 "*",
@@ -373,10 +395,8 @@ class Mapper:
         creation = self._next_creation(entry.name, entry.highest)
         reg = _Registration(entry, creation, sock, peer)
         self._registered[entry.name] = reg
-        try:
-            sock.sendall(encode_alive2_reply(0, creation, extended))
-        except OSError:
-            self._unregister(reg, "its connection failed")
+        if not self._reply(sock, peer, encode_alive2_reply(0, creation, extended)):
+            self._unregister(reg, "it did not take the reply")
             return None
         log.info("port mapper: registered %r at port %d (creation %d)", entry.name, entry.port, creation)
         return reg
@@ -406,10 +426,10 @@ class Mapper:
             self._refuse("remote KILL", peer, logging.WARNING, "ignored KILL_REQ from %s: not this host", peer)
             return
         if self._registered and not self.relaxed:
-            sock.sendall(b"NO")
+            self._reply(sock, peer, b"NO")
             log.warning("port mapper: refused KILL_REQ: %d nodes are registered", len(self._registered))
             return
-        sock.sendall(b"OK")
+        self._reply(sock, peer, b"OK")
         log.info("port mapper: stopping on KILL_REQ")
         self.stop()
 
@@ -425,8 +445,8 @@ class Mapper:
             return
         reg = self._registered.get(name)
         if reg is None:
-            sock.sendall(b"NOEXIST")
+            self._reply(sock, peer, b"NOEXIST")
             return
         reg.sock.close()
         self._unregister(reg, "STOP_REQ")
-        sock.sendall(b"STOPPED")
+        self._reply(sock, peer, b"STOPPED")
