@@ -25,7 +25,8 @@ lookups alone would make it.
 
 Logging: a join and a loss are each logged once at INFO by the connection
 layer (``connected to node ...``, ``node ... down``). A candidate that
-cannot be reached is logged once, in full, at WARNING; its later failures
+cannot be reached (twice in a row: a node that has just stopped may still
+be listed for an instant) is logged once, in full, at WARNING; its later failures
 are counted into one summary line per :data:`FAILURE_LOG_WINDOW`; reaching it
 again, or forgetting it, says so once at INFO.
 """
@@ -56,6 +57,7 @@ __all__ = [
     "FAILURE_LOG_WINDOW",
     "MAX_DIALS",
     "POLL_INTERVAL",
+    "WARN_AFTER",
     "Discovery",
     "start",
 ]
@@ -78,6 +80,8 @@ BACKOFF_FIRST = 0.2
 BACKOFF_CAP = 30.0
 #: Candidates dialled at once (the others wait for a free slot).
 MAX_DIALS = 16
+#: Failed attempts in a row before a candidate's failure is logged (see :meth:`Discovery._dial`).
+WARN_AFTER = 2
 #: Seconds in which repeated failures to reach one candidate are counted into one summary line.
 FAILURE_LOG_WINDOW = 300.0
 
@@ -157,14 +161,15 @@ class Discovery:
                 named.setdefault(name, candidate)
         self.named = named
         for name in [n for n in self.retries if n not in named]:
-            retry = self.retries.pop(name)
-            if retry.failures:
-                self._failures.flush(partial(eq, name))
+            retry = self.retries[name]
+            if retry.failures >= WARN_AFTER:
+                self._failures.flush(partial(eq, name))  # its summary, while its last reason is known
                 log.info(
                     "discovery: node %s is no longer found (not retried after %d failed attempts)",
                     loggable(name, quoted=False),
                     retry.failures,
                 )
+            del self.retries[name]
 
     def _dial_due(self) -> float:
         """Dial the candidates that are due; when the next one not dialled now is due (monotonic)."""
@@ -193,18 +198,32 @@ class Discovery:
                 del self.dialing[name]
             self._wake.set()
         if connected:
-            retry = self.retries.pop(name, None)
-            if retry is not None and retry.failures:
+            retry = self.retries.get(name)
+            if retry is not None and retry.failures >= WARN_AFTER:
                 self._failures.flush(partial(eq, name))
                 log.info(
                     "discovery: reached node %s after %d failed attempts", loggable(name, quoted=False), retry.failures
                 )
+            self.retries.pop(name, None)
             return
         retry = self.retries.setdefault(name, _Retry())
         retry.failures += 1
         retry.reason = reasons[-1] if reasons else "the connection did not come up"
         delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** min(retry.failures - 1, 16))
-        retry.due = time.monotonic() + delay * random.uniform(0.75, 1.25)
+        delay *= random.uniform(0.75, 1.25)
+        retry.due = time.monotonic() + delay
+        log.debug(
+            "discovery: attempt %d to reach node %s failed: %s; next in %.1f s",
+            retry.failures,
+            loggable(name, quoted=False),
+            retry.reason,
+            delay,
+        )
+        if retry.failures < WARN_AFTER:
+            # A node that has just stopped may still be listed by its mapper:
+            # look again before saying anything (it is then forgotten, quietly).
+            self._lookup_due = 0.0
+            return
         self._failures.report(
             name,
             logging.WARNING,
@@ -232,7 +251,7 @@ class Discovery:
         retry = self.retries.get(name)
         return (
             "discovery: node %s: %d more failed attempts in %.0f s (last: %s)",
-            (loggable(name, quoted=False), count, seconds, retry.reason if retry else "reached or forgotten since"),
+            (loggable(name, quoted=False), count, seconds, retry.reason if retry else "unknown"),
         )
 
 
