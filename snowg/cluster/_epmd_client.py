@@ -171,6 +171,34 @@ class Registration:
         """True once :meth:`close` has run."""
         return self._sock is None
 
+    def wait_lost(self, timeout: Optional[float] = None) -> bool:
+        """Block until the registration ends: its mapper closed the connection, or :meth:`close` ran.
+
+        The mapper closes it when it stops or dies; a node that wants to stay
+        findable registers again then. Blocks for at most ``timeout``
+        seconds (None: no bound).
+
+        Returns:
+            True when the registration has ended, False on timeout.
+        """
+        sock = self._sock
+        if sock is None:
+            return True
+        timer = gevent.Timeout(timeout)
+        timer.start()
+        try:
+            while sock.recv(_RECV):
+                pass  # a mapper sends nothing after its reply; ignore what a broken one sends
+            return True
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            return False
+        except OSError:  # closed by close() in another greenlet, or reset
+            return True
+        finally:
+            timer.close()
+
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else "open"
         return f"<Registration {self.alive!r} at {self.where} creation={self.creation} {state}>"

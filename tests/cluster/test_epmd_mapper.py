@@ -69,6 +69,21 @@ def test_register_look_up_list_and_release(snowg_mapper):
     again.close()
 
 
+def test_a_registration_knows_when_its_mapper_is_gone():
+    with mapper() as port:
+        reg = register("kim", 9150, "kim@127.0.0.1", epmd_port=port)
+        assert not reg.wait_lost(timeout=0.05)
+        other = register("lou", 9151, "lou@127.0.0.1", epmd_port=port)
+        waiter = gevent.spawn(other.wait_lost)
+        gevent.sleep(0)
+        other.close()
+        assert waiter.get(timeout=T) is True
+    # the mapper stopped (SIGTERM): the registration has ended
+    assert reg.wait_lost(timeout=T)
+    reg.close()
+    assert reg.wait_lost(timeout=0)
+
+
 def test_the_mapper_port_comes_from_erl_epmd_port(snowg_mapper):
     assert epmd_port() == snowg_mapper
     reg = register("carol", 1234, "carol@127.0.0.1")
