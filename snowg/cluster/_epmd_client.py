@@ -28,7 +28,7 @@ import os
 import socket as _stdsocket
 import sys
 import time
-from typing import Any, List, Optional, Protocol, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Protocol, Tuple, TypeVar
 
 import gevent
 from gevent import socket, subprocess
@@ -326,6 +326,7 @@ def ensure_mapper(*, host: str = "127.0.0.1", epmd_port: Optional[int] = None, t
             close_fds=True,
             start_new_session=True,
             cwd="/",
+            env=_daemon_env(),
         )
     except OSError as exc:
         log.warning("could not start snowg's port mapper: %s", exc)
@@ -353,6 +354,13 @@ def ensure_mapper(*, host: str = "127.0.0.1", epmd_port: Optional[int] = None, t
             return False
         gevent.sleep(min(delay, max(0.0, left)))
         delay = min(delay * 2, 0.2)
+
+
+def _daemon_env() -> Dict[str, str]:
+    """This environment, with this snowg's directory first on ``PYTHONPATH``: the daemon runs this same snowg."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
 
 
 def _epmd_port_or(port: Optional[int]) -> int:
