@@ -431,11 +431,12 @@ def free_port() -> int:
 
 
 def run_env(home: Path, **extra: str) -> Dict[str, str]:
-    """A node's environment: this session's port mapper, a private SNOWG_HOME, the example app importable."""
+    """A node's environment: this session's port mapper, a private SNOWG_HOME and HOME, the example app importable."""
     assert os.environ.get("ERL_EPMD_PORT"), "the test session's mapper (tests/conftest.py) must be set up"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SNOWG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNOWG_") and k != "XDG_RUNTIME_DIR"}
     env.update(extra)
     env.update(SNOWG_HOME=str(home), PYTHONPATH=str(DEPLOY), PYTHONDONTWRITEBYTECODE="1")
+    env["HOME"] = str(home)  # gunicorn's control socket goes to ~/.gunicorn: not the user's
     return env
 
 
