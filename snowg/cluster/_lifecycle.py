@@ -28,6 +28,7 @@ from ._connect import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDRESS
 from ._certauto import ensure_default_certs
 from ._certfiles import TLSSpec
 from ._cookie import resolve_cookie
+from ._discovery import start as start_discovery
 from ._dispatch import on_frames
 from ._framing import DEFAULT_MAX_FRAME_SIZE
 from ._epmd_client import NameTaken, Registration, ensure_mapper, epmd_port, register
@@ -36,6 +37,7 @@ from ._nodemon import stop_callbacks
 from ._nodestate import Node, NodeState
 from ._router import Router
 from ._session import DEFAULT_DIST_BUFFER_SIZE
+from ._strategies import parse_specs
 from ._tls import client_context, is_node_certificate, load_tls, server_context
 
 __all__ = [
@@ -190,9 +192,8 @@ def start_node(
         info.address,
         "" if registration is None else f" (registered as {alive_part(name)!r} with the port mapper)",
     )
-    # Discovery (snowg/cluster/_discovery.py) is started here, once the node is
-    # registered: ``st.discovery = _discovery.start(st, specs)`` when specs is not
-    # empty (a bad spec: stop_node(flush_timeout=0) and NodeError).
+    if specs:
+        st.discovery = start_discovery(st, specs)  # once registered, so that the nodes it finds find it too
     return info
 
 
@@ -279,15 +280,25 @@ def _cluster_specs(cluster: Any, env: Mapping[str, str]) -> List[str]:
     """The discovery strategies: ``cluster`` (a str or a list of str), else ``$SNOWG_CLUSTER``.
 
     Raises:
-        NodeError: ``cluster`` is neither a str nor a list of str.
+        NodeError: ``cluster`` is neither a str nor a list of str, or a
+            strategy is malformed (the message quotes it).
     """
     if cluster is None:
-        return env.get("SNOWG_CLUSTER", "").split()
-    if isinstance(cluster, str):
-        return cluster.split()
-    if isinstance(cluster, (list, tuple)) and all(isinstance(spec, str) for spec in cluster):
-        return [spec for text in cluster for spec in text.split()]
-    raise NodeError(f"cluster must be a strategy string ('local', 'dns:NAME', ...) or a list of them, not {cluster!r}")
+        specs = env.get("SNOWG_CLUSTER", "").split()
+        source = "$SNOWG_CLUSTER"
+    elif isinstance(cluster, str):
+        specs, source = cluster.split(), "cluster"
+    elif isinstance(cluster, (list, tuple)) and all(isinstance(spec, str) for spec in cluster):
+        specs, source = [spec for text in cluster for spec in text.split()], "cluster"
+    else:
+        raise NodeError(
+            f"cluster must be a strategy string ('local', 'dns:NAME', ...) or a list of them, not {cluster!r}"
+        )
+    try:
+        parse_specs(specs)
+    except ValueError as exc:
+        raise NodeError(f"{source}: {exc}") from None
+    return specs
 
 
 def _new_creation() -> int:

@@ -316,6 +316,7 @@ def _start_node_refusal(certs: str, options: str) -> str:
         ("port='9100'", "port must be an int from 0 to 65535"),
         ("port=70000", "port must be an int from 0 to 65535"),
         ("cluster=5", "cluster must be a strategy string"),
+        ("cluster='bogus:x'", "cluster: "),
     ],
 )
 def test_start_node_refuses_bad_options(snowg_cluster_config: Any, options: str, says: str) -> None:
