@@ -133,7 +133,7 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
         if self.alive or self._closing:
             return
         self._closing = True
-        closing = sum(app.close_all(1001, "server restarting") for app in _websocket_apps(self.wsgi))
+        closing = sum(app.close_all(1001, "server shutting down") for app in _websocket_apps(self.wsgi))
         if closing:
             log.info("gunicorn worker %d stopping: %d WebSocket connections closed with 1001", os.getpid(), closing)
 

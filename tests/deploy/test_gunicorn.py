@@ -21,6 +21,7 @@ compared exactly.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -375,7 +376,7 @@ def test_four_workers_one_room_and_a_killed_worker_replaced(
 def test_hup_reload_replaces_every_worker_and_the_room_works(
     gunicorn: Callable[..., Gunicorn], clients: List[Client]
 ) -> None:
-    server = gunicorn()
+    server = gunicorn("--access-logfile", "-")
     old = {node for _, node in server.wait_workers(4)}
     before = open_spread(server.port, old, 1, clients)
     wait_mesh(before, old)
@@ -393,7 +394,9 @@ def test_hup_reload_replaces_every_worker_and_the_room_works(
     wait_mesh(after, new)
     broadcast_reaches(after[0], after, "hello after the reload")
     assert registered(server) == {alive(node) for node in new}
-    assert "Traceback" not in server.log()
+    log = server.log()
+    assert '"GET / HTTP/1.1" 101' in log  # gunicorn's access log sees the upgrades
+    assert "Traceback" not in log
 
 
 def test_a_bad_cluster_strategy_stops_gunicorn_with_the_reason(tmp_path: Path, mapper: int) -> None:
@@ -406,6 +409,48 @@ def test_a_bad_cluster_strategy_stops_gunicorn_with_the_reason(tmp_path: Path, m
     log = server.log()
     assert "nosuchstrategy" in log, log
     assert "Worker failed to boot" in log, log
+
+
+@pytest.fixture
+def snowg_logger() -> Iterable[logging.Logger]:
+    """The ``snowg`` logger as a program that configured no logging has it; restored afterwards."""
+    logger = logging.getLogger("snowg")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    logger.handlers[:] = [logging.NullHandler()]  # as snowg/__init__ leaves it
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
+    yield logger
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+def test_the_snowg_log_goes_to_gunicorns_unless_the_application_configured_it(snowg_logger: logging.Logger) -> None:
+    from snowg.gunicorn import _log_to
+
+    error_log = logging.getLogger("test_gunicorn.error")
+    error_log.handlers[:] = [logging.StreamHandler()]
+    error_log.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    captures = list(root.handlers)  # pytest's, for this phase of the test
+    root.handlers[:] = []
+    try:
+        _log_to(error_log)
+        assert error_log.handlers[0] in snowg_logger.handlers
+        assert snowg_logger.level == logging.DEBUG and not snowg_logger.propagate
+
+        snowg_logger.handlers[:] = [logging.NullHandler(), own := logging.StreamHandler()]
+        snowg_logger.setLevel(logging.NOTSET)
+        snowg_logger.propagate = True
+        _log_to(error_log)  # the application's own handler: left alone
+        assert snowg_logger.handlers[1:] == [own] and snowg_logger.level == logging.NOTSET
+
+        snowg_logger.handlers[:] = [logging.NullHandler()]
+        root.handlers[:] = [logging.StreamHandler()]
+        _log_to(error_log)  # logging configured for everything (basicConfig): left alone
+        assert len(snowg_logger.handlers) == 1 and snowg_logger.propagate
+    finally:
+        root.handlers[:] = captures
 
 
 def test_worker_prefix() -> None:
