@@ -36,39 +36,11 @@ _session_mapper = contextlib.ExitStack()
 
 def pytest_sessionstart(session):
     """Start the session's port mapper and point every node at it (``ERL_EPMD_PORT``)."""
-    os.environ["ERL_EPMD_PORT"] = str(_session_mapper.enter_context(_mapper()))
+    from epmdsupport import mapper
 
-
-@contextlib.contextmanager
-def _mapper():
-    # Until tests/epmdsupport.py's mapper() exists.
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "snowg", "epmd", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the session's port mapper did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.kill()
-        proc.wait()
+    # Its log (on this process's stderr, which pytest does not capture between tests): problems only.
+    port = _session_mapper.enter_context(mapper(args=["--log-level", "WARNING"]))
+    os.environ["ERL_EPMD_PORT"] = str(port)
 
 
 def pytest_sessionfinish(session, exitstatus):

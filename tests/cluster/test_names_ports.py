@@ -30,6 +30,7 @@ from snowg.cluster._names import cluster_prefix, complete_name, split_target
 from snowg.testing import Peer, wait_for
 
 import distfuncs
+from epmdsupport import erlang_epmd
 
 pytest_plugins = ["snowg.testing"]
 
@@ -223,12 +224,7 @@ def test_ensure_connected_finds_a_node_never_seen(snowg_node: Any, launch: Any) 
 
 def test_connect_by_name_through_erlangs_epmd(snowg_node: Any, launch: Any, monkeypatch: Any) -> None:
     """A snowg node registers with Erlang's own epmd, and is found through it."""
-    if not _which("epmd"):
-        pytest.skip("Erlang's epmd is not installed (Debian: apt-get install erlang-base)")
-    port = _free_port()
-    epmd = subprocess.Popen(["epmd", "-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert wait_for(lambda: _answers(port), timeout=10), "Erlang's epmd did not answer"
+    with erlang_epmd() as port:
         monkeypatch.setenv("ERL_EPMD_PORT", str(port))
         peer = launch(_unique("viaepmd"))
         listed = subprocess.run(
@@ -237,27 +233,6 @@ def test_connect_by_name_through_erlangs_epmd(snowg_node: Any, launch: Any, monk
         assert f"name {peer.name.split('@')[0]} at port {peer.address.rsplit(':', 1)[1]}" in listed
         assert snowg.connect(peer.name)
         assert peer.rpc(distfuncs.ping, 1) == ("pong", peer.name, 1)
-    finally:
-        epmd.kill()
-        epmd.wait(timeout=10)
-
-
-def _which(program: str) -> bool:
-    return any(os.access(os.path.join(d, program), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep) if d)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 # ----------------------------------------------------------------- port ranges
