@@ -336,8 +336,12 @@ def fork_and_report(certs: str) -> Dict[str, Any]:
     return result
 
 
-def test_a_forked_child_is_not_its_parents_node(snowg_node: Any, snowg_cluster_config: Any, launch: Any) -> None:
-    parent = launch(_unique("forker"), modules=["distfuncs", "test_names_ports"])
+@pytest.mark.parametrize("patched", [False, True], ids=["os.fork", "gevent.os.fork"])
+def test_a_forked_child_is_not_its_parents_node(
+    snowg_node: Any, snowg_cluster_config: Any, launch: Any, patched: bool
+) -> None:
+    """The child of a node process (monkey-patched or not) is nonode@nohost; the parent's node is untouched."""
+    parent = launch(_unique("forker"), modules=["distfuncs", "test_names_ports"], monkeypatch=patched)
     assert snowg.connect(parent.name)
     report = parent.rpc(fork_and_report, snowg_cluster_config.certs, timeout=60)
     assert report.pop("status") == 0
