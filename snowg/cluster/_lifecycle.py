@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import time
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
@@ -59,6 +60,10 @@ DEFAULT_FLUSH_TIMEOUT = 5.0
 #: Seconds ``start_node`` asks the port mapper again for a name it refused
 #: (the registration of a node that has just stopped may still be closing).
 REGISTER_RETRY = 1.0
+#: Seconds between attempts to register again once the port mapper lost the
+#: registration: the first delay, doubled after each failure up to the cap.
+REREGISTER_FIRST = 0.2
+REREGISTER_CAP = 10.0
 
 
 def start_node(
@@ -192,6 +197,8 @@ def start_node(
         info.address,
         "" if registration is None else f" (registered as {alive_part(name)!r} with the port mapper)",
     )
+    if registration is not None:
+        gevent.spawn(_keep_registered, st, registration)
     if specs:
         st.discovery = start_discovery(st, specs)  # once registered, so that the nodes it finds find it too
     return info
@@ -244,12 +251,13 @@ def _listen(name: str, host: str, ports: Sequence[int], port_range: Optional[Tup
     )
 
 
-def _register_name(name: str, port: int) -> Registration:
+def _register_name(name: str, port: int, *, start_mapper: bool = True) -> Registration:
     """Register ``name``'s alive part and ``port`` with the port mapper on this host.
 
-    Starts snowg's mapper first when none answers. A refused name is asked
-    again for up to :data:`REGISTER_RETRY` s: a node of that name that has just
-    stopped may still be closing its registration. Blocks until registered.
+    Starts snowg's mapper first when none answers (with ``start_mapper``). A
+    refused name is asked again for up to :data:`REGISTER_RETRY` s: a node of
+    that name that has just stopped may still be closing its registration.
+    Blocks until registered.
 
     Raises:
         NodeError: no mapper answers, or the name is taken (the message says so).
@@ -257,7 +265,7 @@ def _register_name(name: str, port: int) -> Registration:
     address = os.environ.get("SNOWG_EPMD_ADDRESS") or DEFAULT_HOST
     mapper_port = epmd_port()
     alive = alive_part(name)
-    if not ensure_mapper(host=address, epmd_port=mapper_port):
+    if start_mapper and not ensure_mapper(host=address, epmd_port=mapper_port):
         raise NodeError(
             f"node {name}: no port mapper answers on {address}:{mapper_port} and snowg's could not be started "
             "there; run 'snowg epmd' (or Erlang's epmd), or start the node with epmd=False"
@@ -274,6 +282,44 @@ def _register_name(name: str, port: int) -> Registration:
                     "its own name (leave the name out for a unique one)"
                 ) from None
             gevent.sleep(0.1)
+
+
+def _keep_registered(st: NodeState, registration: Registration) -> None:
+    """Register the node again whenever its port mapper loses the registration; runs for the node's life.
+
+    A mapper that stops (killed, or restarted by systemd) forgets its nodes.
+    This greenlet notices at once (the registration's connection closes),
+    says so once at WARNING, and registers again as soon as a mapper answers
+    (the restarted one, or the daemon the next node started on this host
+    starts): every :data:`REREGISTER_FIRST` s at first, doubling up to
+    :data:`REREGISTER_CAP`, jittered. It does not start a mapper itself: a
+    node that goes on running after the mapper was stopped on purpose does
+    not bring it back. Registered again, it says so at INFO.
+    """
+    name = st.info.name
+    while True:
+        registration.wait_lost()
+        if _nodestate.current is not st or st.stopping:
+            return
+        log.warning("node %s: the port mapper ended its registration (it stopped?); registering again", name)
+        delay = REREGISTER_FIRST
+        attempts = 0
+        while True:
+            gevent.sleep(delay * random.uniform(0.75, 1.25))
+            if _nodestate.current is not st or st.stopping:
+                return
+            attempts += 1
+            try:
+                registration = _register_name(name, st.info.port, start_mapper=False)
+            except NodeError:
+                delay = min(2 * delay, REREGISTER_CAP)
+                continue
+            break
+        if _nodestate.current is not st or st.stopping:
+            registration.close()
+            return
+        st.registration = registration
+        log.info("node %s: registered again with the port mapper (attempt %d)", name, attempts)
 
 
 def _cluster_specs(cluster: Any, env: Mapping[str, str]) -> List[str]:

@@ -30,7 +30,7 @@ from snowg.cluster._names import cluster_prefix, complete_name, split_target
 from snowg.testing import Peer, wait_for
 
 import distfuncs
-from epmdsupport import erlang_epmd
+from epmdsupport import erlang_epmd, free_port, mapper
 
 pytest_plugins = ["snowg.testing"]
 
@@ -233,6 +233,29 @@ def test_connect_by_name_through_erlangs_epmd(snowg_node: Any, launch: Any, monk
         assert f"name {peer.name.split('@')[0]} at port {peer.address.rsplit(':', 1)[1]}" in listed
         assert snowg.connect(peer.name)
         assert peer.rpc(distfuncs.ping, 1) == ("pong", peer.name, 1)
+
+
+def test_a_node_registers_again_when_its_mapper_comes_back(snowg_node: Any, launch: Any) -> None:
+    """A mapper that stops forgets its nodes; the nodes register again with the next one on that port."""
+    port = free_port()
+    alive = _unique("phoenix")
+
+    def registered() -> bool:
+        try:
+            entry = port_please("127.0.0.1", alive, epmd_port=port, timeout=1)
+        except snowg.NodeError:
+            return False
+        return entry is not None and entry.full_name == peer.name
+
+    with mapper(port):
+        peer = launch(alive, env={"ERL_EPMD_PORT": str(port)})
+        assert registered()
+    assert not registered()
+    with mapper(port):
+        assert wait_for(registered, timeout=30), peer.log_tail()
+    log = peer.read_log()
+    assert "the port mapper ended its registration (it stopped?); registering again" in log
+    assert "registered again with the port mapper" in log
 
 
 # ----------------------------------------------------------------- port ranges
