@@ -70,8 +70,8 @@ log = logging.getLogger("snowg")
 # lookup). Polling only catches what no event announces: a partition that
 # healed, a mapper or a name server that answers again, a node another
 # strategy started to name. 5 s bounds that delay, while an idle poll costs
-# one short request to each mapper: at 16 nodes, about 3 requests a second
-# to the host's mapper, far below 1 % of a core.
+# one short request to each mapper (about 0.3 ms of CPU for ``local``): at 16
+# nodes, about 3 requests a second to the host's mapper, some 0.2 % of a core.
 #: Seconds between two lookups of a node's strategies (each jittered by ±20 %).
 POLL_INTERVAL = 5.0
 #: Seconds before the first retry of a candidate that failed or was lost; it doubles at each failure...
