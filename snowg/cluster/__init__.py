@@ -5,7 +5,10 @@ never from its private modules. It holds
 
 * the node: :func:`start_node`, :func:`stop_node`, :func:`node`,
   :func:`nodes`, :func:`connect`, :func:`ensure_connected`,
-  :func:`disconnect`, :func:`monitor_node`, :func:`monitor_nodes`;
+  :func:`disconnect`, :func:`monitor_node`, :func:`monitor_nodes`; names
+  need no port: a node registers with its host's port mapper (EPMD's
+  protocol: ``snowg epmd``, :func:`epmd_main`; ``snowg names``,
+  :func:`names_main`) and ``connect('name@host')`` asks it;
 * what may cross: :func:`spawnable`, :func:`lookup_spawnable`,
   :func:`spawnable_name`, :func:`check_term`, and node names
   (:func:`check_node_name`, :func:`is_node_name`);
