@@ -65,6 +65,9 @@ REGISTER_RETRY = 1.0
 REREGISTER_FIRST = 0.2
 REREGISTER_CAP = 10.0
 
+# Not empty while a start_node call runs (it blocks while registering).
+_starting: List[bool] = []
+
 
 def start_node(
     name: Optional[str] = None,
@@ -137,71 +140,77 @@ def start_node(
     """
     if _nodestate.current is not None:
         raise NodeError(f"this process is already the node {_nodestate.current.info.name}")
+    if _starting:
+        raise NodeError("this process is already starting a node (start_node is under way in another greenlet)")
+    _starting.append(True)
     try:
-        name = complete_name(name, os.environ)
-    except ValueError as exc:
-        raise NodeError(str(exc)) from None
-    host = check_node_name(name)
-    if tick <= 0:
-        raise NodeError("tick must be positive")
-    for option, value in (
-        ("max_handshakes", max_handshakes),
-        ("max_handshakes_per_address", max_handshakes_per_address),
-    ):
-        if type(value) is not int or value <= 0:
-            raise NodeError(f"{option} must be a positive integer, not {value!r}")
-    if type(dist_buffer_size) is not int or dist_buffer_size <= 0:
-        raise NodeError(f"dist_buffer_size must be a positive number of bytes, not {dist_buffer_size!r}")
-    ports = _ports_to_try(port, port_range)
-    specs = _cluster_specs(cluster, os.environ)
-    cookie = resolve_cookie(cookie)
-    if tls is None:
-        ensure_default_certs(host)
-    cfg = load_tls(tls, name, default_dir=None)
-    server_ctx = server_context(cfg)
-    client_ctx = client_context(cfg)
-    if check_peer_names is None:
-        check_peer_names = is_node_certificate(cfg, name)
-    creation = _new_creation()
-    server = _listen(name, listen_host or host, ports, port_range)
-    bound_port = cast(int, server.server_port)  # set by start()
-    registration = None
-    if epmd:
         try:
-            registration = _register_name(name, bound_port)
-        except BaseException:
-            server.close()
-            raise
-    info = Node(name, creation, listen_host or host, bound_port, tick)
-    st = NodeState(
-        info,
-        cookie,
-        server_ctx,
-        client_ctx,
-        max_frame_size,
-        on_frames,
-        server=server,
-        dist_buffer_size=dist_buffer_size,
-        max_handshakes=max_handshakes,
-        max_handshakes_per_address=max_handshakes_per_address,
-        check_peer_names=bool(check_peer_names),
-        registration=registration,
-        cluster=specs,
-    )
-    _nodestate.current = st
-    _remote.rename_local_pids(name, creation)
-    _remote.install_router(Router(st.sessions, st.max_frame_size))
-    log.info(
-        "node %s started, listening on %s%s",
-        name,
-        info.address,
-        "" if registration is None else f" (registered as {alive_part(name)!r} with the port mapper)",
-    )
-    if registration is not None:
-        gevent.spawn(_keep_registered, st, registration)
-    if specs:
-        st.discovery = start_discovery(st, specs)  # once registered, so that the nodes it finds find it too
-    return info
+            name = complete_name(name, os.environ)
+        except ValueError as exc:
+            raise NodeError(str(exc)) from None
+        host = check_node_name(name)
+        if tick <= 0:
+            raise NodeError("tick must be positive")
+        for option, value in (
+            ("max_handshakes", max_handshakes),
+            ("max_handshakes_per_address", max_handshakes_per_address),
+        ):
+            if type(value) is not int or value <= 0:
+                raise NodeError(f"{option} must be a positive integer, not {value!r}")
+        if type(dist_buffer_size) is not int or dist_buffer_size <= 0:
+            raise NodeError(f"dist_buffer_size must be a positive number of bytes, not {dist_buffer_size!r}")
+        ports = _ports_to_try(port, port_range)
+        specs = _cluster_specs(cluster, os.environ)
+        cookie = resolve_cookie(cookie)
+        if tls is None:
+            ensure_default_certs(host)
+        cfg = load_tls(tls, name, default_dir=None)
+        server_ctx = server_context(cfg)
+        client_ctx = client_context(cfg)
+        if check_peer_names is None:
+            check_peer_names = is_node_certificate(cfg, name)
+        creation = _new_creation()
+        server = _listen(name, listen_host or host, ports, port_range)
+        bound_port = cast(int, server.server_port)  # set by start()
+        registration = None
+        if epmd:
+            try:
+                registration = _register_name(name, bound_port)
+            except BaseException:
+                server.close()
+                raise
+        info = Node(name, creation, listen_host or host, bound_port, tick)
+        st = NodeState(
+            info,
+            cookie,
+            server_ctx,
+            client_ctx,
+            max_frame_size,
+            on_frames,
+            server=server,
+            dist_buffer_size=dist_buffer_size,
+            max_handshakes=max_handshakes,
+            max_handshakes_per_address=max_handshakes_per_address,
+            check_peer_names=bool(check_peer_names),
+            registration=registration,
+            cluster=specs,
+        )
+        _nodestate.current = st
+        _remote.rename_local_pids(name, creation)
+        _remote.install_router(Router(st.sessions, st.max_frame_size))
+        log.info(
+            "node %s started, listening on %s%s",
+            name,
+            info.address,
+            "" if registration is None else f" (registered as {alive_part(name)!r} with the port mapper)",
+        )
+        if registration is not None:
+            gevent.spawn(_keep_registered, st, registration)
+        if specs:
+            st.discovery = start_discovery(st, specs)  # once registered, so that the nodes it finds find it too
+        return info
+    finally:
+        _starting.clear()
 
 
 def _ports_to_try(port: Any, port_range: Any) -> Sequence[int]:

@@ -321,6 +321,25 @@ def test_start_node_refuses_bad_options(snowg_cluster_config: Any, options: str,
     assert _start_node_refusal(snowg_cluster_config.certs, options).startswith(f"refused: {says}")
 
 
+def test_start_node_twice_at_once(snowg_cluster_config: Any) -> None:
+    """start_node blocks while it registers: a second call meanwhile (another greenlet) is refused."""
+    code = (
+        "import gevent, snowg\n"
+        f"first = gevent.spawn(snowg.start_node, cookie='c', tls={snowg_cluster_config.certs!r})\n"
+        "gevent.sleep(0)\n"
+        "try:\n"
+        f"    snowg.start_node(cookie='c', tls={snowg_cluster_config.certs!r})\n"
+        "except snowg.NodeError as exc:\n"
+        "    print('refused:', exc)\n"
+        "print('started:', first.get(timeout=30).name == snowg.node())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.splitlines() == [
+        "refused: this process is already starting a node (start_node is under way in another greenlet)",
+        "started: True",
+    ], out.stderr
+
+
 # ------------------------------------------------------------------------ fork
 
 
