@@ -23,8 +23,9 @@ of every worker. Nothing needs a name, a port, a certificate or a peer:
   or a level on the ``snowg`` logger, or handlers on the root logger), the
   ``snowg`` logger writes to gunicorn's error log, with its handlers and
   level. Each worker says which node it is, at INFO.
-* **its end**: on a graceful stop (``TERM``, a ``HUP`` reload, ``max_requests``,
-  ``--reload``) the worker stops accepting, closes its WebSocket
+* **its end**: on a graceful stop (``TERM``, a ``HUP`` reload, ``--reload``,
+  ``max_requests``, which this worker counts, WebSocket upgrades included,
+  where gevent-websocket's never does) the worker stops accepting, closes its WebSocket
   connections with 1001 (going away: clients reconnect, to another worker),
   waits for its requests as gunicorn does (``graceful_timeout``), then
   stops the node, sending what its sessions hold queued first. A worker
@@ -73,7 +74,20 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 class _Handler(WebSocketHandler, PyWSGIHandler):  # type: ignore[misc]
-    """snowg's upgrade checks, with gunicorn's environ (``gunicorn.sock``, ``RAW_URI``) and access log."""
+    """snowg's upgrade checks, with gunicorn's environ (``gunicorn.sock``, ``RAW_URI``) and access log.
+
+    Each request is counted by the process's worker, for ``max_requests``
+    (gunicorn's own count is in its request loop, which a gevent WSGI
+    server's worker does not run).
+    """
+
+    #: The worker of this process, set after the fork.
+    worker: Optional[Worker] = None
+
+    def run_application(self) -> None:
+        if self.worker is not None:
+            self.worker.count_request()
+        super().run_application()
 
     def log_request(self) -> None:
         PyWSGIHandler.log_request(self)
@@ -90,6 +104,10 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
 
     wsgi_handler = _Handler
     _closing = False
+    # gunicorn's, set in its Worker.__init__: running, requests handled, requests before a restart.
+    alive: bool
+    nr: int
+    max_requests: int
 
     @classmethod
     def check_config(cls, cfg: Any, glog: Any) -> None:
@@ -111,6 +129,7 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
             NodeError: the node cannot start (the worker, and gunicorn, stop).
         """
         super().load_wsgi()
+        _Handler.worker = self
         _log_to(getattr(self.log, "error_log", None))
         info = current()
         if info is not None:
@@ -119,6 +138,13 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
         name = f"{worker_prefix(self.cfg, os.environ)}-{secrets.token_hex(3)}"
         info = start_node(name, cluster=_strategies(os.environ))
         log.info("gunicorn worker %d is node %s", os.getpid(), info.name)
+
+    def count_request(self) -> None:
+        """One more request; at ``max_requests`` the worker stops gracefully (gunicorn replaces it)."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")  # gunicorn's own words
+            self.alive = False
 
     def notify(self) -> None:
         """gunicorn's heartbeat; once the worker stops accepting, it also closes the WebSocket connections.

@@ -97,7 +97,9 @@ def mapper(tmp_path: Path) -> Iterable[int]:
 class Gunicorn:
     """A real gunicorn master with ``snowg.gunicorn.Worker`` workers, its output in a log file."""
 
-    def __init__(self, tmp_path: Path, epmd_port: int, *options: str, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(
+        self, tmp_path: Path, epmd_port: int, *options: str, env: Optional[Dict[str, str]] = None, workers: int = 4
+    ) -> None:
         self.port = free_port()
         self.log_path = tmp_path / "gunicorn.log"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SNOWG_")}
@@ -110,7 +112,7 @@ class Gunicorn:
             "-k",
             "snowg.gunicorn.Worker",
             "-w",
-            "4",
+            str(workers),
             "-b",
             f"127.0.0.1:{self.port}",
             "--pythonpath",
@@ -163,14 +165,14 @@ class Gunicorn:
 
 @pytest.fixture
 def gunicorn(tmp_path: Path, mapper: int) -> Iterable[Callable[..., Gunicorn]]:
-    """``start(*options, env=None)``: a gunicorn, once it listens; stopped after the test.
+    """``start(*options, env=None, workers=4)``: a gunicorn, once it listens; stopped after the test.
 
     Its log is written to stderr at the end, which pytest shows when the test failed.
     """
     started: List[Gunicorn] = []
 
-    def start(*options: str, env: Optional[Dict[str, str]] = None) -> Gunicorn:
-        server = Gunicorn(tmp_path, mapper, *options, env=env)
+    def start(*options: str, env: Optional[Dict[str, str]] = None, workers: int = 4) -> Gunicorn:
+        server = Gunicorn(tmp_path, mapper, *options, env=env, workers=workers)
         started.append(server)
         wait_port(server.port, server.proc, "gunicorn")
         return server
@@ -398,6 +400,23 @@ def test_hup_reload_replaces_every_worker_and_the_room_works(
     log = server.log()
     assert '"GET / HTTP/1.1" 101' in log  # gunicorn's access log sees the upgrades
     assert "Traceback" not in log
+
+
+def test_max_requests_recycles_a_worker_gracefully(gunicorn: Callable[..., Gunicorn], clients: List[Client]) -> None:
+    server = gunicorn("--max-requests", "3", "--max-requests-jitter", "0", workers=1)
+    first = server.wait_workers(1)[0][1]
+    three = [Client(server.port) for _ in range(3)]  # the third request is the last
+    clients.extend(three)
+    assert {c.node for c in three} == {first}
+    for client in three:
+        client.wait_ended()
+        assert client.close_code == 1001
+    server.wait_logged(f"node {first} stopped")
+    second = server.wait_workers(2)[1][1]
+    newcomer = Client(server.port)
+    clients.append(newcomer)
+    assert newcomer.node == second != first
+    assert "Autorestarting worker after current request" in server.log()
 
 
 def test_a_bad_cluster_strategy_stops_gunicorn_with_the_reason(tmp_path: Path, mapper: int) -> None:
