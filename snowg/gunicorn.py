@@ -25,10 +25,11 @@ of every worker. Nothing needs a name, a port, a certificate or a peer:
   level. Each worker says which node it is, at INFO.
 * **its end**: on a graceful stop (``TERM``, a ``HUP`` reload, ``--reload``,
   ``max_requests``, which this worker counts, WebSocket upgrades included,
-  where gevent-websocket's never does) the worker stops accepting, closes its WebSocket
-  connections with 1001 (going away: clients reconnect, to another worker),
-  waits for its requests as gunicorn does (``graceful_timeout``), then
-  stops the node, sending what its sessions hold queued first. A worker
+  where gevent-websocket's never does) the worker stops accepting, closes
+  its WebSocket connections with 1001 (going away: a client that reconnects
+  gets another worker), waits for its requests as gunicorn does
+  (``graceful_timeout``), then stops the node, sending what its sessions
+  hold queued first. A worker
   killed outright is noticed by the others when its connections close; its
   replacement is a new node with a new name, which they connect to.
 
