@@ -62,11 +62,13 @@ from gevent import socket as gsocket  # noqa: E402
 from gevent import subprocess  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
-from _formation_probe import PREFIX  # noqa: E402
 from _machine import machine_load, session_cpu_seconds  # noqa: E402
 from _table import Row, print_table, write_json  # noqa: E402
 
 PROBE = "_formation_probe"
+#: The start of the probe's lines (_formation_probe.PREFIX; that module is not imported here: importing it
+#: makes a process a probe, which stops it when its stdin closes).
+PREFIX = "FORMATION_PEERS"
 WARMUP_N = 4
 #: Pause between formation and the idle CPU window.
 SETTLE = 1.0
@@ -248,7 +250,7 @@ class SnowgSide(Side):
     def mapper_command(self) -> List[str]:
         if self.mapper_kind == "epmd":
             return ["epmd", "-port", str(self.port), "-address", "127.0.0.1"]
-        return [sys.executable, "-m", "snowg", "epmd"]
+        return [sys.executable, "-m", "snowg", "epmd", "--port", str(self.port), "--address", "127.0.0.1"]
 
     def node_command(self, i: int) -> List[str]:
         return [sys.executable, "-m", "snowg", "node", "--cluster", "local", "--import", PROBE]
