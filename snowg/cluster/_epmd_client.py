@@ -125,12 +125,13 @@ def _exchange(host: str, port: int, request: Request, parser: P, timeout: float,
     when the mapper closes).
     """
     where = _where(host, port)
+    wire = encode_request(request)
     deadline = gevent.Timeout(timeout, NodeError(f"the port mapper on {where} did not answer within {timeout:g}s"))
     deadline.start()
     try:
         sock = _connect(host, port, timeout)
         try:
-            sock.sendall(encode_request(request))
+            sock.sendall(wire)
             while True:
                 data = sock.recv(_RECV)
                 if not data:
