@@ -2,10 +2,11 @@
 
 Each test starts ``gunicorn -k snowg.gunicorn.Worker -w 4`` serving
 :mod:`gunicorn_app` (Flask, and WebSocket clients in the room "lobby") on a
-free port, with a private ``SNOWG_HOME`` (certificates and cookie are made
-there by the first worker) and a private port mapper (``snowg epmd`` on a
-free ``ERL_EPMD_PORT``), so nothing touches ``~/.snowg`` or port 4369.
-gunicorn's output goes to a log file, shown when a test fails.
+free port, with a private ``SNOWG_HOME`` and a free ``ERL_EPMD_PORT``, so
+nothing touches ``~/.snowg`` or port 4369. Nothing is prepared, as on a fresh
+host: the workers make the certificates and the cookie, and start snowg's
+port mapper (stopped after the test). gunicorn's output goes to a log file,
+shown when a test fails.
 
 The clients live in this process (websocket-client over gevent sockets, a
 reader greenlet each). A client is told its worker's node on connecting; the
@@ -25,9 +26,7 @@ import logging
 import os
 import re
 import signal
-import socket
 import struct
-from gevent import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,9 +36,11 @@ import gevent
 import gevent.socket
 import pytest
 import websocket
+from gevent import subprocess
 from gevent.event import Event
 from gunicorn.config import KNOWN_SETTINGS
 
+from epmdsupport import free_port, stop_mapper
 from snowg.cluster._epmd_client import names as mapper_names
 from snowg.testing import wait_for
 
@@ -54,12 +55,6 @@ MAX_CLIENTS = 400
 # gunicorn 24+ opens a control socket in ~/.gunicorn unless told not to.
 NO_CONTROL_SOCKET = ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
 WORKER_LINE = re.compile(r"gunicorn worker (\d+) is node (\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
@@ -80,18 +75,15 @@ def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
 
 
 @pytest.fixture
-def mapper(tmp_path: Path) -> Iterable[int]:
-    """snowg's port mapper on a free port (the workers use it through ``ERL_EPMD_PORT``); killed afterwards."""
+def epmd_port() -> Iterable[int]:
+    """The port mapper's port for the test's gunicorns (their ``ERL_EPMD_PORT``), free.
+
+    No mapper runs there: the first worker starts snowg's, as on a fresh
+    host. It is stopped after the test.
+    """
     port = free_port()
-    env = dict(os.environ, ERL_EPMD_PORT=str(port))
-    with open(tmp_path / "mapper.log", "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "snowg", "epmd"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, proc, "snowg epmd")
-        yield port
-    finally:
-        proc.kill()
-        proc.wait(timeout=W)
+    yield port
+    stop_mapper(port)
 
 
 class Gunicorn:
@@ -164,7 +156,7 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path, mapper: int) -> Iterable[Callable[..., Gunicorn]]:
+def gunicorn(tmp_path: Path, epmd_port: int) -> Iterable[Callable[..., Gunicorn]]:
     """``start(*options, env=None, workers=4)``: a gunicorn, once it listens; stopped after the test.
 
     Its log is written to stderr at the end, which pytest shows when the test failed.
@@ -172,7 +164,7 @@ def gunicorn(tmp_path: Path, mapper: int) -> Iterable[Callable[..., Gunicorn]]:
     started: List[Gunicorn] = []
 
     def start(*options: str, env: Optional[Dict[str, str]] = None, workers: int = 4) -> Gunicorn:
-        server = Gunicorn(tmp_path, mapper, *options, env=env, workers=workers)
+        server = Gunicorn(tmp_path, epmd_port, *options, env=env, workers=workers)
         started.append(server)
         wait_port(server.port, server.proc, "gunicorn")
         return server
@@ -419,8 +411,8 @@ def test_max_requests_recycles_a_worker_gracefully(gunicorn: Callable[..., Gunic
     assert "Autorestarting worker after current request" in server.log()
 
 
-def test_a_bad_cluster_strategy_stops_gunicorn_with_the_reason(tmp_path: Path, mapper: int) -> None:
-    server = Gunicorn(tmp_path, mapper, env={"SNOWG_CLUSTER": "nosuchstrategy:x"})
+def test_a_bad_cluster_strategy_stops_gunicorn_with_the_reason(tmp_path: Path, epmd_port: int) -> None:
+    server = Gunicorn(tmp_path, epmd_port, env={"SNOWG_CLUSTER": "nosuchstrategy:x"})
     try:
         status = server.proc.wait(timeout=W)
     finally:
