@@ -62,7 +62,7 @@ except ImportError as exc:
 from .cluster import current, start_node, stop_node
 from .ws import WebSocketApp, WebSocketHandler
 
-__all__ = ["Worker", "worker_prefix"]
+__all__ = ["Worker", "settings_prefix"]
 
 log = logging.getLogger("snowg")
 
@@ -136,7 +136,8 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
         if info is not None:
             log.info("gunicorn worker %d is node %s (started by the application)", os.getpid(), info.name)
             return
-        name = f"{worker_prefix(self.cfg, os.environ)}-{secrets.token_hex(3)}"
+        # With $SNOWG_PREFIX, start_node makes the name (and says what is wrong with a bad one).
+        name = None if os.environ.get("SNOWG_PREFIX") else f"{settings_prefix(self.cfg)}-{secrets.token_hex(3)}"
         info = start_node(name, cluster=_strategies(os.environ))
         log.info("gunicorn worker %d is node %s", os.getpid(), info.name)
 
@@ -172,16 +173,17 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
             stop_node()
 
 
-def worker_prefix(cfg: Any, env: Mapping[str, str]) -> str:
-    """The prefix of a worker's node name (see the module docstring).
+def settings_prefix(cfg: Any) -> str:
+    """The workers' name prefix that gunicorn's settings give, when ``$SNOWG_PREFIX`` is not set.
+
+    gunicorn's ``proc_name`` when set, else the application's module
+    (``myproject.wsgi:application`` -> ``myproject_wsgi``), reduced to
+    letters, digits, ``_`` and ``-`` (others become ``_``), at most
+    :data:`MAX_PREFIX` characters; ``snowg`` if nothing is left.
 
     Args:
-        cfg: gunicorn's configuration (its ``proc_name`` and application).
-        env: the environment (``os.environ``): ``SNOWG_PREFIX`` wins, as given.
+        cfg: gunicorn's configuration.
     """
-    given = env.get("SNOWG_PREFIX")
-    if given:
-        return given
     proc_name: Optional[str] = cfg.settings["proc_name"].get()
     app_uri: Optional[str] = cfg.settings["default_proc_name"].get()
     source = proc_name or (app_uri or "").split(":", 1)[0]

@@ -411,15 +411,21 @@ def test_max_requests_recycles_a_worker_gracefully(gunicorn: Callable[..., Gunic
     assert "Autorestarting worker after current request" in server.log()
 
 
-def test_a_bad_cluster_strategy_stops_gunicorn_with_the_reason(tmp_path: Path, epmd_port: int) -> None:
-    server = Gunicorn(tmp_path, epmd_port, env={"SNOWG_CLUSTER": "nosuchstrategy:x"})
+@pytest.mark.parametrize(
+    "variable, value, reason",
+    [("SNOWG_CLUSTER", "nosuchstrategy:x", "nosuchstrategy"), ("SNOWG_PREFIX", "my app", "$SNOWG_PREFIX")],
+)
+def test_a_bad_setting_stops_gunicorn_with_the_reason(
+    tmp_path: Path, epmd_port: int, variable: str, value: str, reason: str
+) -> None:
+    server = Gunicorn(tmp_path, epmd_port, env={variable: value})
     try:
         status = server.proc.wait(timeout=W)
     finally:
         server.stop()
     assert status != 0
     log = server.log()
-    assert "nosuchstrategy" in log, log
+    assert reason in log, log
     assert "Worker failed to boot" in log, log
 
 
@@ -465,19 +471,18 @@ def test_the_snowg_log_goes_to_gunicorns_unless_the_application_configured_it(sn
         root.handlers[:] = captures
 
 
-def test_worker_prefix() -> None:
+def test_the_prefix_from_gunicorns_settings() -> None:
     from gunicorn.config import Config
 
-    from snowg.gunicorn import worker_prefix
+    from snowg.gunicorn import settings_prefix
 
     cfg = Config()
     cfg.set("default_proc_name", "myproject.wsgi:application")
-    assert worker_prefix(cfg, {}) == "myproject_wsgi"
+    assert settings_prefix(cfg) == "myproject_wsgi"
     cfg.set("proc_name", "chat server (eu)")
-    assert worker_prefix(cfg, {}) == "chat_server_eu"
-    assert worker_prefix(cfg, {"SNOWG_PREFIX": "web"}) == "web"
+    assert settings_prefix(cfg) == "chat_server_eu"
     cfg.set("proc_name", "...")
-    assert worker_prefix(cfg, {}) == "snowg"
+    assert settings_prefix(cfg) == "snowg"
 
 
 def test_import_snowg_needs_no_gunicorn_and_the_worker_says_what_to_install() -> None:
