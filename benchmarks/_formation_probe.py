@@ -10,20 +10,15 @@ changes, the first as soon as it watches::
 CLOCK_MONOTONIC is system-wide on Linux, so the benchmark subtracts the time
 it launched the nodes. The probe does nothing else: it takes no part in the
 cluster, and once the mesh is formed it sleeps in ``receive`` (the idle CPU
-the benchmark measures is the node's own). The node stops itself (SIGTERM)
-when its stdin closes, which is when the benchmark has gone, as the BEAM
-nodes beside it do: no timer wakes it to look.
+the benchmark measures is the node's own).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 
 import gevent
-from gevent.fileobject import FileObjectPosix
 
 import snowg
 
@@ -51,12 +46,4 @@ def _wait_for_node() -> None:
     snowg.spawn(_watch)
 
 
-def _stop_when_stdin_closes() -> None:
-    stdin = FileObjectPosix(sys.stdin.fileno(), "rb", close=False)
-    while stdin.read(4096):
-        pass
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 gevent.spawn(_wait_for_node)
-gevent.spawn(_stop_when_stdin_closes)

@@ -32,9 +32,10 @@ Rows (ratio = snowg / BEAM; lower is better everywhere):
   formation.idle_cpu_mapper.n<N>  the port mapper's CPU over the same window
 
 The runs alternate snowg and BEAM at each N. Every run has a deadline
-(--timeout) and kills the process groups it started, whatever happens; a run
-that fails is reported (with the end of the logs of the nodes that did not
-form) and left out of the median.
+(--timeout) and kills the process groups it started, whatever happens (and
+should this process be killed, the kernel kills every process it started:
+PR_SET_PDEATHSIG); a run that fails is reported (with the end of the log of a
+node that did not form) and left out of the median. Linux only (/proc, prctl).
 
 Usage: python benchmarks/cluster_formation.py [--sizes 4,8,16] [--repeat K] [--idle S]
          [--timeout S] [--snowg-mapper snowg|epmd] [--no-beam] [--keep DIR] [--json FILE]
@@ -43,6 +44,7 @@ Usage: python benchmarks/cluster_formation.py [--sizes 4,8,16] [--repeat K] [--i
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import secrets
 import shutil
@@ -66,8 +68,9 @@ from _machine import machine_load, session_cpu_seconds  # noqa: E402
 from _table import Row, print_table, write_json  # noqa: E402
 
 PROBE = "_formation_probe"
-#: The start of the probe's lines (_formation_probe.PREFIX; that module is not imported here: importing it
-#: makes a process a probe, which stops it when its stdin closes).
+PR_SET_PDEATHSIG = 1
+_BENCH_PID = os.getpid()
+#: The start of the probe's lines (_formation_probe.PREFIX; importing that module makes a process a probe).
 PREFIX = "FORMATION_PEERS"
 WARMUP_N = 4
 #: Pause between formation and the idle CPU window.
@@ -76,7 +79,7 @@ SETTLE = 1.0
 SNOWG_ENV = ("SNOWG_COOKIE", "SNOWG_CLUSTER", "SNOWG_HOST", "SNOWG_PREFIX", "SNOWG_EPMD_ADDRESS", "SNOWG_HOME")
 
 #: Evaluated by each BEAM node (``erl -eval``): the same lines as _formation_probe, then
-#: ``net_adm:world_list`` of this host. It halts when its stdin closes (the benchmark has gone).
+#: ``net_adm:world_list`` of this host.
 BEAM_PROBE = """
 {_, Clock} = lists:keyfind(clock_id, 1, erlang:system_info(os_monotonic_time_source)),
 Now = fun() ->
@@ -87,7 +90,6 @@ end,
 ok = net_kernel:monitor_nodes(true),
 Report = fun() -> io:format("%s ~b ~b ~s~n", [length(nodes()), Now(), Clock]) end,
 Report(),
-spawn(fun() -> io:get_line(""), halt() end),
 spawn(fun() -> net_adm:world_list([list_to_atom(Host)]) end),
 Loop = fun L() -> receive {nodeup, _} -> Report(), L(); {nodedown, _} -> Report(), L() end end,
 Loop().
@@ -123,6 +125,13 @@ def mapper_names(port: int, timeout: float = 2.0) -> Optional[List[str]]:
     return [line.split()[1] for line in lines if line.startswith("name ")]
 
 
+def _die_with_parent() -> None:
+    """In a child, before exec: have it SIGKILLed when this process ends, however it ends (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != _BENCH_PID:
+        os._exit(70)  # no guarantee it would not outlive us, or we are gone already
+
+
 class Proc:
     """An OS process this benchmark started, in a session of its own (its children are killed with it).
 
@@ -140,12 +149,13 @@ class Proc:
         with open(log_path, "ab") as log_file:
             self.popen = subprocess.Popen(
                 list(cmd),
-                stdin=subprocess.PIPE,  # kept open: a node stops when it closes (the benchmark has gone)
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 env=env,
                 cwd=HERE,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         self.reader = gevent.spawn(self._read)
 
@@ -154,9 +164,10 @@ class Proc:
         return int(self.popen.pid)
 
     def _read(self) -> None:
+        assert self.popen.stdout is not None
         for raw in self.popen.stdout:
             fields = raw.decode("utf-8", "replace").split()
-            if len(fields) >= 3 and fields[0] == PREFIX:
+            if len(fields) >= 3 and fields[0] == PREFIX and fields[1].isdigit() and fields[2].isdigit():
                 self.peers.append((int(fields[1]), int(fields[2])))
                 if len(fields) > 3:
                     self.clock = fields[3]
@@ -187,11 +198,8 @@ class Proc:
             log(f"{self.label} (pid {self.pid}) did not end after SIGKILL")
         self.reader.join(timeout=5)  # its stdout is at its end now
         self.reader.kill()
-        for stream in (self.popen.stdin, self.popen.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
 
 
 class Side:
