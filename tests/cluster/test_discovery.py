@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import struct
 import tempfile
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set
 
 import gevent
 import pytest
+from gevent import socket as gsocket
 from dnsserver import DNSServer
 from epmdsupport import epmd_env, free_port, snowg_mapper  # noqa: F401
 
@@ -284,3 +286,43 @@ def test_dns_finds_every_address_a_real_name_server_gives(
             wait_peers(mesh([*members, late]))
     finally:
         started.kill_all()
+
+
+# ------------------------------------------------------------------ the test DNS server itself
+
+
+def _query(name: str, qtype: int, qid: int = 0x1234, flags: int = 0x0100) -> bytes:
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    return struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", qtype, 1)
+
+
+def test_the_dns_server_answers_every_address_and_refuses_what_is_not_a_query() -> None:
+    dns = DNSServer({"Nodes.Test.": ["127.0.0.2", "127.0.0.3", "::1"]})
+    reply = dns.answer(_query("nodes.test", 1))
+    assert reply is not None
+    qid, flags, qd, an, _ns, _ar = struct.unpack_from("!HHHHHH", reply)
+    assert (qid, flags & 0x800F, qd, an) == (0x1234, 0x8000, 1, 2)  # a response, NOERROR, two A records
+    assert reply.endswith(bytes([127, 0, 0, 3]))
+    aaaa = dns.answer(_query("nodes.test", 28))
+    assert aaaa is not None and struct.unpack_from("!H", aaaa, 6)[0] == 1  # one AAAA record
+    unknown = dns.answer(_query("other.test", 1))
+    assert unknown is not None and struct.unpack_from("!H", unknown, 2)[0] & 0xF == 3  # NXDOMAIN
+    # Malformed: a short datagram gets nothing; a bad question gets FORMERR; a response is never answered.
+    assert dns.answer(b"\x12\x34") is None
+    pointer = struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + b"\xc0\x0c" + struct.pack("!HH", 1, 1)
+    bad = dns.answer(pointer)
+    assert bad is not None and struct.unpack_from("!H", bad, 2)[0] & 0xF == 1
+    assert dns.answer(_query("nodes.test", 1, flags=0x8000)) is None
+    assert dns.queries == [("nodes.test", 1), ("nodes.test", 28), ("other.test", 1)]
+
+
+def test_the_dns_server_answers_over_udp() -> None:
+    with DNSServer({"nodes.test": ["127.0.0.2"]}) as dns:
+        sock = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+        try:
+            sock.settimeout(5)
+            sock.sendto(_query("nodes.test", 1), ("127.0.0.1", dns.port))
+            reply, _ = sock.recvfrom(512)
+        finally:
+            sock.close()
+    assert reply.endswith(bytes([127, 0, 0, 2]))
