@@ -377,8 +377,14 @@ class Mapper:
         extended = entry.highest >= 6
         if entry.name in self._registered:
             self._reply(sock, peer, encode_alive2_reply(1, 99, extended))
-            log.warning(
-                "port mapper: refused to register %r (port %d): that name is registered already", entry.name, entry.port
+            # INFO: the node is told and says so; a node retrying a name that is just being released repeats this
+            self._refuse(
+                "name taken",
+                entry.name,
+                logging.INFO,
+                "refused to register %r (port %d): that name is registered already",
+                entry.name,
+                entry.port,
             )
             return None
         if len(self._registered) >= self.max_registrations:

@@ -436,6 +436,12 @@ def test_bytes_after_a_registration_end_it_as_epmd_does(small_mapper, caplog):
 
 def test_registrations_and_releases_are_logged(small_mapper, caplog):
     reg = register("joe", 9910, "joe@127.0.0.1", epmd_port=small_mapper.port)
+    for _ in range(3):  # a node retrying a taken name: one line, the repeats counted
+        with pytest.raises(NameTaken):
+            register("joe", 9911, "joe@127.0.0.1", epmd_port=small_mapper.port)
+    assert log_lines(caplog, "refused to register") == [
+        "port mapper: refused to register 'joe' (port 9911): that name is registered already"
+    ]
     reg.close()
     wait_until(lambda: bool(log_lines(caplog, "released 'joe'")), "the release to be logged")
     assert log_lines(caplog, f"registered 'joe' at port 9910 (creation {reg.creation})")
