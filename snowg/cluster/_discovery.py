@@ -6,9 +6,11 @@ single point of failure): one greenlet that
 * looks its strategies up (:mod:`snowg.cluster._strategies`) as soon as the
   node starts, so a new node joins at once (every node started before it is
   registered already), then every :data:`POLL_INTERVAL` seconds (with a
-  little jitter, so that nodes started together do not ask together);
-* dials each candidate it is not connected to (at most :data:`MAX_DIALS`
-  at once);
+  little jitter, so that nodes started together do not ask together); each
+  look-up runs in a greenlet of its own, so a host slow to answer holds up
+  no dial;
+* dials each candidate it is not connected to, each in a greenlet of its
+  own (at most :data:`MAX_DIALS` at once);
 * retries a candidate it could not reach, or that was lost, with exponential
   backoff: :data:`BACKOFF_FIRST` seconds, doubling up to
   :data:`BACKOFF_CAP`, each delay jittered by ±25 %, for as long as a
@@ -122,6 +124,7 @@ class Discovery:
         self._wake = Event()
         self._lookup_due = 0.0
         self._loop: Optional[gevent.Greenlet[[], None]] = None
+        self._looking: Optional[gevent.Greenlet[[], None]] = None  # the look-up under way
         self._failures = SummaryLog(log, self._failure_summary, FAILURE_LOG_WINDOW, once=True)
 
     def start(self) -> None:
@@ -134,8 +137,8 @@ class Discovery:
         """Stop looking up and dialling (attempts under way are abandoned). Never blocks."""
         if self._node_down in down_callbacks:
             down_callbacks.remove(self._node_down)
-        greenlets = [g for g in (self._loop, *self.dialing.values()) if g is not None]
-        self._loop = None
+        greenlets = [g for g in (self._loop, self._looking, *self.dialing.values()) if g is not None]
+        self._loop = self._looking = None
         self.dialing.clear()
         gevent.killall(greenlets, block=False)
         self._failures.flush()
@@ -145,14 +148,29 @@ class Discovery:
     def _run(self) -> None:
         while not self.st.stopping:
             self._wake.clear()
-            if time.monotonic() >= self._lookup_due:
-                self._lookup()
-                self._lookup_due = time.monotonic() + self.poll_interval * random.uniform(0.8, 1.2)
+            if self._looking is None and time.monotonic() >= self._lookup_due:
+                # In a greenlet of its own: a host slow to answer delays no retry.
+                self._looking = gevent.spawn(self._lookup)
             wake_at = min(self._lookup_due, self._dial_due())
             self._wake.wait(max(0.0, wake_at - time.monotonic()))
 
+    def _look_again(self) -> None:
+        """Look up as soon as possible (after the look-up under way, if one is)."""
+        self._lookup_due = 0.0
+        self._wake.set()
+
     def _lookup(self) -> None:
         """Ask every strategy at once; remember what they name now, and forget retries of what they do not."""
+        self._lookup_due = float("inf")  # until this one ends; _look_again may bring it forward
+        try:
+            self._find()
+        finally:
+            if self._lookup_due == float("inf"):
+                self._lookup_due = time.monotonic() + self.poll_interval * random.uniform(0.8, 1.2)
+            self._looking = None
+            self._wake.set()
+
+    def _find(self) -> None:
         jobs = [gevent.spawn(finder.lookup) for finder in self.finders]
         gevent.joinall(jobs)  # each lookup is bounded in time (see Finder.lookup)
         named: Dict[str, Candidate] = {}
@@ -222,7 +240,7 @@ class Discovery:
         if retry.failures < WARN_AFTER:
             # A node that has just stopped may still be listed by its mapper:
             # look again before saying anything (it is then forgotten, quietly).
-            self._lookup_due = 0.0
+            self._look_again()
             return
         self._failures.report(
             name,
@@ -242,10 +260,9 @@ class Discovery:
             return
         # Ask the strategies again at once (a node that stopped has left its
         # mapper: forgotten, not retried) and retry it soon if it is still there.
-        self._lookup_due = 0.0
         retry = self.retries.setdefault(name, _Retry())
         retry.due = time.monotonic() + BACKOFF_FIRST
-        self._wake.set()
+        self._look_again()
 
     def _failure_summary(self, name: str, count: int, seconds: float) -> Tuple[str, Tuple[object, ...]]:
         retry = self.retries.get(name)
