@@ -15,6 +15,8 @@ import contextlib
 import os
 import re
 import struct
+import subprocess
+import sys
 import tempfile
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set
 
@@ -326,3 +328,24 @@ def test_the_dns_server_answers_over_udp() -> None:
         finally:
             sock.close()
     assert reply.endswith(bytes([127, 0, 0, 2]))
+
+
+# ------------------------------------------------------------------ stopping
+
+
+def test_discovery_stops_with_the_node(snowg_cluster_config: ClusterConfig, snowg_mapper: int) -> None:  # noqa: F811
+    code = f"""
+import gevent, snowg
+from snowg.cluster import _nodemon, _nodestate
+snowg.start_node(cookie="c", tls={snowg_cluster_config.certs!r}, cluster="local")
+discovery = _nodestate.current.discovery
+gevent.sleep(0.2)
+print("running:", discovery._loop is not None and not discovery._loop.dead)
+print("watching:", discovery._node_down in _nodemon.down_callbacks)
+loop = discovery._loop
+snowg.stop_node(flush_timeout=0)
+gevent.sleep(0)
+print("stopped:", loop.dead, discovery._node_down not in _nodemon.down_callbacks, not discovery.dialing)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines() == ["running: True", "watching: True", "stopped: True True True"], out.stderr
