@@ -26,6 +26,8 @@ Rows (ratio = snowg / BEAM; lower is better everywhere):
                            (median of --repeat runs; target: ratio <= 2)
   formation.boot.n<N>      ms until every node runs and listens (its first probe line): how much
                            of the formation time is starting the runtime itself
+  formation.mesh.n<N>      ms from then until every node sees N-1 peers: the finding and
+                           connecting itself (the median of each run's difference)
   formation.idle_cpu.n<N>  the N nodes' CPU (utime + stime from /proc, with their children) over
                            --idle seconds once formed (after a 1 s pause), in % of one core; at the
                            largest N only
@@ -347,6 +349,7 @@ def run(side: Side, n: int, timeout: float, idle: float = 0.0) -> Dict[str, floa
         formed = max(p.first_seen(want) or 0 for p in procs)
         res["formation_ms"] = (formed - t0) / 1e6
         res["boot_ms"] = (max(p.peers[0][1] for p in procs) - t0) / 1e6
+        res["mesh_ms"] = res["formation_ms"] - res["boot_ms"]
         if idle > 0:
             gevent.sleep(SETTLE)
             seen = sum(len(p.peers) for p in procs)
@@ -438,7 +441,11 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     rows: List[Row] = []
-    for metric, key in (("formation.time", "formation_ms"), ("formation.boot", "boot_ms")):
+    for metric, key in (
+        ("formation.time", "formation_ms"),
+        ("formation.boot", "boot_ms"),
+        ("formation.mesh", "mesh_ms"),
+    ):
         for n in sizes:
             snowg_ms = median_of(results.get(("snowg", n), []), key)
             if snowg_ms is not None:
