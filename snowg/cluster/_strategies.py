@@ -38,6 +38,8 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
+from operator import eq
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import gevent
@@ -67,7 +69,7 @@ log = logging.getLogger("snowg")
 
 #: Seconds one lookup of one strategy may take, all its hosts together.
 LOOKUP_TIMEOUT = 5.0
-#: Names of one host considered per lookup (a mapper listing more is cut: a bound on what it costs us).
+#: Names of one host, or addresses of one ``dns:`` name, considered per lookup (more are cut: a bound on the cost).
 MAX_NAMES_PER_HOST = 1024
 #: Seconds in which repeated failures to ask one source are counted into one summary line.
 FAILURE_LOG_WINDOW = 300.0
@@ -239,9 +241,9 @@ class Finder:
     def lookup(self) -> Dict[str, Candidate]:
         """The candidates this strategy names now, by node name.
 
-        Blocks at most :attr:`timeout` seconds (about that, plus a DNS lookup's
-        own bound for ``dns:``); never raises for what a host, a mapper or a
-        name server does (that is logged, once per source, and repeats are
+        Blocks for at most about :attr:`timeout` seconds (resolving a ``dns:``
+        name included); never raises for what a host, a mapper or a name
+        server does (that is logged, once per source, and repeats are
         summarised).
         """
         deadline = time.monotonic() + self.timeout
@@ -270,7 +272,17 @@ class Finder:
                 result = self._last.get(key, {})
             answers[key] = result
         self._last = answers
+        self._forget_all_but(sources)
         return self._merge(answers)
+
+    def _forget_all_but(self, sources: Dict[str, Tuple[str, Optional[int]]]) -> None:
+        """Drop what is kept about sources no longer asked (the addresses a ``dns:`` name stopped giving)."""
+        hosts = {where for where, _ in sources.values()}
+        for key in [k for k in self._entries if k[0] not in hosts]:
+            del self._entries[key]
+        for source in [s for s in self._failing if s not in sources and not s.startswith("dns:")]:
+            del self._failing[source]
+            self._failures.flush(partial(eq, source))
 
     def _merge(self, answers: Dict[str, Named]) -> Dict[str, Candidate]:
         merged: Dict[str, Candidate] = {}
@@ -355,7 +367,7 @@ class Finder:
 
     def _answered(self, source: str) -> None:
         if self._failing.pop(source, None) is not None:
-            self._failures.flush(lambda key: key == source)
+            self._failures.flush(partial(eq, source))
             log.info("discovery %s: %s answers again", self.strategy.spec, source)
 
     def _failure_summary(self, source: str, count: int, seconds: float) -> Tuple[str, Tuple[object, ...]]:

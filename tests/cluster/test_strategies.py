@@ -179,8 +179,8 @@ def test_hosts_dials_each_node_at_the_host_where_it_was_found(snowg_mapper: int)
 
 def test_a_mapper_that_stops_answering_keeps_naming_what_it_named_and_says_so_once(
     snowg_cluster_config: object,
-    epmd_env: int,
-    log: pytest.LogCaptureFixture,  # noqa: F811
+    epmd_env: int,  # noqa: F811
+    log: pytest.LogCaptureFixture,
 ) -> None:
     finder = Finder(Hosts(("127.0.0.1",)), "web-self01@127.0.0.1", epmd_port=epmd_env, timeout=2.0)
     with mapper(epmd_env), registered(epmd_env, ("web-aaaaaa", 9001, "web-aaaaaa@127.0.0.1")):
@@ -230,8 +230,8 @@ def test_static_dials_a_given_port_and_asks_the_mapper_for_the_others(snowg_mapp
 
 
 def test_static_refuses_a_registration_under_another_full_name_once(
-    snowg_mapper: int,
-    log: pytest.LogCaptureFixture,  # noqa: F811
+    snowg_mapper: int,  # noqa: F811
+    log: pytest.LogCaptureFixture,
 ) -> None:
     finder = Finder(parse_spec("static:bob@127.0.0.1"), "me@127.0.0.1", epmd_port=snowg_mapper)
     with registered(snowg_mapper, ("bob", 9200, "bob@10.1.2.3")):
@@ -321,6 +321,15 @@ def test_a_names_reply_that_breaks_the_protocol_is_a_logged_failure(log: pytest.
         server.stop()
     lines = [line for line in log_lines(log) if "discovery hosts:127.0.0.1:" in line]
     assert len(lines) == 1, lines
+
+
+def test_dns_asks_the_mapper_at_each_address_the_name_resolves_to(snowg_mapper: int) -> None:  # noqa: F811
+    # The test process resolves with the system's resolver: localhost is
+    # 127.0.0.1 (and perhaps ::1, where this mapper does not listen: that
+    # address fails alone).
+    with registered(snowg_mapper, ("web-aaaaaa", 9001, "web-aaaaaa@elsewhere")):
+        found = Finder(Dns("localhost"), "web-self01@x", epmd_port=snowg_mapper).lookup()
+    assert found == {"web-aaaaaa@elsewhere": Candidate("web-aaaaaa@elsewhere", "127.0.0.1", 9001)}
 
 
 def test_dns_that_cannot_resolve_is_a_logged_failure(log: pytest.LogCaptureFixture) -> None:
