@@ -88,6 +88,9 @@ WARN_AFTER = 2
 FAILURE_LOG_WINDOW = 300.0
 
 
+_NEVER = float("inf")
+
+
 @dataclass
 class _Retry:
     """A candidate that failed: how often in a row, when to try again, and the last reason."""
@@ -150,9 +153,10 @@ class Discovery:
             self._wake.clear()
             if self._looking is None and time.monotonic() >= self._lookup_due:
                 # In a greenlet of its own: a host slow to answer delays no retry.
+                self._lookup_due = _NEVER  # until it ends; _look_again may bring it forward
                 self._looking = gevent.spawn(self._lookup)
             wake_at = min(self._lookup_due, self._dial_due())
-            self._wake.wait(max(0.0, wake_at - time.monotonic()))
+            self._wake.wait(None if wake_at == _NEVER else max(0.0, wake_at - time.monotonic()))
 
     def _look_again(self) -> None:
         """Look up as soon as possible (after the look-up under way, if one is)."""
@@ -161,11 +165,10 @@ class Discovery:
 
     def _lookup(self) -> None:
         """Ask every strategy at once; remember what they name now, and forget retries of what they do not."""
-        self._lookup_due = float("inf")  # until this one ends; _look_again may bring it forward
         try:
             self._find()
         finally:
-            if self._lookup_due == float("inf"):
+            if self._lookup_due == _NEVER:
                 self._lookup_due = time.monotonic() + self.poll_interval * random.uniform(0.8, 1.2)
             self._looking = None
             self._wake.set()
@@ -193,7 +196,7 @@ class Discovery:
         """Dial the candidates that are due; when the next one not dialled now is due (monotonic)."""
         st = self.st
         now = time.monotonic()
-        next_due = float("inf")
+        next_due = _NEVER
         for name, candidate in self.named.items():
             if name in st.sessions or name in self.dialing:
                 continue
