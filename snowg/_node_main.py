@@ -13,9 +13,11 @@ application's ``start/2`` does) and returns its pid. The node is ready once
 it has returned. From then on:
 
 * the supervisor ends (it gave up after too many restarts, or any other
-  reason): the node logs the reason at ERROR, stops, and the OS process exits
-  with status :data:`EXIT_APP_ENDED` (1), so that systemd
-  (``Restart=on-failure``) or Kubernetes starts it again;
+  reason), or the application process is killed (the supervisor, linked to
+  it, then stops its children and ends, within
+  :data:`SUPERVISOR_END_TIMEOUT`): the node logs the reason at ERROR, stops,
+  and the OS process exits with status :data:`EXIT_APP_ENDED` (1), so that
+  systemd (``Restart=on-failure``) or Kubernetes starts it again;
 * SIGTERM or SIGINT: the application process sends the supervisor the exit
   signal ``'shutdown'`` (it stops its children in reverse start order, each
   within its ``shutdown``), waits for its end, then the node stops
@@ -35,13 +37,14 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import gevent
 from gevent.event import AsyncResult, Event
 
 from . import cluster
-from ._core import Down, Pid, monitor, process_info, receive, send, spawn, trap_exit
+from ._errors import Timeout
+from ._core import Down, Pid, ProcessExit, is_alive, monitor, process_info, receive, send, spawn, trap_exit
 from ._core import exit as exit_signal
 from ._core import self as self_pid
 from ._peer import ready_line
@@ -53,6 +56,9 @@ EXIT_FAILED = 1
 #: The status of a node whose ``--app`` supervisor ended: the node went down, it should be started again.
 EXIT_APP_ENDED = EXIT_FAILED
 EXIT_USAGE = 2
+
+#: Seconds a node whose application process was killed waits for the supervisor to stop its children.
+SUPERVISOR_END_TIMEOUT = 60.0
 
 _STOP = "snowg_node_stop"
 
@@ -112,14 +118,17 @@ def run_node(args: argparse.Namespace) -> int:
     stop.wait()
     status = EXIT_OK
     if application is not None:
-        if application.ended.ready():
+        if application.end is not None:
+            what, reason = application.end
             log.error(
-                "application %s: its supervisor ended with reason %r; stopping the node (exit status %d)",
+                "application %s: %s ended with reason %r; stopping the node (exit status %d)",
                 args.app,
-                application.ended.get(),
+                what,
+                reason,
                 EXIT_APP_ENDED,
             )
             status = EXIT_APP_ENDED
+            application.wait_supervisor(SUPERVISOR_END_TIMEOUT)
         else:
             log.info("stopping application %s", args.app)
             application.stop()
@@ -201,8 +210,10 @@ class _Application:
         self.on_end = on_end
         self.pid: Optional[Pid] = None
         self.started: "AsyncResult[Pid]" = AsyncResult()  # the supervisor's pid, or a UsageError
-        self.ended: "AsyncResult[Any]" = AsyncResult()  # its exit reason, once it ended by itself
+        # Once it ended by itself: ('its supervisor' or 'its application process', exit reason).
+        self.end: Optional[Tuple[str, Any]] = None
         self.stopped = Event()  # the application process is gone
+        self.stopping = False  # stop() was called
 
     def start(self) -> Pid:
         """Run the function in a new process; blocks until it returned.
@@ -219,11 +230,24 @@ class _Application:
 
     def stop(self) -> None:
         """Stop the supervisor (exit signal ``'shutdown'``); blocks until it ended."""
+        self.stopping = True
         if self.pid is not None:
             send(self.pid, _STOP)
         self.stopped.wait()
 
+    def wait_supervisor(self, timeout: float) -> None:
+        """Block until the supervisor has ended, at most ``timeout`` seconds (it may still be stopping its children)."""
+        sup = self.started.get() if self.started.successful() else None
+        if sup is None or not is_alive(sup):
+            return
+        ref = monitor(sup)
+        try:
+            receive(lambda m: type(m) is Down and m.ref == ref, timeout=timeout)
+        except Timeout:
+            log.warning("application %s: its supervisor %s did not end within %g s", self.spec, sup, timeout)
+
     def _run(self) -> None:
+        reason: Any = "normal"
         try:
             trap_exit(True)
             sup = self._call()
@@ -233,15 +257,22 @@ class _Application:
             self.started.set(sup)
             msg = receive(lambda m: (type(m) is Down and m.ref == ref) or m == _STOP)
             if type(msg) is Down:
-                self.ended.set(msg.reason)
+                self.end = ("its supervisor", msg.reason)
                 self.on_end()
                 return
             exit_signal(sup, "shutdown")
             down = receive(lambda m: type(m) is Down and m.ref == ref)
             log.info("application %s stopped: its supervisor ended with reason %r", self.spec, down.reason)
+        except BaseException as exc:
+            reason = exc.reason if isinstance(exc, ProcessExit) else repr(exc)
+            raise
         finally:
             if not self.started.ready():
                 self.started.set_exception(UsageError(f"--app {self.spec}: its process ended before it returned"))
+            elif self.end is None and not self.stopping:
+                # Killed before its supervisor ended: the supervisor, linked to it, ends with it.
+                self.end = ("its application process", reason)
+                self.on_end()
             self.stopped.set()
 
     def _call(self) -> Optional[Pid]:

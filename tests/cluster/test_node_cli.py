@@ -71,6 +71,18 @@ def start_unlinked():
     return supervisor.start([ChildSpec("first", (child, ("first",)))])
 
 
+def start_then_kill_caller():
+    caller = snowg.self()
+    sup = start()
+
+    def kill():
+        gevent.sleep(0.05)
+        snowg.exit(caller, "kill")
+
+    snowg.spawn(kill)
+    return sup
+
+
 def returns_int():
     return 42
 
@@ -322,6 +334,20 @@ def test_app_whose_supervisor_gives_up_takes_the_node_down(nodes: Nodes) -> None
     assert "reached_max_restart_intensity" in log
     assert re.search(r"ERROR application nodecli_app:start_failing: its supervisor ended with reason 'shutdown'", log)
     assert "node " + node.name + " stopped" in log
+
+
+def test_app_whose_application_process_is_killed_takes_the_node_down(nodes: Nodes) -> None:
+    node = nodes.launch(f"{unique_prefix()}@127.0.0.1", app="nodecli_app:start_then_kill_caller")
+    assert wait_exit(node) == EXIT_APP_ENDED
+    log = node.read_log()
+    assert (
+        "ERROR application nodecli_app:start_then_kill_caller: its application process ended with reason 'killed'"
+        in log
+    )
+    # The supervisor, linked to it, stopped its children before the node stopped.
+    lines = [line for line in log.splitlines() if "terminating: shutdown" in line or "stopping node" in line]
+    assert lines[:3] == [f"child {tag} terminating: shutdown" for tag in ("third", "second", "first")], lines
+    assert "stopping node" in lines[3]
 
 
 def test_sigterm_stops_the_application_in_order_then_the_node(nodes: Nodes) -> None:
