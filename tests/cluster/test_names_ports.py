@@ -157,6 +157,14 @@ def test_a_node_without_name_or_port_is_reached_by_its_name(snowg_node: Any, lau
     assert peer.rpc(distfuncs.ping, 1) == ("pong", peer.name, 1)
 
 
+def test_snowg_host_and_snowg_prefix_complete_the_name(snowg_node: Any, launch: Any) -> None:
+    peer = launch(env={"SNOWG_HOST": "127.0.0.3", "SNOWG_PREFIX": "web"})
+    assert re.fullmatch(f"web-{HEX6}@127\\.0\\.0\\.3", peer.name)
+    assert peer.address.startswith("127.0.0.3:")
+    assert snowg.connect(peer.name)  # the mapper answers on every local address
+    assert peer.rpc(distfuncs.ping, 1) == ("pong", peer.name, 1)
+
+
 def test_connect_by_name_keeps_the_port_form(snowg_node: Any, launch: Any) -> None:
     peer = launch(epmd=False)
     assert port_please("127.0.0.1", peer.name.split("@")[0]) is None
