@@ -80,10 +80,11 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         "name",
         nargs="?",
         default=None,
-        help="node name, 'name' or 'name@host' (default: a unique '$SNOWG_PREFIX-XXXXXX' name)",
+        help="node name, 'name' or 'name@host' (host: $SNOWG_HOST, else 127.0.0.1; default: a unique "
+        "'PREFIX-XXXXXX' with PREFIX $SNOWG_PREFIX, else 'snowg')",
     )
-    p.add_argument("--cookie", help="cluster cookie (default: $SNOWG_COOKIE or the cookie file)")
-    p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    p.add_argument("--cookie", metavar="C", help="cluster cookie (default: $SNOWG_COOKIE or the cookie file)")
+    p.add_argument("--port", type=int, default=0, metavar="P", help="port to listen on (default: any free port)")
     p.add_argument(
         "--port-range",
         type=_port_range,
@@ -91,7 +92,9 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         metavar="LO-HI",
         help="listen on the first free port of LO..HI (for firewalls)",
     )
-    p.add_argument("--listen-host", default=None, help="address to listen on, when it is not the name's host")
+    p.add_argument(
+        "--listen-host", default=None, metavar="ADDR", help="address to listen on, when it is not the name's host"
+    )
     p.add_argument("--no-epmd", dest="epmd", action="store_false", default=None, help="do not use the port mapper")
     p.add_argument(
         "--cluster",
@@ -101,12 +104,15 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         help="discovery: local, hosts:H1,H2, dns:NAME, static:NAME@HOST[:PORT],... "
         "(repeatable, or several separated by spaces; default: $SNOWG_CLUSTER)",
     )
-    p.add_argument("--certs", help="certificate directory made by 'snowg certs' (default: ~/.snowg/certs)")
+    p.add_argument(
+        "--certs", metavar="DIR", help="certificate directory made by 'snowg certs' (default: ~/.snowg/certs)"
+    )
     p.add_argument(
         "--import",
         dest="modules",
         action="append",
         default=[],
+        metavar="MODULE",
         help="a module to import (its @spawnable functions become startable); repeatable",
     )
     p.add_argument(
@@ -116,19 +122,25 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         help="start the application: FUNCTION starts and returns its top supervisor's pid; "
         "the node exits with status 1 when that supervisor ends",
     )
-    p.add_argument("--connect", action="append", default=[], help="'name@host[:port]' to join; repeatable")
-    p.add_argument("--tick", type=float, default=None, help="liveness tick in seconds (default 15)")
+    p.add_argument(
+        "--connect", action="append", default=[], metavar="NODE", help="'name@host[:port]' to join; repeatable"
+    )
+    p.add_argument("--tick", type=float, default=None, metavar="SECONDS", help="liveness tick in seconds (default 15)")
     p.add_argument(
         "--flush-timeout",
         type=_seconds,
         default=None,
+        metavar="SECONDS",
         help="seconds a stop spends sending what is queued to peers (default 5)",
     )
-    p.add_argument("--max-handshakes", type=int, default=None, help="incoming handshakes at once (default 64)")
+    p.add_argument(
+        "--max-handshakes", type=int, default=None, metavar="N", help="incoming handshakes at once (default 64)"
+    )
     p.add_argument(
         "--max-handshakes-per-address",
         type=int,
         default=None,
+        metavar="N",
         help="of those, how many from one address (default 16)",
     )
     p.add_argument(
@@ -140,7 +152,7 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     )
     p.add_argument("--monkeypatch", action="store_true", help="gevent.monkey.patch_all() first")
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process goes")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", metavar="LEVEL", help="DEBUG, INFO (default), WARNING or ERROR")
 
 
 def _seconds(text: str) -> float:
