@@ -52,7 +52,7 @@ W = 60.0
 #: The most clients opened to find a given share on every worker.
 MAX_CLIENTS = 400
 
-# gunicorn 24+ opens a control socket in ~/.gunicorn unless told not to.
+# Newer gunicorns (27 here) open a control socket in ~/.gunicorn unless told not to; older ones have no such option.
 NO_CONTROL_SOCKET = ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
 WORKER_LINE = re.compile(r"gunicorn worker (\d+) is node (\S+)")
 
