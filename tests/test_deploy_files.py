@@ -40,6 +40,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 import pytest
 
 from snowg import cli
+from snowg.cluster._epmd_client import DEFAULT_EPMD_PORT as EPMD_PORT
 from snowg.cluster._strategies import Dns, Hosts, parse_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,6 @@ UNITS = DEPLOY / "systemd"
 #: Where the guide and the units install the application and its virtualenv.
 INSTALLED_APP = "/opt/chat/app"
 INSTALLED_BIN = "/opt/chat/venv/bin/"
-EPMD_PORT = 4369
 #: Seconds any one wait of these tests may take.
 TIME_LIMIT = 60.0
 
