@@ -210,7 +210,7 @@ class Client:
             self._changed.set()
 
     def wait(self, predicate: Callable[[List[Dict[str, Any]]], bool], what: str) -> None:
-        """Block until ``predicate(self.got)`` (bounded by ``W``)."""
+        """Block until ``predicate(self.got)`` (bounded by ``W``); the reader wakes us on each message."""
         with gevent.Timeout(W, AssertionError(f"client of {self.node}: no {what} within {W} s; got {self.got[-5:]}")):
             while not predicate(self.got):
                 self._changed.clear()
@@ -219,12 +219,7 @@ class Client:
                 self._changed.wait()
 
     def wait_ended(self) -> None:
-        with gevent.Timeout(W, AssertionError(f"client of {self.node} still connected after {W} s")):
-            while not self.ended:
-                self._changed.clear()
-                if self.ended:
-                    break
-                self._changed.wait()
+        self.wait(lambda got: self.ended, "end of the connection")
 
     def nodes(self) -> Set[str]:
         """Its worker's connected nodes (asked now)."""
