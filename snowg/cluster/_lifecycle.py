@@ -125,7 +125,9 @@ def start_node(
             mapper; the node is reachable only as ``'name@host:port'``.
         port_range: ``(lo, hi)``: listen on the first free port from ``lo`` to
             ``hi`` inclusive (for a firewall; Erlang's ``inet_dist_listen_min``
-            and ``_max``). Not with ``port``.
+            and ``_max``). Not with ``port``. Default ``$SNOWG_PORT_RANGE``
+            (``'9100-9155'``) when ``port`` is not given either, so gunicorn
+            workers and containers take a range from their environment.
         cluster: discovery strategies that find the other nodes and keep the
             cluster whole for the node's life: ``'local'``, ``'hosts:h1,h2'``,
             ``'dns:NAME'``, ``'static:alice@h1:9100,bob@h2'``, or a list of
@@ -159,6 +161,8 @@ def start_node(
                 raise NodeError(f"{option} must be a positive integer, not {value!r}")
         if type(dist_buffer_size) is not int or dist_buffer_size <= 0:
             raise NodeError(f"dist_buffer_size must be a positive number of bytes, not {dist_buffer_size!r}")
+        if port_range is None and port == 0:
+            port_range = _env_port_range(os.environ)
         ports = _ports_to_try(port, port_range)
         specs = _cluster_specs(cluster, os.environ)
         cookie = resolve_cookie(cookie)
@@ -211,6 +215,21 @@ def start_node(
         return info
     finally:
         _starting.clear()
+
+
+def _env_port_range(env: Mapping[str, str]) -> Optional[Tuple[int, int]]:
+    """``$SNOWG_PORT_RANGE`` (``'LO-HI'``) as a port range, or None when unset or empty.
+
+    Raises:
+        NodeError: the variable is set but is not ``LO-HI`` (the message names it).
+    """
+    value = env.get("SNOWG_PORT_RANGE", "").strip()
+    if not value:
+        return None
+    lo, sep, hi = value.partition("-")
+    if not (sep and lo.strip().isdigit() and hi.strip().isdigit()):
+        raise NodeError(f"$SNOWG_PORT_RANGE must be LO-HI (e.g. 9100-9155), not {value!r}")
+    return int(lo), int(hi)
 
 
 def _ports_to_try(port: Any, port_range: Any) -> Sequence[int]:

@@ -300,7 +300,17 @@ def test_port_range_takes_the_first_free_port_and_says_when_none_is(snowg_node: 
     assert f"no free port on 127.0.0.1 in port_range {lo}-{lo + 1} (2 tried" in str(failed.value)
 
 
-def _start_node_refusal(certs: str, options: str) -> str:
+def test_snowg_port_range_gives_the_range_when_no_port_is_given(snowg_node: Any, launch: Any) -> None:
+    lo, held = _two_free_ports()
+    with held:
+        peer = launch(env={"SNOWG_PORT_RANGE": f"{lo}-{lo + 1}"})
+        assert peer.address == f"127.0.0.1:{lo + 1}"
+        with pytest.raises(RuntimeError) as failed:
+            launch(env={"SNOWG_PORT_RANGE": f"{lo}-{lo + 1}"})
+    assert f"no free port on 127.0.0.1 in port_range {lo}-{lo + 1} (2 tried" in str(failed.value)
+
+
+def _start_node_refusal(certs: str, options: str, env: Optional[Dict[str, str]] = None) -> str:
     code = (
         "import snowg\n"
         "try:\n"
@@ -308,8 +318,21 @@ def _start_node_refusal(certs: str, options: str) -> str:
         "except snowg.NodeError as exc:\n"
         "    print('refused:', exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
     return out.stdout.strip()
+
+
+@pytest.mark.parametrize("value", ["9100", "9100-", "a-b", "9100:9155"])
+def test_a_bad_snowg_port_range_is_refused(snowg_cluster_config: Any, value: str) -> None:
+    refusal = _start_node_refusal(snowg_cluster_config.certs, "", env={"SNOWG_PORT_RANGE": value})
+    assert refusal == f"refused: $SNOWG_PORT_RANGE must be LO-HI (e.g. 9100-9155), not {value!r}"
 
 
 @pytest.mark.parametrize(
