@@ -26,7 +26,15 @@ from gevent import socket, subprocess
 
 import snowg
 from snowg.cluster._epmd_client import NameTaken, ensure_mapper, epmd_port, names, port_please, register
-from snowg.cluster._epmd_proto import NamesRequest, StopRequest, TextReplyParser, encode_request
+from snowg.cluster._epmd_proto import (
+    Alive2Request,
+    KillRequest,
+    NamesRequest,
+    NodeEntry,
+    StopRequest,
+    TextReplyParser,
+    encode_request,
+)
 from snowg.cluster._epmd_server import Mapper, PortTaken, listen_addresses, open_listeners
 
 pytest_plugins = ["epmdsupport"]  # its fixtures: epmd_env, snowg_mapper
@@ -432,6 +440,21 @@ def test_bytes_after_a_registration_end_it_as_epmd_does(small_mapper, caplog):
     wait_until(lambda: names("127.0.0.1", epmd_port=small_mapper.port) == [], "ivy to be released")
     assert log_lines(caplog, "released 'ivy' (port 9900): it sent 3 bytes after registering")
     reg.close()
+
+
+def test_only_this_hosts_peers_may_register_or_kill(small_mapper, caplog):
+    # A peer on another machine cannot be made on one host: hand the mapper a real
+    # connection and the address another machine would have.
+    with socket.create_connection(("127.0.0.1", small_mapper.port)) as client:
+        gevent.sleep(0)
+        assert small_mapper._is_local(client, "127.0.0.1") and small_mapper._is_local(client, "::ffff:127.0.0.5")
+        assert not small_mapper._is_local(client, "10.9.9.9")
+        entry = NodeEntry("mal", 9999, 77, 0, 6, 5, b"")
+        assert small_mapper._serve(client, "10.9.9.9", Alive2Request(entry)) is None
+        small_mapper._serve(client, "10.9.9.9", KillRequest())
+    assert names("127.0.0.1", epmd_port=small_mapper.port) == [] and not small_mapper.stopped
+    assert log_lines(caplog, "refused to register 'mal' for 10.9.9.9: only this host's nodes may register")
+    assert log_lines(caplog, "ignored KILL_REQ from 10.9.9.9: not this host")
 
 
 def test_registrations_and_releases_are_logged(small_mapper, caplog):
