@@ -56,7 +56,7 @@ def epmd_main(argv: List[str]) -> int:
         "--address",
         default=None,
         help="comma-separated IP addresses to listen on (default: $ERL_EPMD_ADDRESS, else all; "
-        "a loopback address is always added)",
+        "127.0.0.1 is always added)",
     )
     parser.add_argument("--daemon", action="store_true", help="detach and run in the background")
     parser.add_argument(
