@@ -71,9 +71,11 @@ log = logging.getLogger("snowg")
 # them tells them of it), nor does a node that is lost (its loss sets off a
 # lookup). Polling only catches what no event announces: a partition that
 # healed, a mapper or a name server that answers again, a node another
-# strategy started to name. 5 s bounds that delay, while an idle poll costs
-# one short request to each mapper (about 0.3 ms of CPU for ``local``): at 16
-# nodes, about 3 requests a second to the host's mapper, some 0.2 % of a core.
+# strategy started to name. 5 s bounds that delay (libcluster's polling
+# strategies default to 5 s too), while an idle poll costs one short request
+# to each mapper: at 16 nodes, about 3 requests a second to the host's
+# mapper, some 0.4 % of a core with the mapper's share (its idle CPU row in
+# benchmarks/cluster_formation.py).
 #: Seconds between two lookups of a node's strategies (each jittered by ±20 %).
 POLL_INTERVAL = 5.0
 #: Seconds before the first retry of a candidate that failed or was lost; it doubles at each failure...
