@@ -417,7 +417,11 @@ def main() -> int:
             side.start_mapper()
         for side in sides:
             log(f"{side.name}: warm-up round of {WARMUP_N} nodes (not measured)")
-            run(side, WARMUP_N, args.timeout)
+            try:
+                run(side, WARMUP_N, args.timeout)
+            except RunFailed as exc:
+                log(f"FAILED (warm-up): {exc}")
+                return 1
         for n in sizes:
             for rep in range(args.repeat):
                 for side in sides:
