@@ -15,7 +15,7 @@ never from its private modules. It holds
 * global names (:func:`register_global` ...) and :mod:`~snowg.cluster.rpc`;
 * the one way upper layers plug in (:func:`register_frame_handler`,
   :func:`on_node_up`, :func:`on_node_down`, :func:`on_node_stop`,
-  :func:`send_frame`, :func:`broadcast_frame`);
+  :func:`send_frame`, :func:`broadcast_frame`, :func:`frames_sent`);
 * certificates: :func:`make_certs` and the ``snowg certs`` command
   (:func:`certs_main`), loaded on first use because they need
   ``cryptography``, which ``import snowg`` does not import.
@@ -28,6 +28,7 @@ from ._codec import check_term
 from ._connect import DIAL_TIMEOUT, connect, disconnect, ensure_connected
 from ._extensions import (
     broadcast_frame,
+    frames_sent,
     on_node_down,
     on_node_stop,
     on_node_up,
@@ -63,6 +64,7 @@ __all__ = [
     "disconnect",
     "ensure_connected",
     "epmd_main",
+    "frames_sent",
     "is_node_name",
     "load_tls",
     "lookup_spawnable",

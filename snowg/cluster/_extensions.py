@@ -11,14 +11,16 @@ import:
 * :func:`on_node_up` / :func:`on_node_down` / :func:`on_node_stop` add
   callbacks run when a peer connects, when it is lost (after links,
   monitors and node monitors, semantics rule 26), and when this node stops;
-* :func:`send_frame` and :func:`broadcast_frame` send its frames.
+* :func:`send_frame` and :func:`broadcast_frame` send its frames (to one
+  node, to every node or to some, encoded once), and :func:`frames_sent`
+  counts them per node and tag (how tests see a broadcast's fan-out).
 
 Handlers and callbacks run in a session's reader greenlet: they must not block.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 from . import _nodestate
 from ._dispatch import add_handler
@@ -30,6 +32,7 @@ from ._session import Session
 __all__ = [
     "FrameHandler",
     "broadcast_frame",
+    "frames_sent",
     "on_node_down",
     "on_node_stop",
     "on_node_up",
@@ -38,6 +41,9 @@ __all__ = [
 ]
 
 FrameHandler = Callable[[str, Tuple[Any, ...]], None]
+
+# (node, tag) -> frames queued for that node's session by send_frame/broadcast_frame.
+_sent: Dict[Tuple[str, int], int] = {}
 
 
 def register_frame_handler(tag: int, name: str, fields: Sequence[FieldCheck], handler: FrameHandler) -> None:
@@ -91,11 +97,20 @@ def send_frame(node: str, frame: List[Any]) -> bool:
     sess = st.sessions.get(node) if st is not None else None
     if sess is None:
         return False
-    return sess.send(encode_frame(frame))
+    if not sess.send(encode_frame(frame)):
+        return False
+    key = (node, frame[0])
+    _sent[key] = _sent.get(key, 0) + 1
+    return True
 
 
-def broadcast_frame(frame: List[Any]) -> int:
-    """Queue ``frame`` for every connected node, encoded once; never blocks.
+def broadcast_frame(frame: List[Any], nodes: Optional[Collection[str]] = None) -> int:
+    """Queue ``frame`` for every connected node, or those of ``nodes``, encoded once; never blocks.
+
+    Args:
+        frame: ``[tag, *fields]``.
+        nodes: only these nodes (the names not connected, this node's own
+            included, are skipped); None: every connected node.
 
     Returns:
         How many nodes it was queued for (0, without encoding it, when none is connected).
@@ -106,9 +121,28 @@ def broadcast_frame(frame: List[Any]) -> int:
     st = _nodestate.current
     if st is None or not st.sessions:
         return 0
+    if nodes is None:
+        sessions = list(st.sessions.values())
+    else:
+        sessions = [s for s in map(st.sessions.get, nodes) if s is not None]
+        if not sessions:
+            return 0
     data = encode_frame(frame)
+    tag = frame[0]
     n = 0
-    for sess in list(st.sessions.values()):
+    for sess in sessions:
         if sess.send(data):
             n += 1
+            key = (sess.peer_name, tag)
+            _sent[key] = _sent.get(key, 0) + 1
     return n
+
+
+def frames_sent(node: str, tag: int) -> int:
+    """How many ``tag`` frames :func:`send_frame` and :func:`broadcast_frame` queued for ``node``.
+
+    Counted since this OS process started, across that node's sessions:
+    tests and benchmarks read it before and after a broadcast to see which
+    sessions it put frames on. Never blocks.
+    """
+    return _sent.get((node, tag), 0)
