@@ -9,6 +9,14 @@ memory; it decodes text as fragments arrive (1007 at the first bad one); and
 it can stop after a bounded amount of work per call, so that a client sending
 tiny frames as fast as it can never holds the greenlet that reads it.
 
+With permessage-deflate (``_deflate``, RFC 7692) negotiated, the reader
+takes RSV1 on the first frame of a message as "compressed" and inflates the
+message as its frames arrive, never past ``max_message_size`` (1009); RSV1
+anywhere else (a continuation, a control frame) or without the extension is a
+protocol error (1002). On the sending side, :class:`MessageFrames` is one
+message's wire bytes made once per negotiated parameter set, so that a room
+broadcast compresses once for all the members that can share the bytes.
+
 No sockets here: the reader is given a ``read(n) -> bytes`` function (a
 buffered file's ``read``, which returns fewer than ``n`` bytes only at EOF).
 """
@@ -18,7 +26,9 @@ from __future__ import annotations
 import codecs
 import struct
 import sys
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from ._deflate import Deflater, Inflater, InflateError, InflateTooBig
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -83,10 +93,10 @@ def is_valid_close_code(code: int) -> bool:
     return 3000 <= code <= 4999
 
 
-def encode_frame(opcode: int, payload: bytes) -> bytes:
-    """One unfragmented, unmasked (server-to-client) frame."""
+def encode_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
+    """One unfragmented, unmasked (server-to-client) frame; ``rsv1``: its payload is compressed."""
     n = len(payload)
-    b0 = 0x80 | opcode
+    b0 = (0xC0 if rsv1 else 0x80) | opcode
     if n < 126:
         head = bytes((b0, n))
     elif n < 65536:
@@ -107,6 +117,69 @@ def encode_data(data: Data) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return encode_frame(OP_BINARY, bytes(data))
     raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+
+
+class MessageFrames:
+    """One message's frame, made once per negotiated parameter set: a per-broadcast cache.
+
+    ``frame(conn.deflater)`` gives the wire bytes for a connection: the plain
+    frame (made once) for a connection without compression or a payload
+    under its threshold; the compressed frame made once per
+    :attr:`~snowg.ws._deflate.Deflater.key` for every connection that shares
+    it (no server context takeover); a frame of its own for a connection that
+    keeps its compressor's context. A shared compression that does not make
+    the payload smaller is not used (the plain frame goes instead).
+
+    Raises:
+        TypeError: ``data`` is neither ``str`` nor bytes-like.
+    """
+
+    __slots__ = ("opcode", "payload", "_compressed", "_plain")
+
+    def __init__(self, data: Data) -> None:
+        if type(data) is str:
+            self.opcode, self.payload = OP_TEXT, data.encode("utf-8")
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            self.opcode, self.payload = OP_BINARY, bytes(data)
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+        self._plain: Optional[bytes] = None
+        self._compressed: Optional[Dict[Any, bytes]] = None
+
+    def plain(self) -> bytes:
+        """The uncompressed frame."""
+        frame = self._plain
+        if frame is None:
+            frame = self._plain = encode_frame(self.opcode, self.payload)
+        return frame
+
+    def frame(self, deflater: Optional[Deflater]) -> bytes:
+        """The wire bytes for a connection whose sending side is ``deflater`` (None: uncompressed)."""
+        if deflater is None or len(self.payload) < deflater.threshold:
+            return self.plain()
+        key = deflater.key
+        if key is None:  # this connection's own compression context
+            return encode_frame(self.opcode, deflater.compress(self.payload), True)
+        cache = self._compressed
+        if cache is None:
+            cache = self._compressed = {}
+        frame = cache.get(key)
+        if frame is None:
+            body = deflater.compress(self.payload)
+            frame = encode_frame(self.opcode, body, True) if len(body) < len(self.payload) else self.plain()
+            cache[key] = frame
+        return frame
+
+
+def encode_message(data: Data, deflater: Optional[Deflater]) -> bytes:
+    """The frame of one message for one connection (compressed as its ``deflater`` says).
+
+    Raises:
+        TypeError: ``data`` is neither ``str`` nor bytes-like.
+    """
+    if deflater is None:
+        return encode_data(data)
+    return MessageFrames(data).frame(deflater)
 
 
 def encode_close(code: Optional[int], reason: str = "") -> bytes:
@@ -168,11 +241,18 @@ class FrameReader:
     so that the caller can let others run before calling it again (a stream
     of empty frames would otherwise be read for as long as it lasts).
 
+    With an ``inflater`` (permessage-deflate negotiated), a message whose
+    first frame has RSV1 set is inflated fragment by fragment: it is refused
+    (1009) as soon as it inflates past ``max_message_size`` (its bytes on the
+    wire are bounded by the same limit), and invalid DEFLATE data is a
+    protocol error (1002). Inflated bytes count as work too.
+
     Args:
         read: ``read(n)`` returning exactly ``n`` bytes, or fewer at EOF.
         max_message_size: the largest message (sum of its fragments) accepted.
         max_fragments: the most frames one message may come in.
         turn: the work (bytes) per call before ``OP_YIELD``; None: no limit.
+        inflater: the connection's decompressor; None: RSV1 is never allowed.
     """
 
     def __init__(
@@ -181,8 +261,12 @@ class FrameReader:
         max_message_size: int,
         max_fragments: int = MAX_FRAGMENTS,
         turn: Optional[int] = None,
+        inflater: Optional[Inflater] = None,
     ) -> None:
         self._read = read
+        self._inflater = inflater
+        self._compressed = False  # the fragmented message being assembled is compressed
+        self._inflated = 0  # bytes it has inflated to so far
         self._max = max_message_size
         self._max_frags = max_fragments
         self._turn = sys.maxsize if turn is None else turn
@@ -214,7 +298,22 @@ class FrameReader:
         self._skip = n
         self._skipping = not fin
         self._op, self._parts, self._size, self._frags, self._text = None, [], 0, 0, None
+        if self._compressed and self._inflater is not None:
+            self._inflater.reset()  # the client's context is lost with the message
+        self._compressed, self._inflated = False, 0
         return FrameError(code, reason)
+
+    def _inflate(self, payload: bytes, fin: int, limit: int) -> bytes:
+        inflater = self._inflater
+        assert inflater is not None  # RSV1 is refused without one
+        try:
+            out = inflater.inflate(payload, bool(fin), limit)
+        except InflateTooBig:
+            raise self._refuse(0, fin, CLOSE_TOO_BIG, f"message inflates to more than {self._max} bytes") from None
+        except InflateError as e:
+            raise FrameError(CLOSE_PROTOCOL_ERROR, f"invalid compressed data: {e}"[:100], fatal=True) from None
+        self._credit -= len(out)
+        return out
 
     def next_message(self) -> Tuple[int, object]:
         """Block until the next message or control frame has been read.
@@ -244,10 +343,17 @@ class FrameReader:
             fin = b0 & 0x80
             op = b0 & 0x0F
             n = b1 & 0x7F
-            if b0 & 0x70:
-                raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set", fatal=True)
             if op not in _OPCODES:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {op:#x}", fatal=True)
+            compressed = False
+            if b0 & 0x70:
+                if b0 & 0x70 != 0x40 or self._inflater is None:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set", fatal=True)
+                if op >= OP_CLOSE:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "compressed control frame (RSV1)", fatal=True)
+                if op == OP_CONT:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "RSV1 on a continuation frame", fatal=True)
+                compressed = True
             if not b1 & 0x80:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, "unmasked client frame", fatal=True)
             if op >= OP_CLOSE:
@@ -288,6 +394,8 @@ class FrameReader:
             if op != OP_CONT:
                 if fin:  # a whole message in one frame: the common case
                     payload = unmask(self._exact(n), mask) if n else b""
+                    if compressed:
+                        payload = self._inflate(payload, fin, self._max)
                     if op == OP_TEXT:
                         try:
                             return OP_TEXT, payload.decode("utf-8")
@@ -296,6 +404,7 @@ class FrameReader:
                     return OP_BINARY, payload
                 self._op = op
                 self._frags = 1
+                self._compressed = compressed
                 if op == OP_TEXT:
                     self._text = _utf8_decoder()
             else:
@@ -305,6 +414,9 @@ class FrameReader:
 
             payload = unmask(self._exact(n), mask) if n else b""
             self._size += n
+            if self._compressed:
+                payload = self._inflate(payload, fin, self._max - self._inflated)
+                self._inflated += len(payload)
             text = self._text
             if text is not None:
                 try:
@@ -319,6 +431,7 @@ class FrameReader:
                 continue
             mop, parts = self._op, self._parts
             self._op, self._parts, self._size, self._frags, self._text = None, [], 0, 0, None
+            self._compressed, self._inflated = False, 0
             if mop == OP_TEXT:
                 return OP_TEXT, "".join(parts)
             return OP_BINARY, b"".join(parts)

@@ -17,6 +17,10 @@ take for ever to arrive. :class:`WebSocketHandler` (its subclass, the
   closed;
 * **Origin**: :class:`OriginCheck` (Phoenix's ``check_origin``), refused
   with ``403``;
+* **compression**: a ``permessage-deflate`` offer in
+  ``Sec-WebSocket-Extensions`` is answered in the ``101`` (see ``_deflate``
+  for which one and how), and its parameters go to the connection in the
+  environ (``_deflate.ENVIRON_KEY``);
 * **log**: each refusal is one WARNING line; repeated ones from one address
   are summarised by :class:`FailureLog` (the first in full, then one line
   "N more from ADDR in the last 60 s").
@@ -40,6 +44,7 @@ from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler as _LibraryHandler
 
 from .._core import SummaryLog
+from ._deflate import ENVIRON_KEY, DeflateConfig, negotiate
 
 log = logging.getLogger("snowg")
 
@@ -146,13 +151,15 @@ class UpgradePolicy:
 
     check_origin: OriginCheck
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    compression: Optional[DeflateConfig] = DeflateConfig()
 
     def __post_init__(self) -> None:
         if not self.handshake_timeout > 0:
             raise ValueError("handshake_timeout must be positive")
 
 
-DEFAULT_POLICY = UpgradePolicy(OriginCheck(True))
+# For an application that is not a WebSocketApp: it could not speak a compressed stream.
+DEFAULT_POLICY = UpgradePolicy(OriginCheck(True), compression=None)
 
 
 # -------------------------------------------------------------- failure log
@@ -346,8 +353,18 @@ class WebSocketHandler(_LibraryHandler):  # type: ignore[misc]
                 "403 Forbidden", f"origin {(origin or '')[:200]!r} not allowed (Host {host_header[:200]!r})"
             )
         environ[CHECKED] = True
+        params = negotiate(environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"), self._policy().compression)
+        if params is not None:
+            environ[ENVIRON_KEY] = params
         result: Optional[List[bytes]] = self.upgrade_connection()
         return result
+
+    def start_response(self, status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
+        """The library's, plus the ``Sec-WebSocket-Extensions`` answer in a ``101``."""
+        params = self.environ.get(ENVIRON_KEY) if status.startswith("101") else None
+        if params is not None:
+            headers = [*headers, ("Sec-WebSocket-Extensions", params.header())]
+        return super().start_response(status, headers, exc_info)
 
 
 def _tokens(header: str) -> List[str]:

@@ -28,6 +28,7 @@ from gevent import ssl as gssl
 from gevent.pywsgi import WSGIServer
 
 from . import _frames, _wsfix
+from ._deflate import DEFAULT_THRESHOLD, DeflateConfig
 from ._handshake import (
     CHECKED,
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -109,6 +110,18 @@ class WebSocketApp:
             process's open-file limit if lower. Enforced by
             :class:`WebSocketServer` (``serve``); the request deadline and
             the upgrade checks by its handler, :class:`WebSocketHandler`.
+        compression: negotiate permessage-deflate (RFC 7692) with clients
+            that offer it (browsers do); False: never (every frame goes
+            uncompressed). Needs :class:`WebSocketHandler` (it answers the
+            offer).
+        compression_threshold: the smallest message, in bytes, sent
+            compressed (default 256); smaller ones go as they are.
+        compression_context_takeover: keep each connection's compressor
+            across messages (better ratios for many small similar
+            messages to one client) instead of compressing every message on
+            its own; then a broadcast compresses once per member instead of
+            once for all. Default False (``server_no_context_takeover`` is
+            answered).
 
     Raises:
         ValueError: an option out of range.
@@ -131,11 +144,19 @@ class WebSocketApp:
         check_origin: OriginSpec = True,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_connections: Optional[int] = None,
+        compression: bool = True,
+        compression_threshold: int = DEFAULT_THRESHOLD,
+        compression_context_takeover: bool = False,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
         self.handler = handler
         self.fallback_app = fallback_app
+        deflate = (
+            DeflateConfig(threshold=compression_threshold, context_takeover=compression_context_takeover)
+            if compression
+            else None
+        )
         self.options = Options(
             max_message_size=max_message_size,
             max_fragments=max_fragments,
@@ -144,8 +165,9 @@ class WebSocketApp:
             queue_size=queue_size,
             recv_queue_size=recv_queue_size,
             close_timeout=close_timeout,
+            compression=deflate,
         )
-        self.upgrade_policy = UpgradePolicy(OriginCheck(check_origin), handshake_timeout)
+        self.upgrade_policy = UpgradePolicy(OriginCheck(check_origin), handshake_timeout, deflate)
         if max_connections is None:
             max_connections = default_max_connections()
         if max_connections < 1:
@@ -423,7 +445,8 @@ def serve(
         **options: the :class:`WebSocketApp` options (``max_message_size``,
             ``max_fragments``, ``ping_interval``, ``ping_timeout``, ``queue_size``,
             ``recv_queue_size``, ``close_timeout``, ``check_origin``,
-            ``handshake_timeout``, ``max_connections``).
+            ``handshake_timeout``, ``max_connections``, ``compression``,
+            ``compression_threshold``, ``compression_context_takeover``).
 
     Returns:
         The started :class:`WebSocketServer`; ``server.stop()`` stops it.

@@ -53,6 +53,11 @@ only looks for the client's close frame (data frames are discarded, pings not
 answered) for at most :data:`FAIL_TIMEOUT`, then the TCP connection is
 dropped.
 
+Compression: when the upgrade negotiated permessage-deflate (``_deflate``),
+``conn.compression`` holds its parameters; ``conn.send`` compresses a
+message of at least the threshold's size, and the reader inflates the
+client's compressed messages within ``max_message_size``.
+
 Timers and state changes never block, so they run in hub callbacks.
 """
 
@@ -84,6 +89,7 @@ from .._core import self as _self
 from .._errors import Timeout
 from . import _frames as fr
 from . import _rooms
+from ._deflate import ENVIRON_KEY, DeflateConfig, Deflater, DeflateParams, Inflater
 
 log = logging.getLogger("snowg")
 
@@ -144,6 +150,7 @@ class Options:
     queue_size: int = 1024
     recv_queue_size: int = 256
     close_timeout: float = 5.0
+    compression: Optional[DeflateConfig] = DeflateConfig()
 
     def __post_init__(self) -> None:
         if self.max_message_size < 1:
@@ -194,6 +201,10 @@ class Connection:
             (1005: none in the client's frame; 1006: no close handshake).
         close_reason: the close reason (``''`` while open).
         finished: a ``gevent.event.Event`` set when the connection has ended.
+        compression: the permessage-deflate parameters negotiated with the
+            client, or None (messages go uncompressed).
+        deflater: the sending side of the compression (None without it): what
+            :meth:`snowg.ws._frames.MessageFrames.frame` takes.
     """
 
     def __init__(self, sock: Any, rfile: Any, environ: Dict[str, Any], options: Options) -> None:
@@ -209,6 +220,15 @@ class Connection:
         self.close_code: Optional[int] = None
         self.close_reason: str = ""
         self.finished = Event()
+        params = environ.get(ENVIRON_KEY)
+        config = options.compression
+        self.compression: Optional[DeflateParams] = None
+        self.deflater: Optional[Deflater] = None
+        self._inflater: Optional[Inflater] = None
+        if type(params) is DeflateParams and config is not None:
+            self.compression = params
+            self.deflater = Deflater(params, config)
+            self._inflater = Inflater(params)
         self._sock = sock
         self._rfile = rfile
         self._opts = options
@@ -307,7 +327,7 @@ class Connection:
         Raises:
             TypeError: ``data`` is neither ``str`` nor bytes-like.
         """
-        return self.enqueue(fr.encode_data(data))
+        return self.enqueue(fr.encode_message(data, self.deflater))
 
     def close(self, code: int = fr.CLOSE_NORMAL, reason: str = "") -> None:
         """Start the close handshake; never blocks.
@@ -559,7 +579,7 @@ class Connection:
 
     def _read_loop(self) -> None:
         opts = self._opts
-        reader = fr.FrameReader(self._rfile.read, opts.max_message_size, opts.max_fragments, READ_TURN)
+        reader = fr.FrameReader(self._rfile.read, opts.max_message_size, opts.max_fragments, READ_TURN, self._inflater)
         next_message = reader.next_message
         try:
             # Every way out of OPEN either clears _reading (failing, the
