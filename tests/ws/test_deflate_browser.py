@@ -1,0 +1,213 @@
+"""permessage-deflate with a real browser: headless Chromium beside an uncompressed client, in one room.
+
+Chromium always offers ``permessage-deflate; client_max_window_bits`` and
+compresses what it sends with context takeover; websocket-client offers
+nothing. Both join room ``r`` of a ``snowg.ws`` server (a separate Python
+process, so that Selenium's blocking calls never stall it); every message
+either sends is relayed to the room, by ``ws.broadcast`` or by each member's
+``conn.send``, and both must receive the same messages in the same order.
+
+Needs what ``tests/demo/test_demo_browser.py`` needs (Debian's ``chromium``
+and ``chromium-driver``, the ``browser`` extra); without them it is SKIPPED,
+saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Iterator, List, Optional
+
+import pytest
+import websocket
+
+TIME_LIMIT = 90
+WAIT = 20.0
+
+
+def _find(*candidates: str) -> Optional[str]:
+    for c in candidates:
+        path = c if os.path.isabs(c) else shutil.which(c)
+        if path and os.path.exists(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+CHROMIUM = _find(os.environ.get("SNOWG_CHROMIUM", "/usr/bin/chromium"), "chromium", "chromium-browser")
+CHROMEDRIVER = _find(os.environ.get("SNOWG_CHROMEDRIVER", "/usr/bin/chromedriver"), "chromedriver")
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    SELENIUM: Optional[str] = None
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    SELENIUM = str(exc)
+
+_missing = []
+if SELENIUM is not None:
+    _missing.append(f"the Python package selenium ({SELENIUM}; pip install '.[browser]')")
+if CHROMIUM is None:
+    _missing.append("Chromium (/usr/bin/chromium; apt-get install chromium)")
+if CHROMEDRIVER is None:
+    _missing.append("chromedriver (/usr/bin/chromedriver; apt-get install chromium-driver)")
+if _missing:
+    pytest.skip(
+        "BROWSER TEST SKIPPED: compression was NOT checked in a browser, missing: " + "; ".join(_missing),
+        allow_module_level=True,
+    )
+
+PAGE = """<!doctype html><meta charset="utf-8"><title>deflate</title><script>
+window.got = []; window.ext = null; window.closeCode = null;
+const sock = new WebSocket("ws://" + location.host + "/ws");
+sock.binaryType = "arraybuffer";
+sock.onopen = () => { window.ext = sock.extensions; };
+sock.onmessage = (e) => {
+  if (typeof e.data === "string") { window.got.push("T:" + e.data); return; }
+  window.got.push("B:" + Array.from(new Uint8Array(e.data), b => b.toString(16).padStart(2, "0")).join(""));
+};
+sock.onclose = (e) => { window.closeCode = e.code; };
+window.sock = sock;
+</script>"""
+
+SERVER = r"""
+import sys
+import snowg.ws as ws
+
+PAGE = sys.argv[1].encode()
+
+
+def page(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(PAGE)))])
+    return [PAGE]
+
+
+def member(conn):
+    conn.join("r")
+    conn.send("hello " + (conn.compression.header() if conn.compression else "none"))
+    while (msg := conn.receive()) is not None:
+        if isinstance(msg, str) and msg.startswith("each:"):
+            for m in ws.members("r"):  # each member's own send (its own compression)
+                m.send(msg)
+        else:
+            ws.broadcast("r", msg)
+
+
+server = ws.serve(("127.0.0.1", 0), member, fallback_app=page)
+print(server.port, flush=True)
+server.serve_forever()
+"""
+
+CHAT = json.dumps(
+    {
+        "event": "new_msg",
+        "topic": "room:lobby",
+        "payload": {"user": {"id": 42, "name": "alice"}, "body": "the quick brown fox jumps over the lazy dog " * 20},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, PAGE], stdout=subprocess.PIPE)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "the WebSocket server process did not start within 30 s"
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), f"the server process said {line!r}"
+        yield int(line)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    os.environ.setdefault("SE_OFFLINE", "true")
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    profile = tempfile.mkdtemp(prefix="snowg-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
+        opts.add_argument(arg)
+    service = Service(executable_path=CHROMEDRIVER, log_output=os.path.join(profile, "chromedriver.log"))
+    try:
+        driver = webdriver.Chrome(service=service, options=opts)
+    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is a skip with the reason
+        shutil.rmtree(profile, ignore_errors=True)
+        pytest.skip(f"BROWSER TEST SKIPPED: headless Chromium did not start: {exc}")
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: Any, script: str, what: str) -> Any:
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(lambda d: d.execute_script(script))
+    except Exception as exc:
+        raise AssertionError(f"page: timed out waiting for {what} ({exc!r})") from None
+
+
+def as_page(msg: Any) -> str:
+    return "T:" + msg if isinstance(msg, str) else "B:" + msg.hex()
+
+
+def test_browser_and_uncompressed_client_receive_identical_messages(server: int, browser: Any) -> None:
+    driver = browser
+    driver.get(f"http://127.0.0.1:{server}/")
+    ext = wait(driver, "return window.ext", "the WebSocket to open")
+    assert ext.startswith("permessage-deflate") and "server_no_context_takeover" in ext
+    wait(driver, "return window.got.length >= 1", "the greeting")
+    greeting = driver.execute_script("return window.got[0]")
+    assert greeting == "T:hello permessage-deflate; server_no_context_takeover"
+
+    plain = websocket.create_connection(f"ws://127.0.0.1:{server}/ws", timeout=WAIT)
+    assert plain.recv() == "hello none"
+
+    # The browser compresses what it sends, keeping its context: similar messages refer to earlier ones.
+    from_browser: List[Any] = [CHAT, CHAT.replace("alice", "bob"), "hi", "each:" + CHAT, "\u00e9t\u00e9 " * 2000]
+    for m in from_browser:
+        driver.execute_script("window.sock.send(arguments[0])", m)
+    expected = []
+    deadline = time.monotonic() + WAIT
+    while len(expected) < len(from_browser):  # the relay order is the server's: read it from the plain client
+        assert time.monotonic() < deadline
+        expected.append(plain.recv())
+    assert expected == from_browser
+    # and from the uncompressed client, text and binary, by broadcast and by each member's send
+    from_plain: List[Any] = [CHAT * 3, "each:" + CHAT, bytes(range(256)) * 40, "short"]
+    for m in from_plain:
+        if isinstance(m, bytes):
+            plain.send_binary(m)
+        else:
+            plain.send(m)
+    for m in from_plain:
+        got = plain.recv()
+        assert got == m
+        expected.append(got)
+
+    n = 1 + len(expected)
+    wait(driver, f"return window.got.length >= {n}", f"{n} messages in the page")
+    assert driver.execute_script("return window.got.slice(1)") == [as_page(m) for m in expected]
+    assert driver.execute_script("return window.closeCode") is None
+    plain.close()
