@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
 from ..cluster import broadcast_frame, of_type, register_frame_handler
-from ._frames import encode_data
+from ._frames import MessageFrames
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -110,11 +110,16 @@ def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None
     members = _rooms.get(room)
     if not members:
         return 0
-    frame = encode_data(data)  # once, shared by every member's queue
+    # Encoded once (compressed once per negotiated parameter set), shared by every member's queue.
+    message = MessageFrames(data)
+    plain = message.plain()
     queued = 0
     # A copy: a member whose queue overflows is closed, and leaves, meanwhile.
     for conn in list(members):
-        if conn is not exclude and conn.enqueue(frame):
+        if conn is exclude:
+            continue
+        deflater = conn.deflater
+        if conn.enqueue(plain if deflater is None else message.frame(deflater)):
             queued += 1
     return queued
 

@@ -601,3 +601,24 @@ def test_interoperates_with_wsproto(ws_servers):
             got.append(ev.data)
     assert got == sent
     s.close()
+
+
+def test_room_broadcast_compresses_once_per_parameter_set(ws_servers, monkeypatch):
+    srv = ws_servers(room_member)
+    clients = [DeflateClient(srv.port) for _ in range(3)]
+    clients.append(DeflateClient(srv.port, "permessage-deflate; server_max_window_bits=11"))
+    plain = connect(srv.port)
+    for c in clients:
+        assert c.recv() == ("joined", False)
+    assert plain.recv() == "joined"
+    calls = []
+    real = dfl.compress_alone
+    monkeypatch.setattr(dfl, "compress_alone", lambda p, w, lv: calls.append(w) or real(p, w, lv))
+    assert ws.broadcast("r", LONG) == 5
+    assert sorted(calls) == [11, 15]
+    frames = [c.recv_frame() for c in clients]
+    assert frames[0] == frames[1] == frames[2] and frames[0][0] == 0xC1  # the same compressed bytes
+    assert all(zlib.decompressobj(-15).decompress(f[1] + TAIL) == LONG.encode() for f in frames)
+    assert plain.recv() == LONG
+    for c in [*clients, plain]:
+        c.close()

@@ -21,7 +21,6 @@ from geventwebsocket.handler import WebSocketHandler
 
 import snowg
 import snowg.ws as ws
-import snowg.ws._rooms as rooms_mod
 from snowg.cluster import make_certs
 from snowg.ws import _frames as fr
 from support import recv, tagged, ws_upgrade
@@ -214,10 +213,10 @@ def test_broadcast_encodes_the_frame_once(ws_servers, monkeypatch):
         cl.send("join r")
         assert cl.recv() == "joined r"
     calls = []
-    real = rooms_mod.encode_data
-    monkeypatch.setattr(rooms_mod, "encode_data", lambda d: calls.append(d) or real(d))
+    real = fr.encode_frame
+    monkeypatch.setattr(fr, "encode_frame", lambda *a: calls.append(a) or real(*a))
     assert ws.broadcast("r", "once") == 3
-    assert calls == ["once"]
+    assert calls == [(fr.OP_TEXT, b"once")]
     for cl in clients:
         assert cl.recv() == "once"
         cl.close()
