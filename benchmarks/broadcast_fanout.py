@@ -24,9 +24,22 @@ Rows (ratio = snowg / baseline):
   fanout.stuck.starved        clients that missed broadcasts in the stuck run (should be 0)
   fanout.stuck_vs_normal_p99  snowg's stuck p99 / its normal p99 (no baseline)
 
+Compressed rooms (--compression): one node, N clients in one room, R sequential
+broadcasts of a JSON chat message of about 1 KB (a different one each time),
+once with clients that negotiate permessage-deflate (as browsers offer it) and
+once without (compression=False); each broadcast waits until every client has
+it. Rows (ratio = compressed / uncompressed):
+  compress.wire_bytes     bytes the clients read from their sockets per broadcast
+  compress.server_cpu_ms  the node process's CPU time (user + system) per broadcast
+  compress.wall_ms        time per broadcast until every client has it
+  compress.takeover.*     the same with compression_context_takeover=True (each member
+                          compressed with its own context: no shared bytes)
+Targets: wire bytes <= 0.5x, server CPU <= 1.2x (the shared, default mode).
+
 Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R]
          [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck]
          [--json FILE] [--plot FILE.png [--plot-sizes N1,N2,...]]
+       python benchmarks/broadcast_fanout.py --compression [--clients N] [--broadcasts R] [--loadgens L]
 The target: p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
 """
 
@@ -431,6 +444,202 @@ def plot(points: Dict[int, dict], path: str) -> None:
     print(f"plot written to {path}", file=sys.stderr)
 
 
+# ------------------------------------------------------- compressed rooms
+
+_SENTENCES = [
+    "Did anyone else see the release notes for the new version this morning?",
+    "I think the deploy went fine, but the dashboard still shows the old numbers.",
+    "Can we move the meeting to Thursday afternoon? Wednesday is packed for me.",
+    "The build on main has been green since yesterday evening, nice work everyone.",
+    "I'll take a look at the flaky test after lunch and report back here.",
+    "Has anybody tried the new coffee place around the corner from the office?",
+    "Reminder: the quarterly review slides are due on Friday before noon.",
+    "Thanks for the quick fix, the customer confirmed it works for them now.",
+    "I'm seeing a few timeouts from the payment service, is that expected?",
+    "Let's keep this thread for the launch checklist so nothing gets lost.",
+    "The staging database was restored from last night's backup, all good.",
+    "Could someone with admin rights add the new intern to the team channel?",
+    "Lunch order is going out in ten minutes, reply with what you want.",
+    "The graphs look much better after the cache change, latency dropped by half.",
+]
+
+
+def chat_messages(count: int, seed: int = 7) -> List[str]:
+    """``count`` JSON chat messages of about 1 KB, each different (as a chat room's would be)."""
+    import random
+
+    rnd = random.Random(seed)
+    names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+    out = []
+    for i in range(count):
+        name = rnd.choice(names)
+        body = ""
+        while len(body) < 620:
+            body += rnd.choice(_SENTENCES) + " "
+        msg = {
+            "event": "new_msg",
+            "topic": "room:engineering",
+            "ref": str(1000 + i),
+            "payload": {
+                "id": f"msg_{rnd.getrandbits(64):016x}",
+                "user": {"id": rnd.randint(1, 10**6), "name": name, "avatar": f"https://cdn.example.com/a/{name}.png"},
+                "sent_at": f"2026-12-01T18:{i % 60:02d}:{rnd.randint(0, 59):02d}.{rnd.randint(0, 999):03d}Z",
+                "body": body.strip(),
+                "reactions": {"+1": rnd.randint(0, 9), "eyes": rnd.randint(0, 3)},
+            },
+        }
+        out.append(json.dumps(msg))
+    return out
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DeflateLoadgens:
+    """L ``_deflate_loadgen.py`` processes, one line-oriented reply queue each."""
+
+    def __init__(self, count: int) -> None:
+        self.procs = []
+        self.replies: List[gqueue.Queue] = []
+        for _ in range(count):
+            p = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "_deflate_loadgen.py")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=HERE,
+            )
+            q: gqueue.Queue = gqueue.Queue()
+            gevent.spawn(self._read, p, q)
+            self.procs.append(p)
+            self.replies.append(q)
+
+    @staticmethod
+    def _read(p: Any, q: Any) -> None:
+        for line in p.stdout:
+            q.put(line.decode().strip())
+        q.put("EOF")
+
+    def ask(self, i: int, timeout: float = 120.0, **obj: Any) -> str:
+        self.procs[i].stdin.write((json.dumps(obj) + "\n").encode())
+        self.procs[i].stdin.flush()
+        return self.reply(i, timeout)
+
+    def tell(self, i: int, **obj: Any) -> None:
+        self.procs[i].stdin.write((json.dumps(obj) + "\n").encode())
+        self.procs[i].stdin.flush()
+
+    def reply(self, i: int, timeout: float = 120.0) -> str:
+        text = self.replies[i].get(timeout=timeout)
+        if text == "EOF":
+            raise RuntimeError(f"load generator {i} ended")
+        return text
+
+    def close(self) -> None:
+        for i, p in enumerate(self.procs):
+            try:
+                self.tell(i, cmd="quit")
+            except OSError:
+                pass
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def compression_run(
+    args: Any, config: Any, compression: bool, messages: List[str], context_takeover: bool = False
+) -> Dict[str, Any]:
+    """One node, ``args.clients`` clients offering deflate, sequential broadcasts; -> per-broadcast figures."""
+    from snowg.testing import PeerFactory
+
+    factory = PeerFactory(config)
+    lg: Optional[DeflateLoadgens] = None
+    try:
+        peer = factory.start(modules=["_deflate_node"])
+        port = peer.rpc("_deflate_node.start", compression, context_takeover)
+        lg = DeflateLoadgens(args.loadgens)
+        per = [
+            args.clients // args.loadgens + (1 if j < args.clients % args.loadgens else 0) for j in range(args.loadgens)
+        ]
+        for j, n in enumerate(per):
+            lg.tell(j, cmd="open", port=port, n=n, deflate=True, concurrency=args.concurrency)
+        answered = set()
+        for j in range(args.loadgens):
+            _, opened, ext = lg.reply(j).split(" ", 2)
+            if int(opened) != per[j]:
+                raise RuntimeError(f"load generator {j} opened {opened} of {per[j]} clients")
+            answered.add(ext)
+        _wait_until(lambda: peer.rpc("_deflate_node.members") == args.clients, 60)
+        pid = peer.process.pid
+        k = 0
+
+        def one(text: str) -> None:
+            nonlocal k
+            k += 1
+            peer.rpc("_deflate_node.broadcast", text)
+            for j in range(args.loadgens):
+                got = lg.ask(j, timeout=args.timeout, cmd="expect", k=k)
+                if got != f"done {k}":
+                    raise RuntimeError(f"load generator {j}: {got!r} instead of 'done {k}'")
+
+        for i in range(WARMUP):
+            one(messages[i % len(messages)])
+        before = [lg.ask(j, cmd="stats").split()[1:] for j in range(args.loadgens)]
+        cpu0, t0 = _proc_cpu(pid), time.monotonic()
+        for i in range(args.broadcasts):
+            one(messages[i % len(messages)])
+        cpu1, t1 = _proc_cpu(pid), time.monotonic()
+        after = [lg.ask(j, cmd="stats").split()[1:] for j in range(args.loadgens)]
+        delta = [sum(int(a[c]) - int(b[c]) for a, b in zip(after, before)) for c in range(4)]
+        nbytes, nmsgs, ncompressed, bad = delta
+        if bad or nmsgs != args.broadcasts * args.clients:
+            raise RuntimeError(f"{nmsgs} messages (expected {args.broadcasts * args.clients}), {bad} not the JSON sent")
+        res = {
+            "answered": sorted(answered),
+            "wire_bytes": nbytes / args.broadcasts,
+            "cpu_ms": (cpu1 - cpu0) * 1000.0 / args.broadcasts,
+            "wall_ms": (t1 - t0) * 1000.0 / args.broadcasts,
+            "compressed_share": ncompressed / nmsgs,
+        }
+        log(
+            f"compression={compression}, context_takeover={context_takeover}: "
+            f"{res['wire_bytes']:,.0f} B on the wire and {res['cpu_ms']:.2f} ms of node CPU "
+            f"per broadcast to {args.clients} clients ({res['compressed_share']:.0%} compressed; "
+            f"answer {res['answered']})"
+        )
+        return res
+    finally:
+        if lg is not None:
+            lg.close()
+        factory.stop_all()
+
+
+def compression_main(args: Any, config: Any) -> List[Row]:
+    messages = chat_messages(50)
+    sizes = sorted(len(m.encode()) for m in messages)
+    log(f"messages: {len(messages)} JSON chat messages of {sizes[0]}-{sizes[-1]} B")
+    plain = compression_run(args, config, False, messages)
+    comp = compression_run(args, config, True, messages)
+    own = compression_run(args, config, True, messages, context_takeover=True)
+    print(
+        f"1 node x {args.clients} clients in one room, {args.broadcasts} sequential broadcasts of "
+        f"{sizes[0]}-{sizes[-1]} B JSON; baseline = the same run with compression=False"
+    )
+    return [
+        Row("compress.wire_bytes", "B/broadcast", comp["wire_bytes"], plain["wire_bytes"], False),
+        Row("compress.server_cpu_ms", "ms/broadcast", comp["cpu_ms"], plain["cpu_ms"], False),
+        Row("compress.wall_ms", "ms/broadcast", comp["wall_ms"], plain["wall_ms"], False),
+        # compression_context_takeover=True: each member's own compressor (no shared bytes)
+        Row("compress.takeover.wire_bytes", "B/broadcast", own["wire_bytes"], plain["wire_bytes"], False),
+        Row("compress.takeover.server_cpu_ms", "ms/broadcast", own["cpu_ms"], plain["cpu_ms"], False),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=3000, help="N, clients in total (default 3000)")
@@ -450,6 +659,7 @@ def main() -> int:
     ap.add_argument("--no-stuck", action="store_true", help="skip the never-reading-client run")
     ap.add_argument("--concurrency", type=int, default=32, help="handshakes in flight per load generator")
     ap.add_argument("--verbose", action="store_true", help="log every latency")
+    ap.add_argument("--compression", action="store_true", help="measure compressed rooms instead (see above)")
     ap.add_argument("--json")
     ap.add_argument("--plot", help="also measure --plot-sizes and plot latency against clients")
     ap.add_argument("--plot-sizes", help="comma-separated N values (default N/4, N/2, N)")
@@ -471,6 +681,15 @@ def main() -> int:
 
     config = ClusterConfig(tick=5.0)
     start_test_node(config, name="fanout@127.0.0.1")
+    if args.compression:
+        try:
+            rows = compression_main(args, config)
+        finally:
+            snowg.stop_node()
+        print_table(rows)
+        if args.json:
+            write_json(rows, args.json)
+        return 0
     try:
         res = run_both(args, config, args.clients, full=True)
         rows = rows_for(res, args.clients, args, main=True)
