@@ -316,6 +316,9 @@ class Connection:
     def send(self, data: Data) -> bool:
         """Queue ``data`` for the client; never blocks.
 
+        Compressed when the client negotiated permessage-deflate and the
+        message has at least the app's ``compression_threshold`` bytes.
+
         Args:
             data: ``str`` (sent as a text message) or bytes-like (binary).
 
@@ -517,7 +520,8 @@ class Connection:
         """Queue an encoded frame (see ``_frames``); never blocks.
 
         For :meth:`send` and for room broadcasts, which encode a frame once
-        for all the members. Returns False when closing or closed, or when
+        for all the members (once per compression parameter set:
+        ``_frames.MessageFrames(data).frame(conn.deflater)``). Returns False when closing or closed, or when
         the queue was full (the connection is then closed with 1008).
         """
         if self._state != _OPEN:
