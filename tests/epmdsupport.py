@@ -32,8 +32,7 @@ import shutil
 import signal
 import socket
 import sys
-import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import gevent
 import pytest
@@ -41,6 +40,7 @@ from gevent import socket as gsocket
 from gevent import subprocess
 
 from snowg.cluster import _epmd_client
+from support import wait_until
 from snowg.cluster._epmd_proto import KillRequest, TextReplyParser, encode_request
 
 #: Seconds a mapper may take to start or to stop.
@@ -61,21 +61,6 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
     except Exception:
         return False
     return True
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = T) -> None:
-    """Poll ``predicate`` (backing off from 10 ms to 100 ms) until it is true.
-
-    Raises:
-        AssertionError: still false after ``timeout`` seconds, naming ``what``.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        gevent.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 def send_kill(port: int, host: str = "127.0.0.1", timeout: float = T) -> str:

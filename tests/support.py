@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from typing import Any, Callable, List, Optional, Tuple, Union
+
+import gevent
 
 import snowg
 
@@ -262,3 +265,18 @@ def ws_upgrade(sock: Any, port: int, path: str = "/", key: Optional[str] = None,
     head, _, rest = buf.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
     return rest
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = T) -> None:
+    """Poll ``predicate`` (backing off from 10 ms to 100 ms) until it is true.
+
+    Raises:
+        AssertionError: still false after ``timeout`` seconds, naming ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        gevent.sleep(delay)
+        delay = min(delay * 2, 0.1)

@@ -25,6 +25,7 @@ import pytest
 from gevent import socket as gsocket
 from dnsserver import DNSServer
 from epmdsupport import epmd_env, free_port, snowg_mapper  # noqa: F401
+from support import wait_until
 
 from snowg.cluster._epmd_server import Mapper, open_listeners
 from snowg.testing import ClusterConfig, Peer
@@ -108,20 +109,14 @@ def wait_peers(expected: Mapping[Peer, Set[str]], timeout: float = SETTLE) -> No
     Raises:
         AssertionError: not reached in time; the message shows each node's set and its log's end.
     """
-    deadline = gevent.Timeout(timeout)
     try:
-        with deadline:
-            while any(peers_of(p) != want for p, want in expected.items()):
-                gevent.sleep(0.05)
-            return
-    except gevent.Timeout as exc:
-        if exc is not deadline:
-            raise
-    report = "\n".join(
-        f"{p.name}: has {sorted(peers_of(p))}, expected {sorted(want)}\n{p.log_tail(15)}"
-        for p, want in expected.items()
-    )
-    raise AssertionError(f"peer sets not reached within {timeout:g} s:\n{report}")
+        wait_until(lambda: all(peers_of(p) == want for p, want in expected.items()), "the peer sets", timeout)
+    except AssertionError:
+        report = "\n".join(
+            f"{p.name}: has {sorted(peers_of(p))}, expected {sorted(want)}\n{p.log_tail(15)}"
+            for p, want in expected.items()
+        )
+        raise AssertionError(f"peer sets not reached within {timeout:g} s:\n{report}") from None
 
 
 def mesh(members: Sequence[Peer]) -> Dict[Peer, Set[str]]:
@@ -137,16 +132,12 @@ def count_lines(peer: Peer, *parts: str) -> int:
 
 def wait_lines(peer: Peer, count: int, *parts: str, timeout: float = SETTLE) -> None:
     """Wait until ``peer``'s log has at least ``count`` lines with every one of ``parts``."""
-    deadline = gevent.Timeout(timeout)
     try:
-        with deadline:
-            while count_lines(peer, *parts) < count:
-                gevent.sleep(0.05)
-            return
-    except gevent.Timeout as exc:
-        if exc is not deadline:
-            raise
-    raise AssertionError(f"{peer.name}: fewer than {count} lines with {parts} in {timeout:g} s:\n{peer.log_tail()}")
+        wait_until(lambda: count_lines(peer, *parts) >= count, f"{count} lines with {parts}", timeout)
+    except AssertionError:
+        raise AssertionError(
+            f"{peer.name}: fewer than {count} lines with {parts} in {timeout:g} s:\n{peer.log_tail()}"
+        ) from None
 
 
 # ------------------------------------------------------------------ local
@@ -339,7 +330,7 @@ import gevent, snowg
 from snowg.cluster import _nodemon, _nodestate
 snowg.start_node(cookie="c", tls={snowg_cluster_config.certs!r}, cluster="local")
 discovery = _nodestate.current.discovery
-gevent.sleep(0.2)
+gevent.sleep(0)  # the loop starts its first look-up; stopping must end it mid-way
 print("running:", discovery._loop is not None and not discovery._loop.dead)
 print("watching:", discovery._node_down in _nodemon.down_callbacks)
 loop = discovery._loop
