@@ -5,6 +5,8 @@ import os
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from snowg.ws import _frames as fr
 
@@ -288,3 +290,114 @@ def test_a_turn_counts_payload_bytes_and_control_frames():
 def test_without_a_turn_the_reader_never_yields():
     r = fr.FrameReader(io.BytesIO(fragments(5000)).read, 1 << 20, 5000)
     assert r.next_message() == (fr.OP_TEXT, "")
+
+
+# ------------------------------------------------------- permessage-deflate
+
+
+def deflate_reader(data, max_size=1 << 20, no_context=False, turn=None):
+    from snowg.ws import _deflate as dfl
+
+    inflater = dfl.Inflater(dfl.DeflateParams(client_no_context_takeover=no_context))
+    return fr.FrameReader(io.BytesIO(data).read, max_size, turn=turn, inflater=inflater)
+
+
+def deflated(payload, compressor=None):
+    import zlib
+
+    c = compressor or zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def test_compressed_messages_whole_and_in_fragments_with_control_frames_between():
+    import zlib
+
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)  # the client keeps its context
+    one = deflated("h\u00e9llo ".encode() * 50, c)
+    two = deflated("h\u00e9llo ".encode() * 51, c)  # refers to the first
+    data = (
+        client_frame(fr.OP_TEXT, one, rsv=0x40)
+        + client_frame(fr.OP_BINARY, two[:3], fin=False, rsv=0x40)
+        + client_frame(fr.OP_PING, b"p")
+        + client_frame(fr.OP_CONT, two[3:7], fin=False)
+        + client_frame(fr.OP_CONT, two[7:])
+        + client_frame(fr.OP_TEXT, b"plain")  # a message sent uncompressed
+    )
+    r = deflate_reader(data)
+    assert r.next_message() == (fr.OP_TEXT, "h\u00e9llo " * 50)
+    assert r.next_message() == (fr.OP_PING, b"p")
+    assert r.next_message() == (fr.OP_BINARY, "h\u00e9llo ".encode() * 51)
+    assert r.next_message() == (fr.OP_TEXT, "plain")
+
+
+@pytest.mark.parametrize(
+    "frame, inflater",
+    [
+        (client_frame(fr.OP_TEXT, b"x", rsv=0x40), False),  # RSV1 without the extension
+        (client_frame(fr.OP_PING, b"x", rsv=0x40), True),
+        (client_frame(fr.OP_CLOSE, b"\x03\xe8", rsv=0x40), True),
+        (client_frame(fr.OP_TEXT, b"x", fin=False) + client_frame(fr.OP_CONT, b"y", rsv=0x40), True),
+        (client_frame(fr.OP_TEXT, b"x", rsv=0x60), True),
+        (client_frame(fr.OP_TEXT, b"\xff\xff\xff\xff", rsv=0x40), True),  # not DEFLATE
+    ],
+)
+def test_rsv1_errors_are_1002(frame, inflater):
+    r = deflate_reader(frame) if inflater else reader(frame)
+    with pytest.raises(fr.FrameError) as e:
+        r.next_message()
+    assert e.value.code == fr.CLOSE_PROTOCOL_ERROR
+
+
+def test_inflating_past_the_limit_is_1009_in_one_frame_or_several():
+    bomb = deflated(bytes(1 << 20))
+    assert len(bomb) < 2000
+    with pytest.raises(fr.FrameError) as e:
+        deflate_reader(client_frame(fr.OP_BINARY, bomb, rsv=0x40), max_size=65536).next_message()
+    assert e.value.code == fr.CLOSE_TOO_BIG
+    half = len(bomb) // 2
+    data = client_frame(fr.OP_BINARY, bomb[:half], fin=False, rsv=0x40) + client_frame(fr.OP_CONT, bomb[half:])
+    with pytest.raises(fr.FrameError) as e:
+        deflate_reader(data, max_size=65536).next_message()
+    assert e.value.code == fr.CLOSE_TOO_BIG
+    # exactly at the limit is fine
+    exact = deflated(bytes(65536))
+    assert deflate_reader(client_frame(fr.OP_BINARY, exact, rsv=0x40), max_size=65536).next_message() == (
+        fr.OP_BINARY,
+        bytes(65536),
+    )
+
+
+def test_compressed_invalid_utf8_is_1007():
+    with pytest.raises(fr.FrameError) as e:
+        deflate_reader(client_frame(fr.OP_TEXT, deflated(b"ok \xff"), rsv=0x40)).next_message()
+    assert e.value.code == fr.CLOSE_INVALID_DATA
+
+
+def test_inflated_bytes_count_towards_the_turn():
+    msg = client_frame(fr.OP_BINARY, deflated(bytes(70000)), rsv=0x40)
+    r = deflate_reader(msg * 2, turn=65536, no_context=True)
+    assert r.next_message() == (fr.OP_BINARY, bytes(70000))
+    assert r.next_message() == (
+        fr.OP_YIELD,
+        None,
+    )  # 70,000 inflated bytes used the turn (the wire bytes alone would not)
+    assert r.next_message() == (fr.OP_BINARY, bytes(70000))
+
+
+def test_encode_frame_sets_rsv1():
+    assert fr.encode_frame(fr.OP_TEXT, b"x", rsv1=True)[:2] == b"\xc1\x01"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_the_deflate_reader_only_ever_raises_frame_errors_or_eof(data, compressed_first):
+    """Any bytes after a compressed frame header: FrameError or EOFError, nothing else."""
+    head = client_frame(fr.OP_TEXT, data, rsv=0x40) if compressed_first else data
+    r = deflate_reader(head + data, max_size=4096)
+    for _ in range(50):
+        try:
+            r.next_message()
+        except (fr.FrameError, EOFError):
+            return
