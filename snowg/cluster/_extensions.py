@@ -104,13 +104,19 @@ def send_frame(node: str, frame: List[Any]) -> bool:
     return True
 
 
-def broadcast_frame(frame: List[Any], nodes: Optional[Collection[str]] = None) -> int:
-    """Queue ``frame`` for every connected node, or those of ``nodes``, encoded once; never blocks.
+def broadcast_frame(frame: List[Any], nodes: Optional[Collection[str]] = None, *, suspend: bool = False) -> int:
+    """Queue ``frame`` for every connected node, or those of ``nodes``, encoded once.
+
+    Never blocks, unless ``suspend`` is true.
 
     Args:
         frame: ``[tag, *fields]``.
         nodes: only these nodes (the names not connected, this node's own
             included, are skipped); None: every connected node.
+        suspend: once it is queued, suspend the calling process while one of
+            those sessions holds more than its ``dist_buffer_size``, as a
+            process's message would (semantics rule 30; never in the hub or
+            a session's reader).
 
     Returns:
         How many nodes it was queued for (0, without encoding it, when none is connected).
@@ -135,6 +141,10 @@ def broadcast_frame(frame: List[Any], nodes: Optional[Collection[str]] = None) -
             n += 1
             key = (sess.peer_name, tag)
             _sent[key] = _sent.get(key, 0) + 1
+    if suspend:
+        for sess in sessions:
+            if sess.queued > sess.busy_limit:
+                sess.wait_while_busy()
     return n
 
 
