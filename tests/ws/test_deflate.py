@@ -622,3 +622,41 @@ def test_room_broadcast_compresses_once_per_parameter_set(ws_servers, monkeypatc
     assert plain.recv() == LONG
     for c in [*clients, plain]:
         c.close()
+
+
+def _gevent_server(app, handler_class):
+    from gevent.pywsgi import WSGIServer
+
+    server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler_class, log=None)
+    server.start()
+    return server
+
+
+def test_only_snowgs_handler_for_a_websocket_app_answers_the_offer():
+    from geventwebsocket.handler import WebSocketHandler as LibraryHandler
+
+    # gevent-websocket's own handler answers the 101 itself: nothing offered is answered, nothing compressed
+    server = _gevent_server(ws.WebSocketApp(echo), LibraryHandler)
+    try:
+        c = DeflateClient(server.server_port)
+        assert c.extensions is None
+        c.send(LONG, compress=False)
+        assert c.recv() == (LONG, False)
+        c.close()
+    finally:
+        server.stop()
+
+    # snowg's handler in front of an application that is not a WebSocketApp: not answered either
+    def other_app(environ, start_response):
+        sock = environ["wsgi.websocket"]
+        sock.send(LONG)
+        return []
+
+    server = _gevent_server(other_app, ws.WebSocketHandler)
+    try:
+        c = DeflateClient(server.server_port)
+        assert c.extensions is None
+        assert c.recv() == (LONG, False)
+        c.close()
+    finally:
+        server.stop()
