@@ -5,7 +5,8 @@ compresses what it sends with context takeover; websocket-client offers
 nothing. Both join room ``r`` of a ``snowg.ws`` server (a separate Python
 process, so that Selenium's blocking calls never stall it); every message
 either sends is relayed to the room, by ``ws.broadcast`` or by each member's
-``conn.send``, and both must receive the same messages in the same order.
+``conn.send``, and both must receive the same messages in the same order
+(the server counts the compressed messages it inflated: Chromium's).
 
 Needs what ``tests/demo/test_demo_browser.py`` needs (Debian's ``chromium``
 and ``chromium-driver``, the ``browser`` extra); without them it is SKIPPED,
@@ -79,8 +80,20 @@ window.sock = sock;
 SERVER = r"""
 import sys
 import snowg.ws as ws
+from snowg.ws import _deflate
 
 PAGE = sys.argv[1].encode()
+inflated = [0]  # compressed messages received (whole)
+_inflate = _deflate.Inflater.inflate
+
+
+def counting(self, data, final, limit):
+    out = _inflate(self, data, final, limit)
+    inflated[0] += bool(final)
+    return out
+
+
+_deflate.Inflater.inflate = counting
 
 
 def page(environ, start_response):
@@ -92,7 +105,9 @@ def member(conn):
     conn.join("r")
     conn.send("hello " + (conn.compression.header() if conn.compression else "none"))
     while (msg := conn.receive()) is not None:
-        if isinstance(msg, str) and msg.startswith("each:"):
+        if msg == "stats":
+            conn.send(f"inflated {inflated[0]}")
+        elif isinstance(msg, str) and msg.startswith("each:"):
             for m in ws.members("r"):  # each member's own send (its own compression)
                 m.send(msg)
         else:
@@ -194,6 +209,9 @@ def test_browser_and_uncompressed_client_receive_identical_messages(server: int,
         assert time.monotonic() < deadline
         expected.append(plain.recv())
     assert expected == from_browser
+    plain.send("stats")  # the server inflated what the browser sent: it did compress
+    reply = plain.recv()
+    assert reply.startswith("inflated ") and int(reply.split()[1]) >= 4, reply
     # and from the uncompressed client, text and binary, by broadcast and by each member's send
     from_plain: List[Any] = [CHAT * 3, "each:" + CHAT, bytes(range(256)) * 40, "short"]
     for m in from_plain:
