@@ -9,13 +9,13 @@ alive on other nodes.
 
 This package re-exports the public names: the process API, the errors, the
 OTP behaviours and the cluster API. The subpackages ``snowg.supervisor``,
-``snowg.gen_server``, ``snowg.ws``, ``snowg.rpc`` and ``snowg.testing``
-hold the rest.
+``snowg.gen_server``, ``snowg.pg`` (process groups), ``snowg.ws``,
+``snowg.rpc`` and ``snowg.testing`` hold the rest.
 """
 
 import logging as _logging
 
-from . import rpc, supervisor
+from . import pg, rpc, supervisor
 from ._core import (
     Crash,
     Down,

@@ -164,11 +164,16 @@ def alive(pid: snowg.Pid) -> bool:
 def refs_to(node: str, skip: Optional[snowg.Pid] = None) -> Dict[str, int]:
     """How many links / monitors / monitored_by entries of this node's processes involve ``node``.
 
-    The process ``skip`` (if given) is left out.
+    The process ``skip`` (if given) is left out, and so are the node's
+    process-group scopes, which monitor the other nodes' scopes while they are
+    connected (semantics rule 37).
     """
+    from snowg.pg._scope import SCOPES
+
     links = monitors = monitored_by = 0
+    scopes = {st.pid for st in SCOPES.values()}
     for proc in list(rt.procs.values()):
-        if proc.pid == skip:
+        if proc.pid == skip or proc.pid in scopes:
             continue
         links += sum(1 for p in (proc.links or ()) if p.node == node)
         for target in (proc.monitors or {}).values():

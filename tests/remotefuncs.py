@@ -79,7 +79,11 @@ def one_reply(parent: snowg.Pid, i: int) -> None:
 
 @snowg.spawnable
 def process_count() -> int:
-    return len(snowg.processes())
+    """The node's processes, but its process-group scopes (they run with the node, semantics rule 31)."""
+    from snowg.pg._scope import SCOPES
+
+    scopes = {st.pid for st in SCOPES.values()}
+    return len([p for p in snowg.processes() if p not in scopes])
 
 
 # ---------------------------------------------------------------------- rpc

@@ -33,7 +33,9 @@ LAYERS: Dict[str, Optional[Set[str]]] = {
     "cluster": {"_core", "_errors"},
     "gen_server": {"_core", "_errors"},
     "supervisor": {"_core", "_errors", "gen_server", "cluster"},
-    "ws": {"_core", "_errors", "gen_server", "supervisor", "cluster"},
+    "pg": {"_core", "_errors", "gen_server", "cluster"},
+    "pubsub": {"_core", "_errors", "cluster", "pg"},
+    "ws": {"_core", "_errors", "gen_server", "supervisor", "cluster", "pg"},
     "rpc": {"cluster"},  # snowg.rpc: the public name of snowg.cluster.rpc
     "__init__": None,
     "__main__": None,

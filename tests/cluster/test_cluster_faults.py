@@ -15,7 +15,6 @@ from gevent.server import StreamServer
 
 import snowg
 from snowg import Down, Exit, NodeDown, NodeUp, Pid
-from snowg._core.runtime import table_sizes
 from snowg.testing import wait_for
 
 import distfuncs as df
@@ -262,4 +261,4 @@ def test_restarted_node_has_a_new_creation(peers, trapping_me) -> None:
     assert peer2.rpc(df.info, new)["links"] == []
     assert peer2.rpc(df.info, new)["monitored_by"] == []
     assert snowg.process_info(trapping_me)["links"] == []
-    assert table_sizes()["monitors"] == 0
+    assert df.refs_to(name) == NO_REFS  # (but the process-group scopes', semantics rule 37)
