@@ -27,7 +27,8 @@ def key(pids: List[snowg.Pid]) -> Members:
 def member(parent: snowg.Pid, group: Any = None, times: int = 1, scope: str = pg.DEFAULT_SCOPE) -> None:
     """Join ``group`` ``times`` times (none if None), tell ``parent`` ``('member', self())``, then obey commands.
 
-    Commands: ``('join', group)``, ``('leave', group)``, ``('join_many', groups)``
+    Commands: ``('join', group)``, ``('leave', group)``, ``('join_many', groups)``,
+    ``('join_times', group, n)``
     each answered ``('done', self(), result)``; ``('exit', reason)`` ends it;
     ``'stop'`` ends it normally.
     """
@@ -46,6 +47,9 @@ def member(parent: snowg.Pid, group: Any = None, times: int = 1, scope: str = pg
             snowg.send(parent, ("done", me, pg.join(msg[1], scope=scope)))
         elif what == "leave":
             snowg.send(parent, ("done", me, pg.leave(msg[1], scope=scope)))
+        elif what == "join_times":
+            pg.join(msg[1], [me] * msg[2], scope=scope)  # one call, one pid many times
+            snowg.send(parent, ("done", me, None))
         elif what == "join_many":
             for g in msg[1]:
                 pg.join(g, scope=scope)

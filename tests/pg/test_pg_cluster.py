@@ -24,7 +24,7 @@ from snowg import cluster as tls
 from snowg.cluster._framing import encode_frame
 from snowg.cluster._handshake import INITIATOR, Handshake
 from snowg.pg import _scope
-from snowg.pg._wire import DISCOVER, JOIN, SYNC
+from snowg.pg._wire import DISCOVER, JOIN, LEAVE, SYNC
 from snowg.testing import PeerFactory, wait_for
 from support import assert_logged, drive_handshake, no_message, read_until_closed, recv, rss, wait_down
 
@@ -330,6 +330,40 @@ def test_rule_39_a_sync_naming_a_million_groups_is_capped(
     assert witness.rpc(pf.members, "mine") == pf.key([snowg.self()])
     sock.close()
     assert wait_for(lambda: pg.which_groups() == ["mine"], 30)
+
+
+def test_rule_39_join_deltas_past_the_cap_are_dropped(
+    snowg_node, snowg_cluster_config, witness, log, monkeypatch
+) -> None:
+    monkeypatch.setattr(_scope, "MAX_REMOTE_MEMBERS", 1_000)
+    pg.join("mine")
+    sock, name, creation = raw_peer(snowg_cluster_config, snowg_node)
+    scope = snowg.Pid(name, 1, creation)
+    members = [snowg.Pid(name, i, creation) for i in range(2, 1_502)]
+    sock.sendall(
+        encode_frame([DISCOVER, pg.DEFAULT_SCOPE, scope])
+        + encode_frame([SYNC, pg.DEFAULT_SCOPE, scope, False, []])
+        + encode_frame([JOIN, pg.DEFAULT_SCOPE, scope, "g", members[:600]])
+        + encode_frame([JOIN, pg.DEFAULT_SCOPE, scope, "h", members[600:]])
+        + encode_frame([LEAVE, pg.DEFAULT_SCOPE, scope, "g", [snowg.Pid(name, 9_999, creation)]])  # never joined
+    )
+    assert_logged(log, "reported more than 1000 memberships", name)
+    assert wait_for(lambda: len(pg.get_members("g")) + len(pg.get_members("h")) == 1_000, 10)
+    assert len(pg.get_members("g")) == 600
+    sock.close()
+    assert wait_for(lambda: pg.which_groups() == ["mine"], 10)
+
+
+def test_large_memberships_travel_in_parts(three, peers: PeerFactory) -> None:
+    """50,000 joins of one pid in one call: the join deltas and a later node's sync are cut into parts."""
+    a, b = three
+    p = start_member(a.name)
+    snowg.send(p, ("join_times", "big", 50_000))
+    recv(lambda m: m[:2] == ("done", p), timeout=30)
+    assert wait_for(lambda: len(pg.get_members("big")) == 50_000, 30)
+    assert b.rpc(pf.wait_counts, "big", {a.name: 50_000}, 30.0, timeout=40) == {a.name: 50_000}
+    c = peers.start(modules=MODS)  # started now: it hears a's members through a sync in parts
+    assert c.rpc(pf.wait_counts, "big", {a.name: 50_000}, 30.0, timeout=40) == {a.name: 50_000}
 
 
 def test_a_node_stop_and_start_again_keeps_its_groups_working(tmp_path) -> None:
