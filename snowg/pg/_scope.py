@@ -30,10 +30,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from gevent.lock import Semaphore
 
-from .._core.process import local_process
 from .._core import Down, Pid, Ref, SummaryLog, demonitor, make_ref, monitor, send, spawn, whereis
-from .._errors import StartError
 from .._core import self as _self
+from .._core.process import local_process
+from .._errors import StartError
 from ..cluster import broadcast_frame, send_frame
 from ..gen_server import From, GenServer, Result, run_server
 from ._state import Peer, ScopeState, expand
@@ -211,10 +211,11 @@ def _join_local(st: ScopeState, group: Any, pids: List[Pid]) -> None:
         entry = st.local.get(pid)
         if entry is None:
             ref = monitor(pid)
-            st.local[pid] = (ref, [group])
+            st.local[pid] = (ref, {group: 1})
             st.local_refs[ref] = pid
         else:
-            entry[1].append(group)
+            joined = entry[1]
+            joined[group] = joined.get(group, 0) + 1
     st.add(group, pids, None)
     _notify(st, group, "join", pids)
     _tell_peers(st, JOIN, group, pids)
@@ -224,13 +225,20 @@ def _leave_local(st: ScopeState, group: Any, pids: List[Pid]) -> bool:
     gone: List[Pid] = []
     for pid in pids:
         entry = st.local.get(pid)
-        if entry is None or group not in entry[1]:
+        if entry is None:
             continue
-        entry[1].remove(group)
+        ref, joined = entry
+        n = joined.get(group, 0)
+        if not n:
+            continue
         gone.append(pid)
-        if not entry[1]:
-            del st.local[pid], st.local_refs[entry[0]]
-            demonitor(entry[0], flush=True)
+        if n > 1:
+            joined[group] = n - 1
+            continue
+        del joined[group]
+        if not joined:
+            del st.local[pid], st.local_refs[ref]
+            demonitor(ref, flush=True)
     if not gone:
         return False
     st.remove(group, gone, None)
@@ -242,11 +250,9 @@ def _leave_local(st: ScopeState, group: Any, pids: List[Pid]) -> bool:
 def _local_exit(st: ScopeState, ref: Ref) -> None:
     """A local member ended: it leaves every group, once per join."""
     pid = st.local_refs.pop(ref)
-    _ref, groups = st.local.pop(pid)
-    per_group: Dict[Any, List[Pid]] = {}
-    for group in groups:
-        per_group.setdefault(group, []).append(pid)
-    for group, gone in per_group.items():
+    _ref, joined = st.local.pop(pid)
+    for group, n in joined.items():
+        gone = [pid] * n
         st.remove(group, gone, None)
         _notify(st, group, "leave", gone)
         _tell_peers(st, LEAVE, group, gone)

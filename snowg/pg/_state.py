@@ -8,7 +8,7 @@ without asking it (a read never blocks). A group's members are a dict
 pid that joined twice is listed twice.
 
 The rest is the scope process's own: the monitor of each local member (and
-the groups it joined, one entry per join), each peer scope it knows (the
+the groups it joined, with how many times), each peer scope it knows (the
 monitor of that scope process and the members that node reported), and the
 processes that monitor the scope or a group.
 
@@ -76,8 +76,8 @@ class ScopeState:
         # group -> (this node's name when computed, the frozenset member_nodes returns).
         self._node_sets: Dict[Any, Tuple[str, FrozenSet[str]]] = {}
         # ---- the scope process's bookkeeping
-        # local pid -> (its monitor, the groups it joined: one entry per join).
-        self.local: Dict[Pid, Tuple[Ref, List[Any]]] = {}
+        # local pid -> (its monitor, {group: how many times it joined}).
+        self.local: Dict[Pid, Tuple[Ref, Dict[Any, int]]] = {}
         self.local_refs: Dict[Ref, Pid] = {}
         # peer scope pid -> what it reported; monitor ref -> peer scope pid.
         self.peers: Dict[Pid, Peer] = {}
