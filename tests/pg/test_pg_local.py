@@ -288,3 +288,43 @@ def test_rule_38_a_watcher_that_exits_is_forgotten(me) -> None:
     wait_down(w)
     pg.join("g")  # a call: the scope has handled the watcher's Down before it
     assert st.scope_monitors == {} and st.group_monitors == {} and st.monitored_groups == {}
+
+
+# ------------------------------------------------------- the pure parts
+
+
+def test_sync_parts_keep_every_entry_and_fit_the_budget() -> None:
+    from snowg.pg._wire import group_size, parts
+
+    pid = snowg.Pid("n@h", 1, 1)
+    groups = [(("g", i), [pid] * (i % 7)) for i in range(3000)] + [("big", [pid] * 5000)]
+    cut = list(parts(groups, budget=4096))
+    assert len(cut) > 10
+    for part in cut:
+        assert sum(group_size(g) + len(ps) * (16 + len(pid.node)) for g, ps in part) <= 4096
+    total: dict = {}
+    for part in cut:
+        for g, ps in part:
+            total[g] = total.get(g, 0) + len(ps)
+    assert total == {g: len(ps) for g, ps in groups if ps}
+    assert list(parts([])) == [[]]  # a node with nothing still sends one (empty) part
+
+
+def test_scope_tables_count_joins_and_nodes() -> None:
+    from snowg.pg._state import ScopeState
+
+    me, a1, b1 = snowg.Pid("me@h", 1, 1), snowg.Pid("a@h", 1, 1), snowg.Pid("b@h", 1, 1)
+    st = ScopeState("s", me)
+    st.add("g", [me, me], None)
+    st.add("g", [a1], "a@h")
+    st.add("g", [b1], "b@h")
+    assert st.member_nodes("g", "me@h") == frozenset({"me@h", "a@h", "b@h"})
+    assert st.snapshot() == {"g": [me, me, a1, b1]}
+    st.remove("g", [a1], "a@h")
+    st.remove("g", [me], None)
+    assert st.member_nodes("g", "me@h") == frozenset({"me@h", "b@h"})
+    assert st.member_nodes("g", "renamed@h") == frozenset({"renamed@h", "b@h"})  # this node's name changed
+    st.remove("g", [me], None)
+    st.remove("g", [b1], "b@h")
+    assert st.members == {} and st.sizes == {} and st.local_members == {} and st.remote_nodes == {}
+    assert st.member_nodes("g", "me@h") == frozenset()
