@@ -16,10 +16,16 @@ Frames from the client also arrive in the handler's mailbox as
 so a handler can wait for client frames and process messages in one
 ``snowg.receive()``; ``conn.receive()`` takes only this connection's frames.
 See :mod:`snowg.ws.connection` for the queues, close codes and pings.
+
+A room is a process group of connections (:mod:`snowg.pg`, scope
+``snowg_ws``): :func:`broadcast` reaches its members on every node, sending
+to the nodes that have members and no other; :func:`members` and
+:func:`rooms` are this node's, :func:`count` the whole cluster's
+(eventually consistent).
 """
 
 from ._handshake import WebSocketHandler
-from ._rooms import broadcast, broadcast_except, members, rooms
+from ._rooms import broadcast, broadcast_except, count, members, rooms
 from .app import WebSocketApp, WebSocketServer, serve
 from .connection import CLOSE_OVERFLOW, Connection, WsClosed, WsMessage
 
@@ -33,6 +39,7 @@ __all__ = [
     "WsMessage",
     "broadcast",
     "broadcast_except",
+    "count",
     "members",
     "rooms",
     "serve",

@@ -1,21 +1,25 @@
-"""Rooms: this node's room registry, and broadcasts that reach the whole cluster.
+"""Rooms: this node's room registry, and broadcasts routed to the nodes with members.
 
-Membership is node-local (semantics rule 29): each node knows only
-its own connections, ``room -> members`` plus the reverse index
-``connection -> rooms`` (``conn.rooms``) so that a disconnect leaves every
-room at once. :class:`~snowg.ws.Connection` joins and leaves through
-:func:`join`, :func:`leave` and :func:`leave_all`, the package's interface
-to the registry.
+The registry is node-local: each node holds its own connections, ``room ->
+members`` plus the reverse index ``connection -> rooms`` (``conn.rooms``) so
+that a disconnect leaves every room at once. :class:`~snowg.ws.Connection`
+joins and leaves through :func:`join`, :func:`leave` and :func:`leave_all`,
+the package's interface to the registry. Each change is also made in the
+cluster's view of the room, a :mod:`snowg.pg` group of connection processes
+(see ``_membership``), which tells a broadcast where members are and
+:func:`count` how many there are (eventually consistent, as pg is).
 
-A broadcast first queues one ``ROOM_BROADCAST`` frame, encoded once, for
-each connected node (:func:`snowg.cluster.broadcast_frame`; first, so that
-the other nodes fan out while this one does, rather than after it), then
-encodes its WebSocket frame once and appends that same ``bytes`` object to
-each local member's bounded outbound queue (never writing a socket, so it
-never waits for a slow client). A broadcast
-arriving from another node is delivered here by :func:`_deliver_from_node`
-(registered with :func:`snowg.cluster.register_frame_handler`) and never
-forwarded again.
+A broadcast (semantics rule 29) first queues one ``ROOM_BROADCAST`` frame,
+encoded once, for each *other node with members* of the room
+(:func:`snowg.cluster.broadcast_frame` with ``nodes=``; first, so that the
+other nodes fan out while this one does), and none for the others; then it
+makes its WebSocket frame once (once per compression parameter set, see
+``_frames.MessageFrames``) and appends that same ``bytes`` object to each
+local member's bounded outbound queue (never writing a socket, so it never
+waits for a slow client). Any process or greenlet of any node can broadcast,
+member or not. A broadcast arriving from another node is delivered here by
+:func:`_deliver_from_node` (registered with
+:func:`snowg.cluster.register_frame_handler`) and never forwarded again.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
-from ..cluster import broadcast_frame, of_type, register_frame_handler
+from .._core import Pid
+from ..cluster import broadcast_frame, node, of_type, register_frame_handler
+from . import _membership
 from ._frames import MessageFrames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +41,13 @@ Data = Union[str, bytes]
 
 # The cluster frame ``[ROOM_BROADCAST, room, data]``.
 ROOM_BROADCAST = 16
+
+#: The longest room name (characters): a room is a pg group, named in every frame about it.
+MAX_ROOM_NAME = 1024
+
+# Benchmarks only: True sends every broadcast to every connected node, as
+# before rooms were routed (the baseline of the interest-routing benchmark).
+_to_every_node = False
 
 # room -> {connection: None}: a dict keeps join order and removes in O(1).
 _rooms: Dict[str, Dict["Connection", None]] = {}
@@ -56,39 +69,47 @@ def _normalise(data: Any) -> Data:
 
 
 def join(conn: "Connection", room: str) -> None:
-    """Add ``conn`` to ``room`` (idempotent).
+    """Add ``conn`` to ``room`` (idempotent). Never blocks.
 
     Raises:
         TypeError: ``room`` is not a ``str``.
+        ValueError: ``room`` is longer than :data:`MAX_ROOM_NAME`.
     """
     _check_room(room)
+    if len(room) > MAX_ROOM_NAME:
+        raise ValueError(f"a room name is at most {MAX_ROOM_NAME} characters, not {len(room)}")
     members = _rooms.get(room)
     if members is None:
         _rooms[room] = members = {}
+    elif conn in members:
+        return
     members[conn] = None
     joined = _memberships.get(conn)
     if joined is None:
         _memberships[conn] = joined = set()
     joined.add(room)
+    if conn.pid is not None:
+        _membership.joined(room, conn.pid)
 
 
 def leave(conn: "Connection", room: str) -> None:
-    """Remove ``conn`` from ``room`` (nothing happens if not a member).
+    """Remove ``conn`` from ``room`` (nothing happens if not a member). Never blocks.
 
     Raises:
         TypeError: ``room`` is not a ``str``.
     """
     _check_room(room)
     joined = _memberships.get(conn)
-    if joined is not None:
-        joined.discard(room)
-        if not joined:
-            del _memberships[conn]
+    if joined is None or room not in joined:
+        return
+    joined.discard(room)
+    if not joined:
+        del _memberships[conn]
     _remove_member(room, conn)
 
 
 def leave_all(conn: "Connection") -> None:
-    """Remove ``conn`` from every room it is in."""
+    """Remove ``conn`` from every room it is in. Never blocks."""
     for room in _memberships.pop(conn, ()):
         _remove_member(room, conn)
 
@@ -104,6 +125,13 @@ def _remove_member(room: str, conn: "Connection") -> None:
         members.pop(conn, None)
         if not members:
             del _rooms[room]
+    if conn.pid is not None:
+        _membership.left(room, conn.pid)
+
+
+def _registry_memberships() -> List[Tuple[str, Pid]]:
+    """Every local membership as ``(room, handler pid)``: what pg's local members must be."""
+    return [(room, conn.pid) for conn, joined in _memberships.items() if conn.pid is not None for room in joined]
 
 
 def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None) -> int:
@@ -130,8 +158,15 @@ def _deliver_from_node(peer: str, frame: Tuple[Any, ...]) -> None:
 
 
 def _forward(room: str, data: Data) -> None:
+    """Queue one ``ROOM_BROADCAST`` frame for each other node with members (every node: ``_to_every_node``)."""
+    if _to_every_node:
+        nodes: Optional[FrozenSet[str]] = None
+    else:
+        nodes = _membership.member_nodes(room)
+        if not nodes or (len(nodes) == 1 and node() in nodes):
+            return  # nobody elsewhere: nothing is encoded
     try:
-        broadcast_frame([ROOM_BROADCAST, room, data])
+        broadcast_frame([ROOM_BROADCAST, room, data], nodes)
     except Exception:  # noqa: BLE001 - local delivery is done; the cluster part is logged
         log.exception("room broadcast to %r could not be forwarded to the other nodes", room)
 
@@ -141,7 +176,10 @@ def broadcast(room: str, data: Data) -> int:
 
     Never blocks: each local member gets the (once encoded) frame on its
     outbound queue; a member whose queue is full is closed (1008) instead of
-    slowing anybody down. Callable from any process or plain greenlet.
+    slowing anybody down. Each other node with members of ``room`` (as this
+    node knows them: a member that joined elsewhere a moment ago may not be
+    known yet) gets one room-broadcast frame; the others get nothing.
+    Callable from any process or plain greenlet of any node.
 
     Args:
         room: the room's name.
@@ -187,6 +225,23 @@ def members(room: str) -> List["Connection"]:
 def rooms() -> List[str]:
     """The names of the rooms that have at least one local member."""
     return list(_rooms)
+
+
+def count(room: str) -> int:
+    """The number of members of ``room`` on every node (connections; each is in a room once).
+
+    Eventually consistent, as :mod:`snowg.pg` is: a join or a leave counts
+    here a moment after it is made, on this node too, and a node that goes
+    down takes its members out of the count. Never blocks.
+
+    Raises:
+        TypeError: ``room`` is not a ``str``.
+    """
+    _check_room(room)
+    return _membership.count(room)
+
+
+_membership.set_registry(_registry_memberships)
 
 
 register_frame_handler(ROOM_BROADCAST, "ROOM_BROADCAST", (of_type(str), of_type(str, bytes)), _deliver_from_node)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import distfuncs as df
 
 import snowg
-import snowg.ws
+from snowg.cluster import broadcast_frame
 from snowg.testing import PeerFactory
+from snowg.ws._rooms import ROOM_BROADCAST
 from support import no_message, recv
 
 
@@ -16,8 +17,8 @@ def test_a_room_broadcast_to_a_node_without_snowg_ws_leaves_the_session_up(
     peer = peers.start(modules=["distfuncs"])  # a plain worker node: snowg.ws is never imported there
     assert peer.rpc(df.loaded_modules, "snowg.ws") == []
     snowg.monitor_node(peer.name)
-    for i in range(3):
-        snowg.ws.broadcast("lobby", f"hello {i}")  # one room-broadcast frame to every connected node
+    for i in range(3):  # a room-broadcast frame, as a node with snowg.ws sends one to a node with members
+        broadcast_frame([ROOM_BROADCAST, "lobby", f"hello {i}"])
     echo = snowg.spawn(df.echo, node=peer.name)
     snowg.send(echo, (snowg.self(), "still there"))
     assert recv(lambda m: type(m) is tuple and m[0] == "echo") == ("echo", echo, "still there")

@@ -252,17 +252,23 @@ def test_rooms_reach_the_cluster_through_its_frames(ws_servers, monkeypatch):
     cl.send("join r")
     assert cl.recv() == "joined r"
     forwarded = []
-    monkeypatch.setattr(_rooms, "broadcast_frame", forwarded.append)
+    monkeypatch.setattr(_rooms, "broadcast_frame", lambda frame, nodes: forwarded.append((frame, nodes)))
     # A broadcast from another node arrives as a ROOM_BROADCAST frame: delivered
     # locally, never forwarded again.
     frame = (_rooms.ROOM_BROADCAST, "r", "from afar")
     _dispatch.on_frames(FakeSession("peer@127.0.0.1"), [list(frame)])
     assert cl.recv() == "from afar"
     assert forwarded == []
-    # A local broadcast: delivered, and one frame for the other nodes.
+    # A local broadcast with members here only: delivered, no frame for other nodes.
+    assert ws.broadcast("r", "alone") == 1
+    assert forwarded == [] and cl.recv() == "alone"
+    # With members on another node too: one frame for the nodes with members.
+    where = frozenset({snowg.node(), "peer@127.0.0.1"})
+    monkeypatch.setattr(_rooms._membership, "member_nodes", lambda room: where)
     assert ws.broadcast("r", "here") == 1
     assert ws.broadcast_except("r", "not you", ws.members("r")[0]) == 0
-    assert forwarded == [[_rooms.ROOM_BROADCAST, "r", "here"], [_rooms.ROOM_BROADCAST, "r", "not you"]]
+    tag = _rooms.ROOM_BROADCAST
+    assert forwarded == [([tag, "r", "here"], where), ([tag, "r", "not you"], where)]
     assert cl.recv() == "here"
     cl.close()
 

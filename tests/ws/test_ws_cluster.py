@@ -7,6 +7,10 @@ clients live in the test process (websocket-client over gevent sockets, or a
 raw socket client) and are connected to the server of their node. Every client
 has a reader greenlet that records what it gets and wakes waiters.
 
+Membership is eventually consistent (a node learns of another node's members
+a moment after they join, through snowg.pg): before a test broadcasts, it
+waits until every node's ``ws.count`` of the room is what its clients made it.
+
 Exactness without sleeps: every client is also in the room ``all``; when a
 test's broadcasts are done, every node broadcasts a *fence* to ``all``. A
 node's room broadcasts reach a given client in the order the node issued them
@@ -30,6 +34,7 @@ from gevent.event import Event  # noqa: E402
 
 import snowg  # noqa: E402
 import snowg.ws as ws  # noqa: E402
+import roomfuncs  # noqa: E402
 import wsfuncs  # noqa: E402
 from support import connected_nodes, recv, tagged, ws_upgrade  # noqa: E402
 from snowg.testing import wait_for  # noqa: E402
@@ -153,8 +158,8 @@ def three_nodes(peers, local_servers, me=None, **server_options):
     Returns ``(nodes, ports, peer_of)``: node names ``[A, B, C]``, their
     servers' ports, and the Peer of each peer node.
     """
-    b = peers.start(modules=["wsfuncs", "support"])
-    c = peers.start(modules=["wsfuncs", "support"])
+    b = peers.start(modules=["wsfuncs", "support", "roomfuncs"])
+    c = peers.start(modules=["wsfuncs", "support", "roomfuncs"])
     a = snowg.node()
     names = [a, b.name, c.name]
     # The peer list exchange connects B and C to each other in the background.
@@ -165,6 +170,20 @@ def three_nodes(peers, local_servers, me=None, **server_options):
     for p in (b, c):
         ports[p.name] = p.rpc(wsfuncs.start_server, report_to=me, **server_options)
     return names, ports, {b.name: b, c.name: c}
+
+
+def room_counts(nodes, peer_of, room):
+    """``ws.count(room)`` as each node sees it."""
+    here = snowg.node()
+    return [roomfuncs.room_count(room) if n == here else peer_of[n].rpc(roomfuncs.room_count, room) for n in nodes]
+
+
+def wait_counts(nodes, peer_of, want):
+    """Wait until every node counts ``want[room]`` members in each room (the joins have spread)."""
+    for room, n in want.items():
+        assert wait_for(lambda room=room, n=n: room_counts(nodes, peer_of, room) == [n] * len(nodes), timeout=W), (
+            f"{room}: counts {room_counts(nodes, peer_of, room)} on {nodes}, want {n} everywhere"
+        )
 
 
 def broadcast_from(node, room, data, peer_of):
@@ -214,6 +233,8 @@ def test_broadcast_reaches_every_member_on_every_node_exactly_once(peers, local_
         assert len(ids) == 2
         names = wsfuncs.room_names() if n == nodes[0] else peer_of[n].rpc(wsfuncs.room_names)
         assert names == ["all", "lobby"]
+    # The count is the cluster's: 2 members of lobby and 3 of all on each of 3 nodes.
+    wait_counts(nodes, peer_of, {"lobby": 6, "all": 9})
     for cl in every:
         cl.start_reading()
 
@@ -267,6 +288,7 @@ def test_killing_a_node_mid_stream_loses_nothing_between_the_survivors(peers, lo
             assert cl.command("join all", "joined ") == "joined all"
             clients.append(cl.start_reading())
     survivors = [cl for cl in clients if cl.node != c]
+    wait_counts(nodes, peer_of, {"stream": 6, "all": 6})
 
     # One streaming process per node, each numbering its own broadcasts.
     snowg.spawn(wsfuncs.streamer, me, "stream", f"n-{a}")
@@ -335,6 +357,7 @@ def test_a_client_that_never_reads_on_one_node_does_not_delay_the_others(peers, 
         assert cl.command("join feed", "joined ") == "joined feed"
         recv(tagged("joined", n), W)
         readers.append(cl.start_reading())
+    wait_counts(nodes, peer_of, {"feed": 4})
     body = "x" * 65536
 
     sent, gone = 0, None
@@ -388,6 +411,7 @@ def test_an_abruptly_disconnected_client_leaves_its_rooms_on_its_node(peers, loc
     assert peer_of[b].rpc(wsfuncs.member_ids, "r2") == []
     assert peer_of[b].rpc(wsfuncs.room_names) == ["r1"]
     # Broadcasts from the other nodes still reach the remaining member, and only it.
+    wait_counts(nodes, peer_of, {"r1": 1, "r2": 0})
     keeper.start_reading()
     assert broadcast_from(c, "r1", "after", peer_of) == 0
     assert ws.broadcast("r1", "after-a") == 0
