@@ -69,3 +69,26 @@ def member_count(room: str) -> int:
 @snowg.spawnable
 def connected() -> List[str]:
     return snowg.nodes()
+
+
+@snowg.spawnable
+def room_count(room: str) -> int:
+    """``snowg.ws.count(room)``: the room's members on every node, as this node knows them."""
+    return ws.count(room)
+
+
+@snowg.spawnable
+def route_to_every_node(on: bool) -> None:
+    """The --routing baseline: room broadcasts go to every connected node, as before interest routing."""
+    from snowg.ws import _rooms
+
+    _rooms._to_every_node = on
+
+
+@snowg.spawnable
+def room_frames_sent() -> int:
+    """Room-broadcast frames this node has queued for the other nodes, in all."""
+    from snowg.cluster import frames_sent
+    from snowg.ws._rooms import ROOM_BROADCAST
+
+    return sum(frames_sent(n, ROOM_BROADCAST) for n in snowg.nodes())

@@ -36,10 +36,26 @@ it. Rows (ratio = compressed / uncompressed):
                           compressed with its own context: no shared bytes)
 Targets: wire bytes <= 0.5x, server CPU <= 1.2x (the shared, default mode).
 
+Interest routing (--routing, default K = 8): the N clients are on the first M
+nodes only (--member-nodes, default 2), in one room; broadcasts rotate over
+all K nodes as above, so most come from nodes without members. The same
+clients are measured in alternating blocks with rooms routed (frames only to
+the nodes with members) and with every broadcast sent to every connected node
+(as snowg did before, a benchmark-only switch on each node). Rows (ratio =
+routed / to every node):
+  routing.frames_per_broadcast  room-broadcast frames the nodes queued per broadcast
+                                (routed: one per member node other than the sender)
+  routing.latency_p50 / _p99    ms until the last client has a broadcast
+  routing.idle_nodes_cpu_ms     CPU time (user + system) of the K - M nodes without
+                                members, together, per broadcast
+Targets: frames per broadcast = the nodes with members (other than the
+sender), latency <= the every-node run.
+
 Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R]
          [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck]
          [--json FILE] [--plot FILE.png [--plot-sizes N1,N2,...]]
        python benchmarks/broadcast_fanout.py --compression [--clients N] [--broadcasts R] [--loadgens L]
+       python benchmarks/broadcast_fanout.py --routing [--nodes K] [--member-nodes M] [--clients N] [--broadcasts R]
 The target: p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
 """
 
@@ -640,10 +656,75 @@ def compression_main(args: Any, config: Any) -> List[Row]:
     ]
 
 
+# ------------------------------------------------------------ interest routing
+
+
+class RoutedRun(Run):
+    """A :class:`Run` whose clients are on the first ``members_on`` nodes only (broadcasts rotate over all)."""
+
+    def __init__(self, system: Any, args: Any, n: int, members_on: int) -> None:
+        super().__init__(system, args, n)
+        self.client_node = [i % members_on for i in range(n)]
+
+
+def routing_main(args: Any, config: Any) -> List[Row]:
+    """The --routing rows: routed rooms beside every broadcast sent to every node, same clients, same run."""
+    system = SnowgSystem(config)
+    run = RoutedRun(system, args, args.clients, args.member_nodes)
+    rounds = 4
+    per = max(1, args.broadcasts // rounds // args.nodes) * args.nodes  # whole rotations over the nodes
+    lat: Dict[bool, List[float]] = {False: [], True: []}
+    frames = {False: 0, True: 0}
+    timeouts = {False: 0, True: 0}
+    cpu = {False: 0.0, True: 0.0}
+
+    def frames_sent() -> int:
+        return sum(p.rpc("_fanout_node.room_frames_sent") for p in system.peers)
+
+    try:
+        run.open()
+        room = run.rooms[0]
+        # Membership is eventually consistent: every node must know every member first.
+        for p in system.peers:
+            _wait_until(lambda p=p: p.rpc("_fanout_node.room_count", room) == args.clients, 30)
+        run.latency(WARMUP, args.timeout)
+        for rnd in range(rounds):
+            # Alternate which mode goes first: the first block of a round is the slower one, whichever it is.
+            for every in (False, True) if rnd % 2 == 0 else (True, False):
+                for p in system.peers:
+                    p.rpc("_fanout_node.route_to_every_node", every)
+                idle = [p.os_pid for p in system.peers[args.member_nodes :]]
+                before = frames_sent()
+                cpu0 = sum(map(_proc_cpu, idle))
+                got, missed, _ = run.latency(per, args.timeout)
+                cpu[every] += sum(map(_proc_cpu, idle)) - cpu0
+                frames[every] += frames_sent() - before
+                lat[every] += got
+                timeouts[every] += missed
+    finally:
+        run.close()
+    sent = per * rounds
+    for every in (False, True):
+        name = "to every node" if every else "routed"
+        log(
+            f"{name}: frames per broadcast {frames[every] / sent:.2f}, latency ms p50 {_f(pct(lat[every], 50))}, "
+            f"p99 {_f(pct(lat[every], 99))}, timeouts {timeouts[every]}, "
+            f"CPU of the nodes without members {cpu[every] * 1000 / sent:.2f} ms per broadcast"
+        )
+    k, m = args.nodes, args.member_nodes
+    log(f"expected when routed: {(m * (m - 1) + (k - m) * m) / k:.2f} frames per broadcast ({m} member nodes of {k})")
+    return [
+        Row("routing.frames_per_broadcast", "frames", frames[False] / sent, frames[True] / sent, False),
+        Row("routing.latency_p50", "ms", pct(lat[False], 50), pct(lat[True], 50), False),
+        Row("routing.latency_p99", "ms", pct(lat[False], 99), pct(lat[True], 99), False),
+        Row("routing.idle_nodes_cpu_ms", "ms", cpu[False] * 1000 / sent, cpu[True] * 1000 / sent, False),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=3000, help="N, clients in total (default 3000)")
-    ap.add_argument("--nodes", type=int, default=3, help="K, node processes (default 3)")
+    ap.add_argument("--nodes", type=int, default=None, help="K, node processes (default 3; 8 with --routing)")
     ap.add_argument("--broadcasts", type=int, default=100, help="R, measured broadcasts (default 100)")
     ap.add_argument("--room-size", type=int, default=0, help="clients per room (default: all in one room)")
     ap.add_argument("--loadgens", type=int, default=2, help="load-generator processes (default 2)")
@@ -660,10 +741,16 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32, help="handshakes in flight per load generator")
     ap.add_argument("--verbose", action="store_true", help="log every latency")
     ap.add_argument("--compression", action="store_true", help="measure compressed rooms instead (see above)")
+    ap.add_argument("--routing", action="store_true", help="measure interest routing instead (see above)")
+    ap.add_argument("--member-nodes", type=int, default=2, help="M, nodes with clients in --routing (default 2)")
     ap.add_argument("--json")
     ap.add_argument("--plot", help="also measure --plot-sizes and plot latency against clients")
     ap.add_argument("--plot-sizes", help="comma-separated N values (default N/4, N/2, N)")
     args = ap.parse_args()
+    if args.nodes is None:
+        args.nodes = 8 if args.routing else 3
+    if args.routing and not 1 <= args.member_nodes <= args.nodes:
+        ap.error("--member-nodes must be between 1 and --nodes")
     if args.clients < args.nodes:
         ap.error("--clients must be at least --nodes")
     if args.plot:
@@ -681,6 +768,19 @@ def main() -> int:
 
     config = ClusterConfig(tick=5.0)
     start_test_node(config, name="fanout@127.0.0.1")
+    if args.routing:
+        try:
+            rows = routing_main(args, config)
+        finally:
+            snowg.stop_node()
+        print(
+            f"{args.nodes} nodes, {args.clients} clients in one room on {args.member_nodes} of them, "
+            f"{args.broadcasts} broadcasts of {args.size} B per mode ('baseline': sent to every node)"
+        )
+        print_table(rows)
+        if args.json:
+            write_json(rows, args.json)
+        return 0
     if args.compression:
         try:
             rows = compression_main(args, config)
