@@ -214,6 +214,51 @@ def test_the_groups_are_rebuilt_from_the_rooms_when_the_scope_process_ends(local
     assert wait_for(lambda: ws.count("r") == 0 and ws.count("only1") == 0)
 
 
+def test_a_connection_closed_in_a_timer_leaves_its_groups():
+    """A pong timeout closes the connection in a timer callback of the event loop, where nothing may block.
+
+    The handler outlives its connection, so the count drops through the
+    connection's leave, not through pg's clean-up of an ended process.
+    """
+    me = snowg.self()
+
+    def handler(conn):
+        conn.join("r")
+        snowg.send(me, ("joined", conn.id))
+        while conn.receive() is not None:
+            pass
+        snowg.send(me, ("gone", conn.id, conn.close_code, snowg.self()))
+        snowg.receive(lambda m: m == "stop")
+
+    server = ws.serve(("127.0.0.1", 0), handler, ping_interval=0.05, ping_timeout=0.2, close_timeout=0.5)
+    try:
+        raw = RawClient(server.port)  # never reads, so never answers a ping
+        _, cid = recv(tagged("joined"), W)
+        assert wait_for(lambda: ws.count("r") == 1)
+        _, gone, code, pid = recv(tagged("gone"), W)
+        assert (gone, code) == (cid, 1001)
+        assert wait_for(lambda: ws.count("r") == 0) and snowg.is_alive(pid)
+        snowg.send(pid, "stop")
+        raw.close()
+    finally:
+        server.stop(timeout=1)
+
+
+def test_a_new_writer_starts_from_the_rooms(local_servers):
+    port = local_servers()
+    first = joined_client(snowg.node(), port, "w0", "r")
+    assert wait_for(lambda: ws.count("r") == 1)
+    snowg.exit(_membership._writer, "kill")
+    assert wait_for(lambda: not snowg.is_alive(_membership._writer))
+    # The next change starts a writer, which makes pg's members the rooms' again.
+    second = joined_client(snowg.node(), port, "w1", "r")
+    assert wait_for(lambda: ws.count("r") == 2)
+    first.close()
+    assert wait_for(lambda: ws.count("r") == 1)
+    second.close()
+    assert wait_for(lambda: ws.count("r") == 0)
+
+
 def test_a_room_name_is_bounded():
     class Conn:
         pid = None
