@@ -3,7 +3,8 @@
 snowg: K ``snowg node`` processes (TLS distribution, full mesh), each serving
 N/K clients with ``snowg.ws``; a broadcast is one ``snowg.ws.broadcast`` call
 on one node (rotating), which queues the frame for its local members and sends
-one room-broadcast frame to each other node (semantics rule 29).
+one room-broadcast frame to each other node with members: here, every node
+(semantics rule 29).
 
 Baseline (same run, same clients): K independent processes, each ONE
 gevent-websocket WSGI server whose handler appends the socket to a list; a
