@@ -64,6 +64,7 @@ __all__ = [
     "monitor",
     "monitor_scope",
     "start",
+    "start_soon",
     "which_groups",
 ]
 
@@ -82,6 +83,22 @@ def start(scope: str) -> Pid:
         StartError: another process is registered under the name ``scope``.
     """
     return _scope.start_scope(scope)
+
+
+def start_soon(scope: str) -> None:
+    """Start the scope ``scope`` on this node unless it runs or is starting; never blocks.
+
+    For code that may not block (a node-up callback, a read): the new process
+    is the scope itself, so no helper process is left behind or killed half
+    way. Calls made before it has started wait for it (the default scope) or
+    raise ``NoProc`` (another scope: use :func:`start` when you can block).
+
+    Raises:
+        TypeError: ``scope`` is not a ``str``.
+    """
+    if type(scope) is not str:
+        raise TypeError(f"a pg scope is named by a str, not {type(scope).__name__}")
+    _scope.start_soon(scope)
 
 
 def _server(scope: str) -> Pid:

@@ -81,6 +81,19 @@ def test_rule_31_a_killed_scope_is_forgotten_and_the_default_one_restarts(me) ->
     assert snowg.whereis(pg.DEFAULT_SCOPE) not in (None, old)
 
 
+def test_rule_31_start_soon_starts_a_scope_without_blocking_and_once() -> None:
+    from snowg.testing import wait_for
+
+    before = set(snowg.processes())
+    pg.start_soon("later")
+    pg.start_soon("later")  # under way: nothing more
+    assert wait_for(lambda: _scope.live("later") is not None, 5)
+    pg.start_soon("later")  # running: nothing more
+    assert set(snowg.processes()) - before == {snowg.whereis("later")}  # the scope, no helper
+    with pytest.raises(TypeError):
+        pg.start_soon(1)  # type: ignore[arg-type]
+
+
 # -------------------------------------------------------------- rule 32: join
 
 
