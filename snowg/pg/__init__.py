@@ -11,9 +11,9 @@ Groups live in a *scope*: a process per node, registered under the scope's
 name, holding the scope's tables. The default scope (:data:`DEFAULT_SCOPE`)
 starts with the node, or on first use: a program that never called
 ``start_node`` is a node of one, and its groups work the same. Other scopes
-are started with :func:`start`, on each node that takes part, and every call
-takes ``scope=``. Scopes are independent: a group of one scope is unknown
-to the others.
+are started with :func:`start` (or :func:`start_soon`, which never blocks)
+on each node that takes part, and every call takes ``scope=``. Scopes are
+independent: a group of one scope is unknown to the others.
 
 The scopes of the same name on all connected nodes form an overlay: each
 tells the others of its local joins and leaves, and a scope that meets
