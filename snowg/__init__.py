@@ -9,13 +9,13 @@ alive on other nodes.
 
 This package re-exports the public names: the process API, the errors, the
 OTP behaviours and the cluster API. The subpackages ``snowg.supervisor``,
-``snowg.gen_server``, ``snowg.pg`` (process groups), ``snowg.ws``,
-``snowg.rpc`` and ``snowg.testing`` hold the rest.
+``snowg.gen_server``, ``snowg.pg`` (process groups), ``snowg.pubsub``
+(topics), ``snowg.ws``, ``snowg.rpc`` and ``snowg.testing`` hold the rest.
 """
 
 import logging as _logging
 
-from . import pg, rpc, supervisor
+from . import pg, pubsub, rpc, supervisor
 from ._core import (
     Crash,
     Down,
@@ -168,4 +168,7 @@ __all__ = [
     "stop_node",
     "unregister_global",
     "whereis_global",
+    # process groups and topics (modules: snowg.pg.join, snowg.pubsub.subscribe, ...)
+    "pg",
+    "pubsub",
 ]

@@ -42,6 +42,7 @@ from snowg.pg._wire import DISCOVER as PG_DISCOVER
 from snowg.pg._wire import JOIN as PG_JOIN
 from snowg.pg._wire import LEAVE as PG_LEAVE
 from snowg.pg._wire import SYNC as PG_SYNC
+from snowg.pubsub import PUBSUB
 from snowg.ws._rooms import ROOM_BROADCAST  # registers the rooms' frame, as importing snowg.ws does
 
 PID_A = Pid("a@h", 1, 10)
@@ -79,6 +80,8 @@ VALID_FRAMES: List[list] = [
     [PG_SYNC, "snowg_pg", PID_A, False, [["g", [PID_A, PID_A]], [("t", 1), []]]],
     [PG_JOIN, "snowg_pg", PID_A, ("room", 7), [PID_A]],
     [PG_LEAVE, "snowg_pg", PID_A, "g", [PID_A]],
+    [PUBSUB, "topic", ("any", [1]), None],
+    [PUBSUB, "topic", "not to A", PID_A],
 ]
 
 
@@ -91,7 +94,7 @@ def _by_byte(data: bytes):
 
 def test_every_tag_has_a_valid_example() -> None:
     assert {f[0] for f in VALID_FRAMES} == set(P.TAG_NAMES)
-    assert set(range(24)) <= set(P.TAG_NAMES)
+    assert set(range(25)) <= set(P.TAG_NAMES)
 
 
 @pytest.mark.parametrize("frame", VALID_FRAMES, ids=lambda f: P.TAG_NAMES[f[0]])
