@@ -140,16 +140,16 @@ def subscribe(topic: str) -> None:
 def unsubscribe(topic: str) -> None:
     """Drop every subscription of the calling process to ``topic`` (nothing happens without one).
 
-    Blocks as :func:`subscribe` does.
+    Blocks as :func:`subscribe` does (not at all without a subscription).
 
     Raises:
         TypeError: ``topic`` is not a ``str`` (the caller's value).
     """
     _check_topic(topic)
-    _scope_up()
     me = self_pid()
-    while pg.leave(topic, me, scope=SCOPE):
-        pass
+    joins = pg.get_local_members(topic, scope=SCOPE).count(me)
+    if joins:
+        pg.leave(topic, [me] * joins, scope=SCOPE)
 
 
 def broadcast(topic: str, message: Any) -> None:
