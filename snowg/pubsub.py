@@ -51,7 +51,7 @@ import logging
 from typing import Any, List, Optional, Tuple
 
 from . import pg
-from ._core import Pid, is_alive, send, spawn
+from ._core import Pid, is_alive, send
 from ._core import self as self_pid
 from .cluster import broadcast_frame, check_term, of_type, on_node_up, register_frame_handler
 
@@ -77,9 +77,8 @@ SCOPE = "snowg_pubsub"
 PUBSUB = 24
 
 
-# This node's scope process, once started here; True while a starter process starts it.
+# This node's scope process, once started here.
 _scope_pid: Optional[Pid] = None
-_starting = False
 
 
 def _scope_up() -> None:
@@ -91,26 +90,14 @@ def _scope_up() -> None:
 
 
 def _start_soon(*_: Any) -> None:
-    """Start the scope from a new process unless it runs or is starting; never blocks.
+    """Start the scope unless it runs or is starting; never blocks.
 
     Called when a node connects (so that a node that only publishes knows the
     subscribers before its first broadcast) and by the reads.
     """
-    global _starting
     pid = _scope_pid
-    if not _starting and (pid is None or not is_alive(pid)):
-        _starting = True
-        spawn(_starter)
-
-
-def _starter() -> None:
-    global _starting
-    try:
-        _scope_up()
-    except Exception:  # noqa: BLE001 - nobody waits for this process: its failure is logged
-        log.exception("snowg.pubsub: its pg scope %r could not be started", SCOPE)
-    finally:
-        _starting = False
+    if pid is None or not is_alive(pid):
+        pg.start_soon(SCOPE)
 
 
 def _check_topic(topic: Any) -> None:
