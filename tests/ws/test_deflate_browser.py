@@ -16,53 +16,23 @@ saying why.
 from __future__ import annotations
 
 import json
-import os
 import select
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List
 
 import pytest
 import websocket
+from browsersupport import headless_chromium, skip_unless_browser
 
 TIME_LIMIT = 90
 WAIT = 20.0
 
 
-def _find(*candidates: str) -> Optional[str]:
-    for c in candidates:
-        path = c if os.path.isabs(c) else shutil.which(c)
-        if path and os.path.exists(path) and os.access(path, os.X_OK):
-            return path
-    return None
+skip_unless_browser("compression")
 
-
-CHROMIUM = _find(os.environ.get("SNOWG_CHROMIUM", "/usr/bin/chromium"), "chromium", "chromium-browser")
-CHROMEDRIVER = _find(os.environ.get("SNOWG_CHROMEDRIVER", "/usr/bin/chromedriver"), "chromedriver")
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    SELENIUM: Optional[str] = None
-except ImportError as exc:  # pragma: no cover - depends on the machine
-    SELENIUM = str(exc)
-
-_missing = []
-if SELENIUM is not None:
-    _missing.append(f"the Python package selenium ({SELENIUM}; pip install '.[browser]')")
-if CHROMIUM is None:
-    _missing.append("Chromium (/usr/bin/chromium; apt-get install chromium)")
-if CHROMEDRIVER is None:
-    _missing.append("chromedriver (/usr/bin/chromedriver; apt-get install chromium-driver)")
-if _missing:
-    pytest.skip(
-        "BROWSER TEST SKIPPED: compression was NOT checked in a browser, missing: " + "; ".join(_missing),
-        allow_module_level=True,
-    )
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402 - only once the browser is known to be there
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>deflate</title><script>
 window.got = []; window.ext = null; window.closeCode = null;
@@ -144,36 +114,8 @@ def server() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    os.environ.setdefault("SE_OFFLINE", "true")
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    profile = tempfile.mkdtemp(prefix="snowg-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-    ):
-        opts.add_argument(arg)
-    service = Service(executable_path=CHROMEDRIVER, log_output=os.path.join(profile, "chromedriver.log"))
-    try:
-        driver = webdriver.Chrome(service=service, options=opts)
-    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is a skip with the reason
-        shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"BROWSER TEST SKIPPED: headless Chromium did not start: {exc}")
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(10)
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait(driver: Any, script: str, what: str) -> Any:
