@@ -252,10 +252,21 @@ def ws_upgrade(sock: Any, port: int, path: str = "/", key: Optional[str] = None,
     ``read_size`` bytes at a time (1: nothing after its head is consumed);
     returns what was read after the head.
     """
+    return ws_handshake(sock, port, path, key=key, read_size=read_size)[1]
+
+
+def ws_handshake(
+    sock: Any, port: int, path: str = "/", *, key: Optional[str] = None, read_size: int = 1, headers: str = ""
+) -> Tuple[str, bytes]:
+    """:func:`ws_upgrade` with more request ``headers`` (``'Name: value\\r\\n'`` lines).
+
+    Returns:
+        The answer's head (decoded, without the blank line) and what was read after it.
+    """
     key = key or base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n".encode()
     )
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -264,7 +275,7 @@ def ws_upgrade(sock: Any, port: int, path: str = "/", key: Optional[str] = None,
         buf += chunk
     head, _, rest = buf.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
-    return rest
+    return head.decode("latin-1"), rest
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = T) -> None:

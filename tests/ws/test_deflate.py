@@ -8,7 +8,6 @@ independently of snowg's code. wsproto (an independent implementation, when
 installed) talks to the server too.
 """
 
-import base64
 import os
 import re
 import struct
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 import snowg.ws as ws
 from snowg.ws import _deflate as dfl
 from snowg.ws import _frames as fr
+from support import ws_handshake
 from test_ws import connect
 from test_ws_frames import client_frame
 
@@ -287,21 +287,10 @@ class DeflateClient:
     def __init__(self, port, offer="permessage-deflate; client_max_window_bits", *, context=True, timeout=10):
         s = gevent.socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock = s
-        key = base64.b64encode(os.urandom(16)).decode()
         extra = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
-        s.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
-        )
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            assert chunk, "closed during the handshake"
-            buf += chunk
-        head, _, self.buf = buf.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
+        head, self.buf = ws_handshake(s, port, headers=extra, read_size=4096)
         self.extensions = None
-        for line in head.decode().split("\r\n")[1:]:
+        for line in head.split("\r\n")[1:]:
             name, _, value = line.partition(":")
             if name.strip().lower() == "sec-websocket-extensions":
                 self.extensions = value.strip()
