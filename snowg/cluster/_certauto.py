@@ -26,9 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 from .._errors import NodeError
@@ -77,6 +75,9 @@ def ensure_default_certs(host: str) -> bool:
             f"so no certificates are made there on start; run `snowg certs {directory}` to add them, "
             "or empty it"
         )
+    import shutil
+    import tempfile
+
     from ._certmaking import check_san_host, new_cluster_files  # needs cryptography
 
     sans: list[str] = []

@@ -31,7 +31,7 @@ import time
 from typing import Any, Dict, List, Optional, Protocol, Tuple, TypeVar
 
 import gevent
-from gevent import socket, subprocess
+from gevent import socket
 
 from .. import _errors
 from .._errors import NodeError
@@ -317,6 +317,8 @@ def ensure_mapper(*, host: str = "127.0.0.1", epmd_port: Optional[int] = None, t
         return True
     cmd = [sys.executable, "-m", "snowg", "epmd", "--daemon", "--port", str(mapper_port)]
     log.info("no port mapper answers on %s: starting snowg's (%s)", _where(host, mapper_port), " ".join(cmd[1:]))
+    from gevent import subprocess  # only a node that finds no mapper starts one: not on every import
+
     try:
         # The first process exits as soon as the daemon has bound the port (or found it taken).
         proc = subprocess.Popen(

@@ -29,7 +29,6 @@ from ._connect import DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDRESS
 from ._certauto import ensure_default_certs
 from ._certfiles import TLSSpec
 from ._cookie import resolve_cookie
-from ._discovery import start as start_discovery
 from ._dispatch import on_frames
 from ._framing import DEFAULT_MAX_FRAME_SIZE
 from ._epmd_client import NameTaken, Registration, ensure_mapper, epmd_port, register
@@ -38,7 +37,6 @@ from ._nodemon import stop_callbacks
 from ._nodestate import Node, NodeState
 from ._router import Router
 from ._session import DEFAULT_DIST_BUFFER_SIZE
-from ._strategies import parse_specs
 from ._tls import client_context, is_node_certificate, load_tls, server_context
 
 __all__ = [
@@ -211,6 +209,8 @@ def start_node(
         if registration is not None:
             gevent.spawn(_keep_registered, st, registration)
         if specs:
+            from ._discovery import start as start_discovery  # only nodes that discover import it
+
             st.discovery = start_discovery(st, specs)  # once registered, so that the nodes it finds find it too
         return info
     finally:
@@ -368,6 +368,10 @@ def _cluster_specs(cluster: Any, env: Mapping[str, str]) -> List[str]:
         raise NodeError(
             f"cluster must be a strategy string ('local', 'dns:NAME', ...) or a list of them, not {cluster!r}"
         )
+    if not specs:
+        return specs
+    from ._strategies import parse_specs  # only nodes that discover import it
+
     try:
         parse_specs(specs)
     except ValueError as exc:
