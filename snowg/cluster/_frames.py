@@ -43,7 +43,8 @@ __all__ = [
 FieldCheck = Optional[Callable[[Any], bool]]
 
 # Core tags. Upper layers register others (the global registry uses 12-14
-# and 17-19, WebSocket rooms 16); 20-31 are reserved for later.
+# and 17-19, WebSocket rooms 16, process groups 20-23, PubSub 24); 25-31
+# are free.
 # A frame of an extension tag that this node never registered (its layer is
 # not imported here: a worker node without snowg.ws hears a room broadcast)
 # is not the peer's fault: it is dropped, not treated as a protocol error.
