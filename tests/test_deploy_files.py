@@ -31,13 +31,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
+from support import wait_until
 
 from snowg import cli
 from snowg.cluster._epmd_client import DEFAULT_EPMD_PORT as EPMD_PORT
@@ -451,21 +451,21 @@ def healthz(url: str) -> Optional[Dict[str, Any]]:
 def wait_for_mesh(urls: List[str], count: int, procs: List[subprocess.Popen], logs: List[Path]) -> Set[str]:
     """Ask ``/healthz`` at ``urls`` until ``count`` nodes answered, each connected to all the others; their names."""
     seen: Dict[str, List[str]] = {}
-    deadline = time.monotonic() + TIME_LIMIT
-    pause = 0.05
-    while True:
+
+    def meshed() -> bool:
         for proc in procs:
             assert proc.poll() is None, f"a process ended with {proc.returncode}:\n{show(logs)}"
         for url in urls:
             answer = healthz(url)
             if answer is not None:
                 seen[answer["node"]] = answer["peers"]
-        if len(seen) == count and all(sorted(peers) == sorted(set(seen) - {n}) for n, peers in seen.items()):
-            return set(seen)
-        assert time.monotonic() < deadline, f"no mesh of {count} within {TIME_LIMIT} s: {seen}\n{show(logs)}"
-        # /healthz is polled: bounded above, backing off.
-        time.sleep(pause)
-        pause = min(pause * 2, 0.5)
+        return len(seen) == count and all(sorted(peers) == sorted(set(seen) - {n}) for n, peers in seen.items())
+
+    try:
+        wait_until(meshed, f"a mesh of {count}", timeout=TIME_LIMIT)
+    except AssertionError:
+        raise AssertionError(f"no mesh of {count} within {TIME_LIMIT} s: {seen}\n{show(logs)}") from None
+    return set(seen)
 
 
 def show(logs: List[Path]) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 import websocket
 from demo_process import STARTUP_TIMEOUT, Demo
+from support import wait_until
 
 STATE_TIMEOUT = 20.0
 NODES = [f"demo{i}@127.0.0.1" for i in (1, 2, 3)]
@@ -253,10 +254,7 @@ def test_sigint_stops_everything(tmp_path: Any) -> None:
         code = d.stop()
     assert code == 0, d.log()
     assert "no process left behind" in "".join(d.output)
-    deadline = time.monotonic() + 5
-    while _processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _processes_mentioning(str(tmp_path)) == []
+    wait_until(lambda: not _processes_mentioning(str(tmp_path)), "the demo's processes to end", timeout=5)
     for pid in node_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -23,7 +23,7 @@ import snowg
 import snowg.ws as ws
 from snowg.cluster import make_certs
 from snowg.ws import _frames as fr
-from support import recv, tagged, ws_upgrade
+from support import recv, tagged, wait_until, ws_upgrade
 from test_ws_frames import client_frame
 
 TIME_LIMIT = 20
@@ -368,8 +368,7 @@ def test_inbound_flow_control_pauses_the_reader_and_loses_nothing(ws_servers):
         c.send(f"m{i}")
     c.send("last")
     # White box: wait until the reader has stopped reading (its credit is used up).
-    while not conn._reader_waiting:
-        gevent.sleep(0.005)
+    wait_until(lambda: conn._reader_waiting, "the reader to use up its credit")
     snowg.send(conn.pid, ("go",))
     _, queued, got = recv(tagged("got"))
     assert queued == limit  # only `limit` messages were taken off the socket meanwhile
