@@ -28,13 +28,14 @@ def _handler(conn: ws.Connection) -> None:
 
 
 @snowg.spawnable
-def start(compression: bool, context_takeover: bool = False) -> int:
+def start(compression: bool, context_takeover: bool = False, shared_context: bool = True) -> int:
     """Serve on 127.0.0.1 (any port), compressing or not; no server pings (nothing but broadcasts on the wire)."""
     server = ws.serve(
         ("127.0.0.1", 0),
         _handler,
         compression=compression,
         compression_context_takeover=context_takeover,
+        compression_shared_context=shared_context,
         ping_interval=None,
     )
     _servers[server.port] = server

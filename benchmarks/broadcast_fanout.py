@@ -27,14 +27,17 @@ Rows (ratio = snowg / baseline):
 
 Compressed rooms (--compression): one node, N clients in one room, R sequential
 broadcasts of a JSON chat message of about 1 KB (a different one each time),
-once with clients that negotiate permessage-deflate (as browsers offer it) and
-once without (compression=False); each broadcast waits until every client has
-it. Rows (ratio = compressed / uncompressed):
+once with clients that negotiate permessage-deflate (as browsers offer it: the
+default answer keeps the server's context, one compressor shared by the room)
+and once without (compression=False); each broadcast waits until every client
+has it. Rows (ratio = compressed / uncompressed):
   compress.wire_bytes     bytes the clients read from their sockets per broadcast
   compress.server_cpu_ms  the node process's CPU time (user + system) per broadcast
   compress.wall_ms        time per broadcast until every client has it
   compress.takeover.*     the same with compression_context_takeover=True (each member
                           compressed with its own context: no shared bytes)
+  compress.alone.*        the same with compression_shared_context=False
+                          (server_no_context_takeover: each message compressed alone)
 Targets: wire bytes <= 0.5x, server CPU <= 1.2x (the shared, default mode).
 
 Interest routing (--routing, default K = 8): the N clients are on the first M
@@ -569,7 +572,12 @@ class DeflateLoadgens:
 
 
 def compression_run(
-    args: Any, config: Any, compression: bool, messages: List[str], context_takeover: bool = False
+    args: Any,
+    config: Any,
+    compression: bool,
+    messages: List[str],
+    context_takeover: bool = False,
+    shared_context: bool = True,
 ) -> Dict[str, Any]:
     """One node, ``args.clients`` clients offering deflate, sequential broadcasts; -> per-broadcast figures."""
     from snowg.testing import PeerFactory
@@ -578,7 +586,7 @@ def compression_run(
     lg: Optional[DeflateLoadgens] = None
     try:
         peer = factory.start(modules=["_deflate_node"])
-        port = peer.rpc("_deflate_node.start", compression, context_takeover)
+        port = peer.rpc("_deflate_node.start", compression, context_takeover, shared_context)
         lg = DeflateLoadgens(args.loadgens)
         per = [
             args.clients // args.loadgens + (1 if j < args.clients % args.loadgens else 0) for j in range(args.loadgens)
@@ -624,7 +632,7 @@ def compression_run(
             "compressed_share": ncompressed / nmsgs,
         }
         log(
-            f"compression={compression}, context_takeover={context_takeover}: "
+            f"compression={compression}, context_takeover={context_takeover}, shared_context={shared_context}: "
             f"{res['wire_bytes']:,.0f} B on the wire and {res['cpu_ms']:.2f} ms of node CPU "
             f"per broadcast to {args.clients} clients ({res['compressed_share']:.0%} compressed; "
             f"answer {res['answered']})"
@@ -643,6 +651,7 @@ def compression_main(args: Any, config: Any) -> List[Row]:
     plain = compression_run(args, config, False, messages)
     comp = compression_run(args, config, True, messages)
     own = compression_run(args, config, True, messages, context_takeover=True)
+    alone = compression_run(args, config, True, messages, shared_context=False)
     print(
         f"1 node x {args.clients} clients in one room, {args.broadcasts} sequential broadcasts of "
         f"{sizes[0]}-{sizes[-1]} B JSON; baseline = the same run with compression=False"
@@ -654,6 +663,9 @@ def compression_main(args: Any, config: Any) -> List[Row]:
         # compression_context_takeover=True: each member's own compressor (no shared bytes)
         Row("compress.takeover.wire_bytes", "B/broadcast", own["wire_bytes"], plain["wire_bytes"], False),
         Row("compress.takeover.server_cpu_ms", "ms/broadcast", own["cpu_ms"], plain["cpu_ms"], False),
+        # compression_shared_context=False: server_no_context_takeover, every message compressed alone
+        Row("compress.alone.wire_bytes", "B/broadcast", alone["wire_bytes"], plain["wire_bytes"], False),
+        Row("compress.alone.server_cpu_ms", "ms/broadcast", alone["cpu_ms"], plain["cpu_ms"], False),
     ]
 
 

@@ -16,15 +16,38 @@ The model, and the defaults:
   is ``server_max_window_bits=8``, which zlib cannot honour (it raises a
   raw-deflate window of 8 to 9). A header that is not valid HTTP syntax
   offers nothing: the connection goes on uncompressed.
-* **server_no_context_takeover is answered by default**, whether or not the
-  client asked: each message is compressed on its own, so its compressed
-  bytes depend only on its text and on the parameters, and a room broadcast
-  compresses a message once for every member that negotiated the same
-  parameters (instead of once per member, each with its own history). The
-  ratio lost is small for messages of a few hundred bytes and more, and no
-  connection keeps a compressor's 256 KiB of state. ``context_takeover=True``
-  in :class:`DeflateConfig` (``compression_context_takeover`` on the app)
-  gives each connection whose client allows it its own compressor instead.
+* **Server context takeover, shared by a room (the default).** A client
+  that allows it (browsers do) is answered without
+  ``server_no_context_takeover``: its decompressor keeps a window of what
+  the compressed messages it received inflated to (RFC 7692 section 7.2.1;
+  messages sent with RSV1 clear never enter it). A room keeps one
+  :class:`SharedContext` (one compressor) per parameter set: a message it
+  compresses may refer back to the room's earlier messages, which every
+  member that received exactly the room's messages since the compressor's
+  last reset holds at the same distances. A reset (a full flush: nothing
+  after it refers to anything before) is valid for every member, whatever
+  its window holds. A member that got any other compressed message in
+  between (a compressed ``conn.send``, another room's broadcast) is out of
+  step and gets the message compressed alone (once per broadcast, shared by
+  all such members) until the room's next reset. The room resets when
+  fewer than 90% of its members with those parameters were in step at the
+  last broadcast (new members joined, some fell out). No other bound on the
+  history is needed: deflate never refers back further than the window
+  the client was told (``server_max_window_bits``), and the compressor's
+  memory is fixed. So a broadcast costs at most two compressions per
+  parameter set (the room's, and one alone), whatever the room's size, and
+  its bytes shrink as a per-connection context's would. A conn.send is
+  compressed alone (its bytes depend on the message only).
+* **server_no_context_takeover**, when the client asks for it or
+  ``shared_context=False`` (``compression_shared_context`` on the app):
+  each message is compressed on its own, so its bytes depend only on its
+  text and on the parameters, and a broadcast compresses a message once for
+  every member that negotiated the same parameters. No room keeps a
+  compressor, but messages of a few hundred bytes shrink less.
+  ``context_takeover=True`` in :class:`DeflateConfig`
+  (``compression_context_takeover`` on the app) gives each connection whose
+  client allows it its own compressor instead (a broadcast then compresses
+  once per member).
 * **The client's context** is kept across messages, as the client chooses
   (unless it offered ``client_no_context_takeover``, then echoed): the
   connection keeps a decompressor with a window of 32 KiB (created at the
@@ -85,15 +108,19 @@ class DeflateConfig:
 
     Attributes:
         threshold: the smallest payload, in bytes, that is compressed.
-        context_takeover: keep each connection's compressor across messages
-            (not answering ``server_no_context_takeover`` unless the client
-            asks for it); False (default): every message compressed alone,
-            and a broadcast compressed once per parameter set.
+        context_takeover: keep each connection's own compressor across
+            messages (not answering ``server_no_context_takeover`` unless the
+            client asks for it): a broadcast is compressed once per member.
+        shared_context: (when ``context_takeover`` is False) keep the
+            server's context per room, shared by its members (default; see
+            the module's docstring); False: answer
+            ``server_no_context_takeover`` and compress every message alone.
         level: zlib's compression level, 1 (fastest) to 9.
     """
 
     threshold: int = DEFAULT_THRESHOLD
     context_takeover: bool = False
+    shared_context: bool = True
     level: int = 6
 
     def __post_init__(self) -> None:
@@ -246,7 +273,7 @@ def accept_offer(params: List[Param], config: DeflateConfig) -> Optional[Deflate
         else:
             return None
     return DeflateParams(
-        server_no_context_takeover=server_nct or not config.context_takeover,
+        server_no_context_takeover=server_nct or not (config.context_takeover or config.shared_context),
         client_no_context_takeover=client_nct,
         server_max_window_bits=server_bits,
         server_window_asked=server_asked,
@@ -300,20 +327,29 @@ class Deflater:
         params: what was negotiated.
         threshold: the smallest payload compressed.
         key: the identity of the compressed bytes' parameters, shared by every
-            connection that would produce the same bytes; None when this
-            connection keeps its own context (its bytes are its own).
+            connection that would produce the same bytes for a message
+            compressed alone; None when this connection keeps its own
+            context (its bytes are its own).
+        shared: the client keeps the server's context and this connection
+            takes a room's :class:`SharedContext` messages.
+        last: the mark of the last compressed message queued for this
+            connection when it was a room context's message (None: any other
+            compressed message, or none yet). Set at enqueue time only.
     """
 
-    __slots__ = ("key", "level", "params", "threshold", "wbits", "_own")
+    __slots__ = ("key", "last", "level", "params", "shared", "threshold", "wbits", "_own")
 
     def __init__(self, params: DeflateParams, config: DeflateConfig) -> None:
         self.params = params
         self.threshold = config.threshold
         self.level = config.level
         self.wbits = params.server_max_window_bits
+        self.last: Optional[object] = None
+        self.shared = False
         self._own: Optional["zlib._Compress"] = None
-        if params.server_no_context_takeover:
+        if params.server_no_context_takeover or not config.context_takeover:
             self.key: Optional[Tuple[int, int]] = (self.wbits, self.level)
+            self.shared = not params.server_no_context_takeover
         else:
             self.key = None
             self._own = zlib.compressobj(self.level, zlib.DEFLATED, -self.wbits)
@@ -325,6 +361,55 @@ class Deflater:
             return compress_alone(payload, self.wbits, self.level)
         data = own.compress(payload) + own.flush(zlib.Z_SYNC_FLUSH)
         return data[:-4] if data.endswith(TAIL) else data
+
+
+# The output of a full flush right after a sync flush: one empty stored block,
+# byte-aligned, which a decoder skips without any change to its state.
+_EMPTY_BLOCK = b"\x00\x00\x00\xff\xff"
+
+
+class SharedContext:
+    """A room's compressor for the members with one parameter set that keep the server's context.
+
+    :meth:`compress` compresses the room's next message; the caller sends
+    its bytes to each member whose :attr:`Deflater.last` is the returned
+    ``prev`` (in step), or to every member when ``prev`` is None (a reset),
+    and counts both kinds in :attr:`in_step` and :attr:`out_of_step`, which
+    decide the next reset. Sans-IO; never blocks.
+    """
+
+    __slots__ = ("in_step", "level", "out_of_step", "wbits", "_c", "_mark")
+
+    def __init__(self, wbits: int, level: int) -> None:
+        self.wbits = wbits
+        self.level = level
+        self.in_step = 0
+        self.out_of_step = 0
+        self._c: Optional["zlib._Compress"] = None
+        self._mark: Optional[object] = None
+
+    def compress(self, payload: bytes) -> Tuple[bytes, Optional[object], object]:
+        """The room's next message compressed: ``(bytes without the tail, prev, mark)``.
+
+        ``prev`` is None for a reset (the bytes refer to nothing before
+        them: valid for every member), else the mark a member's last room
+        message must have for it to be in step; ``mark`` is this message's.
+        """
+        c = self._c
+        prefix = b""
+        # Fewer than 90% of the members in step at the last message: start afresh.
+        reset = c is None or self.in_step * 10 < (self.in_step + self.out_of_step) * 9
+        if c is None:
+            c = self._c = zlib.compressobj(self.level, zlib.DEFLATED, -self.wbits)
+        elif reset:
+            prefix = c.flush(zlib.Z_FULL_FLUSH)  # forgets the history (as compress_alone's flush does)
+            if prefix == _EMPTY_BLOCK:
+                prefix = b""
+        data = prefix + c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)
+        prev = None if reset else self._mark
+        mark = self._mark = object()
+        self.in_step = self.out_of_step = 0
+        return (data[:-4] if data.endswith(TAIL) else data), prev, mark
 
 
 class Inflater:

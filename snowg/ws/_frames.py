@@ -28,7 +28,7 @@ import struct
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from ._deflate import Deflater, Inflater, InflateError, InflateTooBig
+from ._deflate import Deflater, Inflater, InflateError, InflateTooBig, SharedContext
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -169,6 +169,16 @@ class MessageFrames:
             frame = encode_frame(self.opcode, body, True) if len(body) < len(self.payload) else self.plain()
             cache[key] = frame
         return frame
+
+    def in_context(self, ctx: SharedContext) -> Tuple[bytes, Optional[object], object]:
+        """The message as ``ctx``'s next one: ``(frame, prev, mark)`` (see :meth:`SharedContext.compress`).
+
+        Compresses each time it is called: once per broadcast and context.
+        The frame is compressed even if it is not smaller (the context's
+        history holds the message; a member must too).
+        """
+        body, prev, mark = ctx.compress(self.payload)
+        return encode_frame(self.opcode, body, True), prev, mark
 
 
 def encode_message(data: Data, deflater: Optional[Deflater]) -> bytes:

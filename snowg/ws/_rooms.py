@@ -16,7 +16,12 @@ other nodes fan out while this one does), and none for the others; then it
 makes its WebSocket frame once (once per compression parameter set, see
 ``_frames.MessageFrames``) and appends that same ``bytes`` object to each
 local member's bounded outbound queue (never writing a socket, so it never
-waits for a slow client). Any process or greenlet of any node can broadcast,
+waits for a slow client). Members that keep the server's compression
+context share the room's compressor (a ``_deflate.SharedContext`` per
+parameter set, while the room has two local members or more): those in step
+with it get its frame, the others the message compressed alone, so at most
+two compressions per parameter set, whatever the room's size; whether a
+member is in step is decided and recorded as its frame is queued. Any process or greenlet of any node can broadcast,
 member or not. A broadcast arriving from another node is delivered here by
 :func:`_deliver_from_node` (registered with
 :func:`snowg.cluster.register_frame_handler`) and never forwarded again.
@@ -30,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Set, Tup
 from .._core import Pid
 from ..cluster import broadcast_frame, node, of_type, register_frame_handler
 from . import _membership
+from ._deflate import SharedContext
 from ._frames import MessageFrames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +59,14 @@ _to_every_node = False
 _rooms: Dict[str, Dict["Connection", None]] = {}
 # connection -> the rooms it is in (only connections in at least one room).
 _memberships: Dict["Connection", Set[str]] = {}
+# room -> {parameter key: its shared compressor}, while the room has local members.
+_contexts: Dict[str, Dict[Tuple[int, int], SharedContext]] = {}
+_context_count = 0
+
+#: The most room compressors (:class:`~snowg.ws._deflate.SharedContext`) a
+#: node keeps: each holds a zlib compressor's state (about 256 KiB at the
+#: default level and window); rooms beyond it compress every message alone.
+MAX_SHARED_CONTEXTS = 1000
 
 
 def _check_room(room: Any) -> None:
@@ -125,6 +139,10 @@ def _remove_member(room: str, conn: "Connection") -> None:
         members.pop(conn, None)
         if not members:
             del _rooms[room]
+            contexts = _contexts.pop(room, None)
+            if contexts:
+                global _context_count
+                _context_count -= len(contexts)
     if conn.pid is not None:
         _membership.left(room, conn.pid)
 
@@ -134,6 +152,26 @@ def _registry_memberships() -> List[Tuple[str, Pid]]:
     return [(room, conn.pid) for conn, joined in _memberships.items() if conn.pid is not None for room in joined]
 
 
+def _context(room: str, key: Tuple[int, int]) -> Optional[SharedContext]:
+    """``room``'s compressor for the members with parameters ``key`` that keep the server's context.
+
+    Made at the first broadcast that needs it in a room with at least two
+    local members, while fewer than :data:`MAX_SHARED_CONTEXTS` exist on this
+    node (each holds a zlib compressor's state); None: compress alone.
+    """
+    contexts = _contexts.get(room)
+    ctx = None if contexts is None else contexts.get(key)
+    if ctx is None:
+        global _context_count
+        if _context_count >= MAX_SHARED_CONTEXTS or len(_rooms.get(room, ())) < 2:
+            return None
+        if contexts is None:
+            contexts = _contexts[room] = {}
+        ctx = contexts[key] = SharedContext(*key)
+        _context_count += 1
+    return ctx
+
+
 def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None) -> int:
     members = _rooms.get(room)
     if not members:
@@ -141,13 +179,37 @@ def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None
     # Encoded once (compressed once per negotiated parameter set), shared by every member's queue.
     message = MessageFrames(data)
     plain = message.plain()
+    size = len(message.payload)
+    # key -> (frame, prev, mark, context) of the room's shared compressor: made once for this message.
+    shared: Dict[Tuple[int, int], Tuple[bytes, Optional[object], Optional[object], Optional[SharedContext]]] = {}
     queued = 0
     # A copy: a member whose queue overflows is closed, and leaves, meanwhile.
     for conn in list(members):
         if conn is exclude:
             continue
         deflater = conn.deflater
-        if conn.enqueue(plain if deflater is None else message.frame(deflater)):
+        if deflater is None:
+            ok = conn.enqueue(plain)
+        elif not deflater.shared or size < deflater.threshold:
+            ok = conn.enqueue(message.frame(deflater))
+        else:
+            key = deflater.key
+            assert key is not None  # a shared deflater has one
+            entry = shared.get(key)
+            if entry is None:
+                ctx = _context(room, key)
+                entry = shared[key] = (b"", None, None, None) if ctx is None else (*message.in_context(ctx), ctx)
+            frame, prev, mark, ctx = entry
+            if ctx is None:
+                ok = conn.enqueue(message.frame(deflater))
+            elif prev is None or deflater.last is prev:
+                # a reset, or the member received exactly the context's messages since it: in step
+                ok = conn.enqueue(frame, mark)
+                ctx.in_step += 1
+            else:
+                ok = conn.enqueue(message.frame(deflater))  # compressed alone: once for all of them
+                ctx.out_of_step += 1
+        if ok:
             queued += 1
     return queued
 

@@ -116,12 +116,19 @@ class WebSocketApp:
             offer).
         compression_threshold: the smallest message, in bytes, sent
             compressed (default 256); smaller ones go as they are.
-        compression_context_takeover: keep each connection's compressor
-            across messages (better ratios for many small similar
-            messages to one client) instead of compressing every message on
-            its own; then a broadcast compresses once per member instead of
-            once for all. Default False (``server_no_context_takeover`` is
-            answered).
+        compression_shared_context: (default True) a client that allows
+            server context takeover (browsers do) is answered without
+            ``server_no_context_takeover``, and each room keeps one
+            compressor per parameter set whose messages refer back to the
+            room's earlier ones for the members that received exactly those
+            (at most two compressions per broadcast and parameter set,
+            whatever the room's size; a few times smaller frames for similar
+            messages). False: answer ``server_no_context_takeover`` and
+            compress every message on its own (no compressor kept per room;
+            larger frames).
+        compression_context_takeover: keep each connection's own compressor
+            across messages instead (a broadcast then compresses once per
+            member). Default False.
 
     Raises:
         ValueError: an option out of range.
@@ -147,13 +154,18 @@ class WebSocketApp:
         compression: bool = True,
         compression_threshold: int = DEFAULT_THRESHOLD,
         compression_context_takeover: bool = False,
+        compression_shared_context: bool = True,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
         self.handler = handler
         self.fallback_app = fallback_app
         deflate = (
-            DeflateConfig(threshold=compression_threshold, context_takeover=compression_context_takeover)
+            DeflateConfig(
+                threshold=compression_threshold,
+                context_takeover=compression_context_takeover,
+                shared_context=compression_shared_context,
+            )
             if compression
             else None
         )
@@ -446,7 +458,8 @@ def serve(
             ``max_fragments``, ``ping_interval``, ``ping_timeout``, ``queue_size``,
             ``recv_queue_size``, ``close_timeout``, ``check_origin``,
             ``handshake_timeout``, ``max_connections``, ``compression``,
-            ``compression_threshold``, ``compression_context_takeover``).
+            ``compression_threshold``, ``compression_context_takeover``,
+            ``compression_shared_context``).
 
     Returns:
         The started :class:`WebSocketServer`; ``server.stop()`` stops it.

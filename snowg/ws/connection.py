@@ -516,13 +516,18 @@ class Connection:
 
     # ---------------------------------------------------------------- output
 
-    def enqueue(self, frame: bytes) -> bool:
+    def enqueue(self, frame: bytes, mark: Optional[object] = None) -> bool:
         """Queue an encoded frame (see ``_frames``); never blocks.
 
         For :meth:`send` and for room broadcasts, which encode a frame once
         for all the members (once per compression parameter set:
         ``_frames.MessageFrames(data).frame(conn.deflater)``). Returns False when closing or closed, or when
         the queue was full (the connection is then closed with 1008).
+
+        A compressed frame (RSV1) sets ``deflater.last`` to ``mark`` (a room
+        context's message; None: any other): here, in the same step as the
+        append, so that the record follows the wire's order whichever
+        greenlets queue frames.
         """
         if self._state != _OPEN:
             return False
@@ -531,6 +536,10 @@ class Connection:
             self._overflow()
             return False
         out.append(frame)
+        if frame[0] & 0x40:
+            deflater = self.deflater
+            if deflater is not None:
+                deflater.last = mark
         self._wtask.wake()  # a no-op unless the writer is parked and not yet woken
         return True
 

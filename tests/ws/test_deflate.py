@@ -16,7 +16,7 @@ import zlib
 import gevent
 import gevent.socket
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import snowg.ws as ws
@@ -28,7 +28,7 @@ from test_ws_frames import client_frame
 
 TIME_LIMIT = 30
 
-CONFIG = dfl.DeflateConfig()
+CONFIG = dfl.DeflateConfig(shared_context=False)  # answers server_no_context_takeover, as before
 TAIL = b"\x00\x00\xff\xff"
 
 
@@ -119,6 +119,18 @@ def test_negotiation_off_and_with_server_context_takeover():
     assert answer("permessage-deflate; server_no_context_takeover", keep) == (
         "permessage-deflate; server_no_context_takeover"
     )
+
+
+def test_negotiation_by_default_keeps_the_servers_context_unless_asked():
+    shared = dfl.DeflateConfig()
+    assert answer("permessage-deflate; client_max_window_bits", shared) == "permessage-deflate"
+    assert answer("permessage-deflate; server_no_context_takeover", shared) == (
+        "permessage-deflate; server_no_context_takeover"
+    )
+    d = dfl.Deflater(dfl.negotiate("permessage-deflate", shared), shared)
+    assert d.shared and d.key == (15, 6)
+    asked = dfl.Deflater(dfl.negotiate("permessage-deflate; server_no_context_takeover", shared), shared)
+    assert not asked.shared and asked.key == (15, 6)
 
 
 def test_parse_extensions():
@@ -386,9 +398,9 @@ LONG = '{"user": "alice", "text": "' + "hello compressed world, " * 30 + '"}'
 def test_offer_answered_and_messages_both_ways(ws_servers):
     srv = ws_servers(echo)
     c = DeflateClient(srv.port)
-    assert c.extensions == "permessage-deflate; server_no_context_takeover"
+    assert c.extensions == "permessage-deflate" and c.server_context  # the server keeps its context (shared)
     [conn] = srv.app.connections()
-    assert conn.compression == dfl.DeflateParams()
+    assert conn.compression == dfl.DeflateParams(server_no_context_takeover=False)
     c.send(LONG)
     assert c.recv() == (LONG, True)  # over the threshold: compressed back
     c.send("short")
@@ -410,7 +422,7 @@ def test_client_context_takeover_decoded_across_messages(ws_servers):
     assert [c.recv()[0] for _ in texts] == texts
     # and a client without context takeover, which says so
     d = DeflateClient(srv.port, "permessage-deflate; client_no_context_takeover", context=False)
-    assert d.extensions == "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    assert d.extensions == "permessage-deflate; client_no_context_takeover"
     for t in texts:
         d.send(t)
     assert [d.recv()[0] for _ in texts] == texts
@@ -593,7 +605,7 @@ def test_interoperates_with_wsproto(ws_servers):
 
 
 def test_room_broadcast_compresses_once_per_parameter_set(ws_servers, monkeypatch):
-    srv = ws_servers(room_member)
+    srv = ws_servers(room_member, compression_shared_context=False)
     clients = [DeflateClient(srv.port) for _ in range(3)]
     clients.append(DeflateClient(srv.port, "permessage-deflate; server_max_window_bits=11"))
     plain = connect(srv.port)
@@ -649,3 +661,233 @@ def test_only_snowgs_handler_for_a_websocket_app_answers_the_offer():
         c.close()
     finally:
         server.stop()
+
+
+# ------------------------------------------------- a room's shared context
+
+
+def chat(i, extra=""):
+    return (
+        '{"event": "new_msg", "id": %d, "user": "user%d", "body": "%s the quick brown fox jumps over the lazy dog"}'
+        % (
+            i,
+            i % 7,
+            extra + "hello room " * (20 + i % 5),
+        )
+    )
+
+
+def test_shared_context_refers_back_and_its_resets_suit_any_window():
+    ctx = dfl.SharedContext(15, 6)
+    msgs = [chat(i).encode() for i in range(5)]
+    body0, prev0, mark0 = ctx.compress(msgs[0])
+    assert prev0 is None  # the first message is a reset
+    ctx.in_step = 10
+    body1, prev1, _ = ctx.compress(msgs[1])
+    assert prev1 is mark0 and len(body1) * 3 < len(dfl.compress_alone(msgs[1]))  # it refers to the first
+    kept = zlib.decompressobj(-15)
+    assert kept.decompress(body0 + TAIL) == msgs[0] and kept.decompress(body1 + TAIL) == msgs[1]
+    # fewer than 90% in step: a reset, which a client with any other history decodes
+    ctx.in_step, ctx.out_of_step = 9, 2
+    body2, prev2, mark2 = ctx.compress(msgs[2])
+    assert prev2 is None
+    other = zlib.decompressobj(-15)
+    other.decompress(dfl.compress_alone(b"something else entirely " * 50) + TAIL)
+    assert other.decompress(body2 + TAIL) == msgs[2] and kept.decompress(body2 + TAIL) == msgs[2]
+    ctx.in_step, ctx.out_of_step = 9, 1  # 90%: no reset
+    body3, prev3, _ = ctx.compress(msgs[3])
+    assert prev3 is mark2
+    assert other.decompress(body3 + TAIL) == msgs[3] and kept.decompress(body3 + TAIL) == msgs[3]
+    m = fr.MessageFrames(chat(9))
+    frame, prev, mark = m.in_context(ctx)
+    assert frame[0] == 0xC1 and prev is not None and mark is not prev
+
+
+def greeter(conn):
+    conn.send("hi")
+    while conn.receive() is not None:
+        pass
+
+
+KINDS = {
+    "ctx": "permessage-deflate; client_max_window_bits",  # as Chromium offers: the server keeps its context
+    "small": "permessage-deflate; server_max_window_bits=10",  # its context, in a 1 KiB window
+    "alone": "permessage-deflate; server_no_context_takeover",
+    "plain": None,  # websocket-client: no compression
+}
+
+
+class Member:
+    """A client of a server in this test's process, with its server-side connection (joined and sent to from here)."""
+
+    def __init__(self, srv, kind, known):
+        self.kind = kind
+        self.client = connect(srv.port) if kind == "plain" else DeflateClient(srv.port, KINDS[kind])
+        assert self.recv() == "hi"
+        [self.conn] = [c for c in srv.app.connections() if c not in known]
+        known.add(self.conn)
+        self.expected = []
+        self.compressed_bytes = 0
+
+    def recv(self):
+        if self.kind == "plain":
+            return self.client.recv()
+        b0, payload = self.client.recv_frame()
+        self.client.buf = struct.pack("!BB", b0, 126) + struct.pack("!H", len(payload)) + payload + self.client.buf
+        if b0 & 0x40:
+            self.compressed_bytes += len(payload)
+        return self.client.recv()[0]
+
+    def check(self):
+        """Every message this member should have had, in order, decoded."""
+        got = [self.recv() for _ in self.expected]
+        assert got == self.expected, self.kind
+        self.expected = []
+
+    def close(self):
+        self.client.close()
+
+
+def members_of(srv, kinds):
+    known = set(srv.app.connections())
+    return [Member(srv, k, known) for k in kinds]
+
+
+class RoomModel:
+    """Room operations made from here (queued in this order) and what each member must receive."""
+
+    def __init__(self, members):
+        self.members = members
+        self.rooms = {}
+
+    def join(self, i, room):
+        assert self.members[i].conn.join(room)
+        self.rooms.setdefault(room, set()).add(i)
+
+    def leave(self, i, room):
+        self.members[i].conn.leave(room)
+        self.rooms.get(room, set()).discard(i)
+
+    def broadcast(self, room, msg):
+        n = ws.broadcast(room, msg)
+        assert n == len(self.rooms.get(room, ()))
+        for i in self.rooms.get(room, ()):
+            self.members[i].expected.append(msg)
+
+    def send(self, i, msg):
+        assert self.members[i].conn.send(msg)
+        self.members[i].expected.append(msg)
+
+    def check(self):
+        for m in self.members:
+            m.check()
+
+
+def test_shared_context_across_many_broadcasts_sends_joins_and_rooms(ws_servers):
+    srv = ws_servers(greeter)
+    ms = members_of(srv, ["ctx", "ctx", "small", "alone", "plain"])
+    model = RoomModel(ms)
+    for i in range(4):
+        model.join(i, "r")
+    for k in range(300):  # far past the 32 KiB window
+        model.broadcast("r", chat(k))
+    model.check()
+    # the in-step members' frames refer back: a fraction of compressing each alone
+    assert ms[0].compressed_bytes * 3 < ms[3].compressed_bytes
+    # individual compressed sends, small plain messages, a second room, joins mid-stream
+    model.join(4, "r")
+    model.join(0, "s")
+    model.join(2, "s")
+    for k in range(60):
+        model.broadcast("r", chat(k, "again"))
+        if k % 7 == 0:
+            model.send(k % 5, chat(k, "to you alone"))
+        if k % 5 == 0:
+            model.broadcast("r", "short %d" % k)  # under the threshold: RSV1 clear
+        if k % 4 == 0:
+            model.broadcast("s", chat(k, "other room"))
+        if k == 30:
+            model.join(1, "s")
+            model.leave(3, "r")
+        if k % 11 == 0:
+            model.broadcast("r", bytes(range(256)) * 8)
+    model.check()
+    for m in ms:
+        m.close()
+
+
+@pytest.mark.parametrize("size", [3, 12])
+def test_a_broadcast_compresses_at_most_twice_per_parameter_set(ws_servers, monkeypatch, size):
+    srv = ws_servers(greeter)
+    ms = members_of(srv, ["ctx"] * size + ["small"] * size)
+    model = RoomModel(ms)
+    for i in range(2 * size):
+        model.join(i, "r")
+    calls = []
+    real_alone, real_shared = dfl.compress_alone, dfl.SharedContext.compress
+    monkeypatch.setattr(dfl, "compress_alone", lambda p, w, lv: calls.append(("alone", w)) or real_alone(p, w, lv))
+    monkeypatch.setattr(
+        dfl.SharedContext, "compress", lambda self, p: calls.append(("shared", self.wbits)) or real_shared(self, p)
+    )
+    per_broadcast = []
+    for k in range(4):
+        calls.clear()
+        model.broadcast("r", chat(k))
+        per_broadcast.append(sorted(calls))
+        calls.clear()
+        if k == 0:  # two members of each window size fall out of step
+            for i in (0, 1, size, size + 1):
+                model.send(i, chat(k, "individual"))
+    # a reset; two out of step (compressed alone once for both, the rest in step); fewer than 90% were
+    # in step: a reset; all in step
+    assert per_broadcast == [
+        [("shared", 10), ("shared", 15)],
+        [("alone", 10), ("alone", 15), ("shared", 10), ("shared", 15)],
+        [("shared", 10), ("shared", 15)],
+        [("shared", 10), ("shared", 15)],
+    ]
+    model.check()
+    for m in ms:
+        m.close()
+
+
+_example = [0]
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("join"), st.integers(0, 4), st.sampled_from("ab")),
+            st.tuples(st.just("leave"), st.integers(0, 4), st.sampled_from("ab")),
+            st.tuples(st.just("broadcast"), st.sampled_from("ab"), st.integers(0, 40)),
+            st.tuples(st.just("broadcast"), st.sampled_from("ab"), st.integers(0, 40)),
+            st.tuples(st.just("send"), st.integers(0, 4), st.integers(0, 40)),
+        ),
+        max_size=60,
+    )
+)
+def test_random_interleavings_every_client_decodes_exactly_what_was_sent(ws_servers, ops):
+    _example[0] += 1
+    srv = ws_servers(greeter)
+    ms = members_of(srv, ["ctx", "ctx", "small", "alone", "plain"])
+    model = RoomModel(ms)
+
+    def message(k):  # long texts of one vocabulary in different orders, small ones under the threshold, binary
+        if k % 4:
+            return '{"id": %d, "body": "%s"}' % (k, " ".join(WORDS[(k * 7 + j * j) % len(WORDS)] for j in range(80)))
+        return "tiny %d" % k if k % 8 else bytes([k]) * 600
+
+    for op, x, y in ops:
+        if op == "join":
+            model.join(x, f"{y}{_example[0]}")
+        elif op == "leave":
+            model.leave(x, f"{y}{_example[0]}")
+        elif op == "broadcast":
+            model.broadcast(f"{x}{_example[0]}", message(y))
+        else:
+            model.send(x, message(y))
+    model.check()
+    for m in ms:
+        m.close()

@@ -8,6 +8,13 @@ either sends is relayed to the room, by ``ws.broadcast`` or by each member's
 ``conn.send``, and both must receive the same messages in the same order
 (the server counts the compressed messages it inflated: Chromium's).
 
+A second test puts Chromium, a zlib client that keeps the server's context
+(``test_deflate.DeflateClient``) and websocket-client in room ``r``, the
+first two also in room ``s``, and interleaves broadcasts to both rooms,
+each member's own ``conn.send`` and small uncompressed messages: each
+receives exactly its rooms' messages (the room's shared compression context
+decoded by a browser's own inflater).
+
 Needs what ``tests/demo/test_demo_browser.py`` needs (Debian's ``chromium``
 and ``chromium-driver``, the ``browser`` extra); without them it is SKIPPED,
 saying why.
@@ -77,6 +84,11 @@ def member(conn):
     while (msg := conn.receive()) is not None:
         if msg == "stats":
             conn.send(f"inflated {inflated[0]}")
+        elif msg == "join:s":
+            conn.join("s")
+            conn.send("joined s")
+        elif isinstance(msg, str) and msg.startswith("s:"):
+            ws.broadcast("s", msg)
         elif isinstance(msg, str) and msg.startswith("each:"):
             for m in ws.members("r"):  # each member's own send (its own compression)
                 m.send(msg)
@@ -133,10 +145,10 @@ def test_browser_and_uncompressed_client_receive_identical_messages(server: int,
     driver = browser
     driver.get(f"http://127.0.0.1:{server}/")
     ext = wait(driver, "return window.ext", "the WebSocket to open")
-    assert ext.startswith("permessage-deflate") and "server_no_context_takeover" in ext
+    assert ext == "permessage-deflate"  # Chromium allows server context takeover: the room's context is shared
     wait(driver, "return window.got.length >= 1", "the greeting")
     greeting = driver.execute_script("return window.got[0]")
-    assert greeting == "T:hello permessage-deflate; server_no_context_takeover"
+    assert greeting == "T:hello permessage-deflate"
 
     plain = websocket.create_connection(f"ws://127.0.0.1:{server}/ws", timeout=WAIT)
     assert plain.recv() == "hello none"
@@ -171,3 +183,54 @@ def test_browser_and_uncompressed_client_receive_identical_messages(server: int,
     assert driver.execute_script("return window.got.slice(1)") == [as_page(m) for m in expected]
     assert driver.execute_script("return window.closeCode") is None
     plain.close()
+
+
+def test_browser_zlib_and_plain_clients_share_a_rooms_context(server: int, browser: Any) -> None:
+    from test_deflate import DeflateClient
+
+    driver = browser
+    driver.get(f"http://127.0.0.1:{server}/")
+    assert wait(driver, "return window.ext", "the WebSocket to open") == "permessage-deflate"
+    wait(driver, "return window.got.length >= 1", "the greeting")
+    driver.execute_script("window.sock.send('join:s')")
+    wait(driver, "return window.got.length >= 2", "the join's answer")
+    assert driver.execute_script("return window.got.slice(0, 2)") == ["T:hello permessage-deflate", "T:joined s"]
+    zc = DeflateClient(server, "permessage-deflate; client_max_window_bits")
+    assert zc.extensions == "permessage-deflate" and zc.server_context
+    assert zc.recv() == ("hello permessage-deflate", False)
+    zc.send("join:s")
+    assert zc.recv() == ("joined s", False)
+    plain = websocket.create_connection(f"ws://127.0.0.1:{server}/ws", timeout=WAIT)
+    assert plain.recv() == "hello none"
+
+    sent: List[Any] = []
+    for k in range(40):
+        sent.append(CHAT.replace("alice", f"user{k}"))  # room r
+        if k % 3 == 0:
+            sent.append("s:" + CHAT.replace("fox", f"fox {k}"))  # room s: not the plain client's
+        if k % 5 == 0:
+            sent.append("each:" + CHAT.replace("dog", f"dog {k}"))  # each member's own compressed send
+        if k % 4 == 0:
+            sent.append(f"short {k}")  # under the threshold: uncompressed
+        if k % 13 == 0:
+            sent.append(bytes(range(256)) * 8)
+    for m in sent:
+        if isinstance(m, bytes):
+            plain.send_binary(m)
+        else:
+            plain.send(m)
+    everyone = [m for m in sent if not (isinstance(m, str) and m.startswith("s:"))]
+    assert [plain.recv() for _ in everyone] == everyone
+    got = []
+    compressed = 0
+    for _ in sent:
+        data, was = zc.recv()
+        got.append(data)
+        compressed += was
+    assert got == sent and compressed > len(sent) // 2
+    n = 2 + len(sent)
+    wait(driver, f"return window.got.length >= {n}", f"{n} messages in the page")
+    assert driver.execute_script("return window.got.slice(2)") == [as_page(m) for m in sent]
+    assert driver.execute_script("return window.closeCode") is None
+    plain.close()
+    zc.close()
