@@ -1,0 +1,17 @@
+"""Erlang interoperability: a snowg node as a node to real Erlang and Elixir clusters (in progress).
+
+The package will let a snowg node speak Erlang's own distribution protocol
+beside snowg's msgpack-over-TLS one: register with EPMD, run the version-6
+handshake in both roles, and carry signals as terms in Erlang's external
+term format. It is built bottom-up from sans-IO modules (bytes in, values
+or events out, no sockets), each tested whole, one byte at a time, with
+random input, and against a real ``erl``.
+
+What exists now (all private; nothing is exported yet):
+
+* ``_errors``: ``ErlangProtocolError``, raised for every malformed input.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
