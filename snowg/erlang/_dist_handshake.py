@@ -106,7 +106,7 @@ class State(Enum):
     SEND_ACK = "send_ack"  # acceptor: the caller must send the ack
     WAIT_ACK = "wait_ack"  # initiator
     CONNECTED = "connected"
-    CLOSED = "closed"  # refused, by either side
+    CLOSED = "closed"  # refused by either side, or broken by the peer
 
 
 # ----------------------------------------------------------------- events
@@ -294,17 +294,22 @@ class _Handshake:
             return event
         if self.state not in self._reading:
             return NEED_DATA
-        message = self._frames.next_message()
-        if message is None:
-            return NEED_DATA
+        try:
+            message = self._frames.next_message()
+            if message is None:
+                return NEED_DATA
+            if not message:
+                raise ErlangProtocolError(f"handshake with {self.peer}: empty message in state {self.state.value}")
+            event = self._handle(message)
+        except ErlangProtocolError:
+            self.state = State.CLOSED  # nothing more is read: the caller closes the connection
+            raise
         self._frames.what = f"handshake with {self.peer}"
-        if not message:
-            raise ErlangProtocolError(f"handshake with {self.peer}: empty message in state {self.state.value}")
-        return self._handle(message)
+        return event
 
     _reading: frozenset[State] = frozenset()
 
-    def _handle(self, message: bytes) -> Union[Event, _Need]:
+    def _handle(self, message: bytes) -> Event:
         raise NotImplementedError
 
     def _out(self, payload: bytes) -> bytes:
@@ -387,7 +392,7 @@ class Initiator(_Handshake):
             return self._out(b"r" + struct.pack(">I", self.challenge) + digest(self._their_challenge, self.cookie))
         raise RuntimeError(f"an initiator does not send {type(what).__name__}")
 
-    def _handle(self, message: bytes) -> Union[Event, _Need]:
+    def _handle(self, message: bytes) -> Event:
         r = _Reader(message, f"handshake with {self.peer}")
         tag = r.take(1, "tag")
         if self.state is State.WAIT_STATUS:
@@ -515,7 +520,7 @@ class Acceptor(_Handshake):
         self._expect(State.WAIT_REPLY)
         return self._challenge()
 
-    def _handle(self, message: bytes) -> Union[Event, _Need]:
+    def _handle(self, message: bytes) -> Event:
         r = _Reader(message, f"handshake with {self.peer}")
         tag = r.take(1, "tag")
         if self.state is State.WAIT_NAME:

@@ -315,6 +315,9 @@ def test_bad_names_are_refused(body, error):
     acc.receive_data(frame(body, 2))
     with pytest.raises(ErlangProtocolError, match=error):
         acc.next_event()
+    assert acc.state is hs.State.CLOSED
+    acc.receive_data(frame(b"N" + struct.pack(">QIH", _flags.OFFERED, 1, 3) + b"a@b", 2))
+    assert acc.next_event() is hs.NEED_DATA  # a broken handshake reads nothing more
 
 
 def test_out_of_turn_sends_are_the_callers_mistake():
@@ -567,7 +570,7 @@ def test_the_initiator_connects_to_erl_and_answers_its_ticks(epmd, erl_procs):
     assert result.error is None, (result.error, out)
     assert result.connected is not None and result.connected.name == f"x@{HOST}"
     assert f'up {ME}\nlater ["{ME}"]\n' in out, out
-    assert result.ticks_received >= TICKTIME and result.ticks_sent >= 2 * TICKTIME, result
+    assert result.ticks_received >= TICKTIME and result.ticks_sent >= TICKTIME, result  # both ticked for periods
     assert result.closed_by_peer
 
 
