@@ -10,6 +10,12 @@ random input, and against a real ``erl``.
 What exists now (all private; nothing is exported yet):
 
 * ``_errors``: ``ErlangProtocolError``, raised for every malformed input.
+* ``_types``: the Python side of Erlang terms that have no plain Python
+  type (``Atom``, ``ImproperList``, ``ErlPid``, ``ErlRef``, ``ErlPort``,
+  ``BitBinary``, ``OpaqueTerm``).
+* ``_etf``: the external term format (version 131): ``encode``,
+  ``decode``, and ``encode_dist``/``decode_dist`` for the terms of a
+  distribution message; bounded, byte-exact with ``term_to_binary``.
 """
 
 from __future__ import annotations
