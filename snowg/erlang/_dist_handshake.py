@@ -346,6 +346,9 @@ class Initiator(_Handshake):
         length_size: 2 over TCP, 4 under ``inet_tls_dist``.
         challenge: this side's challenge (random when None; tests fix it).
         peer: how errors name the acceptor until its name is known.
+        expect: the node this side means to reach (``bob@host``): an acceptor
+            calling itself anything else is refused, as OTP refuses it. None
+            accepts any name.
     """
 
     _reading = frozenset({State.WAIT_STATUS, State.WAIT_CHALLENGE, State.WAIT_ACK})
@@ -360,10 +363,12 @@ class Initiator(_Handshake):
         length_size: int = TCP_HANDSHAKE_LENGTH,
         challenge: Optional[int] = None,
         peer: str = "the acceptor",
+        expect: Optional[str] = None,
     ) -> None:
         super().__init__(
             name, cookie, flags=flags, creation=creation, length_size=length_size, challenge=challenge, peer=peer
         )
+        self.expect = expect
         self._their_challenge = 0
         self.peer_name = ""
 
@@ -426,6 +431,8 @@ class Initiator(_Handshake):
             challenge = r.u(4, "challenge")
             creation = r.u(4, "creation")
             name = r.name()
+            if self.expect is not None and name != self.expect:
+                raise ErlangProtocolError(f"handshake with {self.peer}: dialled {self.expect} but the node is {name!r}")
             self.peer = name or self.peer
             _flags.check_peer(flags, self.peer)
             self.peer_name, self.peer_flags, self.peer_creation = name, flags, creation

@@ -165,9 +165,10 @@ def dial(
     tick_interval: float = 1.0,
     timeout: float = 20.0,
     recv_size: int = 65536,
+    expect: Optional[str] = None,
 ) -> Result:
-    """Connect to ``host:port`` and run the initiator ``name``."""
+    """Connect to ``host:port`` and run the initiator ``name`` (to reach the node ``expect``, if given)."""
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.settimeout(None)
-    machine = hs.Initiator(name, cookie, creation=creation, peer=f"{host}:{port}")
+    machine = hs.Initiator(name, cookie, creation=creation, peer=f"{host}:{port}", expect=expect)
     return _run(sock, machine, run_for, tick_interval, timeout, recv_size)

@@ -259,6 +259,15 @@ def test_named_gives_the_initiator_its_name():
     assert ini.state is acc.state is hs.State.CONNECTED
 
 
+def test_the_initiator_refuses_a_node_it_did_not_dial():
+    ini = hs.Initiator(A, "c", peer="10.0.0.2:4000", expect="carol@host")
+    acc = hs.Acceptor(B, "c")
+    with pytest.raises(ErlangProtocolError, match="10.0.0.2:4000: dialled carol@host but the node is 'bob@host'"):
+        converse(ini, acc)
+    ini, acc = hs.Initiator(A, "c", expect=B), hs.Acceptor(B, "c")
+    assert isinstance(converse(ini, acc)[0][-1], hs.Connected)
+
+
 def test_named_without_asking_is_refused():
     ini, _ = pair()
     ini.send(hs.SendName())
@@ -565,7 +574,16 @@ def test_the_initiator_connects_to_erl_and_answers_its_ticks(epmd, erl_procs):
     wait_ready(erl)
     entry = port_please("127.0.0.1", "x", epmd_port=epmd)
     assert entry is not None and entry.highest == 6
-    result = dial("127.0.0.1", entry.port, ME, "c", run_for=2 * TICKTIME + 5, tick_interval=TICKTIME / 4, recv_size=1)
+    result = dial(
+        "127.0.0.1",
+        entry.port,
+        ME,
+        "c",
+        run_for=2 * TICKTIME + 5,
+        tick_interval=TICKTIME / 4,
+        recv_size=1,
+        expect=f"x@{HOST}",
+    )
     out = output_of(erl)
     assert result.error is None, (result.error, out)
     assert result.connected is not None and result.connected.name == f"x@{HOST}"
@@ -604,7 +622,7 @@ def test_a_wrong_cookie_is_refused_by_erl(epmd, erl_procs):
     wait_ready(erl)
     entry = port_please("127.0.0.1", "x", epmd_port=epmd)
     assert entry is not None
-    result = dial("127.0.0.1", entry.port, ME, "not-c")
+    result = dial("127.0.0.1", entry.port, ME, "not-c", expect=f"x@{HOST}")
     assert result.connected is None and result.closed_by_peer and result.error is None, result
     assert isinstance(result.events[-1], hs.ChallengeReceived)  # erl closed instead of sending its ack
     out = output_of(erl)
