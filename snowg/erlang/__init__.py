@@ -16,6 +16,10 @@ What exists now (all private; nothing is exported yet):
 * ``_etf``: the external term format (version 131): ``encode``,
   ``decode``, and ``encode_dist``/``decode_dist`` for the terms of a
   distribution message; bounded, byte-exact with ``term_to_binary``.
+* ``_flags``: the distribution flags (``DFLAG_*``), OTP 25's mandatory set.
+* ``_dist_framing``: the length-prefixed framing of a distribution
+  connection (handshake and connected phases, ticks).
+* ``_dist_handshake``: the version-6 handshake, both roles.
 """
 
 from __future__ import annotations
