@@ -591,9 +591,9 @@ class _Decoder:
             items = [self.term(depth + 1) for _ in range(n)]
             if tag != LIST_EXT:
                 return tuple(items)
+            tail = self.term(depth + 1)  # no items (never written, Erlang reads it): the tail alone
             if n == 0:
-                raise self.fail(tag, at, "a list of length 0 (the empty list is NIL_EXT)")
-            tail = self.term(depth + 1)
+                return tail
             if type(tail) is list:
                 return items + tail
             if type(tail) is ImproperList:
@@ -651,6 +651,8 @@ class _Decoder:
         if tag == BIT_BINARY_EXT:
             n = self.u32(tag, at, "length")
             bits = data[self.need(tag, at, 1, "bits")]
+            if n == 0 and bits == 0:  # never written, Erlang reads it as <<>>
+                return b"" if self.strict_bytes else ""
             if n == 0 or not 1 <= bits <= 8:
                 raise self.fail(tag, at, f"{bits} bits in the last of {n} bytes, expected 1 to 8 of at least 1")
             return BitBinary(data[self.need(tag, at, n, "data") : self.pos], bits)

@@ -268,6 +268,11 @@ def test_old_forms_decode() -> None:
     # A non-canonical LIST_EXT whose tail is another list is one list.
     nested = b"\x83l" + struct.pack(">I", 1) + b"a\x01" + b"l" + struct.pack(">I", 1) + b"a\x02" + b"a\x03"
     assert_same(decode(nested)[0], ImproperList((1, 2), 3))
+    # Forms Erlang never writes but reads: a LIST_EXT of no items is its tail, an empty bitstring is <<>>.
+    assert_same(decode(b"\x83l\x00\x00\x00\x00j")[0], [])
+    assert_same(decode(b"\x83l\x00\x00\x00\x00a\x01")[0], 1)
+    assert_same(decode(b"\x83M\x00\x00\x00\x00\x00")[0], "")
+    assert_same(decode(b"\x83M\x00\x00\x00\x00\x00", strict_bytes=True)[0], b"")
 
 
 def test_compressed_terms_decode_within_their_bound() -> None:
@@ -339,7 +344,6 @@ def test_decode_dist_reads_terms_back_to_back() -> None:
         (b"\x83t\x00\x00\x00\x02a\x01a\x02a\x01a\x03", "repeats an earlier key"),
         (b"\x83t\x00\x00\x00\x01jaa", "cannot be a dict key"),
         (b"\x83t\x00\x00\x00\x02a\x01a\x02F?\xf0\x00\x00\x00\x00\x00\x00a\x03", "equals one in Python"),
-        (b"\x83l\x00\x00\x00\x00j", "the empty list is NIL_EXT"),
         (b"\x83qw\x01mw\x01fb\x00\x00\x00\x01", "arity at offset"),
         (b"\x83p\x00\x00\x00\x05", "too small for a fun"),
     ],
