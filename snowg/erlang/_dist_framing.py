@@ -12,6 +12,12 @@ A distribution connection carries length-prefixed messages, big-endian:
 pieces (one byte at a time is fine), and refuses a length over its bound
 before buffering the body: a peer cannot make it hold more than
 ``max_size`` bytes plus one header. :func:`frame` is the other direction.
+
+:class:`Ticker` decides when to tick, on the caller's clock: a tick is due
+when nothing was *sent* for a quarter of ``net_ticktime``, whatever was
+received (a BEAM node streaming to us sends no ticks, and declares us down
+if we only listen); the peer is lost when nothing at all was *received* for
+``net_ticktime``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "TCP_HANDSHAKE_LENGTH",
     "TICK",
     "TLS_HANDSHAKE_LENGTH",
+    "Ticker",
     "frame",
 ]
 
@@ -114,3 +121,40 @@ class Deframer:
     def pending(self) -> bytes:
         """Bytes received but not yet part of a returned message (a header already read is not included)."""
         return bytes(self._buf)
+
+
+class Ticker:
+    """When a connection must send a tick, and when its peer counts as lost; times are the caller's clock.
+
+    Args:
+        ticktime: ``net_ticktime`` in seconds (Erlang's default is 60).
+        now: the current time (the connection is up from then).
+    """
+
+    def __init__(self, ticktime: float, now: float) -> None:
+        if ticktime <= 0:
+            raise ValueError(f"ticktime must be positive, not {ticktime}")
+        self.ticktime = ticktime
+        self.interval = ticktime / 4
+        self.last_sent = now
+        self.last_received = now
+
+    def sent(self, now: float) -> None:
+        """Something (a message or a tick) was sent at ``now``."""
+        self.last_sent = now
+
+    def received(self, now: float) -> None:
+        """Something (a message or a tick) was received at ``now``."""
+        self.last_received = now
+
+    def tick_due(self, now: float) -> bool:
+        """True when nothing was sent for a quarter of the tick time: send :data:`TICK`."""
+        return now - self.last_sent >= self.interval
+
+    def peer_lost(self, now: float) -> bool:
+        """True when nothing was received for the whole tick time: the peer is down."""
+        return now - self.last_received >= self.ticktime
+
+    def wait(self, now: float) -> float:
+        """Seconds until a tick is due or the peer is lost, whichever comes first (0 when already)."""
+        return max(0.0, min(self.last_sent + self.interval, self.last_received + self.ticktime) - now)

@@ -11,8 +11,9 @@ on a socket, so tests can hold them against a real ``erl``.
 
 Keeping the connection means what a node does with nothing to say: read
 messages (counting ticks and others) and send a tick whenever nothing was
-sent for ``tick_interval`` seconds, for ``run_for`` seconds or until the
-peer closes. The handshake reads at most ``recv_size`` bytes a time (1: the
+sent for ``tick_interval`` seconds (a :class:`Ticker` for a tick time of
+four intervals), for ``run_for`` seconds, until the peer closes, or until it
+is silent for the tick time. The handshake reads at most ``recv_size`` bytes a time (1: the
 machines get the peer's bytes one at a time). Every step is bounded by
 ``timeout``; the socket is always
 closed. Errors are not raised but returned in :class:`Result`, so a test
@@ -29,7 +30,7 @@ import gevent
 from gevent import socket
 
 from snowg.erlang import _dist_handshake as hs
-from snowg.erlang._dist_framing import CONNECTED_LENGTH, MESSAGE_MAX, TICK, Deframer
+from snowg.erlang._dist_framing import CONNECTED_LENGTH, MESSAGE_MAX, TICK, Deframer, Ticker
 
 
 @dataclass
@@ -84,7 +85,8 @@ def _handshake(sock: socket.socket, machine: Union[hs.Initiator, hs.Acceptor], r
 def _keep(sock: socket.socket, trailing: bytes, run_for: float, tick_interval: float, result: Result) -> None:
     frames = Deframer(CONNECTED_LENGTH, MESSAGE_MAX, "connected stream")
     frames.receive_data(trailing)
-    start = last_sent = time.monotonic()
+    start = time.monotonic()
+    ticker = Ticker(4 * tick_interval, start)
     while True:
         for message in frames.messages():
             if message:
@@ -92,14 +94,14 @@ def _keep(sock: socket.socket, trailing: bytes, run_for: float, tick_interval: f
             else:
                 result.ticks_received += 1
         now = time.monotonic()
-        if now - start >= run_for:
+        if now - start >= run_for or ticker.peer_lost(now):
             result.seconds_connected = now - start
             return
-        if now - last_sent >= tick_interval:
+        if ticker.tick_due(now):
             sock.sendall(TICK)
             result.ticks_sent += 1
-            last_sent = now
-        wait = max(0.01, min(last_sent + tick_interval, start + run_for) - time.monotonic())
+            ticker.sent(now)
+        wait = max(0.01, min(ticker.wait(now), start + run_for - now))
         try:
             with gevent.Timeout(wait):
                 data = _recv(sock)
@@ -109,6 +111,7 @@ def _keep(sock: socket.socket, trailing: bytes, run_for: float, tick_interval: f
             result.closed_by_peer = True
             result.seconds_connected = time.monotonic() - start
             return
+        ticker.received(time.monotonic())
         frames.receive_data(data)
 
 

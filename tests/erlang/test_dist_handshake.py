@@ -32,7 +32,7 @@ from snowg._errors import NodeError
 from snowg.cluster._epmd_client import port_please, register
 from snowg.erlang import _dist_handshake as hs
 from snowg.erlang import _flags
-from snowg.erlang._dist_framing import TICK, Deframer, frame
+from snowg.erlang._dist_framing import TICK, Deframer, Ticker, frame
 from snowg.erlang._errors import ErlangProtocolError
 
 TIME_LIMIT = 120
@@ -101,6 +101,20 @@ def test_framing_bounds_and_ticks():
         frame(b"z" * 65536, 2)
     with pytest.raises(ValueError):
         Deframer(3)
+
+
+def test_ticker_ticks_on_silence_in_sending_even_while_receiving():
+    t = Ticker(4.0, now=100.0)
+    assert not t.tick_due(100.9) and t.wait(100.0) == 1.0
+    t.received(100.5)  # receiving does not put off our tick
+    assert t.tick_due(101.0)
+    t.sent(101.0)
+    assert not t.tick_due(101.5) and t.wait(101.5) == 0.5
+    assert not t.peer_lost(104.4) and t.peer_lost(104.5)  # silent for a whole tick time since 100.5
+    t.received(104.4)
+    assert not t.peer_lost(108.3)
+    with pytest.raises(ValueError):
+        Ticker(0, now=0)
 
 
 @given(st.lists(st.binary(max_size=40), max_size=8), st.integers(1, 7))
