@@ -35,6 +35,11 @@ fun (``NEW_FUN_EXT``, ``EXPORT_EXT``)  :class:`OpaqueTerm`
 =====================================  =========================================
 
 Anything else raises ``TypeError`` in :func:`encode` (the caller's mistake).
+A ``dict`` is written in its own order (Erlang orders a map's keys when it
+reads one), so its bytes are ``term_to_binary``'s when that order is
+Erlang's key order. Pids, ports and references are always written in their
+newest forms (``NEW_PID_EXT``, ``NEW_PORT_EXT`` or ``V4_PORT_EXT``,
+``NEWER_REFERENCE_EXT``), whatever form they were read from.
 
 Bounds: :func:`decode` reads bytes from a peer and trusts none of them.
 Input and inflated size, nesting depth, atom length (255 characters),

@@ -363,6 +363,33 @@ def test_nesting_is_bounded() -> None:
         decode(b"\x83" + b"l\x00\x00\x00\x01" * 60 + b"j" * 61, limits=Limits(max_depth=50))
 
 
+def test_encode_and_decode_agree_on_the_depth_bound() -> None:
+    term: Any = 1
+    for _ in range(200):
+        term = (term,)
+    assert_same(roundtrip(term), term)
+    with pytest.raises(TypeError, match="deeper than 200"):
+        encode((term,))
+    with pytest.raises(ErlangProtocolError, match="deeper than 200"):
+        decode(b"\x83" + b"h\x01" * 201 + b"a\x01")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 2**16), st.binary(max_size=300))
+def test_random_compressed_data_raises_only_the_protocol_error(size: int, data: bytes) -> None:
+    for body in (data, zlib.compress(data)):
+        try:
+            value, consumed = decode(b"\x83P" + struct.pack(">I", size) + body)
+        except ErlangProtocolError:
+            continue
+        encode(value)
+
+
+def test_old_forms_are_written_in_the_newest() -> None:
+    old_pid = b"\x83gw\x01n" + struct.pack(">IIB", 1, 2, 3)
+    assert encode(decode(old_pid)[0]) == b"\x83Xw\x01n" + struct.pack(">III", 1, 2, 3)
+
+
 def test_size_and_big_integers_are_bounded() -> None:
     data = encode("x" * 1000)
     with pytest.raises(ErlangProtocolError, match="limit of 100 bytes"):
