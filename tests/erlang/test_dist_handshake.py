@@ -373,12 +373,12 @@ def test_trailing_data_goes_to_the_connected_stream():
 # ---------------------------------------------------------------- fuzzing
 
 
-def run_on(machine: Machine, data: bytes, step: int) -> None:
+def run_on(machine: Machine, data: bytes, step: int, status: str = "ok") -> None:
     """Feed ``data``; answer whatever is asked as a node would. Only ErlangProtocolError may escape."""
 
     def react(event: object) -> bytes:
         if machine.state is hs.State.DECIDE_STATUS:
-            return machine.send(hs.SendStatus("ok"))
+            return machine.send(hs.SendStatus(status))
         if machine.state is hs.State.DECIDE_ALIVE:
             return machine.send(hs.AliveAnswer(True))
         if machine.state is hs.State.SEND_REPLY:
@@ -430,10 +430,10 @@ def fresh(role: str) -> Machine:
 
 
 @pytest.mark.parametrize("role", ["ini", "acc"])
-@given(data=st.binary(max_size=300), step=st.integers(1, 50))
+@given(data=st.binary(max_size=300), step=st.integers(1, 50), status=st.sampled_from(["ok", "alive", "nok"]))
 @settings(max_examples=300, deadline=None)
-def test_fuzz_random_bytes(role, data, step):
-    run_on(fresh(role), data, step)
+def test_fuzz_random_bytes(role, data, step, status):
+    run_on(fresh(role), data, step, status)
 
 
 @pytest.mark.parametrize("role", ["ini", "acc"])
