@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import gevent
 
 import snowg
+from snowg.testing import wait_for
 
 #: Seconds any single expected message may take before a test fails.
 T = 10.0
@@ -156,8 +156,6 @@ def find_line(caplog: Any, *parts: str) -> Optional[str]:
 
 def assert_logged(caplog: Any, *parts: str) -> str:
     """Some ``snowg`` log line contains every one of ``parts`` (waits up to 5 s); returns it."""
-    from snowg.testing import wait_for
-
     wait_for(lambda: find_line(caplog, *parts) is not None, timeout=5)
     line = find_line(caplog, *parts)
     assert line is not None, f"no log line with {parts!r} in:\n" + "\n".join(log_lines(caplog))
@@ -169,8 +167,6 @@ def assert_logged(caplog: Any, *parts: str) -> str:
 
 def read_until_closed(sock: Any, timeout: float = 5.0) -> bytes:
     """Everything the node sends until it closes the connection (fails after ``timeout`` s)."""
-    import gevent
-
     data = b""
     with gevent.Timeout(timeout, AssertionError(f"the node did not close the connection within {timeout} s")):
         while True:
@@ -221,8 +217,6 @@ def drive_handshake(sock: Any, hs: Any, timeout: float = 10.0, closed: Optional[
     none: replace yours"). Returns whether it was told so. If the node closes
     the connection first, raises ``closed`` (default: ``HandshakeError``).
     """
-    import gevent
-
     from snowg.cluster._handshake import HandshakeError, PeerAlive
 
     alive = False
@@ -279,15 +273,10 @@ def ws_handshake(
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = T) -> None:
-    """Poll ``predicate`` (backing off from 10 ms to 100 ms) until it is true.
+    """:func:`snowg.testing.wait_for` that fails the test, naming ``what``, when ``timeout`` passes.
 
     Raises:
-        AssertionError: still false after ``timeout`` seconds, naming ``what``.
+        AssertionError: still false after ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        gevent.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    if not wait_for(predicate, timeout=timeout, interval=0.05):
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
