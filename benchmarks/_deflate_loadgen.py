@@ -18,21 +18,18 @@ is what is measured.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import socket as pysocket
 import struct
 import sys
 import zlib
 from typing import Dict, List
 
 import gevent
-from gevent import socket
 from gevent.fileobject import FileObject
 from gevent.pool import Pool
 
 from _fanout_common import raise_nofile
+from _fanout_loadgen import upgrade
 
 TAIL = b"\x00\x00\xff\xff"
 counts: List[int] = []
@@ -48,31 +45,13 @@ def say(line: str) -> None:
 
 
 def handshake(port: int, deflate: bool):
-    s = socket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
-    s.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
-    s.settimeout(30)
-    s.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
     ext = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
-    s.sendall(
-        f"GET /chat HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n".encode()
-    )
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(head[:80])
+    s, head, rest = upgrade(port, "/chat", headers=ext)
     answered = "-"
-    for line in head.decode("latin-1").split("\r\n")[1:]:
+    for line in head.split("\r\n")[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "sec-websocket-extensions":
             answered = value.strip()
-    s.settimeout(None)
     return s, rest, answered
 
 

@@ -47,7 +47,8 @@ def say(line: str) -> None:
     out.flush()
 
 
-def handshake(port: int, path: str, rcvbuf: int = 0):
+def upgrade(port: int, path: str, rcvbuf: int = 0, headers: str = ""):
+    """A WebSocket at ``path`` on 127.0.0.1:``port``: (socket, the answer's head, what followed it)."""
     s = socket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
     if rcvbuf:
         s.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, rcvbuf)
@@ -57,7 +58,7 @@ def handshake(port: int, path: str, rcvbuf: int = 0):
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n".encode()
     )
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -69,6 +70,11 @@ def handshake(port: int, path: str, rcvbuf: int = 0):
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(head[:80])
     s.settimeout(None)
+    return s, head.decode("latin-1"), rest
+
+
+def handshake(port: int, path: str, rcvbuf: int = 0):
+    s, _head, rest = upgrade(port, path, rcvbuf)
     return s, rest
 
 
