@@ -34,21 +34,6 @@ TIME_LIMIT = 120
 MODULES = ["wsfuncs", "support", "roomfuncs"]
 
 
-@pytest.fixture
-def local_servers():
-    """Servers started in this process with wsfuncs.start_server; stopped after the test."""
-    ports = []
-
-    def start(**kwargs):
-        port = wsfuncs.start_server(**kwargs)
-        ports.append(port)
-        return port
-
-    yield start
-    for port in ports:
-        wsfuncs.stop_server(port, timeout=1)
-
-
 class Cluster:
     """This node and ``k`` peers in a full mesh; a node's functions are called by rpc (or here, for A)."""
 

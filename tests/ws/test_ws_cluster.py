@@ -28,7 +28,6 @@ from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.socket  # noqa: E402
-import pytest  # noqa: E402
 import websocket  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
@@ -41,21 +40,6 @@ from snowg.testing import wait_for  # noqa: E402
 
 TIME_LIMIT = 90
 W = 20.0  # seconds any single expected message may take
-
-
-@pytest.fixture
-def local_servers():
-    """Servers started in this process with wsfuncs.start_server; stopped after the test."""
-    ports = []
-
-    def start(**kwargs):
-        port = wsfuncs.start_server(**kwargs)
-        ports.append(port)
-        return port
-
-    yield start
-    for port in ports:
-        wsfuncs.stop_server(port, timeout=1)
 
 
 # ----------------------------------------------------------------- clients
