@@ -393,6 +393,7 @@ class Launcher:
                     "creation": n.info.get("creation"),
                     "sees": sees,
                     "rooms": n.info.get("rooms", {}),
+                    "room_counts": n.info.get("room_counts", {}),
                     "launches": n.launches,
                     "error": n.info.get("error"),
                     "busy": n.busy,

@@ -133,6 +133,8 @@ def node_info() -> Dict[str, Any]:
         "os_pid": os.getpid(),
         "ws_port": int(_server.port) if _server is not None else 0,
         "rooms": {room: len(ws.members(room)) for room in ws.rooms()},
+        # The cluster-wide members of this node's rooms, as this node sees them (eventually consistent).
+        "room_counts": {room: ws.count(room) for room in ws.rooms()},
     }
 
 

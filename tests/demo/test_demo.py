@@ -80,6 +80,18 @@ def tree_running(state: Dict[str, Any]) -> bool:
     return len(children) == 4 and all(c["status"] == "running" and c["pid"] for c in children)
 
 
+def wait_room(control: Control, room: str, nodes: List[str], count: int) -> None:
+    """Wait until each of ``nodes`` counts ``count`` members of ``room`` in the cluster.
+
+    Room broadcasts go only to the nodes a node knows to have members, and
+    membership spreads between nodes a moment after a join.
+    """
+    control.wait(
+        lambda s: all(n["room_counts"].get(room) == count for n in s["nodes"] if n["name"] in nodes),
+        f"{count} members of {room} seen by {nodes}",
+    )
+
+
 class ChatClient:
     def __init__(self, port: int, room: str, user: str) -> None:
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/", timeout=10)
@@ -151,6 +163,7 @@ def test_chat_message_on_node1_reaches_node3(control: Control) -> None:
     a = ChatClient(ports[NODES[0]], "testroom", "alice")
     c = ChatClient(ports[NODES[2]], "testroom", "carol")
     other = ChatClient(ports[NODES[2]], "elsewhere", "eve")
+    wait_room(control, "testroom", [NODES[0], NODES[2]], 2)
     try:
         assert a.node == NODES[0] and c.node == NODES[2]
         a.say("hello from node 1")
@@ -215,6 +228,7 @@ def test_kill_and_restart_a_node(control: Control) -> None:
     ports = {n["name"]: n["ws_port"] for n in state["nodes"]}
     a = ChatClient(ports[NODES[1]], "after", "bob")
     c = ChatClient(ports[NODES[2]], "after", "carol")
+    wait_room(control, "after", [NODES[1], NODES[2]], 2)
     try:
         c.say("I am back")
         assert a.expect(lambda m: m["type"] == "msg")["text"] == "I am back"
