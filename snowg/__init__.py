@@ -17,6 +17,7 @@ import logging as _logging
 
 from . import pg, pubsub, rpc, supervisor
 from ._core import (
+    Atom,
     Crash,
     Down,
     Exit,
@@ -95,6 +96,7 @@ _logging.getLogger("snowg").addHandler(_logging.NullHandler())
 
 __all__ = [
     # processes
+    "Atom",
     "Crash",
     "Down",
     "Exit",

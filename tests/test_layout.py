@@ -36,7 +36,7 @@ LAYERS: Dict[str, Optional[Set[str]]] = {
     "pg": {"_core", "_errors", "gen_server", "cluster"},
     "pubsub": {"_core", "_errors", "cluster", "pg"},
     "ws": {"_core", "_errors", "gen_server", "supervisor", "cluster", "pg"},
-    "erlang": {"_errors"},  # sans-IO Erlang protocols so far; no node integration yet
+    "erlang": {"_core", "_errors", "cluster", "gen_server", "supervisor"},
     "rpc": {"cluster"},  # snowg.rpc: the public name of snowg.cluster.rpc
     "__init__": None,
     "__main__": None,

@@ -22,10 +22,11 @@ from .process import (
 )
 from .registry import register, registered, unregister, whereis
 from .scheduler import Task
-from .terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef, is_shutdown_reason
+from .terms import Atom, Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef, is_shutdown_reason
 from .timers import cancel_timer, send_after
 
 __all__ = [
+    "Atom",
     "Crash",
     "Down",
     "Exit",

@@ -14,6 +14,20 @@ from typing import Any, NamedTuple, Optional, Tuple, Union
 
 NONODE = "nonode@nohost"
 
+
+class Atom(str):
+    """An Erlang atom: a ``str`` that is encoded as an atom, not as a binary.
+
+    ``true``, ``false`` and ``undefined`` decode to ``True``, ``False`` and
+    ``None``, not to atoms; ``Atom("true")`` still encodes as ``true``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Atom({str.__repr__(self)})"
+
+
 # This node's (name, creation), kept current by snowg._core.remote when the
 # node starts or stops distribution. Pids of this node hash on their id alone
 # (their node and creation are rewritten in place, see ``Pid.__hash__``).

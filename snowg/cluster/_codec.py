@@ -49,7 +49,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import msgpack
 from msgpack import ExtType
 
-from .._core.terms import Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
+from .._core.terms import Atom, Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
 from ._names import MAX_NODE_NAME, is_node_name
 
 __all__ = [
@@ -164,6 +164,7 @@ _ENCODERS: Dict[type, Callable[[Any], Any]] = {
     NodeUp: _marked(EXT_NODEUP),
     NodeDown: _marked(EXT_NODEDOWN),
     Crash: _marked(EXT_CRASH),
+    Atom: str,  # an atom is a plain str between snowg nodes (it matters only to BEAM peers)
 }
 
 

@@ -3,8 +3,9 @@
 Most Erlang terms map onto Python's own types (the table is in
 :mod:`snowg.erlang._etf`). The rest are here, small immutable value types:
 
-* :class:`Atom`: an atom is a ``str`` subclass, so ``Atom("ok") == "ok"``,
-  but it is encoded as an atom, while a plain ``str`` is a binary.
+* :class:`Atom` (defined in ``snowg._core``, re-exported here): an atom is a
+  ``str`` subclass, so ``Atom("ok") == "ok"``, but it is encoded as an atom,
+  while a plain ``str`` is a binary.
 * :class:`ImproperList`: a list whose tail is not ``[]`` (``[a | b]``);
   ``gen:call`` tags its replies with ``[alias | Ref]``.
 * :class:`ErlPid`, :class:`ErlRef`, :class:`ErlPort`: identifiers of
@@ -25,21 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Tuple
 
+from .._core import Atom
+
+__all__ = ["MAX_ATOM_CHARS", "Atom", "BitBinary", "ErlPid", "ErlPort", "ErlRef", "ImproperList", "OpaqueTerm"]
+
 #: The most characters an atom may have (Erlang's limit).
 MAX_ATOM_CHARS = 255
-
-
-class Atom(str):
-    """An Erlang atom: a ``str`` that is encoded as an atom, not as a binary.
-
-    ``true``, ``false`` and ``undefined`` decode to ``True``, ``False`` and
-    ``None``, not to atoms; ``Atom("true")`` still encodes as ``true``.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"Atom({str.__repr__(self)})"
 
 
 def _check_node(node: Any) -> Atom:
