@@ -160,7 +160,12 @@ def _log_crash(proc: Process, crash: Crash) -> None:
     )
 
 
-def _new_process(fn: Union[Callable[..., Any], str], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Process:
+#: What ``spawn`` starts: a callable; with ``node=``, also a spawnable name or,
+#: on a BEAM node, ``("module", "function")``.
+SpawnTarget = Union[Callable[..., Any], str, Tuple[str, str]]
+
+
+def _new_process(fn: SpawnTarget, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Process:
     if not callable(fn):
         raise TypeError(f"spawn needs a callable, got {type(fn).__name__}")
     hub = rt.hub
@@ -174,11 +179,12 @@ def _new_process(fn: Union[Callable[..., Any], str], args: Tuple[Any, ...], kwar
     return proc
 
 
-def spawn(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) -> Pid:
+def spawn(fn: SpawnTarget, *args: Any, **kwargs: Any) -> Pid:
     """Start ``fn(*args, **kwargs)`` as a new process and return its pid.
 
     With ``node='name@host'`` the process starts on that node (``fn`` must be
-    ``@spawnable`` there, and may be given by its registered name). Never
+    ``@spawnable`` there, and may be given by its registered name; on an
+    Erlang/Elixir node it is ``("module", "function")`` or ``"module:function"``). Never
     blocks locally: the new process runs when the caller next yields; a remote
     spawn blocks until the node answers.
 
@@ -197,7 +203,7 @@ def spawn(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) -> Pid:
     return proc.pid
 
 
-def spawn_link(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) -> Pid:
+def spawn_link(fn: SpawnTarget, *args: Any, **kwargs: Any) -> Pid:
     """Spawn and link in one step: the child cannot end before the link exists.
 
     ``node=`` and what is raised as for :func:`spawn`.
@@ -215,7 +221,7 @@ def spawn_link(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) ->
     return proc.pid
 
 
-def spawn_monitor(fn: Union[Callable[..., Any], str], *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]:
+def spawn_monitor(fn: SpawnTarget, *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]:
     """Spawn and monitor in one step; returns ``(pid, ref)``.
 
     ``node=`` and what is raised as for :func:`spawn`.

@@ -33,6 +33,7 @@ __all__ = [
     "incoming_monitor",
     "incoming_unlink",
     "install_router",
+    "is_foreign_node",
     "is_local_pid",
     "kill_local",
     "link_noproc",
@@ -47,6 +48,17 @@ __all__ = [
 def install_router(router: Optional[RemoteRouter]) -> None:
     """Route signals for other nodes' pids through ``router`` (None: this node is not distributed)."""
     rt.router = router
+
+
+def is_foreign_node(node: str) -> bool:
+    """True when ``node`` is connected through another protocol than snowg's (a BEAM node).
+
+    Upper layers ask it where such a peer needs the plain Erlang form of a
+    signal (a GenServer reply goes straight to a BEAM caller). Never blocks;
+    False while this node is not distributed.
+    """
+    router = rt.router
+    return router is not None and router.is_foreign(node)
 
 
 def local_node() -> str:

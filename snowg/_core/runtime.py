@@ -58,6 +58,13 @@ class RemoteRouter:
     def spawn(self, node: str, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], opts: Tuple[str, ...]) -> Any:
         raise NotImplementedError
 
+    def is_foreign(self, node: str) -> bool:
+        """True when ``node`` is reached through another protocol (an Erlang/Elixir node), not a snowg session.
+
+        Never blocks. The default: no foreign nodes.
+        """
+        return False
+
 
 class Runtime:
     """The state of this node's processes (see the module docstring)."""

@@ -7,30 +7,44 @@ The messages are plain terms, so they cross nodes:
 * cast:  ``('$gen_cast', request)``.
 * stop:  ``('$gen_stop', reason)``.
 
+The same messages are OTP's ``gen_server`` protocol to and from an Erlang or
+Elixir node: to a process of such a node ``'$gen_call'`` and ``'$gen_cast'``
+are sent as :class:`~snowg.Atom` values (equal to the plain strings, which
+snowg's own messages keep), so :func:`call` may call an Erlang
+``gen_server`` (its reply ``{Tag, Value}`` matches the plain ref tag), and a
+BEAM process may call a snowg server (the atoms it sends equal the strings).
+
 Late replies. snowg's ``receive`` is selective, so a reply that arrives after
 the caller gave up would stay in its mailbox for ever. OTP solves this with a
 process alias that the caller deactivates; snowg emulates the alias: a caller
 keeps its tag in ``_active_calls`` for exactly as long as it waits, and
 :func:`reply` delivers only to an active tag. For a caller on another node the
 reply goes to the reply router registered on the caller's node, which does the
-same check there.
+same check there. A caller on a BEAM node (``_core.remote.is_foreign_node``)
+gets the reply straight, ``(tag, value)``, as ``gen:reply`` sends it (its tag
+may be ``[alias | Ref]``, which the Erlang connection sends to the alias).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple, Union
 
-from .._core import Down, Pid, Ref, demonitor, monitor, receive, register, send, spawn, trap_exit, whereis
+from .._core import Atom, Down, Pid, Ref, demonitor, monitor, receive, register, send, spawn, trap_exit, whereis
 from .._core import self as _self
+from .._core.remote import is_foreign_node
 from .._errors import CallError, CallTimeout, NoProc, Timeout
 
 #: Where a server is: a pid, a locally registered name, or ``(name, node)``.
 Dest = Union[Pid, str, Tuple[str, str]]
 #: Who called: ``(caller_pid, tag)``, the ``from_`` of ``handle_call``.
-From = Tuple[Pid, Ref]
+#: (A BEAM caller's tag may be ``ImproperList((Atom('alias'),), ref)`` instead of a ref.)
+From = Tuple[Pid, Any]
 
 CALL = "$gen_call"
 CAST = "$gen_cast"
+# The tags as a BEAM node must receive them (atoms, not binaries).
+_CALL_ATOM = Atom(CALL)
+_CAST_ATOM = Atom(CAST)
 STOP = "$gen_stop"
 
 _REPLY = "$reply"
@@ -43,6 +57,13 @@ _active_calls: Dict[Ref, Pid] = {}
 def is_remote(dest: Dest) -> bool:
     """Whether ``dest`` names a process on another node than the caller's."""
     return _elsewhere(dest, _self().node)
+
+
+def _on_beam(dest: Dest) -> bool:
+    """Whether ``dest`` is on a node reached through Erlang's protocol (a BEAM node)."""
+    if type(dest) is Pid:
+        return is_foreign_node(dest.node)
+    return type(dest) is tuple and len(dest) == 2 and is_foreign_node(dest[1])
 
 
 def _elsewhere(dest: Dest, here: str) -> bool:
@@ -79,10 +100,14 @@ def call(dest: Dest, request: Any, timeout: Optional[float] = 5.0) -> Any:
     mref = monitor(dest)
     _active_calls[mref] = me
     try:
+        tag = CALL
         if _elsewhere(dest, me.node):
-            _ensure_reply_router()
+            if _on_beam(dest):
+                tag = _CALL_ATOM
+            else:
+                _ensure_reply_router()
         try:
-            send(dest, (CALL, (me, mref), request))
+            send(dest, (tag, (me, mref), request))
         except NoProc:
             demonitor(mref, flush=True)
             raise NoProc(f"no process is registered as {dest!r}") from None
@@ -107,7 +132,7 @@ def call(dest: Dest, request: Any, timeout: Optional[float] = 5.0) -> Any:
 def cast(dest: Dest, request: Any) -> None:
     """Send ``request`` to the server's ``handle_cast``; never blocks, never fails."""
     try:
-        send(dest, (CAST, request))
+        send(dest, (_CAST_ATOM if _on_beam(dest) else CAST, request))
     except NoProc:
         pass  # OTP: a cast to a missing name is silently dropped
 
@@ -119,10 +144,20 @@ def reply(from_: From, value: Any) -> None:
     ended) is dropped.
     """
     pid, tag = from_
-    if tag in _active_calls:
+    if _is_active(tag):
         send(pid, (tag, value))
     elif type(pid) is Pid and pid.node != _self().node:
-        send((_REPLY_ROUTER, pid.node), (_REPLY, pid, tag, value))
+        if is_foreign_node(pid.node):
+            send(pid, (tag, value))  # gen:reply's form; the BEAM drops a reply to a dead alias
+        else:
+            send((_REPLY_ROUTER, pid.node), (_REPLY, pid, tag, value))
+
+
+def _is_active(tag: Any) -> bool:
+    try:
+        return tag in _active_calls
+    except TypeError:  # an unhashable tag from a BEAM caller (never one of ours)
+        return False
 
 
 def stop(dest: Dest, reason: Any = "normal", timeout: Optional[float] = None) -> None:

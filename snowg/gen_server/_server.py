@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple, NoReturn, Optional, Tuple, Type, Union
 
-from .._core import Crash, Exit, Pid, ProcessExit, exit, receive, register, whereis
+from .._core import Atom, Crash, Exit, Pid, ProcessExit, exit, receive, register, whereis
 from .._core import self as _self
 from .._core import is_shutdown_reason
 from .._errors import NameTaken, Timeout
@@ -20,6 +20,15 @@ from ._client import CALL, CAST, STOP, From, reply
 from ._start import IGNORE, Starter, ack_fail, ack_ignore, ack_ok, start_sync
 
 log = logging.getLogger("snowg")
+
+_SYSTEM = "system"
+_OK = Atom("ok")
+
+
+def _is_terminate(req: Any) -> bool:
+    """``{terminate, Reason}``: the request of ``sys:terminate`` (``gen_server:stop`` from Erlang)."""
+    return type(req) is tuple and len(req) == 2 and req[0] == "terminate"
+
 
 #: A handler's result: ``('reply', ...)``, ``('noreply', ...)`` or ``('stop', ...)`` (see :class:`GenServer`).
 Result = Tuple[Any, ...]
@@ -249,6 +258,12 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                 if tag == STOP and len(msg) == 2:
                     _stop(server, msg[1], state, msg)
                     exit(msg[1])
+                if tag == _SYSTEM and len(msg) == 3 and _is_terminate(msg[2]):
+                    # sys:terminate, as gen_server:stop/proc_lib:stop on a BEAM node sends it:
+                    # the reply 'ok' first, then terminate and the end (OTP's sys order).
+                    reply(msg[1], _OK)
+                    _stop(server, msg[2][1], state, msg)
+                    exit(msg[2][1])
             elif type(msg) is Exit and msg.pid == parent:
                 # The parent's exit signal, trapped: OTP runs terminate, then
                 # ends with the same reason (semantics rule 22).

@@ -8,6 +8,11 @@ named in ``_wire`` with an init acknowledgement. :func:`shutdown_children`
 uses only monitor / unlink / exit / Down, which the cluster layer routes to
 other nodes.
 
+A child on an Erlang/Elixir node (``_core.remote.is_foreign_node``, once
+connected) is ``ChildSpec(id, ("mod:fun", [args]), node=beam_node)``: it is
+started with ``spawn_link("mod:fun", *args, node=beam_node)`` (the Erlang
+function ``mod:fun``) and stopped as any remote child.
+
 A nested supervisor on this node is started by the caller's
 ``start_supervisor`` (the supervisor process passes its own start: this
 module sits below it).
@@ -21,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 import gevent
 
 from .._core import Crash, Down, Exit, Pid, Ref, exit, flush_messages, monitor, receive, spawn_link, unlink
+from .._core.remote import is_foreign_node
 from .._errors import SpawnError, StartError, Timeout
 from ..cluster import ensure_connected, lookup_spawnable, node, nodes, spawnable_name
 from ..gen_server import start_sync
@@ -126,7 +132,7 @@ def _reachable(name: str, timeout: float) -> bool:
     TCP but never answers (e.g. stopped with SIGSTOP) costs us ``timeout``,
     not the cluster layer's whole handshake time.
     """
-    if name in nodes():
+    if name in nodes() or is_foreign_node(name):
         return True
     attempt = gevent.spawn(ensure_connected, name)
     attempt.join(timeout)
@@ -151,6 +157,8 @@ def _start_remote(
         _Unreachable: the node turned out to be unreachable.
         ChildStartFailed: the child failed to start there.
     """
+    if is_foreign_node(where):
+        fn = _beam_function(cid, fn)
     try:
         if isinstance(fn, NestedSupervisor):
             wire = encode_children(args[0] if args else [], f"the remote supervisor {cid!r}")
@@ -176,6 +184,18 @@ def _start_remote(
         flush_messages(lambda m: type(m) is Exit and m.pid == pid)
         raise _Unreachable(where)
     return pid
+
+
+def _beam_function(cid: Any, fn: Target) -> str:
+    """The ``"mod:fun"`` a child on a BEAM node starts (a Python function cannot run there).
+
+    Raises:
+        ChildStartFailed: ``fn`` names no Erlang function.
+    """
+    name = fn if isinstance(fn, str) else None
+    if name is None or name.count(":") != 1 or not all(name.split(":")):
+        raise ChildStartFailed(("not_an_erlang_function", cid, repr(fn)))
+    return name
 
 
 def _nested_reason(e: StartError) -> Any:
