@@ -85,11 +85,12 @@ def run_node(args: argparse.Namespace) -> int:
         for module in args.modules:
             _import(module, f"--import {module}")
         app = _resolve_app(args.app) if args.app else None
+        start_options = _start_options(args)
     except UsageError as exc:
         print(f"snowg node: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        info = cluster.start_node(args.name, **_start_options(args))
+        info = cluster.start_node(args.name, **start_options)
     except Exception as exc:  # noqa: BLE001 - NodeError and friends: say it and exit
         print(f"snowg node: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -152,6 +153,17 @@ def _start_options(args: argparse.Namespace) -> Dict[str, Any]:
     options.update((key, value) for key, value in given.items() if value is not None)
     if args.cluster:
         options["cluster"] = [spec for text in args.cluster for spec in text.split()]
+    erlang = getattr(args, "erlang", None)
+    if erlang is not None:
+        from .erlang import ErlangOptions  # registers the protocol with the cluster layer too
+
+        options["erlang"] = ErlangOptions(
+            transport=erlang,
+            port=args.erlang_port or 0,
+            cookie_file=bool(args.erlang_cookie_file),
+        )
+    elif getattr(args, "erlang_cookie_file", False) or getattr(args, "erlang_port", None) is not None:
+        raise UsageError("--erlang-cookie-file and --erlang-port need --erlang")
     return options
 
 

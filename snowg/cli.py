@@ -150,6 +150,23 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         help="refuse a peer whose certificate is not issued to its node name "
         "(default: on with a certificate issued to this node's name)",
     )
+    p.add_argument(
+        "--erlang",
+        nargs="?",
+        const="tls",
+        default=None,
+        choices=["tls", "tcp"],
+        help="also speak Erlang's distribution, to and from Erlang/Elixir nodes: tls (default; as erl "
+        "-proto_dist inet_tls, from the node's certificates) or tcp (plain TCP, the cookie only)",
+    )
+    p.add_argument(
+        "--erlang-cookie-file",
+        action="store_true",
+        help="with --erlang: the Erlang cookie is ~/.erlang.cookie, as erl reads it (default: the node's cookie)",
+    )
+    p.add_argument(
+        "--erlang-port", type=int, default=None, metavar="P", help="with --erlang: its port (default: any free port)"
+    )
     p.add_argument("--monkeypatch", action="store_true", help="gevent.monkey.patch_all() first")
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process goes")
     p.add_argument("--log-level", default="INFO", metavar="LEVEL", help="DEBUG, INFO (default), WARNING or ERROR")

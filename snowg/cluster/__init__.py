@@ -16,6 +16,11 @@ never from its private modules. It holds
 * the one way upper layers plug in (:func:`register_frame_handler`,
   :func:`on_node_up`, :func:`on_node_down`, :func:`on_node_stop`,
   :func:`send_frame`, :func:`broadcast_frame`, :func:`frames_sent`);
+* the seam for connections in other protocols (BEAM nodes, used by
+  :mod:`snowg.erlang`): :class:`ForeignPeer`, :func:`attach_peer`,
+  :func:`detach_peer`, :func:`foreign_peer`, :func:`foreign_nodes`,
+  :func:`register_protocol`, :func:`foreign_service`, and the port mapper's
+  :func:`port_please`;
 * certificates: :func:`make_certs` and the ``snowg certs`` command
   (:func:`certs_main`), loaded on first use because they need
   ``cryptography``, which ``import snowg`` does not import.
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import rpc
 from ._codec import check_term
 from ._connect import DIAL_TIMEOUT, connect, disconnect, ensure_connected
+from ._epmd_client import port_please
 from ._extensions import (
     broadcast_frame,
     frames_sent,
@@ -34,6 +40,17 @@ from ._extensions import (
     on_node_up,
     register_frame_handler,
     send_frame,
+)
+from ._foreign import (
+    ForeignContext,
+    ForeignPeer,
+    ForeignService,
+    attach_peer,
+    detach_peer,
+    foreign_nodes,
+    foreign_peer,
+    foreign_service,
+    register_protocol,
 )
 from ._frames import of_type
 from ._global import register_global, registered_global, send_global, unregister_global, whereis_global
@@ -52,8 +69,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DIAL_TIMEOUT",
     "CertFiles",
+    "ForeignContext",
+    "ForeignPeer",
+    "ForeignService",
     "Node",
     "TLSConfig",
+    "attach_peer",
     "broadcast_frame",
     "certs_main",
     "check_node_name",
@@ -61,9 +82,13 @@ __all__ = [
     "client_context",
     "connect",
     "current",
+    "detach_peer",
     "disconnect",
     "ensure_connected",
     "epmd_main",
+    "foreign_nodes",
+    "foreign_peer",
+    "foreign_service",
     "frames_sent",
     "is_node_name",
     "load_tls",
@@ -78,8 +103,10 @@ __all__ = [
     "on_node_down",
     "on_node_stop",
     "on_node_up",
+    "port_please",
     "register_frame_handler",
     "register_global",
+    "register_protocol",
     "registered_global",
     "rpc",
     "send_frame",

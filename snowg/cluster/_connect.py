@@ -102,8 +102,10 @@ def connect(target: str) -> bool:
     ``target`` is ``'name@host'``: the port is asked of the port mapper on
     ``host`` (as Erlang asks epmd), which must name a snowg node of exactly
     that name; or ``'name@host:port'``, dialled directly (a node started with
-    ``epmd=False``). Blocks the caller until the handshake ends (at most
-    ~20 s with the mapper's lookup).
+    ``epmd=False``). With Erlang's distribution on (``start_node(erlang=...)``),
+    a ``'name@host'`` the mapper knows as a BEAM node is connected in Erlang's
+    protocol (as :func:`snowg.erlang.connect`). Blocks the caller until the
+    handshake ends (at most ~20 s with the mapper's lookup).
 
     Returns:
         True when connected (also when already connected), False when the
@@ -118,12 +120,27 @@ def connect(target: str) -> bool:
     name, port = split_target(target)
     host = name.split("@", 1)[1]
     if port is None:
-        if name == st.info.name or name in st.sessions:
+        if name == st.info.name or name in st.sessions or name in st.foreign:
             return True
         port = lookup_port(name, LOOKUP_TIMEOUT, logging.WARNING)
+        if port is _FOREIGN:
+            return _connect_foreign(st, name)
         if port is None:
             return False
     return connect_to(st, name, host, port)
+
+
+class _Foreign(int):
+    """What :func:`lookup_port` gives for a node of another protocol that this node speaks (a BEAM node)."""
+
+
+_FOREIGN = _Foreign(0)
+
+
+def _connect_foreign(st: NodeState, name: str) -> bool:
+    """Connect to the BEAM node ``name`` through the node's Erlang service (blocks while connecting)."""
+    service = st.services.get("erlang")
+    return service is not None and bool(service.connect(name, LOOKUP_TIMEOUT + HANDSHAKE_TIMEOUT))
 
 
 def lookup_port(name: str, timeout: float, level: int) -> Optional[int]:
@@ -132,8 +149,11 @@ def lookup_port(name: str, timeout: float, level: int) -> Optional[int]:
     The mapper's entry for the name's alive part must be a snowg node whose
     full name is ``name``: an entry of another node (``bob@a`` registered,
     ``bob@b`` asked) or of a node that is not snowg's (a BEAM node) gives
-    None. Why there is none is logged at ``level``. Blocks at most ``timeout``
-    seconds; never raises.
+    None. Why there is none is logged at ``level``. A node that is not
+    snowg's, when this node runs Erlang's distribution, gives ``_FOREIGN``
+    (the caller connects through the Erlang service). The port is the
+    entry's snowg port (a node that speaks Erlang too registers its Erlang
+    port). Blocks at most ``timeout`` seconds; never raises.
     """
     alive, host = name.split("@", 1)
     try:
@@ -145,6 +165,9 @@ def lookup_port(name: str, timeout: float, level: int) -> Optional[int]:
         log.log(level, "cannot look node %s up: the port mapper on %s has no node named %r", name, host, alive)
         return None
     if entry.full_name is None:
+        st = _nodestate.current
+        if st is not None and "erlang" in st.services:
+            return _FOREIGN
         log.log(
             level,
             "cannot look node %s up: %r on the port mapper of %s is not a snowg node (an Erlang node?)",
@@ -163,7 +186,7 @@ def lookup_port(name: str, timeout: float, level: int) -> Optional[int]:
             loggable(entry.full_name, quoted=False),
         )
         return None
-    return entry.port
+    return entry.snowg_port
 
 
 def ensure_connected(name: str) -> bool:
@@ -178,7 +201,7 @@ def ensure_connected(name: str) -> bool:
     st = _nodestate.current
     if st is None:
         return False
-    if name == st.info.name or name in st.sessions:
+    if name == st.info.name or name in st.sessions or name in st.foreign:
         return True
     if not is_node_name(name):
         return False
@@ -189,15 +212,22 @@ def ensure_connected(name: str) -> bool:
         if connect_to(st, name, known_host, int(known_port)):
             return True
     port = lookup_port(name, LOOKUP_TIMEOUT, logging.DEBUG)
+    if port is _FOREIGN:
+        return _connect_foreign(st, name)
     if port is None or address == f"{host}:{port}":  # (that one failed just now)
         return False
     return connect_to(st, name, host, port)
 
 
 def disconnect(name: str) -> bool:
-    """Close the connection to ``name``; True if there was one. Never blocks."""
+    """Close the connection to ``name`` (a snowg node, or a BEAM node); True if there was one. Never blocks."""
     sess = session_for(name)
     if sess is None:
+        st = _nodestate.current
+        peer = st.foreign.get(name) if st is not None else None
+        if peer is not None and hasattr(peer, "close"):
+            peer.close("disconnect", "disconnect() called on this node")
+            return True
         return False
     sess.close("disconnect", "disconnect() called on this node")
     return True

@@ -50,6 +50,7 @@ from ._epmd_proto import (
     encode_request,
     snowg_extra,
 )
+from ._epmd_proto import NODE_TYPE_HIDDEN as NODE_TYPE_HIDDEN
 from ._epmd_proto import NODE_TYPE_NORMAL as NODE_TYPE_NORMAL
 from ._epmd_proto import PROTOCOL_TCP as PROTOCOL_TCP
 
@@ -213,11 +214,16 @@ def register(
     host: str = "127.0.0.1",
     epmd_port: Optional[int] = None,
     timeout: float = 5.0,
+    node_type: int = NODE_TYPE_NORMAL,
+    snowg_port: Optional[int] = None,
 ) -> Registration:
     """Register ``alive`` (listening on ``port``) with the mapper on ``host``.
 
     The registration carries ``b"snowg1 " + full_name`` as its extra, so
-    discovery can tell snowg nodes and their full names. Blocks for at most
+    discovery can tell snowg nodes and their full names. A node that speaks
+    Erlang's distribution too registers its Erlang port as ``port``, as a
+    hidden node (``node_type`` 72), and its snowg port as ``snowg_port``
+    (added to the extra; see ``NodeEntry.snowg_port``). Blocks for at most
     ``timeout`` seconds.
 
     Raises:
@@ -227,7 +233,8 @@ def register(
     """
     mapper_port = _epmd_port_or(epmd_port)
     where = _where(host, mapper_port)
-    entry = NodeEntry(alive, port, NODE_TYPE_NORMAL, PROTOCOL_TCP, DIST_HIGHEST, DIST_LOWEST, snowg_extra(full_name))
+    extra = snowg_extra(full_name, snowg_port)
+    entry = NodeEntry(alive, port, node_type, PROTOCOL_TCP, DIST_HIGHEST, DIST_LOWEST, extra)
     request = encode_request(Alive2Request(entry))
     parser = Alive2ReplyParser()
     deadline = gevent.Timeout(timeout, NodeError(f"the port mapper on {where} did not answer within {timeout:g}s"))

@@ -136,9 +136,17 @@ def _decode_name(raw: bytes, what: str) -> str:
     return name
 
 
-def snowg_extra(full_name: str) -> bytes:
-    """The ``Extra`` a snowg node registers with: :data:`SNOWG_EXTRA_PREFIX` then its full name."""
-    return SNOWG_EXTRA_PREFIX + full_name.encode("utf-8")
+def snowg_extra(full_name: str, snowg_port: Optional[int] = None) -> bytes:
+    """The ``Extra`` a snowg node registers with: :data:`SNOWG_EXTRA_PREFIX` then its full name.
+
+    A node that also speaks Erlang's distribution registers its Erlang port
+    (what BEAM nodes dial) and adds its snowg port after the name, separated
+    by a space: ``b"snowg1 alice@host 9100"``.
+    """
+    extra = SNOWG_EXTRA_PREFIX + full_name.encode("utf-8")
+    if snowg_port is not None:
+        extra += b" %d" % snowg_port
+    return extra
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,8 @@ class NodeEntry:
         protocol: 0 (tcp/ipv4).
         highest: the highest distribution version the node speaks.
         lowest: the lowest.
-        extra: free bytes; a snowg node puts ``b"snowg1 " + full_name`` there.
+        extra: free bytes; a snowg node puts ``b"snowg1 " + full_name`` there, and
+            ``b" " + snowg_port`` after it when ``port`` is its Erlang port.
     """
 
     name: str
@@ -166,16 +175,36 @@ class NodeEntry:
     @property
     def full_name(self) -> Optional[str]:
         """The snowg node's full name ``'alive@host'`` carried in ``extra``; None for a non-snowg node."""
+        parsed = self._snowg()
+        return None if parsed is None else parsed[0]
+
+    @property
+    def snowg_port(self) -> Optional[int]:
+        """The port of the snowg node's own (TLS) listener; None for a non-snowg node.
+
+        That is ``port`` itself unless the node speaks Erlang's distribution
+        too (then ``port`` is its Erlang port and ``extra`` names the other).
+        """
+        parsed = self._snowg()
+        return None if parsed is None else parsed[1]
+
+    def _snowg(self) -> Optional[Tuple[str, int]]:
         if not self.extra.startswith(SNOWG_EXTRA_PREFIX):
             return None
         try:
             full = self.extra[len(SNOWG_EXTRA_PREFIX) :].decode("utf-8")
         except UnicodeDecodeError:
             return None
+        port = self.port
+        name, space, tail = full.partition(" ")
+        if space:
+            if not (tail.isdigit() and tail.isascii() and len(tail) <= 5 and 0 < int(tail) < 65536):
+                return None
+            full, port = name, int(tail)
         alive, at, host = full.partition("@")
         if alive != self.name or not at or not host or not full.isprintable() or " " in full:
             return None
-        return full
+        return full, port
 
 
 def _entry_fields(entry: NodeEntry) -> bytes:

@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import time
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import gevent
 from gevent.hub import reinit
@@ -31,7 +31,16 @@ from ._certfiles import TLSSpec
 from ._cookie import resolve_cookie
 from ._dispatch import on_frames
 from ._framing import DEFAULT_MAX_FRAME_SIZE
-from ._epmd_client import NameTaken, Registration, ensure_mapper, epmd_port, register
+from ._epmd_client import (
+    NODE_TYPE_HIDDEN,
+    NODE_TYPE_NORMAL,
+    NameTaken,
+    Registration,
+    ensure_mapper,
+    epmd_port,
+    register,
+)
+from ._foreign import ForeignContext, ForeignService, protocol
 from ._names import DEFAULT_HOST, alive_part, check_node_name, complete_name
 from ._nodemon import stop_callbacks
 from ._nodestate import Node, NodeState
@@ -83,6 +92,7 @@ def start_node(
     epmd: bool = True,
     port_range: Optional[Tuple[int, int]] = None,
     cluster: Union[str, Sequence[str], None] = None,
+    erlang: Any = None,
 ) -> Node:
     """Make this OS process the node ``name`` and start listening.
 
@@ -131,9 +141,17 @@ def start_node(
             ``'dns:NAME'``, ``'static:alice@h1:9100,bob@h2'``, or a list of
             them; default ``$SNOWG_CLUSTER`` (several separated by whitespace),
             else none.
+        erlang: also speak Erlang's distribution, to and from real Erlang and
+            Elixir nodes (:mod:`snowg.erlang`): ``True`` or ``'tls'`` (TLS
+            compatible with ``erl -proto_dist inet_tls``, from the node's own
+            certificates), ``'tcp'`` (plain TCP, the MD5 cookie only), or a
+            :class:`snowg.erlang.ErlangOptions`. The node then registers its
+            Erlang port with the port mapper, as a hidden node (its snowg port
+            rides in the registration, so snowg nodes still find it). Default
+            None: snowg's protocol only.
 
     Raises:
-        NodeError: already started, a bad name or option, bad certificates or
+        NodeError: already started, a bad name or option (``erlang`` included), bad certificates or
             cookie, the port cannot be bound (or no port of ``port_range`` is
             free), no port mapper answers, or the name is already registered
             on this host by another node (the message says which).
@@ -163,6 +181,7 @@ def start_node(
             port_range = _env_port_range(os.environ)
         ports = _ports_to_try(port, port_range)
         specs = _cluster_specs(cluster, os.environ)
+        foreign = _foreign_options(erlang)
         cookie = resolve_cookie(cookie)
         if tls is None:
             ensure_default_certs(host)
@@ -174,13 +193,32 @@ def start_node(
         creation = _new_creation()
         server = _listen(name, listen_host or host, ports, port_range)
         bound_port = cast(int, server.server_port)  # set by start()
+        services: Dict[str, ForeignService] = {}
+        epmd_entry: Tuple[int, int, Optional[int]] = (bound_port, NODE_TYPE_NORMAL, None)
         registration = None
-        if epmd:
-            try:
-                registration = _register_name(name, bound_port)
-            except BaseException:
-                server.close()
-                raise
+        try:
+            for proto, (starter, options) in foreign.items():
+                context = ForeignContext(
+                    name,
+                    creation,
+                    cookie,
+                    cfg,
+                    listen_host or host,
+                    max_handshakes,
+                    max_handshakes_per_address,
+                    epmd,
+                )
+                services[proto] = service = starter(options, context)
+                # BEAM nodes find the node through the mapper: it registers the Erlang
+                # port, as a hidden node, and its snowg port rides in the extra.
+                epmd_entry = (service.port, NODE_TYPE_HIDDEN, bound_port)
+            if epmd:
+                registration = _register_name(name, epmd_entry)
+        except BaseException:
+            for service in services.values():
+                service.stop(0)
+            server.close()
+            raise
         info = Node(name, creation, listen_host or host, bound_port, tick)
         st = NodeState(
             info,
@@ -196,14 +234,17 @@ def start_node(
             check_peer_names=bool(check_peer_names),
             registration=registration,
             cluster=specs,
+            services=dict(services),
+            epmd_entry=epmd_entry,
         )
         _nodestate.current = st
         _remote.rename_local_pids(name, creation)
-        _remote.install_router(Router(st.sessions, st.max_frame_size))
+        _remote.install_router(Router(st.sessions, st.max_frame_size, st.foreign))
         log.info(
-            "node %s started, listening on %s%s",
+            "node %s started, listening on %s%s%s",
             name,
             info.address,
+            "".join(f", {proto} on port {service.port}" for proto, service in services.items()),
             "" if registration is None else f" (registered as {alive_part(name)!r} with the port mapper)",
         )
         if registration is not None:
@@ -279,8 +320,12 @@ def _listen(name: str, host: str, ports: Sequence[int], port_range: Optional[Tup
     )
 
 
-def _register_name(name: str, port: int, *, start_mapper: bool = True) -> Registration:
-    """Register ``name``'s alive part and ``port`` with the port mapper on this host.
+def _register_name(name: str, entry: Tuple[int, int, Optional[int]], *, start_mapper: bool = True) -> Registration:
+    """Register ``name``'s alive part with the port mapper on this host.
+
+    ``entry`` is ``(port, node type, snowg port or None)``: the node's snowg
+    port and type 77, or, with Erlang's distribution on, its Erlang port, type
+    72 (hidden) and the snowg port.
 
     Starts snowg's mapper first when none answers (with ``start_mapper``). A
     refused name is asked again for up to :data:`REGISTER_RETRY` s: a node of
@@ -301,7 +346,10 @@ def _register_name(name: str, port: int, *, start_mapper: bool = True) -> Regist
     deadline = time.monotonic() + REGISTER_RETRY
     while True:
         try:
-            return register(alive, port, name, host=address, epmd_port=mapper_port)
+            port, node_type, snowg_port = entry
+            return register(
+                alive, port, name, host=address, epmd_port=mapper_port, node_type=node_type, snowg_port=snowg_port
+            )
         except NameTaken as exc:
             if time.monotonic() >= deadline:
                 raise NodeError(
@@ -338,7 +386,7 @@ def _keep_registered(st: NodeState, registration: Registration) -> None:
                 return
             attempts += 1
             try:
-                registration = _register_name(name, st.info.port, start_mapper=False)
+                registration = _register_name(name, st.epmd_entry, start_mapper=False)
             except NodeError:
                 delay = min(2 * delay, REREGISTER_CAP)
                 continue
@@ -409,16 +457,21 @@ def stop_node(*, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
         st.discovery.stop()
     if st.server is not None:
         st.server.stop(timeout=1)
+    deadline = time.monotonic() + flush_timeout
+    # Other protocols' connections flush alongside the sessions (each service bounds itself by the deadline).
+    stopping = [gevent.spawn(_stop_service, proto, service, flush_timeout) for proto, service in st.services.items()]
     sessions = list(st.sessions.values())
     if flush_timeout > 0 and sessions:
         for sess in sessions:
             sess.finish()
-        deadline = time.monotonic() + flush_timeout
         for sess in sessions:
             sess.wait_closed(max(0.0, deadline - time.monotonic()))
     for sess in list(st.sessions.values()):
         lost = f"; {sess.queued} queued bytes not sent" if sess.queued else ""
         sess.close("disconnect", f"this node stopped{lost}")
+    gevent.joinall(stopping, timeout=max(0.0, deadline - time.monotonic()) + 2.0)
+    for greenlet in stopping:
+        greenlet.kill(block=False)
     _remote.install_router(None)
     for callback in stop_callbacks:
         callback()
@@ -427,6 +480,25 @@ def stop_node(*, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
     if st.registration is not None:
         st.registration.close()  # the name is free again
     log.info("node %s stopped", st.info.name)
+
+
+def _stop_service(proto: str, service: ForeignService, flush_timeout: float) -> None:
+    try:
+        service.stop(flush_timeout)
+    except Exception:  # noqa: BLE001 - one protocol's failure must not keep the node from stopping
+        log.exception("stopping the %s service failed", proto)
+
+
+def _foreign_options(erlang: Any) -> Dict[str, Tuple[Any, Any]]:
+    """The other protocols to start, by name: ``(starter, checked options)``.
+
+    Raises:
+        NodeError: a protocol that is not registered, or options its check refuses.
+    """
+    if erlang is None or erlang is False:
+        return {}
+    starter, check = protocol("erlang")
+    return {"erlang": (starter, check(erlang))}
 
 
 def _forget_node_in_child() -> None:
@@ -453,6 +525,9 @@ def _forget_node_in_child() -> None:
         st.server.close()
     if st.registration is not None:
         st.registration.close()
+    for service in st.services.values():
+        service.forget()
+    st.foreign.clear()
     for sess in list(st.sessions.values()):
         sess.close("disconnect", "forked: this copy of the connection belongs to the parent process")
     st.sessions.clear()

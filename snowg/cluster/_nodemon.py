@@ -75,7 +75,8 @@ def monitor_node(name: str, flag: bool = True) -> None:
     """Ask for ``NodeDown(name, reason)`` when the connection to ``name`` goes.
 
     Never blocks. If not connected, ``NodeDown(name, 'noconnection')`` arrives
-    at once. ``flag=False`` removes the caller's monitors of ``name``.
+    at once. ``name`` may be a snowg node or a node of another protocol (a
+    BEAM node). ``flag=False`` removes the caller's monitors of ``name``.
     """
     me = _self()
     st = _nodestate.current
@@ -83,7 +84,7 @@ def monitor_node(name: str, flag: bool = True) -> None:
         if st is not None and name in st.node_watchers:
             st.node_watchers[name] = [w for w in st.node_watchers[name] if w != me]
         return
-    if st is None or name not in st.sessions:
+    if st is None or (name not in st.sessions and name not in st.foreign):
         _remote.deliver_to(me, NodeDown(name, "noconnection"))
         return
     st.node_watchers.setdefault(name, []).append(me)

@@ -93,6 +93,12 @@ class NodeState:
             connection to the mapper; closing it frees the name), or None.
         cluster: the discovery strategies the node was started with (``'local'`` ...).
         discovery: the discovery service keeping the cluster whole, or None.
+        foreign: the connections to nodes in another protocol (BEAM nodes), by
+            node name (see :mod:`snowg.cluster._foreign`).
+        services: the running services of other protocols, by protocol name
+            (``'erlang'``), each started by ``start_node`` and stopped by ``stop_node``.
+        epmd_entry: what the node registers with the port mapper: ``(port,
+            node type, snowg port or None)``.
     """
 
     info: Node
@@ -119,6 +125,9 @@ class NodeState:
     registration: Optional[Closable] = None
     cluster: List[str] = field(default_factory=list)
     discovery: Optional[Stoppable] = None
+    foreign: Dict[str, Any] = field(default_factory=dict)
+    services: Dict[str, Any] = field(default_factory=dict)
+    epmd_entry: Tuple[int, int, Optional[int]] = (0, 77, None)
 
 
 current: Optional[NodeState] = None

@@ -8,7 +8,9 @@ a message (``send``, ``send`` to ``(name, node)``) to a session holding more
 than its ``dist_buffer_size`` is suspended until that queue drains (Erlang's
 busy distribution port; see :meth:`Session.wait_while_busy`). Links, exits and
 monitors are the runtime's own signals: queued even over the bound, never
-suspending. A signal for a node that is
+suspending. A node with no snowg session may have a connection in another
+protocol (a BEAM node, :mod:`snowg.cluster._foreign`): then the signal goes
+to it. A signal for a node that is
 not connected, or for a pid of an earlier run of a node (another creation),
 is answered here as Erlang does: ``'noconnection'`` or ``'noproc'``.
 """
@@ -23,6 +25,7 @@ from .._core import self as _self
 from .._core.terms import Pid, Ref
 from .._errors import SpawnError
 from ._frames import DEMONITOR, EXIT, EXIT2, LINK, MONITOR, MONITOR_EXIT, SEND, SEND_NAME, UNLINK
+from ._foreign import ForeignPeer
 from ._framing import encode_frame
 from ._session import Session
 from ._spawn import SpawnReply, send_request
@@ -43,18 +46,23 @@ def _safe_reason(reason: Any) -> Any:
 
 
 class Router(_remote.RemoteRouter):
-    """Carries signals for pids of other nodes over the node's sessions.
+    """Carries signals for pids of other nodes over the node's sessions, or its foreign peers.
 
     Args:
         sessions: the running node's live sessions by node name (read, never changed).
         max_frame_size: the node's frame limit; a message whose frame is larger
             is refused in the sender (a peer with the same limit would close the
             session on it, and everything queued behind it would be lost).
+        foreign: the node's connections in other protocols by node name (read,
+            never changed): consulted only when no session has the node.
     """
 
-    def __init__(self, sessions: Dict[str, Session], max_frame_size: int) -> None:
+    def __init__(
+        self, sessions: Dict[str, Session], max_frame_size: int, foreign: Optional[Dict[str, Any]] = None
+    ) -> None:
         self._sessions = sessions
         self._max_frame = max_frame_size + 4  # the limit is on the body; a frame has a 4-byte length
+        self._foreign: Dict[str, ForeignPeer] = foreign if foreign is not None else {}
 
     def _too_large(self, frame: bytes) -> ValueError:
         return ValueError(
@@ -62,26 +70,45 @@ class Router(_remote.RemoteRouter):
             " send it in parts, or start every node with a larger max_frame_size"
         )
 
+    def is_foreign(self, node: str) -> bool:
+        return node not in self._sessions and node in self._foreign
+
     def send(self, pid: Pid, msg: Any) -> None:
+        sess = self._sessions.get(pid.node)
+        if sess is None:
+            peer = self._foreign.get(pid.node)
+            if peer is not None:
+                peer.send(pid, msg)  # TypeError there, in the sender, for terms that cannot cross
+                return
         frame = _enc([SEND, pid, msg])  # TypeError here, in the sender, for terms that cannot cross
         if len(frame) > self._max_frame:
             raise self._too_large(frame)
-        sess = self._sessions.get(pid.node)
         if sess is not None and sess.peer_creation == pid.creation:
             sess.send_message(frame)  # suspends the caller while the session is over its bound
 
     def send_name(self, name: str, node: str, msg: Any, from_pid: Optional[Pid]) -> None:
+        sess = self._sessions.get(node)
+        if sess is None:
+            peer = self._foreign.get(node)
+            if peer is not None:
+                peer.send_name(name, msg, from_pid)
+                return
         frame = _enc([SEND_NAME, from_pid, name, msg])
         if len(frame) > self._max_frame:
             raise self._too_large(frame)
-        sess = self._sessions.get(node)
         if sess is not None:
             sess.send_message(frame)
 
     def link(self, from_pid: Pid, to_pid: Pid) -> None:
         sess = self._sessions.get(to_pid.node)
         if sess is None:
-            _remote.incoming_link_exit(to_pid, from_pid, "noconnection")
+            peer = self._foreign.get(to_pid.node)
+            if peer is None:
+                _remote.incoming_link_exit(to_pid, from_pid, "noconnection")
+            elif peer.peer_creation != to_pid.creation:
+                _remote.link_noproc(to_pid, from_pid)
+            else:
+                peer.link(from_pid, to_pid)
         elif sess.peer_creation != to_pid.creation:
             _remote.link_noproc(to_pid, from_pid)
         else:
@@ -91,15 +118,29 @@ class Router(_remote.RemoteRouter):
         sess = self._sessions.get(to_pid.node)
         if sess is not None:
             sess.send(_enc([UNLINK, from_pid, to_pid]))
+            return
+        peer = self._foreign.get(to_pid.node)
+        if peer is not None:
+            peer.unlink(from_pid, to_pid)
 
     def exit_link(self, from_pid: Pid, to_pid: Pid, reason: Any) -> None:
         sess = self._sessions.get(to_pid.node)
         if sess is not None:
             sess.send(_enc([EXIT, from_pid, to_pid, _safe_reason(reason)]))
+            return
+        peer = self._foreign.get(to_pid.node)
+        if peer is not None:
+            peer.exit_link(from_pid, to_pid, reason)
 
     def exit2(self, from_pid: Pid, to_pid: Pid, reason: Any) -> None:
-        frame = _enc([EXIT2, from_pid, to_pid, reason])
         sess = self._sessions.get(to_pid.node)
+        if sess is None:
+            peer = self._foreign.get(to_pid.node)
+            if peer is not None:
+                if peer.peer_creation == to_pid.creation:
+                    peer.exit2(from_pid, to_pid, reason)
+                return
+        frame = _enc([EXIT2, from_pid, to_pid, reason])
         if sess is not None and sess.peer_creation == to_pid.creation:
             sess.send(frame)
 
@@ -107,7 +148,13 @@ class Router(_remote.RemoteRouter):
         node_name, wire_target = _where(target)
         sess = self._sessions.get(node_name)
         if sess is None:
-            _remote.incoming_down(from_pid, ref, target, "noconnection")
+            peer = self._foreign.get(node_name)
+            if peer is None:
+                _remote.incoming_down(from_pid, ref, target, "noconnection")
+            elif type(target) is Pid and peer.peer_creation != target.creation:
+                _remote.incoming_down(from_pid, ref, target, "noproc")
+            else:
+                peer.monitor(from_pid, target, ref)  # a Pid, or (name, node) as _core gave it
         elif type(target) is Pid and sess.peer_creation != target.creation:
             _remote.incoming_down(from_pid, ref, target, "noproc")
         else:
@@ -118,11 +165,19 @@ class Router(_remote.RemoteRouter):
         sess = self._sessions.get(node_name)
         if sess is not None:
             sess.send(_enc([DEMONITOR, from_pid, wire_target, ref]))
+            return
+        peer = self._foreign.get(node_name)
+        if peer is not None:
+            peer.demonitor(from_pid, target, ref)
 
     def monitor_exit(self, target: Any, watcher: Pid, ref: Ref, reason: Any) -> None:
         sess = self._sessions.get(watcher.node)
         if sess is not None:
             sess.send(_enc([MONITOR_EXIT, target, watcher, ref, _safe_reason(reason)]))
+            return
+        peer = self._foreign.get(watcher.node)
+        if peer is not None:
+            peer.monitor_exit(target, watcher, ref, reason)
 
     def spawn(
         self,
@@ -138,6 +193,10 @@ class Router(_remote.RemoteRouter):
             SpawnError: the node refused (``fn`` is not spawnable there, or does not take those keyword arguments).
             TypeError: an argument cannot cross nodes.
         """
+        if node not in self._sessions:
+            peer = self._foreign.get(node)
+            if peer is not None:
+                return peer.spawn(fn, args, kwargs, opts)
         caller = _self()
         req = make_ref()
         if send_request(node, caller, wire_name(fn), args, kwargs, opts, req) is None:

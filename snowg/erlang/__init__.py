@@ -1,27 +1,51 @@
-"""Erlang interoperability: a snowg node as a node to real Erlang and Elixir clusters (in progress).
+"""Erlang interoperability: a snowg node as a node to real Erlang and Elixir clusters.
 
-The package will let a snowg node speak Erlang's own distribution protocol
-beside snowg's msgpack-over-TLS one: register with EPMD, run the version-6
-handshake in both roles, and carry signals as terms in Erlang's external
-term format. It is built bottom-up from sans-IO modules (bytes in, values
-or events out, no sockets), each tested whole, one byte at a time, with
-random input, and against a real ``erl``.
+A node started with ``start_node(..., erlang=True)`` (or ``'tls'``, ``'tcp'``,
+an :class:`ErlangOptions`; ``snowg node NAME --erlang``) speaks Erlang's own
+distribution protocol beside snowg's: it registers with EPMD (hidden, type
+72), accepts and makes connections to BEAM nodes (the version-6 handshake,
+the cookie, TLS compatible with ``-proto_dist inet_tls`` or plain TCP on
+request), and carries signals as terms in Erlang's external term format.
+BEAM pids then work as snowg pids do: ``send``, ``link``, ``monitor``,
+``exit``; and BEAM nodes reach snowg processes the same way.
 
-What exists now (all private; nothing is exported yet):
+The public surface:
 
-* ``_errors``: ``ErlangProtocolError``, raised for every malformed input.
-* ``_types``: the Python side of Erlang terms that have no plain Python
-  type (``Atom``, ``ImproperList``, ``ErlPid``, ``ErlRef``, ``ErlPort``,
-  ``BitBinary``, ``OpaqueTerm``).
-* ``_etf``: the external term format (version 131): ``encode``,
-  ``decode``, and ``encode_dist``/``decode_dist`` for the terms of a
-  distribution message; bounded, byte-exact with ``term_to_binary``.
-* ``_flags``: the distribution flags (``DFLAG_*``), OTP 25's mandatory set.
-* ``_dist_framing``: the length-prefixed framing of a distribution
-  connection (handshake and connected phases, ticks).
-* ``_dist_handshake``: the version-6 handshake, both roles.
+* :class:`ErlangOptions`, :func:`connect`, :func:`ping`, :func:`nodes`
+  (the BEAM nodes; ``snowg.nodes()`` lists the snowg nodes);
+  :func:`write_ssl_dist_optfile`, the ``-ssl_dist_optfile`` for ``erl``;
+* the terms with no plain Python type: :class:`Atom`, :class:`ImproperList`,
+  :class:`ErlPort`, :class:`BitBinary`, :class:`OpaqueTerm`;
+* :class:`ErlangProtocolError`, raised for every malformed input from a peer.
+
+Private modules, each sans-IO where it can be: ``_etf`` (the term format),
+``_types``, ``_flags``, ``_dist_framing``, ``_dist_handshake``, ``_mapping``
+(Python values to one peer's terms), ``_control`` (control messages),
+``_connection`` (one live connection), ``_dist`` (the node side: listener,
+handshakes, connects), ``_tlsdist`` (the option file), ``_services``
+(``net_kernel``, the group leader, spawn requests).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .. import cluster as _cluster
+from ._dist import ErlangOptions, check_options, connect, nodes, ping, start_service
+from ._errors import ErlangProtocolError
+from ._tlsdist import write_ssl_dist_optfile
+from ._types import Atom, BitBinary, ErlPort, ImproperList, OpaqueTerm
+
+__all__ = [
+    "Atom",
+    "BitBinary",
+    "ErlPort",
+    "ErlangOptions",
+    "ErlangProtocolError",
+    "ImproperList",
+    "OpaqueTerm",
+    "connect",
+    "nodes",
+    "ping",
+    "write_ssl_dist_optfile",
+]
+
+_cluster.register_protocol("erlang", start_service, check_options)
