@@ -62,7 +62,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ._errors import ErlangProtocolError
 from ._types import MAX_ATOM_CHARS, Atom, BitBinary, ErlPid, ErlPort, ErlRef, ImproperList, OpaqueTerm
@@ -173,13 +173,24 @@ def _tag_name(tag: int) -> str:
 # ------------------------------------------------------------------ encoding
 
 
-def encode(term: Any, *, none_atom: str = "undefined", max_depth: int = 200) -> bytes:
+def encode(
+    term: Any,
+    *,
+    none_atom: str = "undefined",
+    max_depth: int = 200,
+    convert: Optional[Callable[[Any], Any]] = None,
+) -> bytes:
     """Encode a Python value as Erlang's ``term_to_binary(T, [{minor_version, 2}])`` does.
 
     Args:
         term: the value (see the mapping table of this module).
         none_atom: the atom ``None`` becomes: ``"undefined"`` (Erlang) or ``"nil"`` (Elixir).
         max_depth: the deepest nesting accepted (a cycle would be infinite).
+        convert: consulted for a value whose type is none of the exact types
+            above (before a subclass of tuple, list or dict is encoded as its
+            base type): it returns the value to encode in its place, or
+            ``NotImplemented`` to leave it to the encoder. Its replacement may
+            be an :class:`OpaqueTerm` (bytes written as they are).
 
     Returns:
         The bytes, starting with the version byte 131.
@@ -187,13 +198,30 @@ def encode(term: Any, *, none_atom: str = "undefined", max_depth: int = 200) -> 
     Raises:
         TypeError: ``term`` holds something with no Erlang form (a set, NaN,
             an atom over 255 characters, a str with lone surrogates, a
-            nesting deeper than ``max_depth``).
+            nesting deeper than ``max_depth``), or ``convert`` raised it.
+    """
+    out = bytearray()
+    encode_into(out, term, none_atom=none_atom, max_depth=max_depth, convert=convert)
+    return bytes(out)
+
+
+def encode_into(
+    out: bytearray,
+    term: Any,
+    *,
+    none_atom: str = "undefined",
+    max_depth: int = 200,
+    convert: Optional[Callable[[Any], Any]] = None,
+) -> None:
+    """Append the version byte and the encoding of ``term`` to ``out`` (see :func:`encode`).
+
+    On ``TypeError`` some bytes may have been appended already; the caller
+    drops ``out``.
     """
     if none_atom not in _NONE_ATOMS:
         raise ValueError(f"none_atom must be 'undefined' or 'nil', not {none_atom!r}")
-    out = bytearray((VERSION,))
-    _Encoder(out, none_atom, max_depth).term(term, 0)
-    return bytes(out)
+    out.append(VERSION)
+    _Encoder(out, none_atom, max_depth, convert).term(term, 0)
 
 
 def encode_dist(term: Any, *, none_atom: str = "undefined", max_depth: int = 200) -> bytes:
@@ -208,12 +236,13 @@ def encode_dist(term: Any, *, none_atom: str = "undefined", max_depth: int = 200
 
 
 class _Encoder:
-    __slots__ = ("out", "none_atom", "max_depth")
+    __slots__ = ("out", "none_atom", "max_depth", "convert")
 
-    def __init__(self, out: bytearray, none_atom: str, max_depth: int) -> None:
+    def __init__(self, out: bytearray, none_atom: str, max_depth: int, convert: Optional[Callable[[Any], Any]]) -> None:
         self.out = out
         self.none_atom = none_atom
         self.max_depth = max_depth
+        self.convert = convert
 
     def atom(self, name: str) -> None:
         if len(name) > MAX_ATOM_CHARS:
@@ -345,6 +374,8 @@ class _Encoder:
             out += term.data
         elif kind is OpaqueTerm:
             out += term.data
+        elif self.convert is not None and self.converted(term, depth):
+            pass
         elif isinstance(term, (tuple, list, dict)):
             # Subclasses (a NamedTuple, an OrderedDict) encode as their base type.
             if isinstance(term, dict):
@@ -354,35 +385,75 @@ class _Encoder:
         else:
             raise TypeError(f"{type(term).__name__} has no Erlang form: {term!r:.80}")
 
+    def converted(self, term: Any, depth: int) -> bool:
+        """Encode what ``convert`` puts in place of ``term``; False if it declines."""
+        assert self.convert is not None
+        replacement = self.convert(term)
+        if replacement is NotImplemented:
+            return False
+        if depth >= self.max_depth:
+            raise TypeError(f"a term nested deeper than {self.max_depth} levels (a cycle?) cannot be encoded")
+        self.term(replacement, depth + 1)
+        return True
+
 
 # ------------------------------------------------------------------ decoding
+
+
+#: Builds the value of a pid read from the wire: ``pid_in(node, num, serial, creation)``.
+PidFactory = Callable[[str, int, int, int], Any]
+#: Builds the value of a reference read from the wire: ``ref_in(node, creation, ids)``.
+RefFactory = Callable[[str, int, Tuple[int, ...]], Any]
+
+
+def erl_pid(node: str, num: int, serial: int, creation: int) -> ErlPid:
+    """The default :data:`PidFactory`: an :class:`ErlPid`."""
+    return ErlPid(Atom(node), num, serial, creation)
+
+
+def erl_ref(node: str, creation: int, ids: Tuple[int, ...]) -> ErlRef:
+    """The default :data:`RefFactory`: an :class:`ErlRef`."""
+    return ErlRef(Atom(node), creation, ids)
 
 
 def decode(
     data: bytes,
     *,
+    offset: int = 0,
     strict_bytes: bool = False,
     none_atom: str = "undefined",
     limits: Limits = DEFAULT_LIMITS,
+    pid_in: PidFactory = erl_pid,
+    ref_in: RefFactory = erl_ref,
 ) -> Tuple[Any, int]:
     """Decode one term written by ``term_to_binary`` (version byte, possibly compressed).
 
     Args:
-        data: the bytes; the term starts at the first, with the version byte 131.
+        data: the bytes; the term starts at ``offset``, with the version byte 131.
             Bytes after the term are left alone.
+        offset: where the term starts.
         strict_bytes: keep every binary as ``bytes`` (by default a binary that
             is valid UTF-8 becomes a ``str``).
         none_atom: the atom that becomes ``None`` (``"undefined"`` or ``"nil"``).
         limits: the bounds (see :class:`Limits`).
+        pid_in: builds each pid's value from its node name (a plain ``str``),
+            id, serial and creation (default: :class:`ErlPid`); what it raises
+            propagates.
+        ref_in: builds each reference's value from its node name, creation
+            and id words (default: :class:`ErlRef`).
 
     Returns:
-        ``(term, consumed)``: the value and how many bytes of ``data`` it took.
+        ``(term, end)``: the value and the offset just after it in ``data``
+        (with ``offset`` 0: how many bytes it took).
 
     Raises:
         ErlangProtocolError: the bytes are not one whole, valid term within
             the limits (truncated too); the message names the tag and offset.
+        ValueError: ``offset`` is outside ``data``.
     """
-    return _decode_versioned(data, 0, strict_bytes, none_atom, limits, allow_compressed=True)
+    if offset and not 0 <= offset <= len(data):
+        raise ValueError(f"offset {offset} is outside the {len(data)} bytes")
+    return _decode_versioned(data, offset, strict_bytes, none_atom, limits, True, pid_in, ref_in)
 
 
 def decode_dist(
@@ -392,6 +463,8 @@ def decode_dist(
     strict_bytes: bool = False,
     none_atom: str = "undefined",
     limits: Limits = DEFAULT_LIMITS,
+    pid_in: PidFactory = erl_pid,
+    ref_in: RefFactory = erl_ref,
 ) -> Tuple[Any, int]:
     """Decode one term of a distribution message, starting at ``offset``.
 
@@ -406,15 +479,22 @@ def decode_dist(
         ``(term, end)``: the value and the offset just after it.
 
     Raises:
-        ErlangProtocolError: as :func:`decode`.
+        ErlangProtocolError: as :func:`decode` (``pid_in`` and ``ref_in`` as there too).
     """
     if not 0 <= offset <= len(data):
         raise ValueError(f"offset {offset} is outside the {len(data)} bytes")
-    return _decode_versioned(data, offset, strict_bytes, none_atom, limits, allow_compressed=False)
+    return _decode_versioned(data, offset, strict_bytes, none_atom, limits, False, pid_in, ref_in)
 
 
 def _decode_versioned(
-    data: bytes, offset: int, strict_bytes: bool, none_atom: str, limits: Limits, *, allow_compressed: bool
+    data: bytes,
+    offset: int,
+    strict_bytes: bool,
+    none_atom: str,
+    limits: Limits,
+    allow_compressed: bool,
+    pid_in: PidFactory,
+    ref_in: RefFactory,
 ) -> Tuple[Any, int]:
     if none_atom not in _NONE_ATOMS:
         raise ValueError(f"none_atom must be 'undefined' or 'nil', not {none_atom!r}")
@@ -427,13 +507,21 @@ def _decode_versioned(
     if start < len(data) and data[start] == COMPRESSED:
         if not allow_compressed:
             raise ErlangProtocolError(f"COMPRESSED term at offset {start} inside a distribution message")
-        return _decode_compressed(data, start, strict_bytes, none_atom, limits)
+        return _decode_compressed(data, start, strict_bytes, none_atom, limits, pid_in, ref_in)
     end_limit = min(len(data), start + limits.max_size)
-    dec = _Decoder(data, end_limit, strict_bytes, none_atom, limits, start)
+    dec = _Decoder(data, end_limit, strict_bytes, none_atom, limits, start, pid_in, ref_in)
     return dec.term(0), dec.pos
 
 
-def _decode_compressed(data: bytes, at: int, strict_bytes: bool, none_atom: str, limits: Limits) -> Tuple[Any, int]:
+def _decode_compressed(
+    data: bytes,
+    at: int,
+    strict_bytes: bool,
+    none_atom: str,
+    limits: Limits,
+    pid_in: PidFactory,
+    ref_in: RefFactory,
+) -> Tuple[Any, int]:
     if at + 5 > len(data):
         raise ErlangProtocolError(f"COMPRESSED at offset {at}: truncated (no uncompressed size)")
     size = _U32.unpack_from(data, at + 1)[0]
@@ -452,7 +540,7 @@ def _decode_compressed(data: bytes, at: int, strict_bytes: bool, none_atom: str,
         raise ErlangProtocolError(f"COMPRESSED at offset {at}: truncated zlib data or longer than declared")
     if len(inner) != size:
         raise ErlangProtocolError(f"COMPRESSED at offset {at}: inflates to {len(inner)} bytes, declared {size}")
-    dec = _Decoder(inner, len(inner), strict_bytes, none_atom, limits, 0)
+    dec = _Decoder(inner, len(inner), strict_bytes, none_atom, limits, 0, pid_in, ref_in)
     term = dec.term(0)
     if dec.pos != len(inner):
         raise ErlangProtocolError(
@@ -463,15 +551,27 @@ def _decode_compressed(data: bytes, at: int, strict_bytes: bool, none_atom: str,
 
 
 class _Decoder:
-    __slots__ = ("data", "end", "pos", "strict_bytes", "none_atom", "limits")
+    __slots__ = ("data", "end", "pos", "strict_bytes", "none_atom", "limits", "pid_in", "ref_in")
 
-    def __init__(self, data: bytes, end: int, strict_bytes: bool, none_atom: str, limits: Limits, pos: int) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        end: int,
+        strict_bytes: bool,
+        none_atom: str,
+        limits: Limits,
+        pos: int,
+        pid_in: PidFactory,
+        ref_in: RefFactory,
+    ) -> None:
         self.data = data
         self.end = end
         self.pos = pos
         self.strict_bytes = strict_bytes
         self.none_atom = none_atom
         self.limits = limits
+        self.pid_in = pid_in
+        self.ref_in = ref_in
 
     def fail(self, tag: int, at: int, what: str) -> ErlangProtocolError:
         return ErlangProtocolError(f"{_tag_name(tag)} at offset {at}: {what}")
@@ -629,7 +729,7 @@ class _Decoder:
             start = self.need(tag, at, 12 if tag == NEW_PID_EXT else 9, "id, serial and creation")
             pid_id, serial = struct.unpack_from(">II", data, start)
             creation = _U32.unpack_from(data, start + 8)[0] if tag == NEW_PID_EXT else data[start + 8]
-            return ErlPid(Atom(node), pid_id, serial, creation)
+            return self.pid_in(node, pid_id, serial, creation)
         if tag == NEWER_REFERENCE_EXT or tag == NEW_REFERENCE_EXT:
             n = _U16.unpack_from(data, self.need(tag, at, 2, "length"))[0]
             if not 1 <= n <= 5:
@@ -640,7 +740,7 @@ class _Decoder:
             else:
                 creation = data[self.need(tag, at, 1, "creation")]
             ids = struct.unpack_from(f">{n}I", data, self.need(tag, at, 4 * n, "id words"))
-            return ErlRef(Atom(node), creation, ids)
+            return self.ref_in(node, creation, ids)
         if tag in (NEW_PORT_EXT, PORT_EXT, V4_PORT_EXT):
             node = self.atom_text()
             if tag == V4_PORT_EXT:
