@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from .. import cluster as _cluster
 from ._dist import ErlangOptions, check_options, connect, nodes, ping, start_service
+from ._erpc import ErlangError, call, cast
 from ._errors import ErlangProtocolError
 from ._tlsdist import write_ssl_dist_optfile
 from ._types import Atom, BitBinary, ErlPort, ImproperList, OpaqueTerm
@@ -38,10 +39,13 @@ __all__ = [
     "Atom",
     "BitBinary",
     "ErlPort",
+    "ErlangError",
     "ErlangOptions",
     "ErlangProtocolError",
     "ImproperList",
     "OpaqueTerm",
+    "call",
+    "cast",
     "connect",
     "nodes",
     "ping",
