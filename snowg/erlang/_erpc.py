@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from typing import Any, Callable, List, NoReturn, Optional, Sequence, Tuple
 
 from .._core import Atom, Crash, Down, ProcessExit, demonitor, exit, make_ref, receive, spawn, spawn_monitor
-from .._core.remote import spawn_for_peer
+from .._core.remote import is_foreign_node, spawn_for_peer
 from .._errors import CallError, CallTimeout, SnowgError, Timeout
 from ..cluster import lookup_spawnable
+from ._dist import CONNECT_TIMEOUT, connect
 
 log = logging.getLogger("snowg")
 
@@ -199,7 +201,8 @@ def call(node: str, module: str, function: str, args: Sequence[Any] = (), timeou
     most ``timeout`` seconds (None: no limit).
 
     Args:
-        node: the BEAM node (``'name@host'``), connected or reachable.
+        node: the BEAM node (``'name@host'``), connected or reachable (it is
+            connected first, within the timeout, when it is not).
         module, function: names (sent as atoms).
         args: the arguments, terms with an Erlang form.
         timeout: seconds to wait.
@@ -218,10 +221,13 @@ def call(node: str, module: str, function: str, args: Sequence[Any] = (), timeou
         TypeError: an argument has no Erlang form (nothing was sent).
         SpawnError: the node refused the spawn.
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    _ensure_connected(node, CONNECT_TIMEOUT if timeout is None else min(timeout, CONNECT_TIMEOUT))
     res = make_ref()
     pid, mref = spawn_monitor(("erpc", "execute_call"), res, Atom(module), Atom(function), list(args), node=node)
     try:
-        down = receive(lambda m: type(m) is Down and m.ref == mref, timeout)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        down = receive(lambda m: type(m) is Down and m.ref == mref, remaining)
     except Timeout:
         demonitor(mref, flush=True)
         exit(pid, "kill")  # as erpc abandons a call
@@ -249,11 +255,25 @@ def cast(node: str, module: str, function: str, args: Sequence[Any] = ()) -> Non
     """Run ``module:function(*args)`` on the BEAM node ``node``; nobody waits for it (``erpc:cast``).
 
     Blocks the calling process only until the node answered the spawn
-    request. Errors in the function are the BEAM node's to log.
+    request (connecting first when needed). Errors in the function are the
+    BEAM node's to log.
 
     Raises:
+        CallError: ``'noconnection'``: the node could not be reached.
         TypeError: an argument has no Erlang form (nothing was sent).
         SpawnError: the node refused the spawn.
         NoProc: this process is not on a running node.
     """
+    _ensure_connected(node, CONNECT_TIMEOUT)
     spawn(("erpc", "execute_cast"), Atom(module), Atom(function), list(args), node=node)
+
+
+def _ensure_connected(node: str, timeout: float) -> None:
+    """Connect to the BEAM node ``node`` unless connected; blocks up to ``timeout`` seconds.
+
+    Raises:
+        CallError: ``'noconnection'``: it could not be reached.
+        NodeError: this node does not speak Erlang's protocol.
+    """
+    if not is_foreign_node(node) and not connect(node, timeout):
+        raise CallError("noconnection")
