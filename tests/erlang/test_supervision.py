@@ -24,6 +24,7 @@ from support import is_down, recv, tagged
 from test_services import compile_erlang, connected_beam
 
 import snowg
+import snowg.erlang
 from snowg import Atom
 from snowg.supervisor import ChildSpec, count_children, which_children
 
@@ -178,5 +179,18 @@ def test_a_snowg_supervisor_kills_an_erlang_child_that_stays_after_shutdown(erla
     snowg.supervisor.terminate_child(sup, "s")
     assert recv(is_down(ref)).reason == "killed"
     assert count_children(sup)["active"] == 0
+    snowg.exit(sup, "shutdown")
+    assert recv(lambda m: type(m) is snowg.Exit and m.pid == sup).reason == "shutdown"
+
+
+def test_a_snowg_supervisor_connects_to_the_beam_node_of_its_child(erlang_node, trapping_me, tmp_path):
+    beam = erlang_node.beam()  # not connected: the supervisor's start connects
+    compile_erlang(beam, tmp_path, WORKER_SOURCE)
+    assert snowg.erlang.nodes() == []
+    spec = ChildSpec("w", ("worker:start", [trapping_me]), node=beam.node, shutdown=5.0)
+    sup = snowg.supervisor.start_link([spec])
+    child = recv(tagged("started"))[1]
+    assert child.node == beam.node and snowg.erlang.nodes() == [beam.node]
+    assert which_children(sup) == [("w", child, "worker")]
     snowg.exit(sup, "shutdown")
     assert recv(lambda m: type(m) is snowg.Exit and m.pid == sup).reason == "shutdown"
