@@ -308,7 +308,7 @@ class ErlangService:
         except NodeError as exc:
             raise _Refused(str(exc)) from None
         self.conns[name] = conn
-        log.info("connected to Erlang node %s (%s, %s)", name, where, "dialled" if outgoing else "accepted")
+        log.info("connected to Erlang node %s (%s, %s)", name, where.strip(), "dialled" if outgoing else "accepted")
         up = self.up_events.pop(name, None)
         if up is not None:
             up.set()
@@ -352,12 +352,8 @@ class ErlangService:
         except _Refused as exc:
             level = logging.WARNING if exc.warn else logging.INFO
             log.log(level, "refused Erlang connection from %s%s: %s", where, _claiming(claimed), exc)
-        except _Closed:
-            log.warning(
-                "refused Erlang connection from %s%s: it closed the connection during the handshake",
-                where,
-                _claiming(claimed),
-            )
+        except _Closed as exc:
+            log.warning("refused Erlang connection from %s%s: %s", where, _claiming(claimed), exc)
         except (ErlangProtocolError, OSError, ValueError) as exc:
             log.warning("refused Erlang connection from %s%s: %s", where, _claiming(claimed), _describe(exc))
         finally:
@@ -393,7 +389,7 @@ class ErlangService:
             if ev is hs.NEED_DATA:
                 data = sock.recv(4096)
                 if not data:
-                    raise _Closed()
+                    raise _Closed("it closed the connection during the handshake")
                 machine.receive_data(data)
                 continue
             if isinstance(ev, hs.NameReceived):
@@ -485,6 +481,7 @@ class ErlangService:
         if not alive or not host or len(node) > 255:
             log.warning("cannot connect to Erlang node %r: not a node name (alive@host)", node[:300])
             return
+        where = ""
         try:
             with gevent.Timeout(timeout, _Refused(f"no answer within {timeout:g}s")):
                 entry = cluster.port_please(host, alive, timeout=DIAL_TIMEOUT)
@@ -494,7 +491,7 @@ class ErlangService:
                     raise _Refused("it is a snowg node without Erlang distribution: connect to it with snowg.connect")
                 if entry.highest < 6:
                     raise _Refused(f"it speaks distribution versions {entry.lowest}-{entry.highest}; snowg needs 6")
-                where = f"{host}:{entry.port}"
+                where = f" at {host}:{entry.port}"
                 sock = gsocket.create_connection((host, entry.port), timeout=DIAL_TIMEOUT)
                 attempt.sock = sock
                 sock.settimeout(None)
@@ -510,8 +507,7 @@ class ErlangService:
             if isinstance(exc, _Refused) and exc.lost:
                 return
             level = logging.INFO if isinstance(exc, _Refused) and not exc.warn else logging.WARNING
-            text = "it closed the connection during the handshake" if isinstance(exc, _Closed) else _describe(exc)
-            log.log(level, "connection to Erlang node %s failed: %s", node, text)
+            log.log(level, "connection to Erlang node %s%s failed: %s", node, where, _describe(exc))
             return
         if conn is not None:
             conn.start()
@@ -523,7 +519,7 @@ class ErlangService:
             flags=_flags.OFFERED,
             creation=self.creation,
             length_size=self.length_size,
-            peer=f"{node} at {where}",
+            peer=f"{node}{where}",
             expect=node,
         )
         sock.sendall(machine.send(hs.SendName()))
@@ -532,7 +528,9 @@ class ErlangService:
             if ev is hs.NEED_DATA:
                 data = sock.recv(4096)
                 if not data:
-                    raise _Closed()
+                    if machine.state is hs.State.WAIT_ACK:
+                        raise _Closed("it closed the connection instead of acknowledging our digest (another cookie?)")
+                    raise _Closed("it closed the connection during the handshake")
                 machine.receive_data(data)
                 continue
             if isinstance(ev, hs.StatusReceived):

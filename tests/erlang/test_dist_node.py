@@ -19,13 +19,14 @@ import stat
 
 import pytest
 from beam import skip_unless_beam
-from epmdsupport import erlang_epmd
+from epmdsupport import erlang_epmd, free_port, mapper
 from gevent import socket
 from support import recv, wait_until
 
 import snowg
 import snowg.erlang
 from snowg import cluster
+from snowg._peer import NodeProcess
 from snowg._core.terms import Down, Exit, NodeDown, NodeUp
 from snowg.cluster._connect import lookup_port
 from snowg.cluster._epmd_proto import NODE_TYPE_HIDDEN, NodeEntry, snowg_extra
@@ -117,6 +118,9 @@ def test_ping_both_ways_and_the_node_lists(erlang_node):
     assert other.eval("nodes(hidden)") == [Atom(erlang_node.name)]
     assert snowg.erlang.ping(other.node) == "pong"  # again, on the same connection
     assert snowg.erlang.ping("nosuch@127.0.0.1") == "pang"
+    assert cluster.disconnect(other.node) is True
+    assert snowg.erlang.nodes() == [beam.node]
+    wait_until(lambda: other.eval("nodes(hidden)") == [], "erl sees the disconnect")
 
 
 @skip_unless_beam
@@ -257,3 +261,88 @@ def test_stop_node_deregisters_and_the_beam_sees_nodedown(erlang_node):
     assert beam.eval("receive {nodedown, N} -> N after 10000 -> timeout end") == Atom(erlang_node.name)
     assert beam.eval("nodes(hidden)") == []
     assert snowg.erlang.nodes() == []
+
+
+@skip_unless_beam
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_snowg_node_cli_with_erlang_serves_beams_and_snowg_nodes_alike(
+    beam_factory, snowg_cluster_config, tmp_path, tls
+):
+    if cluster.current() is not None:
+        cluster.stop_node()
+    cli = NodeProcess.launch(
+        f"cli-{os.getpid()}@127.0.0.1",
+        certs=snowg_cluster_config.certs,
+        cookie=snowg_cluster_config.cookie,
+        log_path=str(tmp_path / "cli.log"),
+        extra_args=["--erlang"] if tls else ["--erlang", "tcp"],
+        timeout=30,
+    )
+    try:
+        beam = beam_factory.start(tls=tls)
+        assert beam.eval(f"net_adm:ping('{cli.name}')") == Atom("pong")
+        assert beam.eval("nodes(hidden)") == [Atom(cli.name)]
+        # a plain snowg node finds the snowg listener through the registration's extra
+        info = snowg.start_node(
+            f"plain-{os.getpid()}@127.0.0.1", cookie=snowg_cluster_config.cookie, tls=snowg_cluster_config.certs
+        )
+        assert snowg.connect(cli.name) is True
+        assert snowg.nodes() == [cli.name]
+        assert cli.address.endswith(f":{cluster.port_please('127.0.0.1', cli.name.split('@')[0]).snowg_port}")
+        assert info.name not in [str(n) for n in beam.eval("nodes(hidden)")]
+    finally:
+        if cluster.current() is not None:
+            cluster.stop_node()
+        beam_factory.stop_all()
+        cli.kill()
+
+
+@skip_unless_beam
+@pytest.mark.parametrize("transport", ["tcp"])
+def test_simultaneous_connects_end_with_one_connection_both_ways(erlang_node):
+    for _ in range(3):
+        beam = erlang_node.beam()
+        beam.eval_async(f"net_kernel:connect_node('{erlang_node.name}')")
+        assert snowg.erlang.connect(beam.node) is True
+        wait_until(lambda b=beam: b.eval("nodes(hidden)") == [Atom(erlang_node.name)], "erl connected")
+        assert snowg.erlang.nodes() == [beam.node]
+        assert snowg.erlang.ping(beam.node) == "pong"
+        assert beam.eval(f"net_adm:ping('{erlang_node.name}')") == Atom("pong")
+        beam.stop()
+        wait_until(lambda: snowg.erlang.nodes() == [], "the beam gone")
+
+
+@skip_unless_beam
+def test_a_restarted_mapper_gets_the_erlang_registration_again(beam_factory, snowg_cluster_config, monkeypatch):
+    if cluster.current() is not None:
+        cluster.stop_node()
+    port = free_port()
+    monkeypatch.setenv("ERL_EPMD_PORT", str(port))
+    name = f"rereg-{os.getpid()}@127.0.0.1"
+    alive = name.split("@")[0]
+    try:
+        with mapper(port):
+            info = snowg.start_node(
+                name, cookie=snowg_cluster_config.cookie, tls=snowg_cluster_config.certs, erlang="tcp"
+            )
+            first = cluster.port_please("127.0.0.1", alive)
+            assert first is not None and first.node_type == NODE_TYPE_HIDDEN
+        with mapper(port):
+
+            def again():
+                entry = cluster.port_please("127.0.0.1", alive)
+                return entry is not None and (entry.port, entry.node_type, entry.snowg_port) == (
+                    first.port,
+                    NODE_TYPE_HIDDEN,
+                    info.port,
+                )
+
+            wait_until(again, "the registration again, with the Erlang port, hidden, and the snowg port")
+            beam = beam_factory.start()
+            assert beam.eval(f"net_adm:ping('{name}')") == Atom("pong")
+            beam_factory.stop_all()
+            cluster.stop_node()
+    finally:
+        beam_factory.stop_all()
+        if cluster.current() is not None:
+            cluster.stop_node()
