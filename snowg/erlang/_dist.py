@@ -236,7 +236,11 @@ class ErlangService:
         self.port = cast(int, self.server.server_port)
         services = _services_module()
         if services is not None:
-            services.start_services()
+            try:
+                services.start_services()
+            except Exception as exc:
+                self.server.close()
+                raise NodeError(f"node {ctx.name}: the Erlang services (net_kernel ...) cannot start: {exc}") from exc
         log.info(
             "node %s: Erlang distribution (%s) on port %d, hidden",
             self.name,
@@ -491,6 +495,8 @@ class ErlangService:
                     raise _Refused("it is a snowg node without Erlang distribution: connect to it with snowg.connect")
                 if entry.highest < 6:
                     raise _Refused(f"it speaks distribution versions {entry.lowest}-{entry.highest}; snowg needs 6")
+                if attempt.superseded:
+                    return  # its connection to us won meanwhile
                 where = f" at {host}:{entry.port}"
                 sock = gsocket.create_connection((host, entry.port), timeout=DIAL_TIMEOUT)
                 attempt.sock = sock

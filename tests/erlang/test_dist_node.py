@@ -121,6 +121,13 @@ def test_ping_both_ways_and_the_node_lists(erlang_node):
     assert cluster.disconnect(other.node) is True
     assert snowg.erlang.nodes() == [beam.node]
     wait_until(lambda: other.eval("nodes(hidden)") == [], "erl sees the disconnect")
+    # snowg's own connect and ensure_connected reach a BEAM node through the Erlang side
+    assert snowg.connect(other.node) is True
+    assert snowg.erlang.nodes() == sorted([beam.node, other.node])
+    assert cluster.disconnect(other.node) is True
+    assert cluster.ensure_connected(other.node) is True
+    assert snowg.erlang.nodes() == sorted([beam.node, other.node])
+    assert snowg.nodes() == []
 
 
 @skip_unless_beam
@@ -346,3 +353,17 @@ def test_a_restarted_mapper_gets_the_erlang_registration_again(beam_factory, sno
         beam_factory.stop_all()
         if cluster.current() is not None:
             cluster.stop_node()
+
+
+@skip_unless_beam
+def test_garbage_is_refused_with_one_line_over_either_transport(erlang_node, log):
+    sock = _dial_raw(erlang_node)
+    sock.sendall(b"\x16\x03\x01\x00\x05hello" if erlang_node.transport == "tcp" else b"GET / HTTP/1.1\r\n\r\n")
+    assert _closed_by_peer(sock)
+    wait_until(lambda: len(_refusals(log)) == 1, "the garbage's log line")
+    (line,) = _refusals(log)
+    assert "127.0.0.1:" in line
+    assert ("TLS handshake failed" in line) == (erlang_node.transport == "tls"), line
+    beam = erlang_node.beam()
+    assert beam.eval(f"net_adm:ping('{erlang_node.name}')") == Atom("pong")
+    assert len(_refusals(log)) == 1
