@@ -367,3 +367,88 @@ def test_garbage_is_refused_with_one_line_over_either_transport(erlang_node, log
     beam = erlang_node.beam()
     assert beam.eval(f"net_adm:ping('{erlang_node.name}')") == Atom("pong")
     assert len(_refusals(log)) == 1
+
+
+# ---------------------------------------------------------------- the seam, with a recording peer
+
+
+class RecordingPeer:
+    """A ForeignPeer that records what the router gives it."""
+
+    def __init__(self, node: str, creation: int = 5) -> None:
+        self.node = node
+        self.peer_creation = creation
+        self.calls: list = []
+
+    def __getattr__(self, method: str):
+        if method not in (
+            "send",
+            "send_name",
+            "link",
+            "unlink",
+            "exit_link",
+            "exit2",
+            "monitor",
+            "demonitor",
+            "monitor_exit",
+            "spawn",
+        ):
+            raise AttributeError(method)
+        return lambda *args: self.calls.append((method, *args)) or "spawned"
+
+
+def test_the_router_gives_a_foreign_nodes_signals_to_its_peer_and_detach_applies_rule_26(
+    snowg_cluster_config, trapping_me
+):
+    if cluster.current() is not None:
+        cluster.stop_node()
+    snowg.start_node(
+        f"seam-{os.getpid()}@127.0.0.1", cookie=snowg_cluster_config.cookie, tls=snowg_cluster_config.certs
+    )
+    ups = []
+    cluster.on_node_up(ups.append)
+    try:
+        peer = RecordingPeer("beam@127.0.0.1")
+        cluster.monitor_nodes()
+        cluster.attach_peer(peer)
+        assert recv(lambda m: isinstance(m, NodeUp)) == NodeUp("beam@127.0.0.1")
+        assert cluster.foreign_peer("beam@127.0.0.1") is peer
+        assert cluster.foreign_nodes() == ["beam@127.0.0.1"] and snowg.nodes() == [] and ups == []
+        with pytest.raises(snowg.NodeError, match="detach it first"):
+            cluster.attach_peer(RecordingPeer("beam@127.0.0.1"))
+        far = snowg.Pid("beam@127.0.0.1", 7, 5)
+        stale = snowg.Pid("beam@127.0.0.1", 8, 4)
+        snowg.send(far, "hi")
+        snowg.send(("reg", "beam@127.0.0.1"), "there")
+        snowg.link(far)
+        by_pid = snowg.monitor(far)
+        by_name = snowg.monitor(("reg", "beam@127.0.0.1"))
+        assert snowg.spawn(("m", "f"), (1,), node="beam@127.0.0.1") == "spawned"
+        me = snowg.self()
+        assert [c[0] for c in peer.calls] == ["send", "send_name", "link", "monitor", "monitor", "spawn"]
+        assert peer.calls[0] == ("send", far, "hi")
+        assert peer.calls[1] == ("send_name", "reg", "there", None)
+        assert peer.calls[2] == ("link", me, far)
+        assert peer.calls[3] == ("monitor", me, far, by_pid)
+        assert peer.calls[4] == ("monitor", me, ("reg", "beam@127.0.0.1"), by_name)
+        # a pid of another creation of that node is answered here, as for a snowg node
+        snowg.link(stale)
+        assert recv(lambda m: isinstance(m, Exit)) == Exit(stale, "noproc")
+        snowg.monitor_node("beam@127.0.0.1")
+        cluster.detach_peer(peer, "connection_closed")
+        assert recv(lambda m: isinstance(m, Exit)) == Exit(far, "noconnection")
+        downs = {recv(lambda m: isinstance(m, Down))[0] for _ in range(2)}
+        assert downs == {by_pid, by_name}
+        assert recv(lambda m: isinstance(m, NodeDown)) == NodeDown("beam@127.0.0.1", "connection_closed")
+        assert recv(lambda m: isinstance(m, NodeDown)) == NodeDown("beam@127.0.0.1", "connection_closed")
+        assert cluster.foreign_nodes() == [] and cluster.foreign_peer("beam@127.0.0.1") is None
+        calls = len(peer.calls)
+        snowg.send(far, "lost")  # not connected: dropped, as for a snowg node
+        assert len(peer.calls) == calls
+        cluster.detach_peer(peer, "again")  # detached already: nothing
+    finally:
+        cluster.monitor_nodes(False)
+        from snowg.cluster import _nodemon
+
+        _nodemon.up_callbacks.remove(ups.append)
+        cluster.stop_node()
