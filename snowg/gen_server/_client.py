@@ -29,7 +29,21 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple, Union
 
-from .._core import Atom, Down, Pid, Ref, demonitor, monitor, receive, register, send, spawn, trap_exit, whereis
+from .._core import (
+    Atom,
+    Down,
+    Pid,
+    Ref,
+    demonitor,
+    flush_messages,
+    monitor,
+    receive,
+    register,
+    send,
+    spawn,
+    trap_exit,
+    whereis,
+)
 from .._core import self as _self
 from .._core.remote import is_foreign_node
 from .._errors import CallError, CallTimeout, NoProc, Timeout
@@ -45,6 +59,9 @@ CAST = "$gen_cast"
 # The tags as a BEAM node must receive them (atoms, not binaries).
 _CALL_ATOM = Atom(CALL)
 _CAST_ATOM = Atom(CAST)
+# sys:terminate's request, as gen_server:stop sends it to a BEAM server.
+_SYSTEM = Atom("system")
+_TERMINATE = Atom("terminate")
 STOP = "$gen_stop"
 
 _REPLY = "$reply"
@@ -164,6 +181,9 @@ def stop(dest: Dest, reason: Any = "normal", timeout: Optional[float] = None) ->
     """Stop the server: run its ``terminate(reason, state)`` and wait until it ended.
 
     Blocks until the server has ended (or ``timeout`` seconds; None: no limit).
+    A server on a BEAM node (an Erlang ``gen_server``) is stopped as
+    ``gen_server:stop`` does, with ``sys:terminate``'s message; a ``str``
+    reason goes to it as an atom.
 
     Raises:
         NoProc: the server does not exist.
@@ -171,8 +191,12 @@ def stop(dest: Dest, reason: Any = "normal", timeout: Optional[float] = None) ->
         CallTimeout: it did not end in time.
     """
     mref = monitor(dest)
+    beam = _on_beam(dest)
     try:
-        send(dest, (STOP, reason))
+        if beam:
+            send(dest, (_SYSTEM, (_self(), mref), (_TERMINATE, _beam_reason(reason))))
+        else:
+            send(dest, (STOP, reason))
     except NoProc:
         demonitor(mref, flush=True)
         raise NoProc(f"no process is registered as {dest!r}") from None
@@ -181,10 +205,21 @@ def stop(dest: Dest, reason: Any = "normal", timeout: Optional[float] = None) ->
     except Timeout:
         demonitor(mref, flush=True)
         raise CallTimeout(f"{dest!r} did not stop within {timeout} s") from None
+    if beam:
+        flush_messages(lambda m: type(m) is tuple and len(m) == 2 and m[0] == mref)  # sys:terminate's 'ok'
     if down.reason == "noproc":
         raise NoProc(f"{dest!r} is not alive")
     if down.reason != reason:
         raise CallError(down.reason)
+
+
+def _beam_reason(reason: Any) -> Any:
+    """A stop reason as a BEAM server must get it: ``'normal'`` an atom, not a binary."""
+    if type(reason) is str:
+        return Atom(reason)
+    if type(reason) is tuple and len(reason) == 2 and type(reason[0]) is str:
+        return (Atom(reason[0]), reason[1])
+    return reason
 
 
 def _ensure_reply_router() -> None:

@@ -94,6 +94,12 @@ class GenServer:
       ``snowg.exit(reason)`` (the server then ends with that reason). It does
       not run when the server is killed by an exit signal it does not trap.
 
+    A BEAM process may call and cast to a server (OTP's messages; the reply
+    goes straight to a BEAM caller), and ``gen_server:stop`` from Erlang
+    (``sys:terminate``'s ``{system, From, {terminate, Reason}}``) is
+    answered ``ok``, then ``terminate`` runs and the server ends with
+    ``Reason``.
+
     Reasons ``'normal'``, ``'shutdown'`` and ``('shutdown', term)`` end the
     server quietly; any other reason is logged (logger ``snowg``) with the last
     message and the state. A handler that raises ends the server with the

@@ -32,6 +32,7 @@ from support import recv, tagged
 
 import snowg
 import snowg.erlang
+import snowg.gen_server
 from snowg import Atom
 from snowg.erlang import ErlangError
 from snowg.erlang._io import FormatError, erl_format, handle_request
@@ -310,6 +311,18 @@ def test_snowg_call_and_cast_into_an_erlang_gen_server(erlang_node, tmp_path):
     with pytest.raises(snowg.CallError) as info:
         snowg.call(pid, A("crash"))
     assert info.value.reason == A("crashed")
+
+
+def test_gen_server_stop_of_an_erlang_gen_server(erlang_node, tmp_path):
+    beam = connected_beam(erlang_node)
+    compile_erlang(beam, tmp_path, KV_SOURCE)
+    beam.eval("{ok, Kv} = gen_server:start({local, kv}, kv, #{}, []), Mon = monitor(process, Kv)")
+    snowg.gen_server.stop(("kv", beam.node))
+    # it ended with the atom normal (not a binary), and no reply was left in our mailbox
+    assert beam.eval("receive {'DOWN', Mon, process, Kv, R} -> R after 5000 -> alive end") == A("normal")
+    assert snowg.flush_messages() == []
+    with pytest.raises(snowg.NoProc):
+        snowg.gen_server.stop(("kv", beam.node))
 
 
 def test_snowg_call_to_a_gen_server_whose_node_dies_is_noconnection(erlang_node, tmp_path):
