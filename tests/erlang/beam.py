@@ -164,18 +164,32 @@ skip_unless_elixir = pytest.mark.skipif(
 )
 
 
-def _decoder() -> Any:
-    """A function ``bytes -> term``: the running node's TermMap, else plain ``_etf.decode``."""
+def _term_map() -> Any:
+    """The running node's ``TermMap`` (None without a node, or before ``_mapping`` exists)."""
     try:
         from snowg.cluster import current
         from snowg.erlang._mapping import TermMap  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        current = None  # type: ignore[assignment]
-    info = current() if current is not None else None
-    if info is not None:
-        tm = TermMap(info.name, info.creation)
+        return None
+    info = current()
+    return TermMap(info.name, info.creation) if info is not None else None
+
+
+def _decoder() -> Any:
+    """A function ``bytes -> term``: the running node's TermMap, else plain ``_etf.decode``."""
+    tm = _term_map()
+    if tm is not None:
         return lambda data: tm.decode(data)[0]
     return lambda data: _etf.decode(data)[0]
+
+
+def encode(value: Any) -> bytes:
+    """``value`` as ``term_to_binary`` would write it: the running node's TermMap, else ``_etf.encode``."""
+    tm = _term_map()
+    if tm is not None:
+        data: bytes = tm.encode(value)
+        return data
+    return _etf.encode(value)
 
 
 class Beam:
@@ -326,6 +340,17 @@ class Beam:
             TimeoutError: no answer in time.
         """
         return _decoder()(self.eval_raw(code, timeout))
+
+    def literal(self, value: Any) -> str:
+        """Code (of this node's language) whose value is ``value`` as this node's term mapping sends it.
+
+        For pids and refs of the snowg node in evaluated code:
+        ``beam.eval(f"P = {beam.literal(snowg.self())}")``.
+        """
+        b64 = base64.b64encode(encode(value)).decode()
+        if self.elixir:
+            return f':erlang.binary_to_term(Base.decode64!("{b64}"))'
+        return f'binary_to_term(base64:decode("{b64}"))'
 
     def eval_async(self, code: str) -> None:
         """Start evaluating ``code`` in a new BEAM process (current bindings); does not wait.
