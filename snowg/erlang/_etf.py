@@ -49,6 +49,22 @@ anything is allocated for it. Every malformed input, truncated included,
 raises :class:`ErlangProtocolError` naming the tag and the offset; a shorter
 input never yields a different value.
 
+Hooks (how :mod:`snowg.erlang._mapping` puts snowg's own pids and refs in
+place of :class:`ErlPid`/:class:`ErlRef`, at no cost when unused):
+``encode(..., convert=f)`` asks ``f`` about any value whose type is none of
+the exact types of the table, before a subclass of tuple, list or dict is
+written as its base type (so ``NamedTuple`` values reach it); ``f`` returns a
+replacement (an :class:`OpaqueTerm` is written as its bytes) or
+``NotImplemented``. ``decode(..., pid_in=, ref_in=)`` build each pid and
+reference read. :class:`TermWriter` and :class:`TermReader` hold the options
+for a connection that encodes and decodes every message with the same ones.
+
+Speed: this codec is on every message to and from a BEAM node. The common
+small terms (small integers, ASCII strings, atoms, small tuples, binaries)
+are read and written inline before the general dispatch, and atoms are
+looked up in bounded caches of their encodings and of their decoded values
+(each cleared when it reaches 4096 entries).
+
 Map keys: Python's ``1 == 1.0 == True`` and unhashable lists and maps mean
 some Erlang maps have no ``dict`` form: a map with a list or map key, or
 with two keys Python takes as equal, is refused with
@@ -139,6 +155,23 @@ TAG_NAMES = {
 }
 
 _ATOM_TAGS = (SMALL_ATOM_UTF8_EXT, ATOM_UTF8_EXT, SMALL_ATOM_EXT, ATOM_EXT)
+_VERSION_BYTE = bytes((VERSION,))
+
+# The values of SMALL_ATOM_UTF8_EXT atoms decoded so far, by their UTF-8 text
+# and the none atom (which decodes to None): the atoms a peer repeats in every
+# message ('$gen_call', ok, a registered name) are read with one dict lookup.
+# Bounded: cleared when it reaches _ATOM_CACHE_MAX entries.
+_ATOM_VALUES: Dict[str, Dict[bytes, Any]] = {"undefined": {}, "nil": {}}
+_ATOM_CACHE_MAX = 4096
+# The encodings of atoms written so far, by their text (bounded the same way).
+_ATOM_BYTES: Dict[str, bytes] = {}
+_MISSING = object()
+
+# The exact types the encoder knows; ``convert`` is asked about any other.
+_KNOWN_TYPES = frozenset(
+    (bool, type(None), int, Atom, str, bytes, bytearray, memoryview, float, list, tuple, dict)
+    + (ImproperList, ErlPid, ErlRef, ErlPort, BitBinary, OpaqueTerm)
+)
 _NONE_ATOMS = ("undefined", "nil")
 
 _U16 = struct.Struct(">H")
@@ -200,8 +233,10 @@ def encode(
             an atom over 255 characters, a str with lone surrogates, a
             nesting deeper than ``max_depth``), or ``convert`` raised it.
     """
-    out = bytearray()
-    encode_into(out, term, none_atom=none_atom, max_depth=max_depth, convert=convert)
+    if none_atom not in _NONE_ATOMS:
+        raise ValueError(f"none_atom must be 'undefined' or 'nil', not {none_atom!r}")
+    out = bytearray(_VERSION_BYTE)
+    _Encoder(out, none_atom, max_depth, convert).term(term, 0)
     return bytes(out)
 
 
@@ -235,6 +270,41 @@ def encode_dist(term: Any, *, none_atom: str = "undefined", max_depth: int = 200
     return encode(term, none_atom=none_atom, max_depth=max_depth)
 
 
+class TermWriter:
+    """A reusable encoder with fixed options: :meth:`write` appends one term to a buffer.
+
+    What :func:`encode_into` does, without checking the options and building
+    an encoder on every call (a connection encodes every message with the
+    same options). Not reentrant: one term at a time (nothing in it switches
+    greenlets).
+
+    Raises:
+        ValueError: ``none_atom`` is neither ``"undefined"`` nor ``"nil"``.
+    """
+
+    __slots__ = ("_encoder",)
+
+    def __init__(
+        self, *, none_atom: str = "undefined", max_depth: int = 200, convert: Optional[Callable[[Any], Any]] = None
+    ) -> None:
+        if none_atom not in _NONE_ATOMS:
+            raise ValueError(f"none_atom must be 'undefined' or 'nil', not {none_atom!r}")
+        self._encoder = _Encoder(bytearray(), none_atom, max_depth, convert)
+
+    def write(self, out: bytearray, term: Any) -> None:
+        """Append the version byte and ``term`` to ``out``; raises as :func:`encode`."""
+        encoder = self._encoder
+        out.append(VERSION)
+        encoder.out = out
+        try:
+            encoder.term(term, 0)
+        finally:
+            encoder.out = _NO_BUFFER
+
+
+_NO_BUFFER = bytearray()
+
+
 class _Encoder:
     __slots__ = ("out", "none_atom", "max_depth", "convert")
 
@@ -252,11 +322,13 @@ class _Encoder:
         except UnicodeEncodeError as e:
             raise TypeError(f"atom {name!r} is not valid Unicode (lone surrogate)") from e
         if len(raw) < 256:
-            self.out += bytes((SMALL_ATOM_UTF8_EXT, len(raw)))
+            encoded = bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw
         else:
-            self.out.append(ATOM_UTF8_EXT)
-            self.out += _U16.pack(len(raw))
-        self.out += raw
+            encoded = bytes((ATOM_UTF8_EXT,)) + _U16.pack(len(raw)) + raw
+        self.out += encoded
+        if len(_ATOM_BYTES) >= _ATOM_CACHE_MAX:
+            _ATOM_BYTES.clear()
+        _ATOM_BYTES[name] = encoded
 
     def integer(self, value: int) -> None:
         out = self.out
@@ -288,6 +360,36 @@ class _Encoder:
     def term(self, term: Any, depth: int) -> None:  # noqa: C901 - one dispatch, on purpose
         out = self.out
         kind = type(term)
+        # The common exact types first, each writing what the general chain
+        # below would; anything unusual falls through to it.
+        if kind is str:
+            if term.isascii() and len(term) < 1 << 32:
+                out.append(BINARY_EXT)
+                out += _U32.pack(len(term))
+                out += term.encode("ascii")
+                return
+        elif kind is int:
+            if 0 <= term <= 255:
+                out.append(SMALL_INTEGER_EXT)
+                out.append(term)
+                return
+        elif kind is Atom:
+            cached = _ATOM_BYTES.get(term)
+            if cached is not None:
+                out += cached
+                return
+        elif kind is tuple:
+            if len(term) < 256 and depth < self.max_depth:
+                out.append(SMALL_TUPLE_EXT)
+                out.append(len(term))
+                for item in term:
+                    self.term(item, depth + 1)
+                return
+        elif kind is OpaqueTerm:
+            out += term.data
+            return
+        elif self.convert is not None and kind not in _KNOWN_TYPES and self.converted(term, depth):
+            return
         if term is True or term is False:
             self.atom("true" if term else "false")
         elif term is None:
@@ -374,8 +476,6 @@ class _Encoder:
             out += term.data
         elif kind is OpaqueTerm:
             out += term.data
-        elif self.convert is not None and self.converted(term, depth):
-            pass
         elif isinstance(term, (tuple, list, dict)):
             # Subclasses (a NamedTuple, an OrderedDict) encode as their base type.
             if isinstance(term, dict):
@@ -486,6 +586,51 @@ def decode_dist(
     return _decode_versioned(data, offset, strict_bytes, none_atom, limits, False, pid_in, ref_in)
 
 
+class TermReader:
+    """A decoder with fixed options: :func:`decode` and :func:`decode_dist` without passing them each time.
+
+    Args: as :func:`decode`'s keywords.
+
+    Raises:
+        ValueError: ``none_atom`` is neither ``"undefined"`` nor ``"nil"``.
+    """
+
+    __slots__ = ("strict_bytes", "none_atom", "limits", "pid_in", "ref_in")
+
+    def __init__(
+        self,
+        *,
+        strict_bytes: bool = False,
+        none_atom: str = "undefined",
+        limits: Limits = DEFAULT_LIMITS,
+        pid_in: PidFactory = erl_pid,
+        ref_in: RefFactory = erl_ref,
+    ) -> None:
+        if none_atom not in _NONE_ATOMS:
+            raise ValueError(f"none_atom must be 'undefined' or 'nil', not {none_atom!r}")
+        self.strict_bytes = strict_bytes
+        self.none_atom = none_atom
+        self.limits = limits
+        self.pid_in = pid_in
+        self.ref_in = ref_in
+
+    def read(self, data: bytes, offset: int = 0) -> Tuple[Any, int]:
+        """:func:`decode` at ``offset`` (compressed terms too): ``(term, end)``."""
+        if offset and not 0 <= offset <= len(data):
+            raise ValueError(f"offset {offset} is outside the {len(data)} bytes")
+        return _decode_versioned(
+            data, offset, self.strict_bytes, self.none_atom, self.limits, True, self.pid_in, self.ref_in
+        )
+
+    def read_dist(self, data: bytes, offset: int) -> Tuple[Any, int]:
+        """:func:`decode_dist` at ``offset`` (never compressed): ``(term, end)``."""
+        if offset and not 0 <= offset <= len(data):
+            raise ValueError(f"offset {offset} is outside the {len(data)} bytes")
+        return _decode_versioned(
+            data, offset, self.strict_bytes, self.none_atom, self.limits, False, self.pid_in, self.ref_in
+        )
+
+
 def _decode_versioned(
     data: bytes,
     offset: int,
@@ -498,7 +643,8 @@ def _decode_versioned(
 ) -> Tuple[Any, int]:
     if none_atom not in _NONE_ATOMS:
         raise ValueError(f"none_atom must be 'undefined' or 'nil', not {none_atom!r}")
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     if offset >= len(data):
         raise ErlangProtocolError(f"truncated term: no version byte at offset {offset}")
     if data[offset] != VERSION:
@@ -551,7 +697,7 @@ def _decode_compressed(
 
 
 class _Decoder:
-    __slots__ = ("data", "end", "pos", "strict_bytes", "none_atom", "limits", "pid_in", "ref_in")
+    __slots__ = ("data", "end", "pos", "strict_bytes", "none_atom", "limits", "pid_in", "ref_in", "atoms")
 
     def __init__(
         self,
@@ -572,6 +718,7 @@ class _Decoder:
         self.limits = limits
         self.pid_in = pid_in
         self.ref_in = ref_in
+        self.atoms = _ATOM_VALUES[none_atom]
 
     def fail(self, tag: int, at: int, what: str) -> ErlangProtocolError:
         return ErlangProtocolError(f"{_tag_name(tag)} at offset {at}: {what}")
@@ -640,6 +787,37 @@ class _Decoder:
     def term(self, depth: int) -> Any:  # noqa: C901 - one dispatch, on purpose
         data = self.data
         at = self.pos
+        end = self.end
+        if at + 5 <= end:
+            # The common small terms, read inline when all their bytes are
+            # there; anything else (or an error) takes the general path below.
+            tag = data[at]
+            if tag == SMALL_INTEGER_EXT:
+                self.pos = at + 2
+                return data[at + 1]
+            if tag == SMALL_ATOM_UTF8_EXT:
+                stop = at + 2 + data[at + 1]
+                if stop <= end:
+                    known = self.atoms.get(data[at + 2 : stop], _MISSING)
+                    if known is not _MISSING:
+                        self.pos = stop
+                        return known
+            elif tag == BINARY_EXT:
+                stop = at + 5 + _U32.unpack_from(data, at + 1)[0]
+                if stop <= end:
+                    self.pos = stop
+                    raw = data[at + 5 : stop]
+                    if self.strict_bytes:
+                        return raw
+                    try:
+                        return raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return raw
+            elif tag == SMALL_TUPLE_EXT and depth < self.limits.max_depth:
+                n = data[at + 1]
+                if n <= end - at - 2:
+                    self.pos = at + 2
+                    return tuple([self.term(depth + 1) for _ in range(n)])
         if at >= self.end:
             if self.end < len(data):
                 raise ErlangProtocolError(f"term longer than the limit of {self.limits.max_size} bytes")
@@ -649,7 +827,13 @@ class _Decoder:
         if tag == SMALL_INTEGER_EXT:
             return data[self.need(tag, at, 1, "value")]
         if tag in _ATOM_TAGS:
-            return self.atom_value(self.atom_body(tag, at))
+            atom = self.atom_value(self.atom_body(tag, at))
+            if tag == SMALL_ATOM_UTF8_EXT:
+                atoms = self.atoms
+                if len(atoms) >= _ATOM_CACHE_MAX:
+                    atoms.clear()
+                atoms[data[at + 2 : self.pos]] = atom
+            return atom
         if tag == INTEGER_EXT:
             value: int = _I32.unpack_from(data, self.need(tag, at, 4, "value"))[0]
             return value
@@ -729,6 +913,8 @@ class _Decoder:
             start = self.need(tag, at, 12 if tag == NEW_PID_EXT else 9, "id, serial and creation")
             pid_id, serial = struct.unpack_from(">II", data, start)
             creation = _U32.unpack_from(data, start + 8)[0] if tag == NEW_PID_EXT else data[start + 8]
+            if self.pid_in is erl_pid:
+                return ErlPid(Atom(node), pid_id, serial, creation)
             return self.pid_in(node, pid_id, serial, creation)
         if tag == NEWER_REFERENCE_EXT or tag == NEW_REFERENCE_EXT:
             n = _U16.unpack_from(data, self.need(tag, at, 2, "length"))[0]

@@ -80,6 +80,7 @@ _REASONS = {name: Atom(name) for name in REASON_ATOMS}
 _III = struct.Struct(">III")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
+_WORDS = {n: struct.Struct(f">{n + 1}I") for n in range(1, 6)}  # creation, then the id words
 
 
 # ------------------------------------------------------------ the bijections
@@ -173,7 +174,9 @@ class TermMap:
         "limits",
         "_pid_cache",
         "_pid_in_cache",
-        "_convert_fn",
+        "_node_cache",
+        "_writer",
+        "_reader",
     )
 
     def __init__(
@@ -195,10 +198,14 @@ class TermMap:
         # pid -> (node, creation, encoded pid): a local pid's node and creation
         # are rewritten in place when distribution starts or stops, so the
         # entry is checked against them.
-        self._pid_cache: Dict[Pid, Tuple[str, int, bytes]] = {}
+        self._pid_cache: Dict[Pid, Tuple[str, int, bytes, OpaqueTerm]] = {}
+        self._node_cache: Dict[str, bytes] = {}
         # encoded pid -> Pid, for the control messages of every send.
         self._pid_in_cache: Dict[bytes, Pid] = {}
-        self._convert_fn = self._convert
+        self._writer = _etf.TermWriter(none_atom=none_atom, convert=self._convert)
+        self._reader = _etf.TermReader(
+            strict_bytes=strict_bytes, none_atom=none_atom, limits=limits, pid_in=pid_from_erl, ref_in=ref_from_erl
+        )
 
     # -------------------------------------------------------------- encode
 
@@ -210,11 +217,16 @@ class TermMap:
         Raises:
             TypeError: something in ``term`` has no Erlang form (nothing is sent).
         """
-        return _etf.encode(term, none_atom=self.none_atom, convert=self._convert_fn)
+        out = bytearray()
+        self._writer.write(out, term)
+        return bytes(out)
 
     def encode_into(self, out: bytearray, term: Any) -> None:
-        """Append one encoded term (version byte first) to ``out``; as :meth:`encode`."""
-        _etf.encode_into(out, term, none_atom=self.none_atom, convert=self._convert_fn)
+        """Append one encoded term (version byte first) to ``out``; as :meth:`encode`.
+
+        On ``TypeError`` part of the term may have been appended: the caller drops ``out``.
+        """
+        self._writer.write(out, term)
 
     def pid_bytes(self, pid: Pid) -> bytes:
         """``NEW_PID_EXT`` of a snowg pid, without a version byte (cached).
@@ -222,24 +234,38 @@ class TermMap:
         Raises:
             TypeError: ``pid`` is not a ``Pid`` or has no Erlang form.
         """
-        hit = self._pid_cache.get(pid)
-        if hit is not None and hit[0] == pid.node and hit[1] == pid.creation:
-            return hit[2]
+        return self._pid_entry(pid)[2]
+
+    def _pid_entry(self, pid: Pid) -> Tuple[str, int, bytes, OpaqueTerm]:
         if type(pid) is not Pid:
             raise TypeError(f"a pid was expected, not {type(pid).__name__}: {pid!r:.80}")
+        hit = self._pid_cache.get(pid)
+        if hit is not None and hit[0] == pid.node and hit[1] == pid.creation:
+            return hit
         node = pid.node
-        if not isinstance(node, str) or len(node) > MAX_ATOM_CHARS:
-            raise TypeError(f"pid {pid!r}: its node is not a str of at most {MAX_ATOM_CHARS} characters")
         creation = pid.creation
         if type(creation) is not int or not 0 <= creation <= _MASK32:
             raise TypeError(f"pid {pid!r}: its creation is not a 32-bit int")
         num, serial = erl_pid_fields(pid)
-        data = b"X" + atom_bytes(node) + _III.pack(num, serial, creation)
+        data = b"X" + self._node_atom(node, pid) + _III.pack(num, serial, creation)
+        entry = (node, creation, data, _opaque(data))
         cache = self._pid_cache
         if len(cache) >= _CACHE_MAX:
             cache.clear()
-        cache[pid] = (node, creation, data)
-        return data
+        cache[pid] = entry
+        return entry
+
+    def _node_atom(self, node: Any, owner: Any) -> bytes:
+        cache = self._node_cache
+        got = cache.get(node) if type(node) is str else None
+        if got is None:
+            if not isinstance(node, str) or len(node) > MAX_ATOM_CHARS:
+                raise TypeError(f"{owner!r}: its node is not a str of at most {MAX_ATOM_CHARS} characters")
+            got = atom_bytes(node)
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[str(node)] = got
+        return got
 
     def ref_bytes(self, ref: Ref) -> bytes:
         """``NEWER_REFERENCE_EXT`` of a snowg ref, without a version byte.
@@ -249,27 +275,19 @@ class TermMap:
         """
         if type(ref) is not Ref:
             raise TypeError(f"a reference was expected, not {type(ref).__name__}: {ref!r:.80}")
-        node = ref.node
-        if not isinstance(node, str) or len(node) > MAX_ATOM_CHARS:
-            raise TypeError(f"ref {ref!r}: its node is not a str of at most {MAX_ATOM_CHARS} characters")
         creation = ref.creation
         if type(creation) is not int or not 0 <= creation <= _MASK32:
             raise TypeError(f"ref {ref!r}: its creation is not a 32-bit int")
         words = erl_ref_words(ref)
-        return (
-            b"Z"
-            + _U16.pack(len(words))
-            + atom_bytes(node)
-            + _U32.pack(creation)
-            + struct.pack(f">{len(words)}I", *words)
-        )
+        n = len(words)
+        return b"Z" + _U16.pack(n) + self._node_atom(ref.node, ref) + _WORDS[n].pack(creation, *words)
 
     def _convert(self, term: Any) -> Any:
         kind = type(term)
         if kind is Pid:
-            return OpaqueTerm(self.pid_bytes(term))
+            return self._pid_entry(term)[3]
         if kind is Ref:
-            return OpaqueTerm(self.ref_bytes(term))
+            return _opaque(self.ref_bytes(term))
         if kind is Exit:
             return (_EXIT, term.pid, self.reason(term.reason))
         if kind is Down:
@@ -306,15 +324,7 @@ class TermMap:
         Raises:
             ErlangProtocolError: the bytes are not one whole, valid term within the limits.
         """
-        return _etf.decode(
-            data,
-            offset=offset,
-            strict_bytes=self.strict_bytes,
-            none_atom=self.none_atom,
-            limits=self.limits,
-            pid_in=pid_from_erl,
-            ref_in=ref_from_erl,
-        )
+        return self._reader.read(data, offset)
 
     def read_pid(self, data: bytes, at: int) -> Optional[Tuple[Pid, int]]:
         """Read a ``NEW_PID_EXT`` with a ``SMALL_ATOM_UTF8_EXT`` node at ``at`` (no version byte), cached.
@@ -349,15 +359,7 @@ class TermMap:
 
     def decode_dist(self, data: bytes, offset: int) -> Tuple[Any, int]:
         """Decode one term of a distribution message at ``offset`` (never compressed); as :meth:`decode`."""
-        return _etf.decode_dist(
-            data,
-            offset,
-            strict_bytes=self.strict_bytes,
-            none_atom=self.none_atom,
-            limits=self.limits,
-            pid_in=pid_from_erl,
-            ref_in=ref_from_erl,
-        )
+        return self._reader.read_dist(data, offset)
 
 
 def atom_bytes(name: str) -> bytes:
@@ -375,6 +377,13 @@ def atom_bytes(name: str) -> bytes:
     if len(raw) < 256:
         return bytes((119, len(raw))) + raw
     return b"v" + _U16.pack(len(raw)) + raw
+
+
+def _opaque(data: bytes) -> OpaqueTerm:
+    # An OpaqueTerm of bytes this module just wrote, without the constructor's checks.
+    term: OpaqueTerm = object.__new__(OpaqueTerm)
+    object.__setattr__(term, "data", data)
+    return term
 
 
 def _as_atom(value: Any) -> Any:

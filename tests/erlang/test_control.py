@@ -368,11 +368,24 @@ def test_mutated_and_truncated_messages_raise_only_the_protocol_error(draw: st.D
             del data[at]
     cut = draw.draw(st.integers(0, len(data)))
     for candidate in (bytes(data), bytes(data[:cut])):
+        event: Any
         try:
             event = c.parse(candidate, tm)
         except ErlangProtocolError:
-            continue
-        assert event is None or isinstance(event, tuple)
+            event = "refused"
+        assert event is None or event == "refused" or isinstance(event, tuple)
+        if candidate[:1] == b"p":
+            # The fast paths (SEND_SENDER, REG_SEND) accept exactly what the general path accepts.
+            try:
+                general: Any = c._parse_general(candidate, tm)
+            except ErlangProtocolError:
+                general = "refused"
+            assert repr(general) == repr(event)
+
+
+def test_fast_paths_agree_with_the_general_path(tm: TermMap) -> None:
+    for data in _valid_packets():
+        assert repr(c.parse(data, tm)) == repr(c._parse_general(data, tm))
 
 
 # ------------------------------------------------------------- against erl

@@ -295,6 +295,108 @@ def test_convert_hook_is_consulted_before_subclass_fallback() -> None:
         _etf.encode(object(), convert=lambda t: t)  # a convert that never ends
 
 
+# ------------------------------------------------------ random terms, caches
+
+
+def _exact(term: Any) -> Any:
+    """A form of ``term`` equal only for the very same term, types included."""
+    kind = type(term)
+    if kind in (list, tuple):
+        return (kind.__name__, [_exact(t) for t in term])
+    if kind is dict:
+        return ("dict", sorted((repr(_exact(k)), _exact(v)) for k, v in term.items()))
+    if kind is ImproperList:
+        return ("improper", [_exact(t) for t in term.items], _exact(term.tail))
+    if kind in (Pid, Ref):
+        return (kind.__name__, term.node, term.id, term.creation)
+    return (kind.__name__, repr(term))
+
+
+_PIDS = st.builds(
+    Pid,
+    st.sampled_from([NODE, "a@127.0.0.1", "é@h"]),
+    st.one_of(
+        st.integers(0, 2**47 - 1), st.builds(lambda s, n: 1 << 64 | s << 32 | n, U32, st.integers(2**15, 2**32 - 1))
+    ),
+    U32,
+)
+_REFS = st.builds(lambda node, words, cr: ref_from_erl(node, cr, words), st.sampled_from([NODE, "x@y"]), REF_WORDS, U32)
+_ATOMS = st.text(max_size=20).filter(lambda t: t not in ("true", "false", "undefined")).map(Atom)
+_LEAVES = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
+    _ATOMS,
+    st.booleans(),
+    st.none(),
+    _PIDS,
+    _REFS,
+)
+_TERMS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=5).map(tuple),
+        st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        st.builds(
+            lambda items, tail: ImproperList(tuple(items), tail),
+            st.lists(inner, min_size=1, max_size=3),
+            inner.filter(lambda t: type(t) not in (list, ImproperList)),
+        ),
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(term=_TERMS)
+def test_random_terms_with_pids_and_refs_round_trip(term: Any) -> None:
+    tm = TermMap("a@127.0.0.1", 1)
+    data = tm.encode(term)
+    value, end = tm.decode(data)
+    assert end == len(data)
+    assert _exact(value) == _exact(term)
+    assert tm.encode(value) == data
+
+
+def test_writer_survives_a_failed_term() -> None:
+    tm = TermMap("a@h", 1)
+    out = bytearray()
+    with pytest.raises(TypeError):
+        tm.encode_into(out, [1, {2}])
+    assert tm.encode([1, (Atom("ok"),)]) == _etf.encode([1, (Atom("ok"),)])
+
+
+def test_atom_caches_are_bounded_and_keep_the_none_atoms_apart() -> None:
+    nil = _etf.encode(Atom("nil"))
+    assert _etf.decode(nil)[0] == Atom("nil")
+    assert _etf.decode(nil, none_atom="nil")[0] is None
+    assert _etf.decode(nil)[0] == Atom("nil")
+    for i in range(5000):
+        name = Atom(f"atom{i}")
+        assert _etf.decode(_etf.encode(name))[0] == name
+    assert len(_etf._ATOM_VALUES["undefined"]) <= 4096
+    assert len(_etf._ATOM_BYTES) <= 4096
+    # An atom read again after the cache was cleared is still right.
+    assert _etf.decode(_etf.encode(Atom("atom1")))[0] == Atom("atom1")
+
+
+def test_reader_and_writer_options() -> None:
+    reader = _etf.TermReader(strict_bytes=True, none_atom="nil")
+    data = b"xx" + _etf.encode((b"abc", Atom("nil"), None))
+    assert reader.read(data, 2) == ((b"abc", None, Atom("undefined")), len(data))
+    assert reader.read_dist(data, 2) == ((b"abc", None, Atom("undefined")), len(data))
+    with pytest.raises(ValueError):
+        reader.read(data, len(data) + 1)
+    with pytest.raises(ValueError):
+        _etf.TermReader(none_atom="none")
+    with pytest.raises(ValueError):
+        _etf.TermWriter(none_atom="none")
+    out = bytearray(b"head")
+    _etf.TermWriter(none_atom="nil").write(out, None)
+    assert bytes(out) == b"head" + _etf.encode(Atom("nil"))
+
+
 # ----------------------------------------------------------- against real erl
 
 # Each line of the script prints hex(term_to_binary(T)) for an Erlang term.
