@@ -39,6 +39,7 @@ import os
 os.environ.setdefault("GEVENT_RESOLVER", "block")  # a node dials addresses; no resolver thread pool
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
 import secrets  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -135,6 +136,17 @@ halt_at_eof() ->
 """
 
 
+_BENCH_PID = os.getpid()
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: have it SIGKILLed when this process ends, however it ends (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != _BENCH_PID:
+        os._exit(70)  # no guarantee it would not outlive us, or we are gone already
+
+
 def log(msg: str) -> None:
     print(f"[erlang_interop {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -179,6 +191,7 @@ class Beam:
             stdout=subprocess.PIPE,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             text=True,
         )
         self.expect("ready", timeout=30)
@@ -211,7 +224,7 @@ class Beam:
 
 
 def _counters() -> None:
-    """Registered as bench_counters: starts a counting process for whoever asks (as E's counters)."""
+    """Registered as counters: starts a counting process for whoever asks (as E's counters)."""
     while True:
         tag, sender, n = snowg.receive()
         if tag == "new":
@@ -264,15 +277,17 @@ def run_transport(
     figures: Dict[str, List[float]] = {}
     beams: List[Beam] = []
     try:
+        # Both BEAM nodes first: a process forked from a running node logs that it is not that node.
         beams.append(Beam(ECHO, "snowg_bench:serve().", env, dist_args, hidden=False, path=ebin))
+        driver = Beam(DRIVER, f"snowg_bench:drive('{ECHO}').", env, dist_args, hidden=True, path=ebin)
+        beams.append(driver)
         snowg.start_node(PY, cookie=cookie, tls=certs, erlang=snowg.erlang.ErlangOptions(transport=transport))
-        snowg.register("bench_counters", snowg.spawn(_counters))
+        if snowg.whereis("counters") is None:  # it outlives a stop_node, for the next transport
+            snowg.register("counters", snowg.spawn(_counters))
         if not snowg.erlang.connect(ECHO, timeout=10):
             raise RuntimeError(f"the snowg node could not connect to {ECHO} over {transport}")
         snowg.send(("counters", ECHO), (Atom("echo"), snowg.self()))
         _, echo = snowg.receive(lambda m: isinstance(m, tuple) and m[0] == "echo", timeout=10)
-        driver = Beam(DRIVER, f"snowg_bench:drive('{ECHO}').", env, dist_args, hidden=True, path=ebin)
-        beams.append(driver)
         snowg_pingpong(echo, min(1000, args.pingpong))  # warm up both sides' code paths
         snowg_oneway(min(10000, args.oneway))
         for r in range(args.repeat):
@@ -321,7 +336,10 @@ def main() -> int:
     env["SNOWG_HOME"] = os.path.join(workdir, "home")
     os.environ["ERL_EPMD_PORT"] = env["ERL_EPMD_PORT"]
     os.environ["SNOWG_HOME"] = env["SNOWG_HOME"]
-    epmd = subprocess.Popen(["epmd", "-port", str(port), "-address", HOST], env=env, start_new_session=True)
+    epmd = subprocess.Popen(
+        ["epmd", "-port", str(port), "-address", HOST], env=env, start_new_session=True, preexec_fn=_die_with_parent
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     certs = os.path.join(workdir, "certs")
     cookie = secrets.token_hex(16)
     results: Dict[str, Dict[str, List[float]]] = {}
