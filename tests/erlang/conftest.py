@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 from beam import Beam, write_tls_optfile
@@ -135,22 +135,51 @@ def transport(request: Any) -> str:
 def erlang_node(transport: str, snowg_cluster_config: ClusterConfig, beam_factory: BeamFactory) -> Iterator[ErlangNode]:
     """This process as the snowg node ``pyN-<ospid>@127.0.0.1`` with ``erlang=transport``; stopped after.
 
-    A node already running here (the session's ``snowg_node``) is stopped first;
-    ``peers``/``start_test_node`` start a fresh one when a later test needs it.
+    A node already running here (the session's ``snowg_node``) is stopped
+    first and started again afterwards under its name and port, its
+    :class:`~snowg.cluster.Node` updated in place (its new creation), so the
+    tests that hold it go on working.
     """
-    if cluster.current() is not None:
+    previous = cluster.current()
+    if previous is not None:
         cluster.stop_node()
     name = f"py{next(_names)}-{os.getpid()}@127.0.0.1"
-    info = snowg.start_node(  # type: ignore[call-arg,unused-ignore]
-        name,
-        cookie=snowg_cluster_config.cookie,
-        tls=snowg_cluster_config.certs,
-        tick=snowg_cluster_config.tick,
-        erlang=transport,
-    )
     try:
-        yield ErlangNode(info, transport, snowg_cluster_config.cookie, beam_factory)
+        info = snowg.start_node(
+            name,
+            cookie=snowg_cluster_config.cookie,
+            tls=snowg_cluster_config.certs,
+            tick=snowg_cluster_config.tick,
+            erlang=transport,
+        )
+        try:
+            yield ErlangNode(info, transport, snowg_cluster_config.cookie, beam_factory)
+        finally:
+            # BEAM nodes go first: their connections end with them, not in the node's stop.
+            beam_factory.stop_all()
+            cluster.stop_node()
     finally:
-        # BEAM nodes go first: their connections end with them, not in the node's stop.
-        beam_factory.stop_all()
-        cluster.stop_node()
+        if previous is not None:
+            _restart(previous, snowg_cluster_config)
+
+
+#: (the Node a restart returned, the Node object the tests hold): the first is what cluster.current() gives.
+_restarted: List[Tuple[cluster.Node, cluster.Node]] = []
+
+
+def _restart(previous: cluster.Node, config: ClusterConfig) -> None:
+    """Start the node ``previous`` was again (same name, port if free) and update the object the tests hold."""
+    held = previous
+    for running, original in list(_restarted):
+        if running is previous:
+            held = original
+            _restarted.remove((running, original))
+    options: Dict[str, Any] = {"cookie": config.cookie, "tls": config.certs, "tick": previous.tick}
+    try:
+        info = cluster.start_node(previous.name, port=previous.port, **options)
+    except snowg.NodeError:
+        info = cluster.start_node(previous.name, **options)
+    held.creation = info.creation
+    held.host = info.host
+    held.port = info.port
+    _restarted.append((info, held))
