@@ -271,9 +271,11 @@ class ErlangService:
             services.stop_services()
 
     def forget(self) -> None:
-        """After ``fork()``, in the child: close this copy of the listening socket; drop the connections."""
+        """After ``fork()``, in the child: close this copy of the sockets (no shutdown: the parent's stay up)."""
         self.stopping = True
         self.server.close()
+        for conn in list(self.conns.values()):
+            conn.close("disconnect", "forked: this copy of the connection belongs to the parent process")
         self.conns.clear()
 
     # ---------------------------------------------------------- connections
@@ -351,7 +353,10 @@ class ErlangService:
             with gevent.Timeout(HANDSHAKE_TIMEOUT, _Refused(f"the handshake took over {HANDSHAKE_TIMEOUT:g}s")):
                 sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
                 if self.tls:
-                    sock = self.server_ctx.wrap_socket(sock, server_side=True)
+                    # Wrapped first, shaken after: the wrapped socket owns the descriptor from here, so a
+                    # handshake that fails or times out closes that one (closing the plain one would not).
+                    sock = self.server_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                    sock.do_handshake()
                 conn = self._accept(sock, where, claimed)
         except _Refused as exc:
             level = logging.WARNING if exc.warn else logging.INFO
@@ -503,8 +508,9 @@ class ErlangService:
                 sock.settimeout(None)
                 sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
                 if self.tls:
-                    sock = self.client_ctx.wrap_socket(sock, server_side=False)
-                    attempt.sock = sock
+                    sock = self.client_ctx.wrap_socket(sock, server_side=False, do_handshake_on_connect=False)
+                    attempt.sock = sock  # owns the descriptor now (see _handle)
+                    sock.do_handshake()
                 conn = self._initiate(sock, node, where, attempt)
         except (_Refused, _Closed, ErlangProtocolError, NodeError, OSError, ValueError) as exc:
             _close_quietly(attempt.sock)
