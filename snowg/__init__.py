@@ -15,7 +15,7 @@ OTP behaviours and the cluster API. The subpackages ``snowg.supervisor``,
 
 import logging as _logging
 
-from . import pg, pubsub, rpc, supervisor
+from . import erlang, pg, pubsub, rpc, supervisor
 from ._core import (
     Atom,
     Crash,
@@ -173,4 +173,6 @@ __all__ = [
     # process groups and topics (modules: snowg.pg.join, snowg.pubsub.subscribe, ...)
     "pg",
     "pubsub",
+    # Erlang and Elixir nodes (snowg.erlang.connect, snowg.erlang.call, ...)
+    "erlang",
 ]

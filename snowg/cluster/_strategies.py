@@ -234,7 +234,7 @@ class Finder:
         self.timeout = timeout
         self._last: Dict[str, Named] = {}
         # (mapper host, alive, port) -> the snowg node's full name, or None (not a snowg node).
-        self._entries: Dict[Tuple[str, str, int], Optional[str]] = {}
+        self._entries: Dict[Tuple[str, str, int], Optional[Tuple[str, int]]] = {}
         self._failing: Dict[str, str] = {}  # source -> the last reason it could not be asked
         self._failures = SummaryLog(log, self._failure_summary, FAILURE_LOG_WINDOW, overflow_key="other", once=True)
 
@@ -333,12 +333,16 @@ class Finder:
             seen.add(key)
             if key not in self._entries:
                 entry = port_please(host, alive, epmd_port=self.epmd_port, timeout=_left(deadline))
-                self._entries[key] = _snowg_name(entry, alive)
-            full_name = self._entries[key]
-            if full_name is None or full_name == self.own_name:
+                full = _snowg_name(entry, alive)
+                # A node with Erlang distribution on registers its Erlang port; its snowg port is in the extra.
+                snowg_port = None if entry is None else entry.snowg_port
+                self._entries[key] = None if full is None or snowg_port is None else (full, snowg_port)
+            known = self._entries[key]
+            if known is None or known[0] == self.own_name:
                 continue
+            full_name, snowg_port = known
             dial = full_name.split("@", 1)[1] if isinstance(self.strategy, Local) else host
-            found[full_name] = Candidate(full_name, dial, port)
+            found[full_name] = Candidate(full_name, dial, snowg_port)
         for key in [k for k in self._entries if k[0] == host and k not in seen]:
             del self._entries[key]  # gone from the mapper: a node that comes back on that port is asked again
         return found
@@ -357,7 +361,7 @@ class Finder:
         if full_name != name:
             what = "is not a snowg node" if full_name is None else f"is the node {loggable(full_name, quoted=False)}"
             raise _NotTaken(f"{loggable(alive)} registered with {host}'s port mapper {what}, not {name}")
-        return {name: Candidate(name, host, entry.port)}
+        return {name: Candidate(name, host, entry.snowg_port or entry.port)}
 
     def _failed(self, source: str, reason: str) -> None:
         self._failing[source] = reason
