@@ -162,6 +162,16 @@ def test_local_full_mesh_survives_any_loss_and_takes_a_late_node(nodes: Nodes, v
     assert not any(count_lines(p, "discovery: cannot connect") for p in four)
 
 
+def test_a_node_speaking_erlang_too_is_found_at_its_snowg_port(nodes: Nodes) -> None:
+    # With Erlang distribution on, the mapper lists the node's Erlang port; discovery must dial
+    # the snowg port its registration names instead (a TLS hello on the Erlang port would fail).
+    plain = nodes.start_many(2)
+    # It looks for nobody itself, so only the others' discovery can connect it.
+    bilingual = nodes.start(cluster=(), extra=["--erlang", "tcp"])
+    wait_peers(mesh([*plain, bilingual]))
+    assert not any(count_lines(p, "discovery: cannot connect") for p in [*plain, bilingual])
+
+
 def test_partition_heals_without_anyone_calling_connect(nodes: Nodes) -> None:
     three = nodes.start_many(3, tick=0.5)
     wait_peers(mesh(three))
