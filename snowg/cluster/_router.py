@@ -182,7 +182,7 @@ class Router(_remote.RemoteRouter):
     def spawn(
         self,
         node: str,
-        fn: Union[str, Callable[..., Any]],
+        fn: Union[str, Tuple[str, str], Callable[..., Any]],
         args: Tuple[Any, ...],
         kwargs: Dict[str, Any],
         opts: Tuple[str, ...],
@@ -191,7 +191,8 @@ class Router(_remote.RemoteRouter):
 
         Raises:
             SpawnError: the node refused (``fn`` is not spawnable there, or does not take those keyword arguments).
-            TypeError: an argument cannot cross nodes.
+            TypeError: an argument cannot cross nodes, or ``fn`` is ``('mod', 'fun')``
+                (a BEAM node's function) and ``node`` is a snowg node.
         """
         if node not in self._sessions:
             peer = self._foreign.get(node)
@@ -199,6 +200,13 @@ class Router(_remote.RemoteRouter):
                 return peer.spawn(fn, args, kwargs, opts)
         caller = _self()
         req = make_ref()
+        if isinstance(fn, tuple):  # ('mod', 'fun'): a function of a BEAM node
+            if node in self._sessions:
+                raise TypeError(
+                    f"{fn!r} names a function of an Erlang node, but {node} is a snowg node:"
+                    " give a @spawnable function or its registered name"
+                )
+            return _remote.fail_remote_spawn(Pid(node, 0, 0), req, opts)  # not connected: as below
         if send_request(node, caller, wire_name(fn), args, kwargs, opts, req) is None:
             # As Erlang: a pid that names the node, and at once a 'noconnection'
             # exit (spawn_link) or Down (spawn_monitor). It is never alive.

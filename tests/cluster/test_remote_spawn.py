@@ -315,3 +315,13 @@ def test_remote_spawn_link_from_several_processes_at_once(peers):
     assert sorted(r[1] for r in results) == list(range(50))
     assert all(r[2] and r[3] for r in results)
     gevent.sleep(0)
+
+
+def test_a_beam_function_spawned_on_a_snowg_node_is_a_type_error_and_unconnected_is_noconnection(peers):
+    """``('mod', 'fun')`` names an Erlang function: a snowg node cannot run it; an unconnected node is noconnection."""
+    peer = peers.start(modules=MODS)
+    with pytest.raises(TypeError, match=r"names a function of an Erlang node, but .* is a snowg node"):
+        snowg.spawn(("lists", "reverse"), [1, 2], node=peer.name)
+    pid, ref = snowg.spawn_monitor(("lists", "reverse"), [1, 2], node=UNCONNECTED)
+    assert pid.node == UNCONNECTED
+    assert recv(lambda m: isinstance(m, snowg.Down)) == snowg.Down(ref, pid, "noconnection")
