@@ -389,6 +389,13 @@ def test_old_unlink_removes_the_link(pairs: Callable[..., Pair], trapping_me: sn
     assert peer_pid() not in snowg.process_info(trapping_me)["links"]
 
 
+def test_unlink_to_a_peer_without_unlink_id_is_the_old_unlink(pairs: Callable[..., Pair], me: snowg.Pid) -> None:
+    pair = pairs(peer_flags=_flags.OFFERED & ~_flags.DFLAG_UNLINK_ID)
+    pair.conn.unlink(me, peer_pid())
+    assert pair.beam.event() == _control.Unlink(me, peer_pid())
+    assert pair.conn.pending_unlinks == {}
+
+
 def _old_unlink_frame(beam: FakeBeam, ev: Any) -> bytes:
     """An UNLINK (tag 4) control message, which the Encoder does not make (OTP 26 dropped it)."""
     payload = b"p" + beam.tm.encode((4, ev.from_, ev.to))
