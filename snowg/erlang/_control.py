@@ -484,6 +484,7 @@ _OPS: Dict[int, _Op] = {
 # and arity, SMALL_INTEGER_EXT and the operation.
 _SEND_SENDER_HEAD = bytes((_VERSION, 104, 3, 97, SEND_SENDER))
 _REG_SEND_HEAD = bytes((_VERSION, 104, 4, 97, REG_SEND))
+_ALIAS_SEND_HEAD = bytes((_VERSION, 104, 3, 97, ALIAS_SEND))
 _EMPTY_ATOM = b"w\x00"
 
 
@@ -503,13 +504,16 @@ def parse(packet: bytes, tm: TermMap) -> Optional[Event]:
 
     Never blocks.
     """
+    if type(packet) is not bytes:
+        packet = bytes(packet)
     n = len(packet)
     if n == 0:
         return None
     first = packet[0]
     if first != PASS_THROUGH:
         raise _not_pass_through(packet)
-    # Fast paths for the messages of every send: the control tuple is read
+    # Fast paths for the messages of every send (and of every gen_server
+    # reply, ALIAS_SEND): the control tuple is read
     # straight from its bytes, its pids through the term map's cache; any
     # other shape (an old atom tag, say) falls through to the general path.
     if packet[1:6] == _SEND_SENDER_HEAD:
@@ -520,6 +524,14 @@ def parse(packet: bytes, tm: TermMap) -> Optional[Event]:
                 msg, end = _payload(packet, got2[1], "SEND_SENDER", tm)
                 if end == n:
                     return Send(got[0], got2[0], msg)
+    elif packet[1:6] == _ALIAS_SEND_HEAD:
+        got = tm.read_pid(packet, 6)
+        if got is not None:
+            alias = tm.read_ref(packet, got[1])
+            if alias is not None and alias[1] < n:
+                msg, end = _payload(packet, alias[1], "ALIAS_SEND", tm)
+                if end == n:
+                    return AliasSend(got[0], alias[0], msg)
     elif packet[1:6] == _REG_SEND_HEAD:
         got = tm.read_pid(packet, 6)
         if got is not None:

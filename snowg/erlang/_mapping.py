@@ -357,6 +357,30 @@ class TermMap:
             cache[key] = pid
         return pid, end
 
+    def read_ref(self, data: bytes, at: int) -> Optional[Tuple[Ref, int]]:
+        """Read a ``NEWER_REFERENCE_EXT`` with a ``SMALL_ATOM_UTF8_EXT`` node at ``at`` (no version byte).
+
+        Returns:
+            ``(ref, end)``, or None when the bytes there are not that shape
+            (as :meth:`read_pid`). Raises nothing.
+        """
+        n = len(data)
+        if at + 5 > n or data[at] != 90 or data[at + 3] != 119:
+            return None
+        words = data[at + 1] << 8 | data[at + 2]
+        node_end = at + 5 + data[at + 4]
+        end = node_end + 4 + 4 * words
+        if not 1 <= words <= 5 or end > n:
+            return None
+        try:
+            node = data[at + 5 : node_end].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if len(node) > MAX_ATOM_CHARS:
+            return None
+        fields = _WORDS[words].unpack_from(data, node_end)
+        return ref_from_erl(node, fields[0], fields[1:]), end
+
     def decode_dist(self, data: bytes, offset: int) -> Tuple[Any, int]:
         """Decode one term of a distribution message at ``offset`` (never compressed); as :meth:`decode`."""
         return self._reader.read_dist(data, offset)

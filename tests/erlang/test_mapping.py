@@ -210,6 +210,20 @@ def test_read_pid_fast_path_agrees_with_decode(tm: TermMap) -> None:
     assert tm.read_pid(b"Xw\x01\xff" + bytes(12), 0) is None  # bad UTF-8
 
 
+def test_read_ref_fast_path_agrees_with_decode(tm: TermMap) -> None:
+    for words in [(1, 2, 3), (2**18, 0, 7), (5,), (1, 2), (1, 2, 3, 4), (1, 2, 3, 4, 2**32 - 1)]:
+        ref = ref_from_erl("é@h", 2**32 - 1, words)
+        data = b"\x00" + tm.ref_bytes(ref) + b"\x00"
+        assert tm.read_ref(data, 1) == (ref, len(data) - 1)
+        assert tm.decode(b"\x83" + data[1:-1])[0] == ref
+        for cut in range(1, len(data) - 1):
+            assert tm.read_ref(data[:cut], 1) is None
+    assert tm.read_ref(b"Z\x00\x00w\x01n" + bytes(4), 0) is None  # no words
+    assert tm.read_ref(b"Z\x00\x06w\x01n" + bytes(28), 0) is None  # six words
+    assert tm.read_ref(b"Z\x00\x01d\x00\x01n" + bytes(8), 0) is None  # ATOM_EXT node
+    assert tm.read_ref(b"Z\x00\x01w\x01\xff" + bytes(8), 0) is None  # bad UTF-8
+
+
 def test_none_atom_and_strict_bytes() -> None:
     elixir = TermMap("a@h", 1, none_atom="nil", strict_bytes=True)
     assert elixir.encode(None) == _etf.encode(Atom("nil"))
