@@ -36,6 +36,7 @@ import logging
 import socket
 import time
 import weakref
+from ssl import SSLEOFError, SSLWantReadError
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import gevent
@@ -70,6 +71,10 @@ _ALIAS = Atom("alias")
 # (a reader waiting on a writer could wait on itself, or stop a peer's
 # traffic behind one slow node).
 _never_suspend: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _nothing_pending() -> int:
+    return 0
 
 
 class _SpawnAnswer(NamedTuple):
@@ -359,6 +364,20 @@ class ErlangConnection:
         parse = _control.parse
         tm = self.tm
         dispatch = self._dispatch
+        # As snowg's sessions do: read through the object under gevent's socket
+        # (the TLS object, or the plain non-blocking socket) and wait on the
+        # socket's own read watcher, which is what gevent's recv does underneath;
+        # after a batch, wait for the socket first instead of reading until
+        # EAGAIN (a failed read, and its exception, saved per request/response).
+        wait = sock._wait  # noqa: SLF001 - gevent's socket, driven as _session does
+        read_event = sock._read_event  # noqa: SLF001
+        tls = getattr(sock, "_sslobj", None)
+        if tls is not None:
+            read = tls.read
+            pending = tls.pending
+        else:
+            read = sock._sock.recv  # noqa: SLF001
+            pending = _nothing_pending
         try:
             data = self._initial
             self._initial = b""
@@ -374,7 +393,18 @@ class ErlangConnection:
                         event = parse(packet, tm)
                         if event is not None:
                             dispatch[type(event)](event)
-                data = sock.recv(_RECV_SIZE)
+                    if not pending():
+                        wait(read_event)
+                        if self.closed:  # close() ran while we waited
+                            return  # type: ignore[unreachable]
+                try:
+                    data = read(_RECV_SIZE)
+                except (SSLWantReadError, BlockingIOError):
+                    data = b""
+                    wait(read_event)
+                    continue
+                except SSLEOFError:
+                    data = b""
                 if not data:
                     self._on_end_of_stream("the peer closed the connection")
                     return
