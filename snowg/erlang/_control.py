@@ -9,39 +9,37 @@ its version byte, and for some operations a second whole term, the payload
 (the message of a send, the reason of a ``PAYLOAD_*`` exit, the arguments of
 a spawn request). A message of no bytes is a tick.
 
-=========================  ====  =================================================  ==========
-control message            op    tuple                                              payload
-=========================  ====  =================================================  ==========
-LINK                       1     ``{1, FromPid, ToPid}``
-SEND                       2     ``{2, Unused, ToPid}``                             message
-EXIT                       3     ``{3, FromPid, ToPid, Reason}``
-UNLINK (old)               4     ``{4, FromPid, ToPid}``
-REG_SEND                   6     ``{6, FromPid, Unused, ToName}``                   message
-GROUP_LEADER               7     ``{7, FromPid, ToPid}``
-EXIT2                      8     ``{8, FromPid, ToPid, Reason}``
-SEND_TT                    12    ``{12, Unused, ToPid, Token}``                     message
-EXIT_TT                    13    ``{13, FromPid, ToPid, Token, Reason}``
-REG_SEND_TT                16    ``{16, FromPid, Unused, ToName, Token}``           message
-EXIT2_TT                   18    ``{18, FromPid, ToPid, Token, Reason}``
-MONITOR_P                  19    ``{19, FromPid, ToProc, Ref}``
-DEMONITOR_P                20    ``{20, FromPid, ToProc, Ref}``
-MONITOR_P_EXIT             21    ``{21, FromProc, ToPid, Ref, Reason}``
-SEND_SENDER                22    ``{22, FromPid, ToPid}``                           message
-SEND_SENDER_TT             23    ``{23, FromPid, ToPid, Token}``                    message
-PAYLOAD_EXIT               24    ``{24, FromPid, ToPid}``                           reason
-PAYLOAD_EXIT_TT            25    ``{25, FromPid, ToPid, Token}``                    reason
-PAYLOAD_EXIT2              26    ``{26, FromPid, ToPid}``                           reason
-PAYLOAD_EXIT2_TT           27    ``{27, FromPid, ToPid, Token}``                    reason
-PAYLOAD_MONITOR_P_EXIT     28    ``{28, FromProc, ToPid, Ref}``                     reason
-SPAWN_REQUEST              29    ``{29, ReqId, From, GroupLeader, {M, F, A}, Opts}``  arguments
-SPAWN_REQUEST_TT           30    ``{30, ReqId, From, GroupLeader, {M, F, A}, Opts, Token}``  arguments
-SPAWN_REPLY                31    ``{31, ReqId, To, Flags, Result}``
-SPAWN_REPLY_TT             32    ``{32, ReqId, To, Flags, Result, Token}``
-ALIAS_SEND                 33    ``{33, FromPid, Alias}``                           message
-ALIAS_SEND_TT              34    ``{34, FromPid, Alias, Token}``                    message
-UNLINK_ID                  35    ``{35, Id, FromPid, ToPid}``
-UNLINK_ID_ACK              36    ``{36, Id, FromPid, ToPid}``
-=========================  ====  =================================================  ==========
+The control messages (operation, tuple, and the payload that follows it)::
+
+    LINK                     1   {1, FromPid, ToPid}
+    SEND                     2   {2, Unused, ToPid}                                message
+    EXIT                     3   {3, FromPid, ToPid, Reason}
+    UNLINK (old)             4   {4, FromPid, ToPid}
+    REG_SEND                 6   {6, FromPid, Unused, ToName}                      message
+    GROUP_LEADER             7   {7, FromPid, ToPid}
+    EXIT2                    8   {8, FromPid, ToPid, Reason}
+    SEND_TT                 12   {12, Unused, ToPid, Token}                        message
+    EXIT_TT                 13   {13, FromPid, ToPid, Token, Reason}
+    REG_SEND_TT             16   {16, FromPid, Unused, ToName, Token}              message
+    EXIT2_TT                18   {18, FromPid, ToPid, Token, Reason}
+    MONITOR_P               19   {19, FromPid, ToProc, Ref}
+    DEMONITOR_P             20   {20, FromPid, ToProc, Ref}
+    MONITOR_P_EXIT          21   {21, FromProc, ToPid, Ref, Reason}
+    SEND_SENDER             22   {22, FromPid, ToPid}                              message
+    SEND_SENDER_TT          23   {23, FromPid, ToPid, Token}                       message
+    PAYLOAD_EXIT            24   {24, FromPid, ToPid}                              reason
+    PAYLOAD_EXIT_TT         25   {25, FromPid, ToPid, Token}                       reason
+    PAYLOAD_EXIT2           26   {26, FromPid, ToPid}                              reason
+    PAYLOAD_EXIT2_TT        27   {27, FromPid, ToPid, Token}                       reason
+    PAYLOAD_MONITOR_P_EXIT  28   {28, FromProc, ToPid, Ref}                        reason
+    SPAWN_REQUEST           29   {29, ReqId, From, GroupLeader, {M, F, A}, Opts}   arguments
+    SPAWN_REQUEST_TT        30   {30, ReqId, From, GroupLeader, {M, F, A}, Opts, Token}   arguments
+    SPAWN_REPLY             31   {31, ReqId, To, Flags, Result}
+    SPAWN_REPLY_TT          32   {32, ReqId, To, Flags, Result, Token}
+    ALIAS_SEND              33   {33, FromPid, Alias}                              message
+    ALIAS_SEND_TT           34   {34, FromPid, Alias, Token}                       message
+    UNLINK_ID               35   {35, Id, FromPid, ToPid}
+    UNLINK_ID_ACK           36   {36, Id, FromPid, ToPid}
 
 (``ToProc``/``FromProc``: a pid or a registered name, an atom.) :func:`parse`
 turns one message into one event (a ``NamedTuple`` below; a ``_TT`` variant
@@ -54,6 +52,14 @@ frames (length included) for one peer, in the forms its flags ask for
 and ``DFLAG_EXIT_PAYLOAD``). Pids and references are snowg's own
 :class:`~snowg.Pid`/:class:`~snowg.Ref`, through the connection's
 :class:`~snowg.erlang._mapping.TermMap`.
+
+Speed: SEND_SENDER, REG_SEND and ALIAS_SEND (every message and every
+gen_server reply) are read on a fast path that recognises the control
+tuple from its first bytes and reads its pids through the term map's cache
+of encoded pids, without decoding the tuple; any other shape falls through
+to the general path, which accepts exactly the same messages (the tests fuzz
+the two against each other). :meth:`Encoder.send` writes the control tuple
+from cached pid encodings and the message into the same buffer.
 """
 
 from __future__ import annotations

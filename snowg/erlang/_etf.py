@@ -179,6 +179,8 @@ _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
 _U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")
+_III = struct.Struct(">III")
+_REF_WORDS = {n: struct.Struct(f">{n + 1}I") for n in range(1, 6)}  # creation, then the id words
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,31 @@ class _Encoder:
             self.atom("true" if term else "false")
         elif term is None:
             self.atom(self.none_atom)
+        elif kind is ErlPid:
+            out.append(NEW_PID_EXT)
+            self.atom(term.node)
+            out += struct.pack(">III", term.id, term.serial, term.creation)
+        elif kind is ErlRef:
+            out.append(NEWER_REFERENCE_EXT)
+            out += _U16.pack(len(term.ids))
+            self.atom(term.node)
+            out += _U32.pack(term.creation)
+            out += struct.pack(f">{len(term.ids)}I", *term.ids)
+        elif kind is ErlPort:
+            if term.id < 1 << 32:
+                out.append(NEW_PORT_EXT)
+                self.atom(term.node)
+                out += struct.pack(">II", term.id, term.creation)
+            else:
+                out.append(V4_PORT_EXT)
+                self.atom(term.node)
+                out += _U64.pack(term.id)
+                out += _U32.pack(term.creation)
+        elif kind is BitBinary:
+            out.append(BIT_BINARY_EXT)
+            out += _U32.pack(len(term.data))
+            out.append(term.bits)
+            out += term.data
         elif kind is int or (isinstance(term, int) and not isinstance(term, bool)):
             self.integer(int(term))
         elif kind is Atom:
@@ -449,31 +476,6 @@ class _Encoder:
                 for item in term.items:
                     self.term(item, depth + 1)
                 self.term(term.tail, depth + 1)
-        elif kind is ErlPid:
-            out.append(NEW_PID_EXT)
-            self.atom(term.node)
-            out += struct.pack(">III", term.id, term.serial, term.creation)
-        elif kind is ErlRef:
-            out.append(NEWER_REFERENCE_EXT)
-            out += _U16.pack(len(term.ids))
-            self.atom(term.node)
-            out += _U32.pack(term.creation)
-            out += struct.pack(f">{len(term.ids)}I", *term.ids)
-        elif kind is ErlPort:
-            if term.id < 1 << 32:
-                out.append(NEW_PORT_EXT)
-                self.atom(term.node)
-                out += struct.pack(">II", term.id, term.creation)
-            else:
-                out.append(V4_PORT_EXT)
-                self.atom(term.node)
-                out += _U64.pack(term.id)
-                out += _U32.pack(term.creation)
-        elif kind is BitBinary:
-            out.append(BIT_BINARY_EXT)
-            out += _U32.pack(len(term.data))
-            out.append(term.bits)
-            out += term.data
         elif kind is OpaqueTerm:
             out += term.data
         elif isinstance(term, (tuple, list, dict)):
@@ -818,6 +820,32 @@ class _Decoder:
                 if n <= end - at - 2:
                     self.pos = at + 2
                     return tuple([self.term(depth + 1) for _ in range(n)])
+            elif tag == NEW_PID_EXT and data[at + 1] == SMALL_ATOM_UTF8_EXT:
+                node_end = at + 3 + data[at + 2]
+                if node_end + 12 <= end:
+                    try:
+                        node = data[at + 3 : node_end].decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        pid_id, serial, creation = _III.unpack_from(data, node_end)
+                        self.pos = node_end + 12
+                        if self.pid_in is erl_pid:
+                            return ErlPid(Atom(node), pid_id, serial, creation)
+                        return self.pid_in(node, pid_id, serial, creation)
+            elif tag == NEWER_REFERENCE_EXT and data[at + 3] == SMALL_ATOM_UTF8_EXT:
+                n = data[at + 1] << 8 | data[at + 2]
+                node_end = at + 5 + data[at + 4]
+                stop = node_end + 4 + 4 * n
+                if 1 <= n <= 5 and stop <= end:
+                    try:
+                        node = data[at + 5 : node_end].decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        fields = _REF_WORDS[n].unpack_from(data, node_end)
+                        self.pos = stop
+                        return self.ref_in(node, fields[0], fields[1:])
         if at >= self.end:
             if self.end < len(data):
                 raise ErlangProtocolError(f"term longer than the limit of {self.limits.max_size} bytes")
