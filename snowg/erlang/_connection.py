@@ -36,7 +36,7 @@ import logging
 import socket
 import time
 import weakref
-from ssl import SSLEOFError, SSLWantReadError
+from ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import gevent
@@ -160,7 +160,7 @@ class ErlangConnection:
         self._writes_seen = 0
         self._reads_seen = 0
         self._last_recv = time.monotonic()
-        # When the writer's current socket write began (None while it is not writing).
+        # Since when the writer waits for the socket with no progress (None while it does not).
         self._write_started: Optional[float] = None
         self._unlink_ids = itertools.count(1)
         #: UNLINK_IDs sent and not yet acknowledged: id -> (local pid, remote pid).
@@ -319,6 +319,11 @@ class ErlangConnection:
         sock = self.sock
         task = self._writer_task
         task.glet = getcurrent()
+        # Through the object under gevent's socket, as the reader (see _read_loop).
+        wait = sock._wait  # noqa: SLF001
+        write_event = sock._write_event  # noqa: SLF001
+        tls = getattr(sock, "_sslobj", None)
+        write = tls.write if tls is not None else sock._sock.send  # noqa: SLF001
         try:
             while not self.closed:
                 if not self._out:
@@ -331,8 +336,17 @@ class ErlangConnection:
                 batch, self._out = self._out, []
                 data: Union[bytes, memoryview] = batch[0] if len(batch) == 1 else b"".join(batch)
                 while True:
-                    self._write_started = time.monotonic()
-                    written = sock.send(data)
+                    try:
+                        written = write(data)
+                    except (SSLWantWriteError, BlockingIOError):
+                        if self._write_started is None:
+                            self._write_started = time.monotonic()
+                        wait(write_event)
+                        continue
+                    except SSLWantReadError:
+                        # Only a TLS renegotiation does this; the reader owns the read watcher.
+                        gevent.sleep(0.001)
+                        continue
                     self._write_started = None
                     self.queued -= written
                     if self._busy_waiters and self.queued <= self.busy_limit and not self._finishing:
