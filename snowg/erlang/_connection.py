@@ -161,7 +161,7 @@ class ErlangConnection:
         self._reads_seen = 0
         self._last_recv = time.monotonic()
         # Since when the writer waits for the socket with no progress (None while it does not).
-        self._write_started: Optional[float] = None
+        self._write_stalled_since: Optional[float] = None
         self._unlink_ids = itertools.count(1)
         #: UNLINK_IDs sent and not yet acknowledged: id -> (local pid, remote pid).
         self.pending_unlinks: Dict[int, Tuple[Pid, Pid]] = {}
@@ -339,15 +339,15 @@ class ErlangConnection:
                     try:
                         written = write(data)
                     except (SSLWantWriteError, BlockingIOError):
-                        if self._write_started is None:
-                            self._write_started = time.monotonic()
+                        if self._write_stalled_since is None:
+                            self._write_stalled_since = time.monotonic()
                         wait(write_event)
                         continue
                     except SSLWantReadError:
                         # Only a TLS renegotiation does this; the reader owns the read watcher.
                         gevent.sleep(0.001)
                         continue
-                    self._write_started = None
+                    self._write_stalled_since = None
                     self.queued -= written
                     if self._busy_waiters and self.queued <= self.busy_limit and not self._finishing:
                         self._wake_senders()
@@ -544,7 +544,7 @@ class ErlangConnection:
             # close() may switch greenlets (closing the socket wakes waiters): not in the hub's timer.
             gevent.spawn(self.close, "net_tick_timeout", f"nothing received for {now - self._last_recv:.1f} s")
             return
-        started = self._write_started
+        started = self._write_stalled_since
         if started is not None and now - started >= self.tick_time:
             gevent.spawn(
                 self.close,
