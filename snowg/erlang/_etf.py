@@ -1019,8 +1019,10 @@ class _Decoder:
             if type(value) is not int:
                 raise self.fail(tag, at, f"{field} at offset {field_at} is not an integer")
         pid_at = self.pos
-        if type(self.term(depth + 1)) is not ErlPid:
+        # By its tag: pid_in may build any value for it.
+        if pid_at >= self.end or self.data[pid_at] not in (NEW_PID_EXT, PID_EXT):
             raise self.fail(tag, at, f"creator at offset {pid_at} is not a pid")
+        self.term(depth + 1)
         self.count(tag, at, num_free, 1, "free variables")
         for _ in range(num_free):
             self.term(depth + 1)

@@ -430,6 +430,9 @@ _ERL_TERMS = [
     'list_to_ref("#Ref<0.1.2.262143>")',
     'binary_to_term(<<131, 90, 3:16, 119, 3, "b@h", 7:32, 262144:32, 1:32, 2:32>>)',
     "{self(), make_ref(), [alias | alias()]}",
+    "fun(X) -> {X, self()} end",
+    "begin P = self(), fun() -> P end end",
+    "fun lists:map/2",
 ]
 
 
