@@ -362,6 +362,7 @@ _TERMS = st.recursive(
 )
 
 
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @settings(max_examples=400, deadline=None)
 @given(term=_TERMS)
 def test_random_terms_with_pids_and_refs_round_trip(term: Any) -> None:
