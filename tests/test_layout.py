@@ -38,6 +38,7 @@ LAYERS: Dict[str, Optional[Set[str]]] = {
     "ws": {"_core", "_errors", "gen_server", "supervisor", "cluster", "pg"},
     "erlang": {"_core", "_errors", "cluster", "gen_server", "supervisor"},
     "rpc": {"cluster"},  # snowg.rpc: the public name of snowg.cluster.rpc
+    "telemetry": {"_core"},  # snowg.telemetry: the public name of snowg._core.telemetry
     "__init__": None,
     "__main__": None,
     "_node_main": None,

@@ -31,6 +31,7 @@ from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _greenlet
 
 from .._errors import NoProc, Timeout
+from . import telemetry as _telemetry
 from .runtime import rt
 from .scheduler import ACTIVE as _ACTIVE
 from .scheduler import DEAD as _DEAD
@@ -140,6 +141,8 @@ def _run() -> None:
         reason = "normal" if proc.exit_pending is None else proc.exit_pending
     except ProcessExit as e:
         reason = e.reason
+        if type(reason) is Crash and not e.by_signal:
+            _crash_event(proc, reason)  # a GenServer's callback raised: it logged and exited with the crash
     except GreenletExit:
         reason = "killed"
     except BaseException as e:  # noqa: BLE001 - any uncaught error ends the process with a crash
@@ -158,6 +161,14 @@ def _log_crash(proc: Process, crash: Crash) -> None:
         crash.traceback,
         extra={"snowg_pid": str(proc.pid), "snowg_name": proc.name},
     )
+    _crash_event(proc, crash)
+
+
+def _crash_event(proc: Process, crash: Crash) -> None:
+    """The telemetry event of a process ending with its own uncaught exception (not an exit signal's)."""
+    if _telemetry.PROCESS_CRASH in _telemetry.attached:
+        meta = {"pid": proc.pid, "name": proc.name, "reason": crash}
+        _telemetry.execute(_telemetry.PROCESS_CRASH, {"count": 1}, meta)
 
 
 def _new_process(fn: Union[Callable[..., Any], str], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Process:

@@ -11,10 +11,11 @@ watchers (``NodeUp``).
 from __future__ import annotations
 
 import logging
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 from .._core import is_alive
 from .._core import remote as _remote
+from .._core import telemetry as _telemetry
 from .._core import self as _self
 from .._core.terms import NodeDown, NodeUp
 from . import _nodestate
@@ -52,6 +53,8 @@ def node_up(st: NodeState, name: str) -> None:
         ev.set()
     for watcher in st.all_nodes_watchers:
         _remote.deliver_to(watcher, NodeUp(name))
+    if _telemetry.NODE_UP in _telemetry.attached:
+        _telemetry.execute(_telemetry.NODE_UP, {"nodes": len(st.sessions)}, {"node": name})
 
 
 def node_down(st: NodeState, name: str, reason: str) -> None:
@@ -68,6 +71,9 @@ def node_down(st: NodeState, name: str, reason: str) -> None:
         except Exception:  # noqa: BLE001
             log.exception("node-down callback failed for %s", name)
     log.info("node %s down (%s): %d links broken, %d monitors fired", name, reason, broken, fired)
+    if _telemetry.NODE_DOWN in _telemetry.attached:
+        measures: Dict[str, float] = {"nodes": len(st.sessions), "links_broken": broken, "monitors_fired": fired}
+        _telemetry.execute(_telemetry.NODE_DOWN, measures, {"node": name, "reason": reason})
     refusals_summary(name)
 
 

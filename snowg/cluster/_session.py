@@ -36,7 +36,7 @@ import logging
 import socket
 import time
 import weakref
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 
@@ -47,6 +47,8 @@ from gevent.hub import Waiter
 from greenlet import getcurrent
 
 from .._core import Task
+from .._core import self as _self
+from .._core import telemetry as _telemetry
 from .._core.terms import Pid
 from ._frames import TICK
 from ._framing import FrameDecoder, MalformedFrame, ProtocolError, encode_frame
@@ -194,6 +196,9 @@ class Session:
         current = getcurrent()
         if current in _never_suspend or current is gevent.get_hub():
             return
+        if self.queued > self.busy_limit and not self.closed and _telemetry.SESSION_BUSY in _telemetry.attached:
+            measures: Dict[str, float] = {"queued": self.queued, "busy_limit": self.busy_limit}
+            _telemetry.execute(_telemetry.SESSION_BUSY, measures, {"node": self.peer_name, "pid": _self()})
         while self.queued > self.busy_limit and not self.closed:
             waiter: Waiter[Any] = Waiter()
             self._busy_waiters.append(waiter)
