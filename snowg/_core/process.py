@@ -85,6 +85,9 @@ class Process:
         "timers",
         "start",
         "adopted",
+        "initial",
+        "parent",
+        "cpu",
     )
 
     def __init__(self, pid: Pid, glet: Any, adopted: bool = False) -> None:
@@ -105,6 +108,11 @@ class Process:
         self.timers: Optional[Set[int]] = None
         self.start: Any = None
         self.adopted = adopted
+        # For introspection: what it started with (a callable, or a GenServer class that
+        # set_initial_call named), who spawned it, and its CPU seconds (when traced).
+        self.initial: Any = None
+        self.parent: Optional[Pid] = None
+        self.cpu = 0.0
 
 
 class _ProcessGreenlet(_greenlet):
@@ -179,6 +187,10 @@ def _new_process(fn: Union[Callable[..., Any], str], args: Tuple[Any, ...], kwar
     glet = _ProcessGreenlet(_run, hub)
     proc = Process(pid, glet)
     proc.start = (fn, args, kwargs)
+    proc.initial = fn
+    spawner = getattr(getcurrent(), "_snowg_proc", None)
+    if spawner is not None:
+        proc.parent = spawner.pid
     glet._snowg_proc = proc
     pid._proc = proc
     rt.procs[pid.id] = proc
@@ -253,6 +265,15 @@ def _remote_spawn(node: str, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, A
 
 def _is_this_node(node: str) -> bool:
     return node == rt.node
+
+
+def set_initial_call(what: Any) -> None:
+    """Name what the calling process runs, for introspection (``process_info``'s ``initial_call``).
+
+    A behaviour calls it with its callback class (a GenServer's body is the
+    same loop for every server: its class says more). Never blocks.
+    """
+    _current().initial = what
 
 
 # -------------------------------------------------------------- self/adoption

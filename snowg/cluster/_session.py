@@ -128,6 +128,8 @@ class Session:
         now = time.monotonic()
         self.last_recv = now
         self.last_sent = now
+        #: Bytes read from and written to the TLS connection (for introspection).
+        self.bytes_in = self.bytes_out = 0
         self._writer: Optional[gevent.Greenlet[[], None]] = None
         self._reader: Any = None
         self._ticker: Any = None
@@ -265,6 +267,7 @@ class Session:
                         continue
                     self._write_stalled_since = None
                     self.queued -= written
+                    self.bytes_out += written
                     if self._busy_waiters and self.queued <= self.busy_limit and not self._finishing:
                         # (While stop_node flushes, suspended senders stay so: what
                         # they would add could not be sent; close() wakes them.)
@@ -332,6 +335,7 @@ class Session:
                     self._close_on_end_of_stream(decoder, "the peer closed the connection")
                     return
                 self.last_recv = time.monotonic()
+                self.bytes_in += len(data)
         except ProtocolError as exc:
             self.close("protocol_error", f"protocol error from the peer: {exc}", level=logging.ERROR)
         except (OSError, ValueError, ConcurrentObjectUseError) as exc:

@@ -127,6 +127,19 @@ class Supervisor(GenServer):
         for cid in reversed(list(state.children)):
             _stop_static(state, cid)
 
+    def format_state(self, state: State) -> Dict[str, Any]:
+        """``snowg.sys.get_status``'s view of a supervisor: its flags and children, in plain terms."""
+        flags = state.flags
+        return {
+            "strategy": flags.strategy,
+            "intensity": flags.intensity,
+            "period": flags.period,
+            "auto_shutdown": flags.auto_shutdown,
+            "name": flags.name,
+            "children": [{"id": cid, "pid": pid, "type": kind} for cid, pid, kind in which(state)],
+            "recent_restarts": len(state.restarts),
+        }
+
     # ------------------------------------------------------- exits, retries
 
     def handle_info(self, msg: Any, state: State) -> Result:

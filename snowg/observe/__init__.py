@@ -1,0 +1,59 @@
+"""Looking inside a running node, from it or from any node of its cluster.
+
+* :func:`snapshot` describes this node in plain terms: its processes (with
+  what each started with, its status, queue length, links, monitors, parent
+  and supervisor), its supervision trees, its process groups and WebSocket
+  rooms with their member counts, its sessions (bytes in and out, bytes
+  queued, when the peer was last heard) and its counts of crashes, restarts
+  and supervisors giving up. It is ``@spawnable`` as
+  ``"snowg.observe:snapshot"``, so ``rpc.call(node,
+  "snowg.observe:snapshot")`` asks any node of the cluster.
+* The read-only process functions are spawnable too, under their own names:
+  ``rpc.call(node, snowg.processes)``, ``rpc.call(node,
+  snowg.process_info, pid)``, ``snowg.is_alive``, ``snowg.registered``,
+  ``snowg.whereis``, ``snowg.supervisor.which_children`` and
+  ``count_children``, ``snowg.sys.get_state`` and ``get_status``.
+* :func:`set_cpu_tracing` switches per-process CPU time accounting on
+  (``process_info(pid)['cpu_time']``); :func:`counts` is the node's counts.
+
+``import snowg`` imports this package: every node answers.
+"""
+
+from .. import sys as _sys
+from .._core import cpu_tracing, is_alive, process_info, processes, registered, set_cpu_tracing, whereis
+from ..cluster import session_stats, spawnable
+from ..supervisor import count_children, which_children
+from ._counts import HANDLER_ID, counts, supervisor_restarts
+from ._counts import attach as _attach_counts
+from ._plain import plain
+from ._snapshot import ROOMS_SCOPE, SUPERVISOR_CALL, snapshot
+
+__all__ = [
+    "HANDLER_ID",
+    "ROOMS_SCOPE",
+    "SUPERVISOR_CALL",
+    "counts",
+    "cpu_tracing",
+    "plain",
+    "session_stats",
+    "set_cpu_tracing",
+    "snapshot",
+    "supervisor_restarts",
+]
+
+spawnable("snowg.observe:snapshot")(snapshot)
+for _fn in (
+    processes,
+    process_info,
+    is_alive,
+    registered,
+    whereis,
+    which_children,
+    count_children,
+    _sys.get_state,
+    _sys.get_status,
+):
+    spawnable(_fn)
+del _fn
+
+_attach_counts()
