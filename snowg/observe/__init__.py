@@ -15,6 +15,10 @@
   ``count_children``, ``snowg.sys.get_state`` and ``get_status``.
 * :func:`set_cpu_tracing` switches per-process CPU time accounting on
   (``process_info(pid)['cpu_time']``); :func:`counts` is the node's counts.
+* :func:`metrics_text` (spawnable as ``"snowg.observe:metrics_text"``) and
+  :func:`metrics_app` (a WSGI ``/metrics`` endpoint): the node's Prometheus
+  metrics, from telemetry counters and introspection gauges;
+  :func:`info_main` is the ``snowg info NODE`` command.
 
 ``import snowg`` imports this package: every node answers.
 """
@@ -25,6 +29,8 @@ from ..cluster import session_stats, spawnable
 from ..supervisor import count_children, which_children
 from ._counts import HANDLER_ID, counts, supervisor_restarts
 from ._counts import attach as _attach_counts
+from ._info_cli import info_main
+from ._metrics import metrics_app, metrics_text
 from ._plain import plain
 from ._snapshot import ROOMS_SCOPE, SUPERVISOR_CALL, snapshot
 
@@ -34,6 +40,9 @@ __all__ = [
     "SUPERVISOR_CALL",
     "counts",
     "cpu_tracing",
+    "info_main",
+    "metrics_app",
+    "metrics_text",
     "plain",
     "session_stats",
     "set_cpu_tracing",
@@ -42,6 +51,7 @@ __all__ = [
 ]
 
 spawnable("snowg.observe:snapshot")(snapshot)
+spawnable("snowg.observe:metrics_text")(metrics_text)
 for _fn in (
     processes,
     process_info,
