@@ -17,7 +17,7 @@ from the thread that runs the node's processes.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import greenlet
 
@@ -30,13 +30,17 @@ _previous_tracer: Optional[Any] = None
 _on = False
 
 
-def _trace(event: str, args: Tuple[Any, Any]) -> None:
+def _trace(event: str, args: Tuple[Any, Any], _clock: Any = _clock, _last: List[float] = _last) -> None:
+    # 'switch' and 'throw' both pass (origin, target): the origin ran until now.
     now = _clock()
-    if event == "switch" or event == "throw":
-        proc = getattr(args[0], "_snowg_proc", None)
-        if proc is not None:
-            proc.cpu += now - _last[0]
+    proc = getattr(args[0], "_snowg_proc", None)
+    if proc is not None:
+        proc.cpu += now - _last[0]
     _last[0] = now
+
+
+def _trace_chained(event: str, args: Tuple[Any, Any]) -> None:
+    _trace(event, args)
     if _previous_tracer is not None:
         _previous_tracer(event, args)
 
@@ -60,7 +64,9 @@ def set_cpu_tracing(on: bool) -> bool:
     if on:
         _last[0] = _clock()
         previous = greenlet.settrace(_trace)
-        _previous_tracer = previous if previous is not _trace else None
+        if previous is not None:  # someone else traces too (gevent's monitor): call theirs after ours
+            _previous_tracer = previous
+            greenlet.settrace(_trace_chained)
     else:
         greenlet.settrace(_previous_tracer)
         _previous_tracer = None
