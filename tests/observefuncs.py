@@ -38,6 +38,7 @@ def crasher(rec: snowg.Pid) -> None:
     raise ValueError("asked to crash")
 
 
+@snowg.spawnable
 def idle() -> None:
     """Waits for ever."""
     snowg.receive(lambda m: False)

@@ -80,7 +80,8 @@ def process_info(pid: Pid, keys: Optional[Iterable[str]] = None) -> Optional[Dic
     ``monitored_by``, ``trap_exit``, ``registered_name``, ``initial_call``
     (``'module.qualname'`` of the function it was spawned with, or of its
     GenServer class; None for a greenlet adopted as a process), ``parent``
-    (the pid of the process that spawned it, or None), ``cpu_time`` (seconds
+    (the pid of the process that spawned it, on another node for a remote
+    spawn, or None), ``cpu_time`` (seconds
     counted while CPU tracing is on, see ``snowg.set_cpu_tracing``).
 
     Args:

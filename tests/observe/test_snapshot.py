@@ -161,8 +161,15 @@ def test_the_read_only_introspection_functions_are_spawnable(peers, me):
     assert rpc.call(peer.name, snowg.is_alive, lonely) is True
     assert "obs_sup" in rpc.call(peer.name, snowg.registered)
     info = rpc.call(peer.name, snowg.process_info, lonely, ["initial_call", "registered_name", "parent"])
-    assert info == {"initial_call": "observefuncs.lonely", "registered_name": "lonely", "parent": info["parent"]}
-    assert info["parent"].node == peer.name
+    assert sorted(info) == ["initial_call", "parent", "registered_name"]
+    assert (info["initial_call"], info["registered_name"]) == ("observefuncs.lonely", "lonely")
+    assert info["parent"].node == peer.name  # the rpc runner that ran start_tree there
+    # A process spawned from this node: its parent is the caller, here.
+    remote = snowg.spawn(observefuncs.idle, node=peer.name)
+    assert rpc.call(peer.name, snowg.process_info, remote, ["initial_call", "parent"]) == {
+        "initial_call": "observefuncs.idle",
+        "parent": me,
+    }
     kids = rpc.call(peer.name, snowg.supervisor.which_children, "obs_sup")
     assert [k[0] for k in kids] == ["counter", "crasher", "inner"]
     assert rpc.call(peer.name, snowg.supervisor.count_children, "obs_sup")["active"] == 3
