@@ -194,14 +194,14 @@ def execute(event: Event, measurements: Dict[str, float], metadata: Dict[str, An
     handlers = attached.get(event)
     if handlers is None:
         return
-    for entry in handlers:
+    for handler_id, function, config in handlers:  # (unpacking beats the named fields' lookups)
         try:
-            entry.function(event, measurements, metadata, entry.config)
+            function(event, measurements, metadata, config)
         except Exception:  # noqa: BLE001 - a handler's bug must not break the code that emits
-            if detach(entry.id):
+            if detach(handler_id):
                 log.warning(
                     "telemetry handler %r raised on event %r and was detached",
-                    entry.id,
+                    handler_id,
                     event,
                     exc_info=True,
                 )

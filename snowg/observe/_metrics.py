@@ -36,7 +36,7 @@ pids come and go): further ones are counted under ``"other"``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .._core import process_info, processes
 from .._core import telemetry as _telemetry
@@ -64,51 +64,57 @@ _COUNTERS: Dict[str, Tuple[str, str]] = {
 }
 _DURATION = "snowg_ws_connection_duration_seconds"
 
-# metric -> label value ('' without a label) -> count
-_counts: Dict[str, Dict[str, float]] = {name: {} for name in _COUNTERS}
+# metric -> label value ('' without a label; a pid or a code as the event gave it: made a
+# str only when the text is written, so that counting stays cheap) -> count
+_counts: Dict[str, Dict[Any, float]] = {name: {} for name in _COUNTERS}
 _duration = [0.0, 0]  # sum of seconds, count
 
 
-def _add(metric: str, label: str = "") -> None:
+def _add(metric: str, label: Any = "") -> None:
     values = _counts[metric]
-    if label not in values and len(values) >= MAX_LABEL_VALUES:
-        label = "other"
-    values[label] = values.get(label, 0) + 1
-
-
-def _supervisor(metadata: Dict[str, Any]) -> str:
-    name = metadata.get("name")
-    return str(name if name is not None else metadata.get("supervisor"))
-
-
-def _on_ws_close(measurements: Dict[str, float], metadata: Dict[str, Any]) -> None:
-    _add("snowg_ws_closes_total", str(metadata.get("code")))
-    _duration[0] += measurements.get("duration", 0.0)
-    _duration[1] += 1
-
-
-_ON: Dict[Tuple[str, ...], Callable[[Dict[str, float], Dict[str, Any]], None]] = {
-    _telemetry.PROCESS_CRASH: lambda m, md: _add("snowg_process_crashes_total"),
-    _telemetry.SUPERVISOR_RESTART: lambda m, md: _add("snowg_supervisor_restarts_total", _supervisor(md)),
-    _telemetry.SUPERVISOR_GIVE_UP: lambda m, md: _add("snowg_supervisor_give_ups_total", _supervisor(md)),
-    _telemetry.NODE_UP: lambda m, md: _add("snowg_node_up_total"),
-    _telemetry.NODE_DOWN: lambda m, md: _add("snowg_node_down_total", str(md.get("reason"))),
-    _telemetry.SESSION_BUSY: lambda m, md: _add("snowg_session_busy_total", str(md.get("node"))),
-    _telemetry.WS_CONNECT: lambda m, md: _add("snowg_ws_connects_total"),
-    _telemetry.WS_CLOSE: _on_ws_close,
-    _telemetry.WS_OVERFLOW: lambda m, md: _add("snowg_ws_overflows_total"),
-}
+    n = values.get(label)  # (two lookups: hashing and comparing a Pid runs Python code)
+    if n is None:
+        if len(values) >= MAX_LABEL_VALUES:
+            label = "other"
+            n = values.get(label, 0)
+        else:
+            n = 0
+    values[label] = n + 1
 
 
 def _handle(event: Tuple[str, ...], measurements: Dict[str, float], metadata: Dict[str, Any], config: Any) -> None:
-    _ON[event](measurements, metadata)
+    metric, label_key = config[event]
+    if label_key is None:
+        _add(metric)
+    elif label_key == "supervisor":
+        name = metadata.get("name")
+        _add(metric, name if name is not None else metadata.get("supervisor"))
+    else:
+        _add(metric, metadata.get(label_key))
+    if event is _telemetry.WS_CLOSE:
+        _duration[0] += measurements.get("duration", 0.0)
+        _duration[1] += 1
+
+
+# event -> (metric, the metadata key of its label, or None)
+_ON: Dict[Tuple[str, ...], Tuple[str, Optional[str]]] = {
+    _telemetry.PROCESS_CRASH: ("snowg_process_crashes_total", None),
+    _telemetry.SUPERVISOR_RESTART: ("snowg_supervisor_restarts_total", "supervisor"),
+    _telemetry.SUPERVISOR_GIVE_UP: ("snowg_supervisor_give_ups_total", "supervisor"),
+    _telemetry.NODE_UP: ("snowg_node_up_total", None),
+    _telemetry.NODE_DOWN: ("snowg_node_down_total", "reason"),
+    _telemetry.SESSION_BUSY: ("snowg_session_busy_total", "node"),
+    _telemetry.WS_CONNECT: ("snowg_ws_connects_total", None),
+    _telemetry.WS_CLOSE: ("snowg_ws_closes_total", "code"),
+    _telemetry.WS_OVERFLOW: ("snowg_ws_overflows_total", None),
+}
 
 
 def attach() -> None:
     """Attach the counting handler unless it is attached (at import; again after a detach). Never blocks."""
     if any(h.id == HANDLER_ID for h in _telemetry.list_handlers(("snowg",))):
         return
-    _telemetry.attach_many(HANDLER_ID, list(_ON), _handle)
+    _telemetry.attach_many(HANDLER_ID, list(_ON), _handle, _ON)
 
 
 # ------------------------------------------------------------------ exposition
@@ -134,7 +140,11 @@ def _labelled(metric: str, label: str) -> List[Tuple[str, str, float]]:
     values = _counts[metric]
     if not label:
         return [(metric, "", values.get("", 0))]
-    return [(metric, f'{{{label}="{_escape(v)}"}}', n) for v, n in sorted(values.items())]
+    merged: Dict[str, float] = {}
+    for value, n in list(values.items()):
+        text = str(value)
+        merged[text] = merged.get(text, 0) + n
+    return [(metric, f'{{{label}="{_escape(v)}"}}', n) for v, n in sorted(merged.items())]
 
 
 def metrics_text() -> str:
