@@ -105,7 +105,8 @@ def trace_received(msg: Any) -> None:
     if type(msg) is tuple and msg:
         tag = msg[0]
         if tag == CALL and len(msg) == 3:
-            log.info("*DBG* %s got call %r from %s", _who(), msg[2], msg[1][0])
+            caller = msg[1][0] if type(msg[1]) is tuple and msg[1] else msg[1]
+            log.info("*DBG* %s got call %r from %s", _who(), msg[2], caller)
             return
         if tag == CAST and len(msg) == 2:
             log.info("*DBG* %s got cast %r", _who(), msg[1])
@@ -121,4 +122,5 @@ def trace_received(msg: Any) -> None:
 
 def trace_reply(from_: From, value: Any, state: Any) -> None:
     """Log a reply the loop sent (trace on): ``*DBG* <pid> sent <value> to <pid>, new state <state>``."""
-    log.info("*DBG* %s sent %r to %s, new state %r", _who(), value, from_[0], state)
+    caller = from_[0] if type(from_) is tuple and from_ else from_
+    log.info("*DBG* %s sent %r to %s, new state %r", _who(), value, caller, state)
