@@ -15,6 +15,7 @@ import pytest
 import snowg
 from snowg import ChildSpec, GenServer, observe, supervisor
 from snowg._core import INFO_KEYS
+from snowg.testing import wait_for
 from support import recv, tagged, wait_down
 
 pytestmark = pytest.mark.timeout(30)
@@ -89,8 +90,13 @@ def test_cpu_time_is_counted_only_while_tracing_is_on(me):
     finally:
         assert snowg.set_cpu_tracing(False) is True
     # Off: what was counted stays, nothing more is added.
-    snowg.send(traced, "nudge")
-    assert snowg.process_info(traced, ["cpu_time"]) == {"cpu_time": counted}
+    snowg.send(traced, "nudge")  # wakes it: it looks at the message and waits again, untraced
+    assert snowg.process_info(traced, ["status"]) == {"status": "runnable"}
+    assert wait_for(lambda: snowg.process_info(traced, ["status"]) == {"status": "waiting"})
+    assert snowg.process_info(traced, ["cpu_time", "message_queue_len"]) == {
+        "cpu_time": counted,
+        "message_queue_len": 1,
+    }
     assert snowg.process_info(untraced, ["cpu_time"]) == {"cpu_time": 0.0}
 
 
