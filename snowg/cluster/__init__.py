@@ -4,7 +4,7 @@ This module is the layer's interface: the layers above import from here,
 never from its private modules. It holds
 
 * the node: :func:`start_node`, :func:`stop_node`, :func:`node`,
-  :func:`nodes`, :func:`session_stats`, :func:`connect`, :func:`ensure_connected`,
+  :func:`nodes`, :func:`hidden_nodes`, :func:`session_stats`, :func:`connect`, :func:`ensure_connected`,
   :func:`disconnect`, :func:`monitor_node`, :func:`monitor_nodes`; names
   need no port: a node registers with its host's port mapper (EPMD's
   protocol: ``snowg epmd``, :func:`epmd_main`; ``snowg names``,
@@ -37,7 +37,7 @@ from ._extensions import (
 )
 from ._frames import of_type
 from ._global import register_global, registered_global, send_global, unregister_global, whereis_global
-from ._lifecycle import current, node, nodes, start_node, stop_node
+from ._lifecycle import current, hidden_nodes, node, nodes, start_node, stop_node
 from ._names import check_node_name, is_node_name
 from ._nodemon import monitor_node, monitor_nodes
 from ._nodestate import Node
@@ -66,6 +66,7 @@ __all__ = [
     "ensure_connected",
     "epmd_main",
     "frames_sent",
+    "hidden_nodes",
     "is_node_name",
     "load_tls",
     "lookup_spawnable",

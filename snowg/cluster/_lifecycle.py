@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_FLUSH_TIMEOUT",
     "DEFAULT_TICK",
     "current",
+    "hidden_nodes",
     "node",
     "nodes",
     "start_node",
@@ -83,6 +84,7 @@ def start_node(
     epmd: bool = True,
     port_range: Optional[Tuple[int, int]] = None,
     cluster: Union[str, Sequence[str], None] = None,
+    hidden: bool = False,
 ) -> Node:
     """Make this OS process the node ``name`` and start listening.
 
@@ -131,6 +133,15 @@ def start_node(
             ``'dns:NAME'``, ``'static:alice@h1:9100,bob@h2'``, or a list of
             them; default ``$SNOWG_CLUSTER`` (several separated by whitespace),
             else none.
+        hidden: a hidden node (Erlang's ``-hidden``), for tools such as
+            ``snowg observer``: it connects, and is connected to, as any node,
+            but its connections are hidden on both sides: it is not in other
+            nodes' :func:`nodes` (only in ``nodes(hidden=True)`` and
+            :func:`hidden_nodes`), the upper layers (process groups, global
+            names, rooms, pubsub) do not sync with it, ``monitor_nodes``
+            watchers hear nothing of it, no peer list names it and it sends
+            none, and it does not register with the port mapper (``epmd`` is
+            ignored), so discovery never dials it: it dials the others.
 
     Raises:
         NodeError: already started, a bad name or option, bad certificates or
@@ -175,7 +186,7 @@ def start_node(
         server = _listen(name, listen_host or host, ports, port_range)
         bound_port = cast(int, server.server_port)  # set by start()
         registration = None
-        if epmd:
+        if epmd and not hidden:
             try:
                 registration = _register_name(name, bound_port)
             except BaseException:
@@ -196,12 +207,14 @@ def start_node(
             check_peer_names=bool(check_peer_names),
             registration=registration,
             cluster=specs,
+            hidden=bool(hidden),
         )
         _nodestate.current = st
         _remote.rename_local_pids(name, creation)
         _remote.install_router(Router(st.sessions, st.max_frame_size))
         log.info(
-            "node %s started, listening on %s%s",
+            "%snode %s started, listening on %s%s",
+            "hidden " if hidden else "",
             name,
             info.address,
             "" if registration is None else f" (registered as {alive_part(name)!r} with the port mapper)",
@@ -481,7 +494,21 @@ def node() -> str:
     return _remote.local_node()
 
 
-def nodes() -> List[str]:
-    """The names of the connected nodes (not this one), sorted."""
+def nodes(hidden: bool = False) -> List[str]:
+    """The names of the connected nodes (not this one), sorted.
+
+    Args:
+        hidden: also the nodes connected by a hidden connection (a hidden
+            node, such as ``snowg observer``; on a hidden node, every node).
+            Never blocks.
+    """
     st = _nodestate.current
-    return sorted(st.sessions) if st is not None else []
+    if st is None:
+        return []
+    return sorted(n for n, s in st.sessions.items() if hidden or not s.hidden)
+
+
+def hidden_nodes() -> List[str]:
+    """The names of the nodes connected by a hidden connection, sorted (never blocks)."""
+    st = _nodestate.current
+    return sorted(n for n, s in st.sessions.items() if s.hidden) if st is not None else []

@@ -93,6 +93,8 @@ class NodeState:
             connection to the mapper; closing it frees the name), or None.
         cluster: the discovery strategies the node was started with (``'local'`` ...).
         discovery: the discovery service keeping the cluster whole, or None.
+        hidden: this node is hidden (``start_node(hidden=True)``): every
+            session it has is hidden, on both sides.
     """
 
     info: Node
@@ -119,6 +121,7 @@ class NodeState:
     registration: Optional[Closable] = None
     cluster: List[str] = field(default_factory=list)
     discovery: Optional[Stoppable] = None
+    hidden: bool = False
 
 
 current: Optional[NodeState] = None

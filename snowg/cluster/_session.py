@@ -81,6 +81,8 @@ class Session:
         on_frames: called with (session, frames) for each batch of decoded frames.
         on_closed: called once with (session, reason) when the session ends.
         initial_data: bytes that arrived right after the handshake.
+        hidden: a hidden connection (either node is hidden): the peer is not
+            in ``nodes()``, and the upper layers' node callbacks skip it.
     """
 
     def __init__(
@@ -97,8 +99,10 @@ class Session:
         on_closed: Callable[["Session", str], None],
         initial_data: bytes = b"",
         busy_limit: int = DEFAULT_DIST_BUFFER_SIZE,
+        hidden: bool = False,
     ) -> None:
         self.sock = sock
+        self.hidden = hidden
         self.peer_name = peer_name
         self.peer_creation = peer_creation
         self.peer_address = peer_address
