@@ -19,9 +19,16 @@
   :func:`metrics_app` (a WSGI ``/metrics`` endpoint): the node's Prometheus
   metrics, from telemetry counters and introspection gauges;
   :func:`info_main` is the ``snowg info NODE`` command.
+* :func:`forward_events` (spawnable as ``"snowg.observe:forward_events"``)
+  sends a node's crash, restart and give-up events to an observer;
+  :class:`Observer` and :func:`observer_main` (``snowg observer``) are the
+  web observer, loaded on first use (they import :mod:`snowg.ws`, which
+  ``import snowg`` does not load).
 
 ``import snowg`` imports this package: every node answers.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .. import sys as _sys
 from .._core import cpu_tracing, is_alive, process_info, processes, registered, set_cpu_tracing, whereis
@@ -29,20 +36,28 @@ from ..cluster import session_stats, spawnable
 from ..supervisor import count_children, which_children
 from ._counts import HANDLER_ID, counts, supervisor_restarts
 from ._counts import attach as _attach_counts
+from ._forward import forward_events
 from ._info_cli import info_main
 from ._metrics import metrics_app, metrics_text
 from ._plain import plain
 from ._snapshot import ROOMS_SCOPE, SUPERVISOR_CALL, snapshot
 
+if TYPE_CHECKING:
+    from ._observer import Observer
+    from ._observer_cli import observer_main
+
 __all__ = [
     "HANDLER_ID",
+    "Observer",
     "ROOMS_SCOPE",
     "SUPERVISOR_CALL",
     "counts",
     "cpu_tracing",
+    "forward_events",
     "info_main",
     "metrics_app",
     "metrics_text",
+    "observer_main",
     "plain",
     "session_stats",
     "set_cpu_tracing",
@@ -52,6 +67,7 @@ __all__ = [
 
 spawnable("snowg.observe:snapshot")(snapshot)
 spawnable("snowg.observe:metrics_text")(metrics_text)
+spawnable("snowg.observe:forward_events")(forward_events)
 for _fn in (
     processes,
     process_info,
@@ -67,3 +83,15 @@ for _fn in (
 del _fn
 
 _attach_counts()
+
+# The web observer imports snowg.ws (gevent-websocket): loaded on first use.
+_LAZY = {"Observer": "_observer", "observer_main": "_observer_cli"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
