@@ -36,6 +36,8 @@ function svg(tag, attrs, text) {
 }
 const short = (name) => (name || "").split("@")[0];
 const clock = (t) => new Date(t * 1000).toLocaleTimeString();
+// "<name@host.17.863078017>" -> "#17" (the full pid is the row's title and data-pid)
+const shortPid = (pid) => { const m = /\.(\d+)\.\d+>$/.exec(pid || ""); return m ? `#${m[1]}` : fmt(pid); };
 const fmt = (v) => (v === null || v === undefined ? "" : String(v));
 
 // ------------------------------------------------------------------ the socket
@@ -113,7 +115,7 @@ function renderCluster() {
     const counts = n.counts || {};
     body.append(el("tr", { class: `node-row ${state.replace(" ", "-")}${n.name === watched ? " watched" : ""}`,
       "data-node": n.name, "data-state": state, onclick: () => watch(n.name) },
-      el("td", { title: n.error || "" }, n.name),
+      el("td", { title: n.name + (n.error ? `: ${n.error}` : "") }, short(n.name)),
       el("td", { class: "state" }, state),
       el("td", { class: "num" }, fmt(n.process_count)),
       el("td", { class: "num crashes" }, fmt(counts.crashes)),
@@ -168,7 +170,7 @@ function onEvent(e) {
 }
 function describe(e) {
   const where = short(e.node);
-  if (e.kind === "crash") return `${where}: process ${e.pid}${e.name ? " (" + e.name + ")" : ""} crashed: ${e.reason || ""}`;
+  if (e.kind === "crash") return `${where}: process ${e.pid}${e.name ? " (" + e.name + ")" : ""} crashed: ${reason(e.reason)}`;
   if (e.kind === "restart") return `${where}: supervisor ${e.name || e.supervisor} restarted child ${fmt(e.child_id)}` +
     ` (${(e.measurements || {}).restarts} in its window of ${e.period} s, intensity ${e.intensity})`;
   if (e.kind === "give_up") return `${where}: supervisor ${e.name || e.supervisor} GAVE UP (more than ${e.intensity}` +
@@ -177,6 +179,11 @@ function describe(e) {
   if (e.kind === "node_down") return `${where} is down`;
   if (e.kind === "dropped") return `${where}: ${(e.measurements || {}).count} events not shown (too many)`;
   return `${where}: ${e.kind}`;
+}
+function reason(text) {
+  const t = String(text || "");
+  const cut = t.indexOf("Traceback");
+  return (cut > 0 ? t.slice(0, cut) : t).replace(/[,\s]+$/, "").slice(0, 160);
 }
 function renderEvents() {
   const box = $("events");
@@ -214,6 +221,8 @@ function renderProcesses() {
     return (sortDesc ? -c : c) || a.pid.localeCompare(b.pid);
   });
   $("proc-count").textContent = `${procs.length} of ${snap.process_count} processes`;
+  const names = {};
+  for (const p of snap.processes) if (p.name) names[p.pid] = p.name;
   const keep = new Set();
   for (const p of procs) {
     keep.add(p.pid);
@@ -225,10 +234,13 @@ function renderProcesses() {
         onclick: () => kill(p.pid) }, "kill")));
       rows.set(p.pid, tr);
     }
-    const cells = [p.pid, p.name, p.initial_call, p.status, p.message_queue_len, p.links.length,
-      p.monitors.length, p.supervisor, p.cpu_time === null || p.cpu_time === undefined ? "" : p.cpu_time.toFixed(3)];
+    const sup = p.supervisor ? (names[p.supervisor] || p.supervisor) : "";
+    const cpu = snap.cpu_tracing && typeof p.cpu_time === "number" ? p.cpu_time.toFixed(3) : "";
+    const cells = [shortPid(p.pid), p.name, p.initial_call, p.status, p.message_queue_len, p.links.length,
+      p.monitors.length, sup, cpu];
     cells.forEach((v, i) => { const td = tr.children[i]; const t = fmt(v); if (td.textContent !== t) td.textContent = t; });
     tr.children[0].className = "pid";
+    tr.children[0].title = p.pid;
     tr.children[4].className = "num queue" + (p.message_queue_len > 100 ? " hot" : "");
     for (const i of [5, 6, 8]) tr.children[i].className = "num";
     tr.dataset.initial = p.initial_call || "";
