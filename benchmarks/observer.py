@@ -120,7 +120,7 @@ def main(argv: Any = None) -> int:
 
     from snowg.testing import ClusterConfig, PeerFactory, start_test_node
 
-    config = ClusterConfig()
+    config = ClusterConfig(tick=5.0)  # W is busy for seconds at a time: no false node-down
     start_test_node(config)
     factory = PeerFactory(config)
     w = factory.start(modules=["_observer_workload"], env={"PYTHONPATH": HERE})
