@@ -395,19 +395,23 @@ class Observer:
         if full:
             view.snapshot = snap
         if view.forwarding == "no" and self._events_pid is not None:
-            self._start_forwarder(view)
+            view.forwarding = "starting"
+            # In a greenlet of its own: a gathering cut short at its timeout must not cut it.
+            gevent.spawn(self._start_forwarder, view, self._events_pid)
 
-    def _start_forwarder(self, view: _NodeView) -> None:
-        assert self._events_pid is not None
-        view.forwarding = "starting"
+    def _start_forwarder(self, view: _NodeView, events_pid: Pid) -> None:
         try:
-            pid = spawn("snowg.observe:forward_events", self._events_pid, node=view.name)
-        except SnowgError as exc:  # an older snowg there: no events, the counts still show
-            view.forwarding = "unavailable"
+            pid = spawn("snowg.observe:forward_events", events_pid, node=view.name)
+        except SnowgError as exc:  # an older snowg there (no events; the counts still show), or the node went
+            view.forwarding = "unavailable" if view.up else "no"
             log.info("observer: no events from %s: %s", view.name, exc)
             return
+        except Exception:  # noqa: BLE001 - tried again at the next answer
+            view.forwarding = "no"
+            log.exception("observer: cannot start the event forwarder on %s", view.name)
+            return
         view.forwarder, view.forwarding = pid, "yes"
-        send(self._events_pid, ("forwarder", view.name, pid))
+        send(events_pid, ("forwarder", view.name, pid))
 
     # ------------------------------------------------------------ events
 
