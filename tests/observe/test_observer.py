@@ -127,6 +127,22 @@ def test_the_page_channel_shows_the_cluster_a_node_its_events_and_kills(peers, m
             page.send(cmd="kill", node=p2.name, pid="<nonsense>")
             assert page.next(lambda m: m["type"] == "killed")["error"] == "not a pid: '<nonsense>'"
 
+            # Crashing the child until obs_sup (intensity 5) gives up: the event, then the cluster's record of it.
+            child = new_crasher
+            while True:
+                snowg.send(child, "crash")
+                ev = page.next(lambda m: m["type"] == "event" and m["kind"] in ("restart", "give_up"))
+                if ev["kind"] == "give_up":
+                    break
+                child = recv(tagged("crasher"))[1]
+            assert (ev["node"], ev["supervisor"], ev["name"]) == (p2.name, str(roles["sup"]), "obs_sup")
+            assert ev["measurements"]["restarts"] == ev["intensity"] + 1 == 6
+            cluster = page.next(lambda m: m["type"] == "cluster" and m["gave_up"])
+            assert [(g["node"], g["supervisor"], g["name"]) for g in cluster["gave_up"]] == [
+                (p2.name, str(roles["sup"]), "obs_sup")
+            ]
+            assert node_row(cluster, p2.name)["counts"]["give_ups"] == 1
+
             # A node whose OS process is killed is shown down at the next push.
             p3.kill()
             page.next(lambda m: m["type"] == "event" and m["kind"] == "node_down" and m["node"] == p3.name)

@@ -96,11 +96,16 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         # Sorted by queue length, longest first: the lonely process holds the three messages sent to it.
         for n in range(3):
             snowg.send(lonely, ("unread", n))
-        wait(
-            driver,
-            lambda d: css(d, "#processes tr.proc")[0].get_attribute("data-pid") == str(lonely),
-            "the longest queue first",
-        )
+
+        def sorted_by_queue(d: Any) -> bool:
+            rows = [
+                (r.get_attribute("data-pid"), int(r.find_elements(By.TAG_NAME, "td")[4].text))
+                for r in css(d, "#processes tr.proc")
+            ]
+            queues = [q for _, q in rows]
+            return (str(lonely), 3) in rows and queues == sorted(queues, reverse=True)
+
+        wait(driver, sorted_by_queue, "the list sorted by queue length, the lonely process's 3 messages in it")
 
         # Crashing a supervised child: the tree, unfolded, shows the restart; the events say so.
         css(driver, '.tabs button[data-tab="supervisors"]')[0].click()
@@ -134,6 +139,31 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         alert.accept()
         wait(driver, lambda d: not p2.rpc(snowg.is_alive, lonely), "the lonely process gone on its node")
         wait(driver, lambda d: not css(d, row), "the lonely process gone from the list")
+
+        # Crashing the child until obs_sup (intensity 5) gives up: the page says so where its tree was.
+        css(driver, '.tabs button[data-tab="supervisors"]')[0].click()
+
+        def crasher_or_gave_up(d: Any) -> Any:
+            if css(d, f'#trees .gaveup[data-pid="{roles["sup"]}"]'):
+                return "gave up"
+            try:
+                return snowg.receive(tagged("crasher"), timeout=0)[1]
+            except snowg.Timeout:
+                return False
+
+        child = new_crasher
+        for _ in range(10):
+            snowg.send(child, "crash")
+            child = wait(driver, crasher_or_gave_up, "a new crasher, or obs_sup giving up")
+            if child == "gave up":
+                break
+        assert child == "gave up"
+        banner = css(driver, f'#trees .gaveup[data-pid="{roles["sup"]}"]')[0].text
+        assert "obs_sup" in banner and "GAVE UP" in banner
+        assert not css(driver, sup)  # its tree is gone: it ended
+        wait(driver, lambda d: css(d, f'#events li.ev-give_up[data-node="{p2.name}"]'), "the give-up event")
+        wait(driver, lambda d: css(d, f'#nodes tr[data-node="{p2.name}"] td')[5].text == "1", "1 give-up for p2")
+        css(driver, '.tabs button[data-tab="processes"]')[0].click()
 
         # A node whose OS process is killed is shown down within the observer's tick.
         p3.kill()
