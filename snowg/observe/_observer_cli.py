@@ -1,7 +1,8 @@
 """``snowg observer [--port P] [--bind ADDR] [NODE]``: the web observer as a command.
 
 It starts a hidden node (``start_node(hidden=True)``: a unique
-``observer-XXXXXX`` name, the cookie and certificates every node uses:
+``PREFIX-observerXXXXXX`` name, PREFIX ``$SNOWG_PREFIX`` else ``snowg``, so
+that discovery's prefix rule finds the nodes of its cluster; the cookie and certificates every node uses:
 ``--cookie``/``$SNOWG_COOKIE``/the cookie file, ``--certs``/``$SNOWG_HOME``),
 joins the cluster through NODE (and so every node NODE is connected to),
 or without NODE through discovery (``$SNOWG_CLUSTER``, else ``local``: the
@@ -52,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interval", type=float, default=INTERVAL, metavar="SECONDS", help="seconds between refreshes (default 1)"
     )
-    p.add_argument("--name", default=None, help="this node's name (default: a unique 'observer-XXXXXX')")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="this node's name (default: a unique 'PREFIX-observerXXXXXX', PREFIX $SNOWG_PREFIX else 'snowg', "
+        "the prefix discovery looks for)",
+    )
     p.add_argument("--cookie", default=None, help="cluster cookie (default: $SNOWG_COOKIE or the cookie file)")
     p.add_argument("--certs", default=None, metavar="DIR", help="certificate directory (default: ~/.snowg/certs)")
     p.add_argument("--tick", type=float, default=None, metavar="SECONDS", help="liveness tick (default 15)")
@@ -75,7 +81,8 @@ def observer_main(argv: Optional[List[str]] = None) -> int:
     if args.interval <= 0:
         sys.stderr.write("snowg observer: --interval must be positive\n")
         return 2
-    name = args.name or f"observer-{secrets.token_hex(3)}"
+    # Discovery joins the nodes of this name's prefix (up to its last '-'): the cluster's.
+    name = args.name or f"{os.environ.get('SNOWG_PREFIX') or 'snowg'}-observer{secrets.token_hex(3)}"
     options = {"cookie": args.cookie, "tls": args.certs, "hidden": True}
     if args.tick is not None:
         options["tick"] = args.tick

@@ -19,6 +19,7 @@ from gevent import socket as gsocket  # noqa: E402
 
 import observefuncs  # noqa: E402
 import snowg  # noqa: E402
+from epmdsupport import epmd_env, snowg_mapper  # noqa: E402, F401
 from observersupport import Page, node_row, observer_process  # noqa: E402
 from snowg.observe._observer import merge_metrics, parse_pid  # noqa: E402
 from snowg.testing import wait_for  # noqa: E402
@@ -257,3 +258,28 @@ def test_merge_metrics_and_parse_pid():
     for bad in ("", "<>", "<n1.1.2>", "<n1@h.x.2>", "n1@h.1.2", 5):
         with pytest.raises(ValueError):
             parse_pid(bad)
+
+
+def test_without_node_it_uses_discovery(peers, snowg_cluster_config, snowg_mapper, monkeypatch):  # noqa: F811
+    """No NODE: discovery (``local``) finds the nodes of its prefix; the observer is not in the port mapper."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("SNOWG_CLUSTER", raising=False)
+    # Two nodes of the prefix "obst" registered with this test's own port mapper; nobody connects them.
+    a = peers.start("obst-a1@127.0.0.1", connect=False)
+    b = peers.start("obst-b2@127.0.0.1", connect=False)
+    with observer_process(snowg_cluster_config, None, args=["--name", "obst-observer1"]) as obs:
+        page = Page(obs.port)
+        try:
+            cluster = page.next(_all_up([a.name, b.name]))
+        finally:
+            page.close()
+        assert sorted(n["name"] for n in cluster["nodes"]) == [a.name, b.name]
+        names = subprocess.run(
+            [sys.executable, "-m", "snowg", "names", "--port", str(snowg_mapper)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        assert "obst-a1" in names and "obst-b2" in names and "observer" not in names
