@@ -10,12 +10,13 @@ alive on other nodes.
 This package re-exports the public names: the process API, the errors, the
 OTP behaviours and the cluster API. The subpackages ``snowg.supervisor``,
 ``snowg.gen_server``, ``snowg.pg`` (process groups), ``snowg.pubsub``
-(topics), ``snowg.ws``, ``snowg.rpc`` and ``snowg.testing`` hold the rest.
+(topics), ``snowg.ws``, ``snowg.rpc``, ``snowg.observe`` (a node's
+snapshot), ``snowg.sys`` (OTP's ``sys``) and ``snowg.testing`` hold the rest.
 """
 
 import logging as _logging
 
-from . import erlang, pg, pubsub, rpc, supervisor
+from . import erlang, observe, pg, pubsub, rpc, supervisor, sys
 from ._core import (
     Atom,
     Crash,
@@ -43,6 +44,7 @@ from ._core import (
     self,
     send,
     send_after,
+    set_cpu_tracing,
     spawn,
     spawn_link,
     spawn_monitor,
@@ -122,6 +124,7 @@ __all__ = [
     "self",
     "send",
     "send_after",
+    "set_cpu_tracing",
     "spawn",
     "spawn_link",
     "spawn_monitor",
@@ -175,4 +178,7 @@ __all__ = [
     "pubsub",
     # Erlang and Elixir nodes (snowg.erlang.connect, snowg.erlang.call, ...)
     "erlang",
+    # looking inside a node (snowg.observe.snapshot) and OTP's sys (snowg.sys.get_state, suspend, trace, ...)
+    "observe",
+    "sys",
 ]

@@ -151,6 +151,8 @@ def _start_options(args: argparse.Namespace) -> Dict[str, Any]:
         "check_peer_names": args.check_peer_names,
     }
     options.update((key, value) for key, value in given.items() if value is not None)
+    if getattr(args, "hidden", False):
+        options["hidden"] = True
     if args.cluster:
         options["cluster"] = [spec for text in args.cluster for spec in text.split()]
     erlang = getattr(args, "erlang", None)

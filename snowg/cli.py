@@ -1,4 +1,4 @@
-"""The ``snowg`` command: ``certs``, ``node``, ``epmd``, ``names``, ``example`` (and ``demo``).
+"""The ``snowg`` command: ``certs``, ``node``, ``epmd``, ``names``, ``info``, ``observer``, ``example`` (and ``demo``).
 
 Only the standard library is imported at the top, so that ``snowg node
 --monkeypatch`` can patch the standard library before snowg (and gevent's
@@ -31,6 +31,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .cluster import names_main
 
         return names_main(argv[1:])
+    if argv[:1] == ["info"]:
+        from .observe import info_main
+
+        return info_main(argv[1:])
+    if argv[:1] == ["observer"]:
+        from .observe import observer_main
+
+        return observer_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "node":
@@ -50,12 +58,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``snowg`` command's parser (``certs``, ``epmd`` and ``names`` parse their own arguments)."""
+    """The ``snowg`` command's parser (``certs``, ``epmd``, ``names``, ``info`` and ``observer`` parse their own)."""
     parser = argparse.ArgumentParser(prog="snowg", description="Erlang/OTP processes and clusters for gevent.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("certs", help="make a cluster CA and node certificates", add_help=False)
     sub.add_parser("epmd", help="run the port mapper (EPMD's protocol) in the foreground", add_help=False)
     sub.add_parser("names", help="list the nodes a host's port mapper knows", add_help=False)
+    sub.add_parser("info", help="show what a running node is doing (processes, sessions, supervisors)", add_help=False)
+    sub.add_parser("observer", help="a live web page of a cluster (joins it as a hidden node)", add_help=False)
     _add_node_parser(sub)
     p_ex = sub.add_parser("example", help="a short program showing processes, links and monitors")
     p_ex.add_argument("--quiet", action="store_true")
@@ -96,6 +106,11 @@ def _add_node_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         "--listen-host", default=None, metavar="ADDR", help="address to listen on, when it is not the name's host"
     )
     p.add_argument("--no-epmd", dest="epmd", action="store_false", default=None, help="do not use the port mapper")
+    p.add_argument(
+        "--hidden",
+        action="store_true",
+        help="a hidden node: not in the others' nodes(), no group or name sync, not in the port mapper",
+    )
     p.add_argument(
         "--cluster",
         action="append",

@@ -38,6 +38,10 @@ LAYERS: Dict[str, Optional[Set[str]]] = {
     "ws": {"_core", "_errors", "gen_server", "supervisor", "cluster", "pg"},
     "erlang": {"_core", "_errors", "cluster", "gen_server", "supervisor"},
     "rpc": {"cluster"},  # snowg.rpc: the public name of snowg.cluster.rpc
+    "sys": {"_errors", "gen_server"},  # snowg.sys: OTP's sys, system requests to GenServers
+    # snowg.observe: a node's snapshot, every node answers (and the tools built on it)
+    "observe": {"_core", "_errors", "cluster", "rpc", "gen_server", "supervisor", "pg", "sys", "telemetry", "ws"},
+    "telemetry": {"_core"},  # snowg.telemetry: the public name of snowg._core.telemetry
     "__init__": None,
     "__main__": None,
     "_node_main": None,

@@ -1,6 +1,7 @@
 """Processes, mailboxes, links, monitors, names and timers (uses gevent only)."""
 
-from .introspect import is_alive, process_info, processes
+from .cputime import cpu_tracing, set_cpu_tracing
+from .introspect import INFO_KEYS, describe_call, initial_call_of, is_alive, process_info, processes
 from .logsummary import SummaryLog
 from .process import (
     ProcessExit,
@@ -14,6 +15,7 @@ from .process import (
     reset_runtime,
     self,
     send,
+    set_initial_call,
     spawn,
     spawn_link,
     spawn_monitor,
@@ -26,6 +28,7 @@ from .terms import Atom, Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef
 from .timers import cancel_timer, send_after
 
 __all__ = [
+    "INFO_KEYS",
     "Atom",
     "Crash",
     "Down",
@@ -39,9 +42,12 @@ __all__ = [
     "Task",
     "TimerRef",
     "cancel_timer",
+    "cpu_tracing",
     "demonitor",
+    "describe_call",
     "exit",
     "flush_messages",
+    "initial_call_of",
     "is_alive",
     "is_shutdown_reason",
     "link",
@@ -56,6 +62,8 @@ __all__ = [
     "self",
     "send",
     "send_after",
+    "set_cpu_tracing",
+    "set_initial_call",
     "spawn",
     "spawn_link",
     "spawn_monitor",

@@ -31,6 +31,7 @@ from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _greenlet
 
 from .._errors import NoProc, Timeout
+from . import telemetry as _telemetry
 from .runtime import rt
 from .scheduler import ACTIVE as _ACTIVE
 from .scheduler import DEAD as _DEAD
@@ -84,6 +85,9 @@ class Process:
         "timers",
         "start",
         "adopted",
+        "initial",
+        "parent",
+        "cpu",
     )
 
     def __init__(self, pid: Pid, glet: Any, adopted: bool = False) -> None:
@@ -104,6 +108,11 @@ class Process:
         self.timers: Optional[Set[int]] = None
         self.start: Any = None
         self.adopted = adopted
+        # For introspection: what it started with (a callable, or a GenServer class that
+        # set_initial_call named), who spawned it, and its CPU seconds (when traced).
+        self.initial: Any = None
+        self.parent: Optional[Pid] = None
+        self.cpu = 0.0
 
 
 class _ProcessGreenlet(_greenlet):
@@ -140,6 +149,8 @@ def _run() -> None:
         reason = "normal" if proc.exit_pending is None else proc.exit_pending
     except ProcessExit as e:
         reason = e.reason
+        if type(reason) is Crash and not e.by_signal:
+            _crash_event(proc, reason)  # a GenServer's callback raised: it logged and exited with the crash
     except GreenletExit:
         reason = "killed"
     except BaseException as e:  # noqa: BLE001 - any uncaught error ends the process with a crash
@@ -158,6 +169,14 @@ def _log_crash(proc: Process, crash: Crash) -> None:
         crash.traceback,
         extra={"snowg_pid": str(proc.pid), "snowg_name": proc.name},
     )
+    _crash_event(proc, crash)
+
+
+def _crash_event(proc: Process, crash: Crash) -> None:
+    """The telemetry event of a process ending with its own uncaught exception (not an exit signal's)."""
+    if _telemetry.PROCESS_CRASH in _telemetry.attached:
+        meta = {"pid": proc.pid, "name": proc.name, "reason": crash}
+        _telemetry.execute(_telemetry.PROCESS_CRASH, {"count": 1}, meta)
 
 
 #: What ``spawn`` starts: a callable; with ``node=``, also a spawnable name or,
@@ -173,6 +192,10 @@ def _new_process(fn: SpawnTarget, args: Tuple[Any, ...], kwargs: Dict[str, Any])
     glet = _ProcessGreenlet(_run, hub)
     proc = Process(pid, glet)
     proc.start = (fn, args, kwargs)
+    proc.initial = fn
+    spawner = getattr(getcurrent(), "_snowg_proc", None)
+    if spawner is not None:
+        proc.parent = spawner.pid
     glet._snowg_proc = proc
     pid._proc = proc
     rt.procs[pid.id] = proc
@@ -248,6 +271,15 @@ def _remote_spawn(node: str, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, A
 
 def _is_this_node(node: str) -> bool:
     return node == rt.node
+
+
+def set_initial_call(what: Any) -> None:
+    """Name what the calling process runs, for introspection (``process_info``'s ``initial_call``).
+
+    A behaviour calls it with its callback class (a GenServer's body is the
+    same loop for every server: its class says more). Never blocks.
+    """
+    _current().initial = what
 
 
 # -------------------------------------------------------------- self/adoption

@@ -282,6 +282,7 @@ def spawn_for_peer(
 ) -> Pid:
     """Start a process for a peer's spawn request, linked/monitored *before* it runs."""
     proc = _p._new_process(fn, args, kwargs)
+    proc.parent = caller  # process_info's parent: the spawner, on its node
     if link:
         _p._add_link(proc, caller)
     if monitor_ref is not None:

@@ -4,7 +4,7 @@ This module is the layer's interface: the layers above import from here,
 never from its private modules. It holds
 
 * the node: :func:`start_node`, :func:`stop_node`, :func:`node`,
-  :func:`nodes`, :func:`connect`, :func:`ensure_connected`,
+  :func:`nodes`, :func:`hidden_nodes`, :func:`session_stats`, :func:`connect`, :func:`ensure_connected`,
   :func:`disconnect`, :func:`monitor_node`, :func:`monitor_nodes`; names
   need no port: a node registers with its host's port mapper (EPMD's
   protocol: ``snowg epmd``, :func:`epmd_main`; ``snowg names``,
@@ -54,10 +54,11 @@ from ._foreign import (
 )
 from ._frames import of_type
 from ._global import register_global, registered_global, send_global, unregister_global, whereis_global
-from ._lifecycle import current, node, nodes, start_node, stop_node
+from ._lifecycle import current, hidden_nodes, node, nodes, start_node, stop_node
 from ._names import check_node_name, is_node_name
 from ._nodemon import monitor_node, monitor_nodes
 from ._nodestate import Node
+from ._sessioninfo import session_stats
 from ._spawnable import lookup_spawnable, spawnable, spawnable_name
 from ._tls import TLSConfig, client_context, load_tls, server_context
 
@@ -90,6 +91,7 @@ __all__ = [
     "foreign_peer",
     "foreign_service",
     "frames_sent",
+    "hidden_nodes",
     "is_node_name",
     "load_tls",
     "lookup_spawnable",
@@ -112,6 +114,7 @@ __all__ = [
     "send_frame",
     "send_global",
     "server_context",
+    "session_stats",
     "spawnable",
     "spawnable_name",
     "start_node",

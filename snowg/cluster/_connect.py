@@ -357,6 +357,7 @@ def _dial(st: NodeState, name: str, host: str, port: int, on_failure: Optional[C
                 st.cookie,
                 address=st.info.address,
                 expected_peer=name,
+                hidden=st.hidden,
             )
             est = _run_handshake(sock, hs, _Initiator(st))
     except LostRace:
@@ -625,7 +626,9 @@ def _accept(st: NodeState, sock: Any, where: str) -> Optional[Session]:
                 log.warning("rejected connection from %s: TLS handshake failed: %s", where, exc)
                 _close_quietly(sock)
                 return None
-            hs = Handshake(ACCEPTOR, st.info.name, st.info.creation, st.cookie, address=st.info.address)
+            hs = Handshake(
+                ACCEPTOR, st.info.name, st.info.creation, st.cookie, address=st.info.address, hidden=st.hidden
+            )
             decider = _Acceptor(st, tls_sock)
             try:
                 est = _run_handshake(tls_sock, hs, decider)
@@ -682,6 +685,7 @@ def _new_session(st: NodeState, sock: Any, est: Established, *, outgoing: bool, 
         on_closed=_on_closed,
         initial_data=trailing,
         busy_limit=st.dist_buffer_size,
+        hidden=st.hidden or est.peer_hidden,
     )
 
 
@@ -717,11 +721,22 @@ def _register(st: NodeState, sess: Session, *, replace: bool) -> bool:
 
 
 def _after_up(st: NodeState, sess: Session) -> None:
-    log.info("connected to node %s (%s)", sess.peer_name, loggable(sess.peer_address, quoted=False))
+    log.info(
+        "connected to %snode %s (%s)",
+        "hidden " if sess.hidden else "",
+        sess.peer_name,
+        loggable(sess.peer_address, quoted=False),
+    )
     _known_addresses[sess.peer_name] = sess.peer_address
-    peers = [[n, s.peer_address] for n, s in st.sessions.items() if n != sess.peer_name]
+    # Hidden connections are not told to anyone (nobody dials a hidden node), and a
+    # hidden node tells nobody of its peers (it joins the cluster, not the reverse).
+    peers = (
+        []
+        if st.hidden
+        else [[n, s.peer_address] for n, s in st.sessions.items() if n != sess.peer_name and not s.hidden]
+    )
     sess.send(encode_frame([PEER_LIST, peers]))
-    node_up(st, sess.peer_name)
+    node_up(st, sess.peer_name, sess.hidden)
 
 
 def _on_closed(sess: Session, reason: str) -> None:
@@ -729,4 +744,4 @@ def _on_closed(sess: Session, reason: str) -> None:
     if st is None or st.sessions.get(sess.peer_name) is not sess:
         return
     del st.sessions[sess.peer_name]
-    node_down(st, sess.peer_name, reason)
+    node_down(st, sess.peer_name, reason, sess.hidden)

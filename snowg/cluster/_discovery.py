@@ -49,7 +49,7 @@ from gevent.event import Event
 from .._core import SummaryLog
 from ._connect import connect_to
 from ._names import loggable
-from ._nodemon import down_callbacks
+from ._nodemon import session_down_callbacks
 from ._nodestate import NodeState
 from ._strategies import Candidate, Finder, Strategy, parse_specs
 
@@ -135,13 +135,13 @@ class Discovery:
     def start(self) -> None:
         """Look up at once, and keep the node connected until :meth:`stop`. Never blocks."""
         if self.finders and self._loop is None:
-            down_callbacks.append(self._node_down)
+            session_down_callbacks.append(self._node_down)
             self._loop = gevent.spawn(self._run)
 
     def stop(self) -> None:
         """Stop looking up and dialling (attempts under way are abandoned). Never blocks."""
-        if self._node_down in down_callbacks:
-            down_callbacks.remove(self._node_down)
+        if self._node_down in session_down_callbacks:
+            session_down_callbacks.remove(self._node_down)
         greenlets = [g for g in (self._loop, self._looking, *self.dialing.values()) if g is not None]
         self._loop = self._looking = None
         self.dialing.clear()

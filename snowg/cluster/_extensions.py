@@ -105,7 +105,7 @@ def send_frame(node: str, frame: List[Any]) -> bool:
 
 
 def broadcast_frame(frame: List[Any], nodes: Optional[Collection[str]] = None, *, suspend: bool = False) -> int:
-    """Queue ``frame`` for every connected node, or those of ``nodes``, encoded once.
+    """Queue ``frame`` for every connected node (not hidden ones), or those of ``nodes``, encoded once.
 
     Never blocks, unless ``suspend`` is true.
 
@@ -128,7 +128,7 @@ def broadcast_frame(frame: List[Any], nodes: Optional[Collection[str]] = None, *
     if st is None or not st.sessions:
         return 0
     if nodes is None:
-        sessions = list(st.sessions.values())
+        sessions = [s for s in st.sessions.values() if not s.hidden]
     else:
         sessions = [s for s in map(st.sessions.get, nodes) if s is not None]
         if not sessions:

@@ -5,9 +5,9 @@ chunks, which is how it is tested. It runs inside TLS, each message one frame
 (see :mod:`snowg.cluster._framing`)::
 
     initiator                                acceptor
-    ["HELLO", version, name, creation, address, challenge_i]  ->
+    ["HELLO", version, name, creation, address, challenge_i(, flags)]  ->
                        <-  ["REJECT", reason]                       (or)
-                       <-  ["CHALLENGE", name, creation, address, challenge_a, alive]
+                       <-  ["CHALLENGE", name, creation, address, challenge_a, alive(, flags)]
     ["REPLY", hmac(cookie, "initiator", challenge_a, names, creations)]  ->
                        <-  ["ACK", hmac(cookie, "acceptor", challenge_i, names, creations)]
                                                                     (or REJECT)
@@ -30,6 +30,11 @@ session with this very initiator (same name and creation) and replaces it
 only if the initiator, which is dialling, confirms that it has none (the
 initiator gets :class:`PeerAlive` and answers with ``accept`` or ``reject``).
 
+``flags`` is sent only by a *hidden* node (:data:`FLAG_HIDDEN`; see
+``start_node(hidden=True)``): a node that is not hidden sends the messages
+of the same version as before, so it still speaks with older peers, and a
+peer reads a missing ``flags`` as 0.
+
 Two of the acceptor's refusals are not failures but the outcome of a
 connection race (semantics rule 24): :data:`REFUSE_SIMULTANEOUS` and
 :data:`REFUSE_ALREADY_CONNECTED`. The initiator gets them as
@@ -51,6 +56,7 @@ from ._names import is_node_name, loggable
 
 __all__ = [
     "ACCEPTOR",
+    "FLAG_HIDDEN",
     "Established",
     "HANDSHAKE_MAX_FRAME_SIZE",
     "Handshake",
@@ -70,6 +76,8 @@ __all__ = [
 # the CHALLENGE carries the acceptor's ``alive`` status.
 PROTOCOL_VERSION = 2
 HANDSHAKE_MAX_FRAME_SIZE = 4096
+#: The sender is a hidden node (the optional last field of HELLO and CHALLENGE).
+FLAG_HIDDEN = 1
 
 INITIATOR = "initiator"
 ACCEPTOR = "acceptor"
@@ -133,6 +141,7 @@ class PeerHello(NamedTuple):
     name: str
     creation: int
     address: str
+    hidden: bool = False
 
 
 class PeerProved(NamedTuple):
@@ -170,6 +179,7 @@ class Established(NamedTuple):
     peer_name: str
     peer_creation: int
     peer_address: str
+    peer_hidden: bool = False
 
 
 _CHALLENGE_SIZE = 32
@@ -224,6 +234,7 @@ class Handshake:
         max_frame_size: int = HANDSHAKE_MAX_FRAME_SIZE,
         rand: Callable[[int], bytes] = os.urandom,
         expected_peer: Optional[str] = None,
+        hidden: bool = False,
     ) -> None:
         """Start a handshake.
 
@@ -237,6 +248,8 @@ class Handshake:
             rand: the random source for challenges (``os.urandom``; tests inject one).
             expected_peer: initiator only: the node name we meant to reach; a
                 peer claiming another name fails the handshake.
+            hidden: this node is hidden: its HELLO or CHALLENGE says so
+                (:data:`FLAG_HIDDEN`).
 
         Raises:
             ValueError: a bad role, an empty name or an empty cookie.
@@ -264,10 +277,13 @@ class Handshake:
         self.peer_name: Optional[str] = None
         self.peer_creation: Optional[int] = None
         self.peer_address: Optional[str] = None
+        self.peer_hidden = False
+        self.hidden = hidden
+        self._flags = [FLAG_HIDDEN] if hidden else []
         self.trailing_data = b""
         if role == INITIATOR:
             self._my_challenge = self._new_challenge()
-            self._send(["HELLO", PROTOCOL_VERSION, name, creation, address, self._my_challenge])
+            self._send(["HELLO", PROTOCOL_VERSION, name, creation, address, self._my_challenge, *self._flags])
             self._state = _AWAIT_CHALLENGE
         else:
             self._state = _AWAIT_HELLO
@@ -334,7 +350,9 @@ class Handshake:
         if self._state == _AWAIT_DECISION:
             self._my_challenge = self._new_challenge()
             # Nothing here depends on the cookie: the initiator proves it first.
-            self._send(["CHALLENGE", self.name, self.creation, self.address, self._my_challenge, bool(alive)])
+            self._send(
+                ["CHALLENGE", self.name, self.creation, self.address, self._my_challenge, bool(alive), *self._flags]
+            )
             self._state = _AWAIT_REPLY
         elif self._state == _AWAIT_CONFIRM:
             proof = self._digest(
@@ -501,32 +519,36 @@ class Handshake:
                 tell_peer=f"version mismatch: you speak protocol version {version}, we speak {PROTOCOL_VERSION}",
             )
         if not (
-            len(message) == 6
+            len(message) in (6, 7)
             and is_node_name(message[2])
             and _is_int(message[3])
             and type(message[4]) is str
             and _is_challenge(message[5])
+            and (len(message) == 6 or _is_int(message[6]))
         ):
             raise self._malformed("HELLO")
-        _, _, name, creation, address, challenge = message
+        name, creation, address, challenge = message[2:6]
+        self.peer_hidden = len(message) == 7 and bool(message[6] & FLAG_HIDDEN)
         if name == self.name:
             raise self._name_clash(name)
         self.peer_name, self.peer_creation, self.peer_address = name, creation, address
         self._peer_challenge = challenge
         self._state = _AWAIT_DECISION
-        self._events.append(PeerHello(name, creation, address))
+        self._events.append(PeerHello(name, creation, address, self.peer_hidden))
 
     def _on_challenge(self, message: List[Any]) -> None:
         if not (
-            len(message) == 6
+            len(message) in (6, 7)
             and is_node_name(message[1])
             and _is_int(message[2])
             and type(message[3]) is str
             and _is_challenge(message[4])
             and type(message[5]) is bool
+            and (len(message) == 6 or _is_int(message[6]))
         ):
             raise self._malformed("CHALLENGE")
-        _, name, creation, address, challenge, alive = message
+        name, creation, address, challenge, alive = message[1:6]
+        self.peer_hidden = len(message) == 7 and bool(message[6] & FLAG_HIDDEN)
         if self.expected_peer is not None and name != self.expected_peer:
             raise self._fail(
                 f"connected to {self.expected_peer}, but the peer says it is {loggable(name, quoted=False)}",
@@ -582,4 +604,4 @@ class Handshake:
     def _establish(self) -> None:
         assert self.peer_name is not None and self.peer_creation is not None and self.peer_address is not None
         self._state = _ESTABLISHED
-        self._events.append(Established(self.peer_name, self.peer_creation, self.peer_address))
+        self._events.append(Established(self.peer_name, self.peer_creation, self.peer_address, self.peer_hidden))

@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_FLUSH_TIMEOUT",
     "DEFAULT_TICK",
     "current",
+    "hidden_nodes",
     "node",
     "nodes",
     "start_node",
@@ -93,6 +94,7 @@ def start_node(
     port_range: Optional[Tuple[int, int]] = None,
     cluster: Union[str, Sequence[str], None] = None,
     erlang: Any = None,
+    hidden: bool = False,
 ) -> Node:
     """Make this OS process the node ``name`` and start listening.
 
@@ -149,6 +151,15 @@ def start_node(
             Erlang port with the port mapper, as a hidden node (its snowg port
             rides in the registration, so snowg nodes still find it). Default
             None: snowg's protocol only.
+        hidden: a hidden node (Erlang's ``-hidden``), for tools such as
+            ``snowg observer``: it connects, and is connected to, as any node,
+            but its connections are hidden on both sides: it is not in other
+            nodes' :func:`nodes` (only in ``nodes(hidden=True)`` and
+            :func:`hidden_nodes`), the upper layers (process groups, global
+            names, rooms, pubsub) do not sync with it, ``monitor_nodes``
+            watchers hear nothing of it, no peer list names it and it sends
+            none, and it does not register with the port mapper (``epmd`` is
+            ignored), so discovery never dials it: it dials the others.
 
     Raises:
         NodeError: already started, a bad name or option (``erlang`` included), bad certificates or
@@ -212,7 +223,7 @@ def start_node(
                 # BEAM nodes find the node through the mapper: it registers the Erlang
                 # port, as a hidden node, and its snowg port rides in the extra.
                 epmd_entry = (service.port, NODE_TYPE_HIDDEN, bound_port)
-            if epmd:
+            if epmd and not hidden:
                 registration = _register_name(name, epmd_entry)
         except BaseException:
             for service in services.values():
@@ -236,12 +247,14 @@ def start_node(
             cluster=specs,
             services=dict(services),
             epmd_entry=epmd_entry,
+            hidden=bool(hidden),
         )
         _nodestate.current = st
         _remote.rename_local_pids(name, creation)
         _remote.install_router(Router(st.sessions, st.max_frame_size, st.foreign))
         log.info(
-            "node %s started, listening on %s%s%s",
+            "%snode %s started, listening on %s%s%s",
+            "hidden " if hidden else "",
             name,
             info.address,
             "".join(f", {proto} on port {service.port}" for proto, service in services.items()),
@@ -556,7 +569,21 @@ def node() -> str:
     return _remote.local_node()
 
 
-def nodes() -> List[str]:
-    """The names of the connected nodes (not this one), sorted."""
+def nodes(hidden: bool = False) -> List[str]:
+    """The names of the connected nodes (not this one), sorted.
+
+    Args:
+        hidden: also the nodes connected by a hidden connection (a hidden
+            node, such as ``snowg observer``; on a hidden node, every node).
+            Never blocks.
+    """
     st = _nodestate.current
-    return sorted(st.sessions) if st is not None else []
+    if st is None:
+        return []
+    return sorted(n for n, s in st.sessions.items() if hidden or not s.hidden)
+
+
+def hidden_nodes() -> List[str]:
+    """The names of the nodes connected by a hidden connection, sorted (never blocks)."""
+    st = _nodestate.current
+    return sorted(n for n, s in st.sessions.items() if s.hidden) if st is not None else []

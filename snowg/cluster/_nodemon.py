@@ -5,16 +5,19 @@ exits), monitors (``Down(..., 'noconnection')``), unanswered remote spawns,
 node monitors (``NodeDown``), then the callbacks registered with
 :func:`snowg.cluster.on_node_down` (the global registry, for one). A new
 peer is announced to the ``on_node_up`` callbacks, then to ``monitor_nodes``
-watchers (``NodeUp``).
+watchers (``NodeUp``). A hidden connection (``start_node(hidden=True)``)
+is announced to neither, nor its loss: only to :data:`session_down_callbacks`
+(discovery), node monitors of that very node, links and monitors.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 from .._core import is_alive
 from .._core import remote as _remote
+from .._core import telemetry as _telemetry
 from .._core import self as _self
 from .._core.terms import NodeDown, NodeUp
 from . import _nodestate
@@ -23,6 +26,7 @@ from ._spawn import node_lost, refusals_summary
 
 __all__ = [
     "down_callbacks",
+    "session_down_callbacks",
     "monitor_node",
     "monitor_nodes",
     "node_down",
@@ -36,12 +40,22 @@ log = logging.getLogger("snowg")
 # Called with the node's name, after the node's own notifications (see the module docstring).
 up_callbacks: List[Callable[[str], None]] = []
 down_callbacks: List[Callable[[str], None]] = []
+# Called with the node's name when any session ends, hidden ones too (discovery).
+session_down_callbacks: List[Callable[[str], None]] = []
 # Called when this node stops, after every session closed.
 stop_callbacks: List[Callable[[], None]] = []
 
 
-def node_up(st: NodeState, name: str) -> None:
-    """``name`` is connected (its session is registered): tell everyone who asked."""
+def node_up(st: NodeState, name: str, hidden: bool = False) -> None:
+    """``name`` is connected (its session is registered): tell everyone who asked.
+
+    A hidden connection wakes only whoever waits for the connection itself.
+    """
+    if hidden:
+        ev = st.up_events.pop(name, None)
+        if ev is not None:
+            ev.set()
+        return
     for callback in up_callbacks:
         try:
             callback(name)
@@ -52,14 +66,25 @@ def node_up(st: NodeState, name: str) -> None:
         ev.set()
     for watcher in st.all_nodes_watchers:
         _remote.deliver_to(watcher, NodeUp(name))
+    if _telemetry.NODE_UP in _telemetry.attached:
+        _telemetry.execute(_telemetry.NODE_UP, {"nodes": len(st.sessions)}, {"node": name})
 
 
-def node_down(st: NodeState, name: str, reason: str) -> None:
-    """``name`` is lost: apply semantics rule 26, in its order."""
+def node_down(st: NodeState, name: str, reason: str, hidden: bool = False) -> None:
+    """``name`` is lost: apply semantics rule 26, in its order (a hidden one: links, monitors, node monitors)."""
     broken, fired = _remote.node_down(name)
     node_lost(st, name)
     for watcher in st.node_watchers.pop(name, ()):
         _remote.deliver_to(watcher, NodeDown(name, reason))
+    for callback in session_down_callbacks:
+        try:
+            callback(name)
+        except Exception:  # noqa: BLE001
+            log.exception("session-down callback failed for %s", name)
+    if hidden:
+        log.info("hidden node %s down (%s): %d links broken, %d monitors fired", name, reason, broken, fired)
+        refusals_summary(name)
+        return
     for watcher in st.all_nodes_watchers:
         _remote.deliver_to(watcher, NodeDown(name, reason))
     for callback in down_callbacks:
@@ -68,6 +93,9 @@ def node_down(st: NodeState, name: str, reason: str) -> None:
         except Exception:  # noqa: BLE001
             log.exception("node-down callback failed for %s", name)
     log.info("node %s down (%s): %d links broken, %d monitors fired", name, reason, broken, fired)
+    if _telemetry.NODE_DOWN in _telemetry.attached:
+        measures: Dict[str, float] = {"nodes": len(st.sessions), "links_broken": broken, "monitors_fired": fired}
+        _telemetry.execute(_telemetry.NODE_DOWN, measures, {"node": name, "reason": reason})
     refusals_summary(name)
 
 

@@ -99,6 +99,8 @@ class NodeState:
             (``'erlang'``), each started by ``start_node`` and stopped by ``stop_node``.
         epmd_entry: what the node registers with the port mapper: ``(port,
             node type, snowg port or None)``.
+        hidden: this node is hidden (``start_node(hidden=True)``): every
+            session it has is hidden, on both sides.
     """
 
     info: Node
@@ -128,6 +130,7 @@ class NodeState:
     foreign: Dict[str, Any] = field(default_factory=dict)
     services: Dict[str, Any] = field(default_factory=dict)
     epmd_entry: Tuple[int, int, Optional[int]] = (0, 77, None)
+    hidden: bool = False
 
 
 current: Optional[NodeState] = None

@@ -36,7 +36,7 @@ import logging
 import socket
 import time
 import weakref
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 
@@ -47,6 +47,8 @@ from gevent.hub import Waiter
 from greenlet import getcurrent
 
 from .._core import Task
+from .._core import self as _self
+from .._core import telemetry as _telemetry
 from .._core.terms import Pid
 from ._frames import TICK
 from ._framing import FrameDecoder, MalformedFrame, ProtocolError, encode_frame
@@ -79,6 +81,8 @@ class Session:
         on_frames: called with (session, frames) for each batch of decoded frames.
         on_closed: called once with (session, reason) when the session ends.
         initial_data: bytes that arrived right after the handshake.
+        hidden: a hidden connection (either node is hidden): the peer is not
+            in ``nodes()``, and the upper layers' node callbacks skip it.
     """
 
     def __init__(
@@ -95,8 +99,10 @@ class Session:
         on_closed: Callable[["Session", str], None],
         initial_data: bytes = b"",
         busy_limit: int = DEFAULT_DIST_BUFFER_SIZE,
+        hidden: bool = False,
     ) -> None:
         self.sock = sock
+        self.hidden = hidden
         self.peer_name = peer_name
         self.peer_creation = peer_creation
         self.peer_address = peer_address
@@ -126,6 +132,8 @@ class Session:
         now = time.monotonic()
         self.last_recv = now
         self.last_sent = now
+        #: Bytes read from and written to the TLS connection (for introspection).
+        self.bytes_in = self.bytes_out = 0
         self._writer: Optional[gevent.Greenlet[[], None]] = None
         self._reader: Any = None
         self._ticker: Any = None
@@ -194,6 +202,9 @@ class Session:
         current = getcurrent()
         if current in _never_suspend or current is gevent.get_hub():
             return
+        if self.queued > self.busy_limit and not self.closed and _telemetry.SESSION_BUSY in _telemetry.attached:
+            measures: Dict[str, float] = {"queued": self.queued, "busy_limit": self.busy_limit}
+            _telemetry.execute(_telemetry.SESSION_BUSY, measures, {"node": self.peer_name, "pid": _self()})
         while self.queued > self.busy_limit and not self.closed:
             waiter: Waiter[Any] = Waiter()
             self._busy_waiters.append(waiter)
@@ -260,6 +271,7 @@ class Session:
                         continue
                     self._write_stalled_since = None
                     self.queued -= written
+                    self.bytes_out += written
                     if self._busy_waiters and self.queued <= self.busy_limit and not self._finishing:
                         # (While stop_node flushes, suspended senders stay so: what
                         # they would add could not be sent; close() wakes them.)
@@ -327,6 +339,7 @@ class Session:
                     self._close_on_end_of_stream(decoder, "the peer closed the connection")
                     return
                 self.last_recv = time.monotonic()
+                self.bytes_in += len(data)
         except ProtocolError as exc:
             self.close("protocol_error", f"protocol error from the peer: {exc}", level=logging.ERROR)
         except (OSError, ValueError, ConcurrentObjectUseError) as exc:

@@ -12,9 +12,12 @@ It serves, on ``http://127.0.0.1:PORT``:
   cluster's state as JSON every :data:`POLL_INTERVAL` seconds and receives
   the page's button actions (``crash``, ``kill``, ``restart``).
 
-The state is gathered with ``snowg.rpc.call`` of the ``@spawnable`` functions
-of :mod:`snowg.demo.node_app` (``node_info`` on each node, ``tree_state`` on
-node 1). The chat does not go through the launcher at all: each tab connects
+The state is gathered with ``snowg.rpc.call``: each node's
+``snowg.observe:snapshot`` (the data ``snowg observer`` shows: connected
+nodes, rooms, process count, crashes and restarts) and, on node 1,
+:func:`snowg.demo.node_app.tree_state` (the tree with each child's restarts,
+and whether the supervisor gave up: then it is not started again until the
+page's "start again" button says so). The chat does not go through the launcher at all: each tab connects
 to the WebSocket port of the node it chose.
 """
 
@@ -151,6 +154,7 @@ class Launcher:
         self._last_sup: Optional[str] = None
         self._tree_job: Any = None
         self._tree_started_at = 0.0
+        self._gave_up_seen: Optional[float] = None
         self._greenlets: List[Any] = []
 
     # ------------------------------------------------------------ running
@@ -325,13 +329,24 @@ class Launcher:
             log.warning("cannot start the supervision tree: %s", exc)
 
     def _gather(self) -> None:
+        creations = {s["node"]: s["creation"] for s in snowg.cluster.session_stats()}
+
         def info(n: DemoNode) -> None:
             if n.status != "up":
                 return
             try:
-                n.info = snowg.rpc.call(n.name, node_app.node_info, timeout=RPC_TIMEOUT)
+                snap = snowg.rpc.call(n.name, "snowg.observe:snapshot", limit=0, timeout=RPC_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - shown on the page
                 n.info = {"error": f"{type(exc).__name__}: {exc}"}
+                return
+            n.info = {
+                "nodes": snap["nodes"],
+                "creation": creations.get(n.name),
+                "rooms": {str(r["room"]): r["local_members"] for r in snap["rooms"]},
+                "room_counts": {str(r["room"]): r["members"] for r in snap["rooms"]},
+                "processes": snap["process_count"],
+                "counts": snap["counts"],
+            }
 
         def tree() -> None:
             first = self.nodes[0]
@@ -348,7 +363,15 @@ class Launcher:
                     "error": f"{type(exc).__name__}: {exc}",
                 }
                 return
-            if self.tree.get("supervisor") is None and not any(n.busy for n in self.nodes):
+            gave_up = self.tree.get("gave_up")
+            if gave_up is not None and gave_up.get("at") != self._gave_up_seen:
+                self._gave_up_seen = gave_up.get("at")
+                self._event(
+                    f"supervisor demo_sup gave up: restart {gave_up.get('restarts')} within {gave_up.get('period')} s"
+                    f" is over its intensity of {gave_up.get('intensity')} (crashes of {gave_up.get('child_id')});"
+                    " it stopped its children and ended"
+                )
+            if self.tree.get("supervisor") is None and gave_up is None and not any(n.busy for n in self.nodes):
                 if self._tree_job is None or self._tree_job.dead:
                     self._tree_job = gevent.spawn(self._ensure_tree_quietly)
 
@@ -395,6 +418,8 @@ class Launcher:
                     "rooms": n.info.get("rooms", {}),
                     "room_counts": n.info.get("room_counts", {}),
                     "launches": n.launches,
+                    "processes": n.info.get("processes"),
+                    "counts": n.info.get("counts"),
                     "error": n.info.get("error"),
                     "busy": n.busy,
                 }
@@ -466,6 +491,9 @@ class Launcher:
                     raise RuntimeError(f"no running child {child_id}")
                 self._event(f"crash sent to child {child_id} ({pid})")
                 result["text"] = f"crashed {child_id} {pid}"
+            elif action == "start_tree":
+                self._ensure_tree(force=True)
+                result["text"] = "demo_sup started again"
             elif action in ("kill", "restart"):
                 n = self.by_name.get(str(msg.get("node")))
                 if n is None:

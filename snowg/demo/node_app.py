@@ -12,6 +12,13 @@ there. The launcher (itself the node ``demo@127.0.0.1``) drives the nodes with
   ``ChildSpec(node=[candidates])``), and the stats process ``demo_stats``;
 * :func:`tree_state` and :func:`crash_child` read and poke that tree.
 
+The launcher reads everything else of a node from ``snowg.observe:snapshot``
+(what ``snowg observer`` shows). The tree's restart counts are the
+supervisor's own: a telemetry handler counts its ``restart`` events per
+child, and its ``give_up`` event (restart intensity reached: the "40 crash
+clicks" case) is kept, so the page says that the supervisor gave up, with
+counts that add up.
+
 The chat protocol (JSON text frames): the client sends ``{"type": "join",
 "room": r, "user": u}`` and ``{"type": "say", "text": t}``; the server sends
 ``welcome``, ``joined``, ``msg`` and ``system`` frames. A message goes to the
@@ -28,7 +35,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 import snowg
-from snowg import ChildSpec, Exit, spawnable, supervisor
+from snowg import ChildSpec, Exit, spawnable, supervisor, telemetry
 from snowg import ws
 from snowg.cluster import current as _current_node
 
@@ -45,6 +52,11 @@ _stats: Dict[str, Dict[str, Any]] = {}
 # child id -> 'local' | list of candidate nodes; and how remote children are made.
 _layout: Dict[str, Any] = {}
 _mode: Dict[str, str] = {"remote": ""}
+#: demo_sup's restart intensity: more than this many restarts in PERIOD seconds and it gives up.
+INTENSITY = 30
+PERIOD = 10
+# The running demo_sup's pid, its restarts per child (its telemetry events), and its give-up.
+_tree: Dict[str, Any] = {"sup": None, "restarts": {}, "gave_up": None}
 
 
 # ------------------------------------------------------------------ chat
@@ -224,6 +236,30 @@ def _remote_spec(child_id: str, candidates: List[str], home: str, mode: str) -> 
     return ChildSpec(child_id, (remote_proxy, (child_id, list(candidates), home)), shutdown=2.0)
 
 
+def _on_supervisor_event(event: Any, measurements: Dict[str, float], metadata: Dict[str, Any], config: Any) -> None:
+    """demo_sup's restarts and give-up, counted as the supervisor counts them (never blocks)."""
+    if _tree["sup"] is None or metadata.get("supervisor") != _tree["sup"]:
+        return
+    if event == telemetry.SUPERVISOR_RESTART:
+        restarts = _tree["restarts"]
+        child_id = metadata.get("child_id")
+        restarts[child_id] = restarts.get(child_id, 0) + 1
+    elif event == telemetry.SUPERVISOR_GIVE_UP:
+        _tree["gave_up"] = {
+            "at": time.time(),
+            "supervisor": str(metadata.get("supervisor")),
+            "child_id": metadata.get("child_id"),
+            "restarts": measurements.get("restarts"),
+            "intensity": metadata.get("intensity"),
+            "period": metadata.get("period"),
+        }
+
+
+telemetry.attach_many(
+    "snowg.demo.tree", [telemetry.SUPERVISOR_RESTART, telemetry.SUPERVISOR_GIVE_UP], _on_supervisor_event
+)
+
+
 @spawnable
 def start_tree(others: List[str]) -> str:
     """Start ``demo_stats`` and the supervisor ``demo_sup`` here (once); return the supervisor's pid.
@@ -255,7 +291,10 @@ def start_tree(others: List[str]) -> str:
             _layout[child_id] = cands
     # Generous intensity: people click "crash" and kill nodes.
     try:
-        return str(supervisor.start(specs, strategy="one_for_one", intensity=30, period=10, name=SUP_NAME))
+        _tree.update(sup=None, restarts={}, gave_up=None)
+        pid = supervisor.start(specs, strategy="one_for_one", intensity=INTENSITY, period=PERIOD, name=SUP_NAME)
+        _tree["sup"] = pid
+        return str(pid)
     except snowg.StartError:
         sup = snowg.whereis(SUP_NAME)  # another start_tree won the race
         if sup is None:
@@ -267,13 +306,22 @@ def start_tree(others: List[str]) -> str:
 def tree_state() -> Dict[str, Any]:
     """The supervisor's children with their pids, nodes and restart counts (for the page)."""
     sup = snowg.whereis(SUP_NAME)
+    restarts: Dict[Any, int] = _tree["restarts"]
     out: Dict[str, Any] = {
         "node": snowg.node(),
         "supervisor": str(sup) if sup else None,
         "mode": _mode["remote"],
         "children": [],
+        "intensity": INTENSITY,
+        "period": PERIOD,
+        "restarts": sum(restarts.values()),
+        "gave_up": _tree["gave_up"],
     }
     if sup is None:
+        if _tree["gave_up"] is not None:
+            # It stopped its children and ended: show them stopped, with the restarts it made.
+            for child_id in _layout:
+                out["children"].append(_child_row(child_id, None, "stopped: the supervisor gave up", restarts))
         return out
     try:
         children = supervisor.which_children(sup)
@@ -283,33 +331,52 @@ def tree_state() -> Dict[str, Any]:
     up = set(snowg.nodes()) | {snowg.node()}
     for child_id, pid, _type in children:
         entry = _stats.get(child_id, {})
-        starts = entry.get("starts", 0)
         status = entry.get("status", "starting")
         if pid == "restarting" or pid is None:
             status = "restarting" if pid == "restarting" else "stopped"
         elif entry.get("node") and entry["node"] not in up:
             status = "node down"
-        out["children"].append(
-            {
-                "id": child_id,
-                "pid": str(entry["pid"]) if "pid" in entry else None,
-                "sup_pid": str(pid) if isinstance(pid, snowg.Pid) else str(pid),
-                "node": entry.get("node"),
-                "kind": "local" if _layout.get(child_id) == [snowg.node()] else "remote",
-                "candidates": list(_layout.get(child_id, [])),
-                "starts": starts,
-                "restarts": max(0, starts - 1),
-                "status": status,
-            }
-        )
+        out["children"].append(_child_row(child_id, pid, status, restarts))
     return out
+
+
+def _child_row(child_id: str, pid: Any, status: str, restarts: Dict[Any, int]) -> Dict[str, Any]:
+    entry = _stats.get(child_id, {})
+    return {
+        "id": child_id,
+        "pid": str(entry["pid"]) if "pid" in entry else None,
+        "sup_pid": str(pid) if isinstance(pid, snowg.Pid) else str(pid),
+        "node": entry.get("node"),
+        "kind": "local" if _layout.get(child_id) == [snowg.node()] else "remote",
+        "candidates": list(_layout.get(child_id, [])),
+        "starts": entry.get("starts", 0),
+        "restarts": restarts.get(child_id, 0),
+        "status": status,
+    }
 
 
 @spawnable
 def crash_child(child_id: str) -> Optional[str]:
-    """Send ``'crash'`` to the running process of child ``child_id``; return its pid (None: unknown)."""
-    entry = _stats.get(child_id)
-    if not entry or "pid" not in entry:
+    """Send ``'crash'`` to the running process of child ``child_id``; return its pid (None: none running).
+
+    The pid is the supervisor's own (``which_children``: it answers once it
+    has handled the previous crash, so quick clicks each crash the child that
+    runs then), or, for a remote child behind a proxy, the worker's.
+    """
+    sup = snowg.whereis(SUP_NAME)
+    if sup is None:
         return None
-    snowg.send(entry["pid"], "crash")
-    return str(entry["pid"])
+    try:
+        children = {cid: pid for cid, pid, _type in supervisor.which_children(sup)}
+    except Exception:  # noqa: BLE001 - it ended meanwhile
+        return None
+    pid = children.get(child_id)
+    if not isinstance(pid, snowg.Pid):
+        return None
+    if _mode["remote"] == "proxy" and _layout.get(child_id) != [snowg.node()]:
+        entry = _stats.get(child_id, {})
+        pid = entry.get("pid")
+        if not isinstance(pid, snowg.Pid):
+            return None
+    snowg.send(pid, "crash")
+    return str(pid)

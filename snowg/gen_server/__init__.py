@@ -22,6 +22,7 @@ Three parts, one module each:
 from ._client import Dest, From, call, cast, is_remote, reply, stop
 from ._server import Continue, GenServer, Result, run_server
 from ._start import IGNORE, Starter, ack_fail, ack_ignore, ack_ok, start_sync
+from ._system import SYSTEM
 
 __all__ = [
     "Continue",
@@ -33,6 +34,8 @@ __all__ = [
     "cast",
     "reply",
     "stop",
+    # the tag of snowg.sys's requests (a call of (SYSTEM, op, arg), answered by the server loop)
+    "SYSTEM",
     # the start protocol and the server body, for behaviours built on GenServer (the supervisor)
     "IGNORE",
     "Starter",

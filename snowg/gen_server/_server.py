@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple, NoReturn, Optional, Tuple, Type, Union
 
-from .._core import Atom, Crash, Exit, Pid, ProcessExit, exit, receive, register, whereis
+from .._core import Atom, Crash, Exit, Pid, ProcessExit, exit, receive, register, set_initial_call, whereis
 from .._core import self as _self
 from .._core import is_shutdown_reason
 from .._errors import NameTaken, Timeout
 from ._client import CALL, CAST, STOP, From, reply
 from ._start import IGNORE, Starter, ack_fail, ack_ignore, ack_ok, start_sync
+from ._system import SYSTEM, is_system, trace_received, trace_reply
+from ._system import handle as _handle_system
 
 log = logging.getLogger("snowg")
 
@@ -142,6 +144,14 @@ class GenServer:
     def terminate(self, reason: Any, state: Any) -> None:
         """Clean up before the server ends with ``reason``; the default does nothing."""
 
+    def format_state(self, state: Any) -> Any:
+        """What ``snowg.sys.get_status`` reports as the state (OTP's ``format_status``); the state by default.
+
+        Override it to hide secrets or to describe a large state briefly. It
+        runs in the server process and must not block.
+        """
+        return state
+
     @classmethod
     def start_link(cls, *args: Any, name: Optional[str] = None, timeout: Optional[float] = None) -> Optional[Pid]:
         """Start a server linked to the caller; return its pid once ``init`` returned.
@@ -179,6 +189,7 @@ def run_server(starter: Starter, cls: Type[GenServer], args: Tuple[Any, ...], na
     """
     caller, _ref, linked = starter
     me = _self()
+    set_initial_call(cls)
     parent = caller if linked else me
     if name is not None:
         try:
@@ -215,8 +226,13 @@ def run_server(starter: Starter, cls: Type[GenServer], args: Tuple[Any, ...], na
 
 def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None:
     msg: Any = None
+    # snowg.sys: a suspended server takes system requests (and its parent's exit) only;
+    # with debug on it logs every message it takes and every reply it sends.
+    suspended = debug = False
     while True:
-        if timeout is None:
+        if suspended:
+            msg = receive(lambda m: is_system(m) or (type(m) is Exit and m.pid == parent))
+        elif timeout is None:
             msg = receive()
         elif isinstance(timeout, _Cont):
             msg = timeout  # handle_continue, before any message
@@ -237,8 +253,16 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                 tag = msg[0]
                 if tag == CALL and len(msg) == 3:
                     from_ = msg[1]
+                    request = msg[2]
+                    if type(request) is tuple and len(request) == 3 and request[0] == SYSTEM:
+                        state, suspended, debug = _handle_system(
+                            server, state, parent, from_, request, suspended, debug
+                        )
+                        continue
+                    if debug:
+                        trace_received(msg)
                     try:
-                        ret = server.handle_call(msg[2], from_, state)
+                        ret = server.handle_call(request, from_, state)
                     except ProcessExit as e:
                         _handler_exited(server, state, msg, e)
                     if type(ret) is tuple and ret:
@@ -246,14 +270,20 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                         if kind == "reply" and 3 <= len(ret) <= 4:
                             reply(from_, ret[1])
                             state = ret[2]
+                            if debug:
+                                trace_reply(from_, ret[1], state)
                             timeout = _timeout_of(ret, 3)
                             continue
                         if kind == "stop" and len(ret) == 4:
                             _stop(server, ret[1], ret[3], msg)
                             reply(from_, ret[2])
+                            if debug:
+                                trace_reply(from_, ret[2], ret[3])
                             exit(ret[1])
                     state, timeout = _after(server, ret, msg, state)
                     continue
+                if debug:
+                    trace_received(msg)
                 if tag == CAST and len(msg) == 2:
                     try:
                         ret = server.handle_cast(msg[1], state)
@@ -270,11 +300,14 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                     reply(msg[1], _OK)
                     _stop(server, msg[2][1], state, msg)
                     exit(msg[2][1])
-            elif type(msg) is Exit and msg.pid == parent:
-                # The parent's exit signal, trapped: OTP runs terminate, then
-                # ends with the same reason (semantics rule 22).
-                _stop(server, msg.reason, state, msg)
-                exit(msg.reason)
+            else:
+                if debug:
+                    trace_received(msg)
+                if type(msg) is Exit and msg.pid == parent:
+                    # The parent's exit signal, trapped: OTP runs terminate, then
+                    # ends with the same reason (semantics rule 22).
+                    _stop(server, msg.reason, state, msg)
+                    exit(msg.reason)
             try:
                 ret = server.handle_info(msg, state)
             except ProcessExit as e:

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from .._core import Exit, Pid, send, trap_exit
 from .._core import self as _self
 from .._core import is_shutdown_reason
+from .._core import telemetry as _telemetry
 from .._errors import StartError
 from ..gen_server import From, GenServer, Result
 from ._child import (
@@ -126,6 +127,19 @@ class Supervisor(GenServer):
         for cid in reversed(list(state.children)):
             _stop_static(state, cid)
 
+    def format_state(self, state: State) -> Dict[str, Any]:
+        """``snowg.sys.get_status``'s view of a supervisor: its flags and children, in plain terms."""
+        flags = state.flags
+        return {
+            "strategy": flags.strategy,
+            "intensity": flags.intensity,
+            "period": flags.period,
+            "auto_shutdown": flags.auto_shutdown,
+            "name": flags.name,
+            "children": [{"id": cid, "pid": pid, "type": kind} for cid, pid, kind in which(state)],
+            "recent_restarts": len(state.restarts),
+        }
+
     # ------------------------------------------------------- exits, retries
 
     def handle_info(self, msg: Any, state: State) -> Result:
@@ -176,6 +190,7 @@ class Supervisor(GenServer):
         state.restarts, ok = add_restart(state.restarts, flags.clock(), flags.period, flags.intensity)
         if not ok:
             _report(state, logging.ERROR, "reached_max_restart_intensity", key, None, "shutdown")
+        _restart_event(state, key, ok)
         return ok
 
     def _restart(self, state: State, cid: Any) -> Result:
@@ -373,6 +388,22 @@ def _report(state: State, level: int, kind: str, cid: Any, pid: Any, reason: Any
         pid,
         reason,
     )
+
+
+def _restart_event(state: State, cid: Any, ok: bool) -> None:
+    """Telemetry: a restart counted (``ok``), or the one too many that makes the supervisor give up."""
+    event = _telemetry.SUPERVISOR_RESTART if ok else _telemetry.SUPERVISOR_GIVE_UP
+    if event in _telemetry.attached:
+        flags = state.flags
+        meta = {
+            "supervisor": _self(),
+            "name": flags.name,
+            "child_id": cid,
+            "strategy": flags.strategy,
+            "intensity": flags.intensity,
+            "period": flags.period,
+        }
+        _telemetry.execute(event, {"restarts": len(state.restarts)}, meta)
 
 
 def _report_exit(state: State, cid: Any, pid: Any, reason: Any) -> None:

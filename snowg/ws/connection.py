@@ -67,6 +67,7 @@ import itertools
 import logging
 import socket
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import (
@@ -86,6 +87,7 @@ from gevent.event import Event
 
 from .._core import Down, Pid, Task, demonitor, process_info, receive, send, spawn_monitor
 from .._core import self as _self
+from .._core import telemetry as _telemetry
 from .._errors import Timeout
 from . import _frames as fr
 from . import _rooms
@@ -257,6 +259,7 @@ class Connection:
         self._ping_seq = 0
         self._ping_payload = b""
         self._match = lambda m: (type(m) is WsMessage or type(m) is WsClosed) and m.conn is self
+        self._opened_at = 0.0  # time.monotonic() when the handler started (the close event's duration)
 
     # ------------------------------------------------------------ public API
 
@@ -376,6 +379,9 @@ class Connection:
     def _start(self, owner: Pid, pid: Pid) -> None:
         self._owner = owner
         self.pid = pid
+        self._opened_at = time.monotonic()
+        if _telemetry.WS_CONNECT in _telemetry.attached:
+            _telemetry.execute(_telemetry.WS_CONNECT, {"count": 1}, self._event_metadata())
         self._writer = gevent.spawn(self._write_loop)
         self._reader = gevent.spawn(self._read_loop)
         interval = self._opts.ping_interval
@@ -480,6 +486,14 @@ class Connection:
         if self._owner is not None:
             send(self._owner, _Done(self))
         self.finished.set()
+        if _telemetry.WS_CLOSE in _telemetry.attached and self._opened_at:  # (a connect event came first)
+            meta = self._event_metadata()
+            meta["code"], meta["reason"] = self.close_code, self.close_reason
+            _telemetry.execute(_telemetry.WS_CLOSE, {"duration": time.monotonic() - self._opened_at}, meta)
+
+    def _event_metadata(self) -> Dict[str, Any]:
+        """The telemetry metadata of this connection's events."""
+        return {"id": self.id, "pid": self.pid, "peer": self.peer, "path": self.path}
 
     def abort(self, why: str) -> None:
         """Drop the connection at once, without a close handshake (code 1006, reason ``why``); never blocks.
@@ -550,6 +564,8 @@ class Connection:
             self._opts.queue_size,
             CLOSE_OVERFLOW,
         )
+        if _telemetry.WS_OVERFLOW in _telemetry.attached:
+            _telemetry.execute(_telemetry.WS_OVERFLOW, {"queue_size": self._opts.queue_size}, self._event_metadata())
         self._fail(CLOSE_OVERFLOW, "outbound queue overflow")
 
     def _write_loop(self) -> None:

@@ -342,11 +342,11 @@ snowg.start_node(cookie="c", tls={snowg_cluster_config.certs!r}, cluster="local"
 discovery = _nodestate.current.discovery
 gevent.sleep(0)  # the loop starts its first look-up; stopping must end it mid-way
 print("running:", discovery._loop is not None and not discovery._loop.dead)
-print("watching:", discovery._node_down in _nodemon.down_callbacks)
+print("watching:", discovery._node_down in _nodemon.session_down_callbacks)
 loop = discovery._loop
 snowg.stop_node(flush_timeout=0)
 gevent.sleep(0)
-print("stopped:", loop.dead, discovery._node_down not in _nodemon.down_callbacks, not discovery.dialing)
+print("stopped:", loop.dead, discovery._node_down not in _nodemon.session_down_callbacks, not discovery.dialing)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines() == ["running: True", "watching: True", "stopped: True True True"], out.stderr

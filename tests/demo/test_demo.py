@@ -237,6 +237,38 @@ def test_kill_and_restart_a_node(control: Control) -> None:
         c.close()
 
 
+def test_forty_crash_clicks_make_the_supervisor_give_up_and_the_page_says_so(control: Control) -> None:
+    """The "40 crash clicks" case: demo_sup reaches its restart intensity, gives up, and the state says so."""
+    intensity = control.state["tree"]["intensity"]
+    clicks = 0
+    while clicks < 40:
+        clicks += 1
+        control.act(action="crash", child="local-1")
+        while True:  # each answer comes once the crash was sent: the next click crashes the child running then
+            msg = control.next()
+            if msg["type"] == "result" and msg["action"] == "crash":
+                break
+        if not msg["ok"]:  # no child running any more: the supervisor is gone
+            break
+    state = control.wait(lambda s: s["tree"].get("gave_up") is not None, "demo_sup gave up")
+    tree = state["tree"]
+    assert not msg["ok"] and clicks <= 40  # a click found no child: the supervisor had given up
+    assert tree["supervisor"] is None
+    assert tree["gave_up"]["restarts"] == intensity + 1 and tree["gave_up"]["child_id"] == "local-1"
+    # The counts add up: the supervisor's restarts are its children's, and every child is shown stopped.
+    assert tree["restarts"] == sum(c["restarts"] for c in tree["children"]) >= intensity - 2
+    assert {c["id"] for c in tree["children"]} == {"local-1", "local-2", "remote-A", "remote-B"}
+    assert all(c["status"] == "stopped: the supervisor gave up" for c in tree["children"])
+    assert any("supervisor demo_sup gave up" in e["text"] for e in state["events"])
+    # It is not started again behind the user's back...
+    state = control.wait(lambda s: s["nodes"][0]["counts"]["give_ups"] >= 1, "demo1's snapshot counts the give-up")
+    assert state["tree"]["supervisor"] is None
+    # ...but by the page's button.
+    control.act(action="start_tree")
+    state = control.wait(lambda s: tree_running(s) and s["tree"]["gave_up"] is None, "demo_sup running again")
+    assert state["tree"]["restarts"] == 0
+
+
 def _processes_mentioning(text: str) -> List[int]:
     found = []
     for entry in os.listdir("/proc"):

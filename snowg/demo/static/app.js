@@ -135,6 +135,8 @@ function renderNodes() {
       el("div", { class: "line" }, `creation ${n.creation ?? "-"}`),
       el("div", { class: "line" }, `sees: ${sees.length ? sees.join(", ") : "nobody"}`),
       el("div", { class: "line" }, `rooms: ${rooms || "none"}`),
+      el("div", { class: "line counts" }, n.counts ?
+        `${n.processes} processes, ${n.counts.crashes} crashes, ${n.counts.restarts} restarts` : ""),
       el("div", { class: "buttons" },
         el("button", { class: "kill danger", type: "button", disabled: !alive || n.busy || !state.ready,
           onclick: () => act({ action: "kill", node: n.name }) }, "kill -9"),
@@ -149,14 +151,28 @@ function renderTree() {
   const box = $("tree");
   $("tree-where").textContent = `on ${short(t.node)}`;
   box.replaceChildren();
-  if (!t.supervisor) {
+  if (t.gave_up) {
+    const g = t.gave_up;
+    box.append(el("div", { class: "gaveup", id: "gave-up" },
+      el("strong", {}, "demo_sup gave up"),
+      ` at ${clock(g.at)}: restart ${g.restarts} within ${g.period} s is over its intensity of ${g.intensity}` +
+      ` (crashes of ${g.child_id}). It stopped its children and ended, as an OTP supervisor does;` +
+      ` its parent would now decide. It made ${t.restarts} restarts.`,
+      el("div", { class: "buttons" }, el("button", { id: "start-tree", type: "button", disabled: !state.ready,
+        onclick: () => act({ action: "start_tree" }) }, "start demo_sup again"))));
+  }
+  if (!t.supervisor && !t.gave_up) {
     box.append(el("p", { class: "muted" }, t.error ? `no supervisor: ${t.error}` : "no supervisor running"));
     return;
   }
   const mode = t.mode === "proxy" ? "remote children through a local proxy" :
     t.mode === "native" ? "remote children: ChildSpec(node=[...])" : "";
-  box.append(el("div", { class: "root" }, "demo_sup", el("span", { class: "pid" }, t.supervisor),
-    el("span", { class: "muted" }, "one_for_one")));
+  if (t.supervisor) {
+    box.append(el("div", { class: "root" }, "demo_sup", el("span", { class: "pid" }, t.supervisor),
+      el("span", { class: "muted" }, "one_for_one"),
+      el("span", { class: "muted", id: "tree-restarts" },
+        `${t.restarts} restarts (gives up past ${t.intensity} in ${t.period} s)`)));
+  }
   if (mode) box.append(el("div", { class: "mode muted" }, mode));
   const table = el("table", {},
     el("tr", {}, ...["child", "kind", "node", "pid", "restarts", "status", ""].map((h) => el("th", {}, h))));
