@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 import pytest
-from beam import available, skip_unless_beam
+from beam import BeamError, available, skip_unless_beam
 from support import no_message, recv
 
 import snowg
@@ -43,6 +43,13 @@ def test_harness_two_beams_ping_each_other(beam_factory, tls):
     b.eval("register(echo, self())")
     a.eval(f"{{echo, '{b.node}'}} ! {{hello, self()}}")
     assert b.eval("receive {hello, P} -> node(P) after 5000 -> timeout end") == Atom(a.node)
+    # eval_async runs in another process, with the bindings made so far
+    b.eval("Me = self()")
+    b.eval_async("Me ! {async, self() =/= Me}")
+    assert b.eval("receive {async, Other} -> Other after 5000 -> timeout end") is True
+    with pytest.raises(BeamError) as raised:
+        b.eval("erlang:error({oops, 1})")
+    assert raised.value.cls == "error" and raised.value.reason == (Atom("oops"), 1)
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
