@@ -378,6 +378,17 @@ def main() -> int:
         f"targets: pingpong >= 0.7x, oneway >= 0.3x"
     )
     print_table(rows)
+    # Each round's own ratio: round trips are latency-bound, and a busy machine moves both sides at once.
+    for transport in transports:
+        figures = results.get(transport, {})
+        for metric, snowg_key, base_key in (
+            ("pingpong", "pingpong.snowg", "pingpong.erlang"),
+            ("oneway", "oneway.snowg", "oneway.erlang"),
+        ):
+            pairs = zip(figures.get(snowg_key, []), figures.get(base_key, []))
+            ratios = [f"{a / b:.2f}" for a, b in pairs if b]
+            if ratios:
+                print(f"erlang.{metric}.{transport}, each round's ratio: {' '.join(ratios)}")
     if args.json:
         write_json(rows, args.json)
     return 0

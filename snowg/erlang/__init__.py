@@ -15,7 +15,7 @@ The public surface:
   (the BEAM nodes; ``snowg.nodes()`` lists the snowg nodes);
   :func:`write_ssl_dist_optfile`, the ``-ssl_dist_optfile`` for ``erl``;
 * the terms with no plain Python type: :class:`Atom`, :class:`ImproperList`,
-  :class:`ErlPort`, :class:`BitBinary`, :class:`OpaqueTerm`;
+  :class:`ErlPort`, :class:`BitBinary`, :class:`OpaqueTerm`, :class:`ErlMap`;
 * :class:`ErlangProtocolError`, raised for every malformed input from a peer.
 
 Private modules, each sans-IO where it can be: ``_etf`` (the term format),
@@ -33,11 +33,12 @@ from ._dist import ErlangOptions, check_options, connect, nodes, ping, start_ser
 from ._erpc import ErlangError, call, cast
 from ._errors import ErlangProtocolError
 from ._tlsdist import write_ssl_dist_optfile
-from ._types import Atom, BitBinary, ErlPort, ImproperList, OpaqueTerm
+from ._types import Atom, BitBinary, ErlMap, ErlPort, ImproperList, OpaqueTerm
 
 __all__ = [
     "Atom",
     "BitBinary",
+    "ErlMap",
     "ErlPort",
     "ErlangError",
     "ErlangOptions",

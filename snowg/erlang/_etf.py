@@ -28,7 +28,8 @@ bitstring (not whole bytes)            :class:`BitBinary`
 tuple                                  ``tuple``
 proper list (``STRING_EXT`` too)       ``list`` (a string is a list of ints)
 improper list                          :class:`ImproperList`
-map                                    ``dict``
+map                                    ``dict``; :class:`ErlMap` (its pairs) when
+                                       it has no ``dict`` form (below)
 pid / reference / port                 :class:`ErlPid` / :class:`ErlRef` /
                                        :class:`ErlPort`
 fun (``NEW_FUN_EXT``, ``EXPORT_EXT``)  :class:`OpaqueTerm`
@@ -67,9 +68,9 @@ looked up in bounded caches of their encodings and of their decoded values
 
 Map keys: Python's ``1 == 1.0 == True`` and unhashable lists and maps mean
 some Erlang maps have no ``dict`` form: a map with a list or map key, or
-with two keys Python takes as equal, is refused with
-:class:`ErlangProtocolError` (it is still a valid Erlang term: the message
-says so).
+with two keys Python takes as equal, decodes to an :class:`ErlMap` (its
+pairs, in the order read), which encodes back to the same map. A map that
+really repeats a key (no encoder writes one) is still a valid ``ErlMap``.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ._errors import ErlangProtocolError
-from ._types import MAX_ATOM_CHARS, Atom, BitBinary, ErlPid, ErlPort, ErlRef, ImproperList, OpaqueTerm
+from ._types import MAX_ATOM_CHARS, Atom, BitBinary, ErlMap, ErlPid, ErlPort, ErlRef, ImproperList, OpaqueTerm
 
 VERSION = 131
 
@@ -170,7 +171,7 @@ _MISSING = object()
 # The exact types the encoder knows; ``convert`` is asked about any other.
 _KNOWN_TYPES = frozenset(
     (bool, type(None), int, Atom, str, bytes, bytearray, memoryview, float, list, tuple, dict)
-    + (ImproperList, ErlPid, ErlRef, ErlPort, BitBinary, OpaqueTerm)
+    + (ImproperList, ErlMap, ErlPid, ErlRef, ErlPort, BitBinary, OpaqueTerm)
 )
 _NONE_ATOMS = ("undefined", "nil")
 
@@ -478,6 +479,14 @@ class _Encoder:
                 self.term(term.tail, depth + 1)
         elif kind is OpaqueTerm:
             out += term.data
+        elif kind is ErlMap:
+            if depth >= self.max_depth:
+                raise TypeError(f"a term nested deeper than {self.max_depth} levels (a cycle?) cannot be encoded")
+            out.append(MAP_EXT)
+            out += _U32.pack(len(term.items))
+            for key, value in term.items:
+                self.term(key, depth + 1)
+                self.term(value, depth + 1)
         elif isinstance(term, (tuple, list, dict)):
             # Subclasses (a NamedTuple, an OrderedDict) encode as their base type.
             if isinstance(term, dict):
@@ -886,22 +895,21 @@ class _Decoder:
             if tag == MAP_EXT:
                 self.count(tag, at, n, 2, "map of arity")
                 result: Dict[Any, Any] = {}
-                for _ in range(n):
-                    key_at = self.pos
+                for i in range(n):
                     key = self.term(depth + 1)
                     value = self.term(depth + 1)
                     try:
-                        if key in result:
-                            raise self.fail(
-                                tag,
-                                at,
-                                f"key at offset {key_at} repeats an earlier key (or equals one in Python: "
-                                "1, 1.0 and true are one dict key)",
-                            )
-                    except TypeError:
-                        raise self.fail(
-                            tag, at, f"key at offset {key_at} is a {type(key).__name__}, which cannot be a dict key"
-                        ) from None
+                        fresh = key not in result
+                    except TypeError:  # a list or map key
+                        fresh = False
+                    if not fresh:
+                        # No dict form: keep every pair, in order, as an ErlMap.
+                        pairs = list(result.items())
+                        pairs.append((key, value))
+                        for _ in range(i + 1, n):
+                            key = self.term(depth + 1)
+                            pairs.append((key, self.term(depth + 1)))
+                        return ErlMap(tuple(pairs))
                     result[key] = value
                 return result
             self.count(tag, at, n, 1, "count")

@@ -46,7 +46,7 @@ def write_ssl_dist_optfile(path: Union[str, "os.PathLike[str]"], tls: Any = None
             certificates (``<node>.pem``); default: the generic ``node.pem``.
 
     Returns:
-        ``path`` as a str.
+        ``path`` as an absolute path (``erl`` refuses a relative ``-ssl_dist_optfile``).
 
     Raises:
         NodeError: the certificate files are missing or bad (the message names the file).
@@ -67,4 +67,4 @@ def write_ssl_dist_optfile(path: Union[str, "os.PathLike[str]"], tls: Any = None
     )
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
-    return os.fspath(path)
+    return os.path.abspath(os.fspath(path))

@@ -11,6 +11,8 @@ Most Erlang terms map onto Python's own types (the table is in
 * :class:`ErlPid`, :class:`ErlRef`, :class:`ErlPort`: identifiers of
   another node, kept exactly (every field, every reference word) so they
   can be sent back bit-identical.
+* :class:`ErlMap`: a map with no ``dict`` form (a list or map key, or keys
+  Python takes as one, such as ``1`` and ``1.0``), kept as its pairs.
 * :class:`BitBinary`: a bitstring whose length is not a whole number of
   bytes, kept as its bytes and the number of bits used in the last one.
 * :class:`OpaqueTerm`: a fun (``NEW_FUN_EXT``, ``EXPORT_EXT``), kept as its
@@ -28,7 +30,7 @@ from typing import Any, Tuple
 
 from .._core import Atom
 
-__all__ = ["MAX_ATOM_CHARS", "Atom", "BitBinary", "ErlPid", "ErlPort", "ErlRef", "ImproperList", "OpaqueTerm"]
+__all__ = ["MAX_ATOM_CHARS", "Atom", "BitBinary", "ErlMap", "ErlPid", "ErlPort", "ErlRef", "ImproperList", "OpaqueTerm"]
 
 #: The most characters an atom may have (Erlang's limit).
 MAX_ATOM_CHARS = 255
@@ -65,6 +67,29 @@ class ImproperList:
             raise ValueError("an improper list needs at least one item before its tail")
         if isinstance(self.tail, (list, ImproperList)):
             raise ValueError("the tail of an improper list cannot be a list (the list would be proper)")
+
+
+@dataclass(frozen=True)
+class ErlMap:
+    """An Erlang map that has no ``dict`` form, kept as its pairs in the order read.
+
+    A map key may be a list or a map (unhashable in Python), and two keys
+    Erlang tells apart may be one ``dict`` key (``1`` and ``1.0``; ``1`` and
+    ``true``). Such a map decodes to an ``ErlMap`` instead, and encodes back
+    to the same map. Every other map is a ``dict``.
+
+    Attributes:
+        items: the ``(key, value)`` pairs.
+    """
+
+    items: Tuple[Tuple[Any, Any], ...]
+
+    def __post_init__(self) -> None:
+        pairs = tuple(self.items)
+        for pair in pairs:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise ValueError(f"an ErlMap holds (key, value) pairs, not {pair!r:.80}")
+        object.__setattr__(self, "items", pairs)
 
 
 @dataclass(frozen=True)

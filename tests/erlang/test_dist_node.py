@@ -452,3 +452,13 @@ def test_the_router_gives_a_foreign_nodes_signals_to_its_peer_and_detach_applies
 
         _nodemon.up_callbacks.remove(ups.append)
         cluster.stop_node()
+
+
+def test_the_optfile_path_is_absolute_and_names_the_certificates(snowg_cluster_config, tmp_path, monkeypatch):
+    # erl refuses a relative -ssl_dist_optfile at boot, so the path given back is absolute.
+    monkeypatch.chdir(tmp_path)
+    path = snowg.erlang.write_ssl_dist_optfile("dist.conf", tls=snowg_cluster_config.certs)
+    assert path == str(tmp_path / "dist.conf")
+    text = (tmp_path / "dist.conf").read_text()
+    for part in ("certfile", "keyfile", "cacertfile", "verify_peer", "fail_if_no_peer_cert"):
+        assert part in text

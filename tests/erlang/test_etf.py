@@ -31,7 +31,7 @@ from epmdsupport import free_port
 from snowg._errors import NodeError
 from snowg.erlang._errors import ErlangProtocolError
 from snowg.erlang._etf import Limits, decode, decode_dist, encode, encode_dist
-from snowg.erlang._types import Atom, BitBinary, ErlPid, ErlPort, ErlRef, ImproperList, OpaqueTerm
+from snowg.erlang._types import Atom, BitBinary, ErlMap, ErlPid, ErlPort, ErlRef, ImproperList, OpaqueTerm
 
 #: Seconds the one ``erl`` process may take (it starts in about one).
 ERL_TIMEOUT = 60.0
@@ -341,9 +341,6 @@ def test_decode_dist_reads_terms_back_to_back() -> None:
         (b"\x83M\x00\x00\x00\x00\x01", "of at least 1"),
         (b"\x83Z\x00\x06w\x01n", "6 id words"),
         (b"\x83Xa\x01", "SMALL_INTEGER_EXT at offset 2: an atom was expected"),
-        (b"\x83t\x00\x00\x00\x02a\x01a\x02a\x01a\x03", "repeats an earlier key"),
-        (b"\x83t\x00\x00\x00\x01jaa", "cannot be a dict key"),
-        (b"\x83t\x00\x00\x00\x02a\x01a\x02F?\xf0\x00\x00\x00\x00\x00\x00a\x03", "equals one in Python"),
         (b"\x83qw\x01mw\x01fb\x00\x00\x00\x01", "arity at offset"),
         (b"\x83p\x00\x00\x00\x05", "too small for a fun"),
     ],
@@ -352,6 +349,21 @@ def test_malformed_input_names_the_tag_and_offset(data: bytes, words: str) -> No
     with pytest.raises(ErlangProtocolError) as info:
         decode(data)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data, pairs",
+    [
+        (b"\x83t\x00\x00\x00\x01jaa", (([], 97),)),  # #{[] => 97}: a list key
+        (b"\x83t\x00\x00\x00\x02a\x01a\x02F?\xf0\x00\x00\x00\x00\x00\x00a\x03", ((1, 2), (1.0, 3))),
+        (b"\x83t\x00\x00\x00\x02a\x01a\x02a\x01a\x03", ((1, 2), (1, 3))),  # a repeated key, kept as read
+    ],
+)
+def test_a_map_with_no_dict_form_is_an_erl_map_that_encodes_back_the_same(data: bytes, pairs: tuple) -> None:
+    value, used = decode(data)
+    assert type(value) is ErlMap and used == len(data)
+    assert value.items == pairs and [type(k) for k, _ in value.items] == [type(k) for k, _ in pairs]
+    assert encode(value) == data
 
 
 def test_nesting_is_bounded() -> None:

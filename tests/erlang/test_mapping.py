@@ -35,7 +35,7 @@ from snowg.erlang._mapping import (
     pid_from_erl,
     ref_from_erl,
 )
-from snowg.erlang._types import ErlPid, ErlRef, ImproperList
+from snowg.erlang._types import ErlMap, ErlPid, ErlRef, ImproperList
 
 ERL_TIMEOUT = 60.0
 NODE = "b@127.0.0.1"
@@ -434,6 +434,9 @@ _ERL_TERMS = [
     "fun(X) -> {X, self()} end",
     "begin P = self(), fun() -> P end end",
     "fun lists:map/2",
+    # maps with no dict form (a list key, a map key, 1 beside 1.0 and true): ErlMap, byte-identical back
+    "#{[1, 2] => a, 1 => b, 1.0 => c, true => d}",
+    "#{#{k => v} => {self(), make_ref()}}",
 ]
 
 
@@ -484,6 +487,8 @@ def test_erls_pids_and_refs_come_back_byte_identical(tmp_path: Any) -> None:
             assert type(value) is Pid and erl_pid_fields(value) == (plain.id, plain.serial)
         elif type(plain) is ErlRef:
             assert type(value) is Ref and erl_ref_words(value) == plain.ids
+        elif expr.startswith("#{"):
+            assert type(value) is ErlMap and type(plain) is ErlMap and len(value.items) == len(plain.items)
 
 
 def test_erl_reads_our_pids_refs_and_extras(tmp_path: Any) -> None:

@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 import pytest
-from beam import available, skip_unless_beam
+from beam import BeamError, available, skip_unless_beam
 from support import no_message, recv
 
 import snowg
@@ -43,6 +43,13 @@ def test_harness_two_beams_ping_each_other(beam_factory, tls):
     b.eval("register(echo, self())")
     a.eval(f"{{echo, '{b.node}'}} ! {{hello, self()}}")
     assert b.eval("receive {hello, P} -> node(P) after 5000 -> timeout end") == Atom(a.node)
+    # eval_async runs in another process, with the bindings made so far
+    b.eval("Me = self()")
+    b.eval_async("Me ! {async, self() =/= Me}")
+    assert b.eval("receive {async, Other} -> Other after 5000 -> timeout end") is True
+    with pytest.raises(BeamError) as raised:
+        b.eval("erlang:error({oops, 1})")
+    assert raised.value.cls == "error" and raised.value.reason == (Atom("oops"), 1)
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
@@ -135,8 +142,9 @@ def test_every_mapped_type_round_trips_exactly(erlang_node, me, from_python):
     ref = beam.eval("R = make_ref()")
     alias = beam.eval("Alias = erlang:monitor(process, self(), [{alias, explicit_unalias}])")
     port = beam.eval("Port = hd(erlang:ports())")
-    fun = beam.eval("F = fun(X) -> X + 1 end")
-    export = beam.eval("fun lists:reverse/1")
+    # funs as they come over distribution (term_to_binary writes the same fun's atoms in another form)
+    beam.eval("F = fun(X) -> X + 1 end, Me ! {funs, F, fun lists:reverse/1}, ok")
+    _, fun, export = recv(lambda m: type(m) is tuple and m[0] == "funs")
     assert type(erl_pid) is snowg.Pid and erl_pid.node == beam.node
     assert type(big_pid) is snowg.Pid and big_pid.node == "x@hh"
     assert all(type(r) is snowg.Ref for r in (ref, alias, ref1, ref4, ref5, ref_big))
