@@ -183,3 +183,24 @@ def _restart(previous: cluster.Node, config: ClusterConfig) -> None:
     held.host = info.host
     held.port = info.port
     _restarted.append((info, held))
+
+
+@pytest.fixture(autouse=True)
+def _session_node_restored(request: Any) -> Iterator[None]:
+    """After every test here, the node that ran before it runs again (name, port if free, same object).
+
+    Some tests stop this process's node or start their own (a bad ``erlang=``
+    option, ``stop_node`` deregistering); the directories after this one hold
+    the session's ``snowg_node`` and must find it as they left it.
+    """
+    before = cluster.current()
+    yield
+    if before is None:
+        return
+    now = cluster.current()
+    if now is not None and now.name == before.name:
+        return
+    if now is not None:
+        cluster.stop_node()
+    config: ClusterConfig = request.getfixturevalue("snowg_cluster_config")
+    _restart(before, config)
