@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import gevent
 import pytest
 from gevent import subprocess
+from epmdsupport import free_port
 from gevent.event import AsyncResult
 
 from snowg.erlang import _etf
@@ -442,3 +443,40 @@ def _kill_leftovers() -> None:
             os.killpg(beam.process.pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def run_erl_script(tmp_path: Any, script: str, timeout: float = 60.0) -> List[str]:
+    """Run ``script`` (Erlang expressions ending with ``.``) in a fresh ``erl -noshell``; its output, split on blanks.
+
+    No node, no distribution: for checking bytes against erl's own
+    ``term_to_binary``/``binary_to_term``. Skips loudly when ``erl`` is missing.
+    """
+    exe = shutil.which("erl")
+    if exe is None:
+        pytest.skip("ERLANG NOT INSTALLED: `erl` is missing (apt-get install erlang-base); erl checks skipped")
+    path = tmp_path / "script.erl"
+    path.write_text(script)
+    run = (
+        '{ok, S} = file:read_file(os:getenv("SNOWG_ERL_SCRIPT")), '
+        "{ok, Ts, _} = erl_scan:string(binary_to_list(S)), "
+        "{ok, Es} = erl_parse:parse_exprs(Ts), "
+        "erl_eval:exprs(Es, []), halt()."
+    )
+    # A port mapper nobody else uses: the script starts no node, but erl may ask for one.
+    env = dict(os.environ, ERL_EPMD_PORT=str(free_port()), SNOWG_ERL_SCRIPT=str(path))
+    proc = subprocess.Popen(
+        [exe, "-noshell", "-noinput", "-eval", run],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(tmp_path),
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (out, err)
+    text: str = out.decode()
+    return text.split()

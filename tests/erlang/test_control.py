@@ -13,17 +13,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import subprocess
 from typing import Any, List, Optional, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from epmdsupport import free_port
+from beam import run_erl_script
 from snowg import Atom, Crash, Pid, Ref
 from snowg.erlang import _control as c
 from snowg.erlang import _etf
@@ -32,7 +29,6 @@ from snowg.erlang._flags import DFLAG_EXIT_PAYLOAD, DFLAG_SEND_SENDER
 from snowg.erlang._mapping import TermMap, ref_from_erl
 from snowg.erlang._types import ErlPid, ErlRef, ImproperList
 
-ERL_TIMEOUT = 60.0
 ME = "a@127.0.0.1"
 PEER = "b@127.0.0.1"
 NEW = DFLAG_SEND_SENDER | DFLAG_EXIT_PAYLOAD
@@ -391,36 +387,6 @@ def test_fast_paths_agree_with_the_general_path(tm: TermMap) -> None:
 # ------------------------------------------------------------- against erl
 
 
-def _run_erl(tmp_path: Any, script: str) -> List[str]:
-    exe = shutil.which("erl")
-    if exe is None:
-        pytest.skip("ERLANG NOT INSTALLED: `erl` is missing (apt-get install erlang-base); erl checks skipped")
-    path = tmp_path / "script.erl"
-    path.write_text(script)
-    run = (
-        '{ok, S} = file:read_file(os:getenv("CTL_SCRIPT")), '
-        "{ok, Ts, _} = erl_scan:string(binary_to_list(S)), "
-        "{ok, Es} = erl_parse:parse_exprs(Ts), "
-        "erl_eval:exprs(Es, []), halt()."
-    )
-    env = dict(os.environ, ERL_EPMD_PORT=str(free_port()), CTL_SCRIPT=str(path))
-    proc = subprocess.Popen(
-        [exe, "-noshell", "-noinput", "-eval", run],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=tmp_path,
-    )
-    try:
-        out, err = proc.communicate(timeout=ERL_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, (out, err)
-    return out.decode().split()
-
-
 # erl reads a frame: <<Len:32, $p, Rest/binary>>, the control term, then the
 # payload (if any), and compares both with the terms it builds itself.
 _ERL_READ = (
@@ -468,5 +434,5 @@ def test_erl_reads_our_frames_as_its_own_terms(tmp_path: Any) -> None:
         (new.spawn_reply(ref, p82, 0, "badopt"), f"{{{{31, {eref}, {e82}, 0, badopt}}}}"),
     ]
     lines = [f'io:format("~p~n", [Read(<<"{frame.hex()}">>) =:= {expected}])' for frame, expected in cases]
-    out = _run_erl(tmp_path, _ERL_READ + ", " + ", ".join(lines) + ".")
+    out = run_erl_script(tmp_path, _ERL_READ + ", " + ", ".join(lines) + ".")
     assert out == ["true"] * len(cases), [(e, o) for (_f, e), o in zip(cases, out) if o != "true"]

@@ -13,16 +13,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from typing import Any, List, Tuple
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from epmdsupport import free_port
+from beam import run_erl_script
 from snowg import Atom, Crash, Down, Exit, Pid, Ref
 from snowg.erlang import _etf
 from snowg.erlang._errors import ErlangProtocolError
@@ -37,7 +34,6 @@ from snowg.erlang._mapping import (
 )
 from snowg.erlang._types import ErlMap, ErlPid, ErlRef, ImproperList
 
-ERL_TIMEOUT = 60.0
 NODE = "b@127.0.0.1"
 U32 = st.integers(0, 2**32 - 1)
 
@@ -440,41 +436,11 @@ _ERL_TERMS = [
 ]
 
 
-def _run_erl(tmp_path: Any, script: str) -> List[str]:
-    exe = shutil.which("erl")
-    if exe is None:
-        pytest.skip("ERLANG NOT INSTALLED: `erl` is missing (apt-get install erlang-base); erl checks skipped")
-    path = tmp_path / "script.erl"
-    path.write_text(script)
-    run = (
-        '{ok, S} = file:read_file(os:getenv("MAP_SCRIPT")), '
-        "{ok, Ts, _} = erl_scan:string(binary_to_list(S)), "
-        "{ok, Es} = erl_parse:parse_exprs(Ts), "
-        "erl_eval:exprs(Es, []), halt()."
-    )
-    env = dict(os.environ, ERL_EPMD_PORT=str(free_port()), MAP_SCRIPT=str(path))
-    proc = subprocess.Popen(
-        [exe, "-noshell", "-noinput", "-eval", run],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=tmp_path,
-    )
-    try:
-        out, err = proc.communicate(timeout=ERL_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, (out, err)
-    return out.decode().split()
-
-
 def test_erls_pids_and_refs_come_back_byte_identical(tmp_path: Any) -> None:
     script = ", ".join(
         f'io:format("~s~n", [binary:encode_hex(term_to_binary({expr}, [{{minor_version, 2}}]))])' for expr in _ERL_TERMS
     )
-    lines = _run_erl(tmp_path, script + ".")
+    lines = run_erl_script(tmp_path, script + ".")
     assert len(lines) == len(_ERL_TERMS)
     tm = TermMap("a@127.0.0.1", 1)
     for expr, line in zip(_ERL_TERMS, lines):
@@ -524,5 +490,5 @@ def test_erl_reads_our_pids_refs_and_extras(tmp_path: Any) -> None:
         f'io:format("~p~n", [binary_to_term(binary:decode_hex(<<"{tm.encode(v).hex()}">>)) =:= ({e})])'
         for v, e in cases
     ]
-    lines = _run_erl(tmp_path, ", ".join(checks) + ".")
+    lines = run_erl_script(tmp_path, ", ".join(checks) + ".")
     assert lines == ["true"] * len(cases), list(zip([e for _v, e in cases], lines))
