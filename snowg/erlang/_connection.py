@@ -61,6 +61,7 @@ from ._dist_framing import CONNECTED_LENGTH, TICK, Deframer
 from ._dist_framing import frame as _packet
 from ._errors import ErlangProtocolError
 from ._flags import DFLAG_UNLINK_ID
+from ._io import GROUP_LEADER
 from ._mapping import TermMap
 from ._types import ImproperList
 
@@ -68,8 +69,8 @@ __all__ = ["GROUP_LEADER_NAME", "ErlangConnection"]
 
 log = logging.getLogger("snowg")
 
-#: The local name whose pid is sent as the group leader of spawn requests (part of the services).
-GROUP_LEADER_NAME = "snowg.erlang.group_leader"
+#: The local name whose pid is sent as the group leader of spawn requests (the process ``_io`` registers).
+GROUP_LEADER_NAME = GROUP_LEADER
 
 _RECV_SIZE = 64 * 1024
 _ALIAS = Atom("alias")
