@@ -10,13 +10,15 @@ alive on other nodes.
 This package re-exports the public names: the process API, the errors, the
 OTP behaviours and the cluster API. The subpackages ``snowg.supervisor``,
 ``snowg.gen_server``, ``snowg.pg`` (process groups), ``snowg.pubsub``
-(topics), ``snowg.ws``, ``snowg.rpc``, ``snowg.observe`` (a node's
-snapshot), ``snowg.sys`` (OTP's ``sys``) and ``snowg.testing`` hold the rest.
+(topics), ``snowg.ws``, ``snowg.rpc``, ``snowg.erlang`` (Erlang and Elixir
+nodes), ``snowg.observe`` (a node's snapshot, metrics, the observer),
+``snowg.sys`` (OTP's ``sys``), ``snowg.telemetry`` (events, as Erlang's
+``:telemetry``) and ``snowg.testing`` hold the rest.
 """
 
 import logging as _logging
 
-from . import erlang, observe, pg, pubsub, rpc, supervisor, sys
+from . import erlang, observe, pg, pubsub, rpc, supervisor, sys, telemetry
 from ._core import (
     Atom,
     Crash,
@@ -181,4 +183,5 @@ __all__ = [
     # looking inside a node (snowg.observe.snapshot) and OTP's sys (snowg.sys.get_state, suspend, trace, ...)
     "observe",
     "sys",
+    "telemetry",
 ]
