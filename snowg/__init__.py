@@ -17,8 +17,10 @@ nodes), ``snowg.observe`` (a node's snapshot, metrics, the observer),
 """
 
 import logging as _logging
+from typing import Any as _Any
 
-from . import erlang, observe, pg, pubsub, rpc, supervisor, sys, telemetry
+from . import cluster as _cluster
+from . import observe, pg, pubsub, rpc, supervisor, sys, telemetry
 from ._core import (
     Atom,
     Crash,
@@ -185,3 +187,33 @@ __all__ = [
     "sys",
     "telemetry",
 ]
+
+
+# snowg.erlang (a third of what ``import snowg`` would load) is imported on
+# first use: by ``start_node(..., erlang=...)`` through these two stand-ins,
+# which its import replaces with the real starter and check, or by ``snowg.erlang``.
+def _erlang() -> _Any:
+    import importlib
+
+    return importlib.import_module(".erlang", __name__)
+
+
+def _start_erlang(options: _Any, context: _Any) -> _Any:
+    _erlang()
+    starter, _check = _cluster.protocol("erlang")
+    return starter(options, context)
+
+
+def _check_erlang(value: _Any) -> _Any:
+    _erlang()
+    _starter, check = _cluster.protocol("erlang")
+    return check(value)
+
+
+_cluster.register_protocol("erlang", _start_erlang, _check_erlang)
+
+
+def __getattr__(name: str) -> _Any:
+    if name == "erlang":
+        return _erlang()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,8 @@
 
 * ``import snowg`` does not import ``cryptography`` (only making
   certificates needs it, and it is slow to import);
+* ``import snowg`` loads ``snowg.erlang`` only on first use (``snowg.erlang``,
+  or ``start_node(..., erlang=...)``);
 * ``import snowg.rpc`` gives ``snowg.rpc.call``;
 * ``python -m snowg --help`` runs and lists the commands.
 """
@@ -32,6 +34,27 @@ def test_import_snowg_does_not_import_cryptography(tmp_path: Path) -> None:
         print(sorted(m for m in sys.modules if m == "cryptography" or m.startswith("cryptography.")))
     """)
     assert run_python(tmp_path, "-c", code).stdout.strip() == "[]"
+
+
+def test_snowg_erlang_is_loaded_on_first_use(tmp_path: Path) -> None:
+    code = textwrap.dedent("""
+        import sys
+        import snowg
+        print("snowg.erlang" in sys.modules)
+        try:
+            snowg.start_node("lazy@127.0.0.1", epmd=False, erlang="telnet")
+        except snowg.NodeError as exc:
+            print(exc)
+        print("snowg.erlang" in sys.modules, snowg.cluster.current())
+        print(snowg.erlang.ErlangOptions().transport)
+    """)
+    out = run_python(tmp_path, "-c", code).stdout.splitlines()
+    assert out == [
+        "False",
+        "erlang must be True, 'tls', 'tcp' or an ErlangOptions, not 'telnet'",
+        "True None",
+        "tls",
+    ]
 
 
 def test_import_snowg_rpc_gives_call(tmp_path: Path) -> None:

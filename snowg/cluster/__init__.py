@@ -50,6 +50,7 @@ from ._foreign import (
     foreign_nodes,
     foreign_peer,
     foreign_service,
+    protocol,
     register_protocol,
 )
 from ._frames import of_type
@@ -108,6 +109,7 @@ __all__ = [
     "port_please",
     "register_frame_handler",
     "register_global",
+    "protocol",
     "register_protocol",
     "registered_global",
     "rpc",
