@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-import weakref
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
@@ -43,10 +42,9 @@ from _ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 import gevent
 from gevent.event import Event
 from gevent.exceptions import ConcurrentObjectUseError
-from gevent.hub import Waiter
-from greenlet import getcurrent
 
 from .._core import Task
+from .._core.busy import BusyWaiters, may_suspend, never_suspend, suspend_again
 from .._core import self as _self
 from .._core import telemetry as _telemetry
 from .._core.terms import Pid
@@ -61,11 +59,6 @@ _RECV_SIZE = 32 * 1024
 
 #: Bytes a session may hold queued before senders are suspended (Erlang's ``+zdbbl``).
 DEFAULT_DIST_BUFFER_SIZE = 1024 * 1024
-
-# Greenlets that must never be suspended by a busy session: the sessions'
-# readers (frame handlers run there; a reader waiting for a writer could wait
-# on itself, or stop a peer's traffic behind one slow node).
-_never_suspend: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 class Session:
@@ -114,7 +107,7 @@ class Session:
         #: Bytes queued (in the list or in the writer's hands) not yet taken by the socket.
         self.queued = 0
         self.busy_limit = busy_limit
-        self._busy_waiters: List[Waiter[Any]] = []
+        self._busy_waiters = BusyWaiters()
         self._writer_task = Task(None)
         # True while the writer holds a batch the socket has not taken yet.
         self._writer_busy = False
@@ -195,32 +188,16 @@ class Session:
     def wait_while_busy(self) -> None:
         """Suspend the caller while more than ``busy_limit`` bytes are queued (a process's send).
 
-        Returns at once in the hub and in a session's reader, which must not
+        Returns at once in the hub and in a connection's reader, which must not
         block, and when the session is closed. An exit signal ends a
         suspended process as usual (what it sent is already queued).
         """
-        current = getcurrent()
-        if current in _never_suspend or current is gevent.get_hub():
+        if not may_suspend():
             return
         if self.queued > self.busy_limit and not self.closed and _telemetry.SESSION_BUSY in _telemetry.attached:
             measures: Dict[str, float] = {"queued": self.queued, "busy_limit": self.busy_limit}
             _telemetry.execute(_telemetry.SESSION_BUSY, measures, {"node": self.peer_name, "pid": _self()})
-        while self.queued > self.busy_limit and not self.closed:
-            waiter: Waiter[Any] = Waiter()
-            self._busy_waiters.append(waiter)
-            try:
-                waiter.get()
-            finally:
-                try:
-                    self._busy_waiters.remove(waiter)
-                except ValueError:
-                    pass  # woken: _wake_senders took the list
-
-    def _wake_senders(self) -> None:
-        waiters, self._busy_waiters = self._busy_waiters, []
-        run = gevent.get_hub().loop.run_callback
-        for waiter in waiters:
-            run(waiter.switch, None)
+        self._busy_waiters.wait(lambda: self.queued > self.busy_limit and not self.closed)
 
     def finish(self) -> None:
         """Send everything queued now, then end this side of the stream (``stop_node``).
@@ -275,7 +252,7 @@ class Session:
                     if self._busy_waiters and self.queued <= self.busy_limit and not self._finishing:
                         # (While stop_node flushes, suspended senders stay so: what
                         # they would add could not be sent; close() wakes them.)
-                        self._wake_senders()
+                        self._busy_waiters.wake_all()
                     if written == len(data):
                         break
                     data = memoryview(data)[written:]
@@ -299,7 +276,7 @@ class Session:
     def run_reader(self) -> None:
         """Read and dispatch frames until the connection ends (blocks this greenlet)."""
         self._reader = reader = gevent.getcurrent()
-        _never_suspend.add(reader)
+        never_suspend(reader)
         sock = self.sock
         tls = self._tls
         read = tls.read
@@ -348,7 +325,7 @@ class Session:
                 # connection: that is an end of stream too.
                 self._close_on_end_of_stream(decoder, f"read failed: {exc}")
         finally:
-            _never_suspend.discard(reader)
+            suspend_again(reader)
 
     def _close_on_end_of_stream(self, decoder: FrameDecoder, how: str) -> None:
         pending = decoder.buffered
@@ -377,7 +354,7 @@ class Session:
             gevent.spawn(self.run_reader)
         else:
             # The calling greenlet reads next; node-up callbacks run in it first.
-            _never_suspend.add(gevent.getcurrent())
+            never_suspend(gevent.getcurrent())
 
     def _on_tick(self) -> None:
         if self.closed:
@@ -419,7 +396,7 @@ class Session:
         # What was queued is lost with the connection (as in Erlang).
         self._out = []
         self.queued = 0
-        self._wake_senders()
+        self._busy_waiters.wake_all()
         try:
             self._on_closed(self, reason)
         finally:

@@ -42,18 +42,17 @@ import itertools
 import logging
 import socket
 import time
-import weakref
 from ssl import SSLEOFError, SSLWantReadError, SSLWantWriteError
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import gevent
 from gevent.event import Event
 from gevent.exceptions import ConcurrentObjectUseError
-from gevent.hub import Waiter
 from greenlet import getcurrent
 
 from .._core import Atom, Pid, Ref, Task, is_alive, make_ref, receive, whereis
 from .._core import remote as _remote
+from .._core.busy import BusyWaiters, may_suspend, never_suspend
 from .._core import self as _self
 from .._errors import SpawnError
 from . import _control
@@ -74,11 +73,6 @@ GROUP_LEADER_NAME = GROUP_LEADER
 
 _RECV_SIZE = 64 * 1024
 _ALIAS = Atom("alias")
-
-# Greenlets that must never be suspended by a busy connection: the readers
-# (a reader waiting on a writer could wait on itself, or stop a peer's
-# traffic behind one slow node).
-_never_suspend: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 def _nothing_pending() -> int:
@@ -157,7 +151,7 @@ class ErlangConnection:
         self._out: List[bytes] = []
         #: Bytes queued (in the list or in the writer's hands) not yet taken by the socket.
         self.queued = 0
-        self._busy_waiters: List[Waiter[Any]] = []
+        self._busy_waiters = BusyWaiters()
         self._writer_task = Task(None)
         # The non-blocking write of the object under gevent's socket (see _queue and _write_loop).
         tls = getattr(sock, "_sslobj", None)
@@ -215,7 +209,7 @@ class ErlangConnection:
         """Start the reader and writer greenlets and the tick timer; never blocks."""
         self._writer = gevent.spawn(self._write_loop)
         self._reader = gevent.spawn(self._read_loop)
-        _never_suspend.add(self._reader)
+        never_suspend(self._reader)
         interval = self.tick_time / 4.0
         self._ticker = gevent.get_hub().loop.timer(interval, interval)
         self._ticker.start(self._on_tick)
@@ -243,7 +237,7 @@ class ErlangConnection:
             self._ticker.close()
         self._out = []
         self.queued = 0
-        self._wake_senders()
+        self._busy_waiters.wake_all()
         self._writer_task.wake()
         spawners, self._spawners = self._spawners, {}
         for req, caller in spawners.items():
@@ -334,25 +328,8 @@ class ErlangConnection:
         return len(self._busy_waiters)
 
     def _wait_while_busy(self) -> None:
-        current = getcurrent()
-        if current in _never_suspend or current is gevent.get_hub():
-            return
-        while self.queued > self.busy_limit and not self.closed:
-            waiter: Waiter[Any] = Waiter()
-            self._busy_waiters.append(waiter)
-            try:
-                waiter.get()
-            finally:
-                try:
-                    self._busy_waiters.remove(waiter)
-                except ValueError:
-                    pass  # woken: _wake_senders took the list
-
-    def _wake_senders(self) -> None:
-        waiters, self._busy_waiters = self._busy_waiters, []
-        run = gevent.get_hub().loop.run_callback
-        for waiter in waiters:
-            run(waiter.switch, None)
+        if may_suspend():
+            self._busy_waiters.wait(lambda: self.queued > self.busy_limit and not self.closed)
 
     def _write_loop(self) -> None:
         sock = self.sock
@@ -389,7 +366,7 @@ class ErlangConnection:
                     self._write_stalled_since = None
                     self.queued -= written
                     if self._busy_waiters and self.queued <= self.busy_limit and not self._finishing:
-                        self._wake_senders()
+                        self._busy_waiters.wake_all()
                     if written == len(data):
                         break
                     data = memoryview(data)[written:]

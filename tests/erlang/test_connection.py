@@ -248,7 +248,8 @@ class _Forward(_remote.RemoteRouter):
 
 @pytest.fixture
 def forward() -> Iterator[Callable[[ErlangConnection], None]]:
-    """``forward(conn)``: route remote signals to ``conn`` for the test; the router is removed after."""
+    """``forward(conn)``: route remote signals to ``conn`` for the test; the node's own router is back after."""
+    previous = snowg._core.runtime.rt.router
 
     def install(conn: ErlangConnection) -> None:
         _remote.install_router(_Forward(conn))
@@ -256,7 +257,7 @@ def forward() -> Iterator[Callable[[ErlangConnection], None]]:
     try:
         yield install
     finally:
-        _remote.install_router(None)
+        _remote.install_router(previous)
 
 
 def _waiter(parent: snowg.Pid, tag: str = "got") -> None:
