@@ -66,8 +66,15 @@ def add_restart(
     The window keeps the restarts at most ``period`` seconds old (the boundary
     is inside, as in OTP); the restart is allowed while the window holds at
     most ``intensity`` restarts, so ``intensity=0`` refuses the first one.
+    ``restarts`` is in time order (the supervisor's clock is monotonic), so
+    only its oldest entries can have left the window: the cost is the
+    entries dropped, not the window's size (a supervisor with a large
+    ``intensity`` restarted in time proportional to it).
     """
-    kept = tuple(t for t in restarts if now - t <= period) + (now,)
+    first = 0
+    while first < len(restarts) and now - restarts[first] > period:
+        first += 1
+    kept = restarts[first:] + (now,)
     return kept, len(kept) <= intensity
 
 

@@ -11,6 +11,8 @@ import logging
 from typing import Any, ClassVar, Dict, List, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import snowg
 from snowg import ChildSpec, Down, Exit, GenServer, NoProc, StartError, supervisor
@@ -282,6 +284,25 @@ def test_add_restart_window_includes_its_boundary():
     assert add_restart((0.0,), 5.0, 5.0, 1) == ((0.0, 5.0), False)  # 5 s old: still inside
     assert add_restart((0.0,), 5.001, 5.0, 1) == ((5.001,), True)
     assert add_restart((), 0.0, 5.0, 0) == ((0.0,), False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gaps=st.lists(st.floats(min_value=0, max_value=4, allow_nan=False), max_size=30),
+    step=st.floats(min_value=0, max_value=12, allow_nan=False),
+    period=st.floats(min_value=0, max_value=10, allow_nan=False),
+    intensity=st.integers(min_value=0, max_value=40),
+)
+def test_add_restart_is_the_window_rule_for_restarts_in_time_order(gaps, step, period, intensity):
+    """It drops only the oldest entries; the result is the filter over the whole window, exactly."""
+    times, now = [], 0.0
+    for gap in gaps:
+        now += gap
+        times.append(now)
+    restarts = tuple(times)
+    now += step
+    expected = tuple(t for t in restarts if now - t <= period) + (now,)
+    assert add_restart(restarts, now, period, intensity) == (expected, len(expected) <= intensity)
 
 
 class Clock:
