@@ -14,6 +14,8 @@ The public surface:
 * :class:`ErlangOptions`, :func:`connect`, :func:`ping`, :func:`nodes`
   (the BEAM nodes; ``snowg.nodes()`` lists the snowg nodes);
   :func:`write_ssl_dist_optfile`, the ``-ssl_dist_optfile`` for ``erl``;
+* :func:`call` and :func:`cast`, ``erpc:call``/``erpc:cast`` from Python into
+  a BEAM node, and :class:`ErlangError`, an Erlang exception it raises;
 * the terms with no plain Python type: :class:`Atom`, :class:`ImproperList`,
   :class:`ErlPort`, :class:`BitBinary`, :class:`OpaqueTerm`, :class:`ErlMap`;
 * :class:`ErlangProtocolError`, raised for every malformed input from a peer.
@@ -23,7 +25,9 @@ Private modules, each sans-IO where it can be: ``_etf`` (the term format),
 (Python values to one peer's terms), ``_control`` (control messages),
 ``_connection`` (one live connection), ``_dist`` (the node side: listener,
 handshakes, connects), ``_tlsdist`` (the option file), ``_services``
-(``net_kernel``, the group leader, spawn requests).
+(``net_kernel``, started with the node's Erlang side), ``_io`` (the group
+leader of what this node spawns on BEAM nodes), ``_erpc`` (spawn requests
+from BEAM nodes, and :func:`call`/:func:`cast` into them).
 """
 
 from __future__ import annotations
