@@ -25,33 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import snowg  # noqa: E402
 from _machine import machine_load  # noqa: E402
+from _observer_workload import pingpong  # noqa: E402 - the same local round trips observer.py times
 from _table import Row, print_table, write_json  # noqa: E402
-
-
-def pingpong(n: int) -> float:
-    me = snowg.self()
-    send, receive = snowg.send, snowg.receive
-
-    def pong() -> None:
-        while True:
-            m = receive()
-            if m is None:
-                return
-            send(m, "pong")
-
-    def ping(peer: snowg.Pid) -> None:
-        mine = snowg.self()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            send(peer, mine)
-            receive()
-        dt = time.perf_counter() - t0
-        send(peer, None)
-        send(me, dt)
-
-    peer = snowg.spawn(pong)
-    snowg.spawn(ping, peer)
-    return n / snowg.receive()
 
 
 class _Echo(snowg.GenServer):
