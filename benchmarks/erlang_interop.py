@@ -39,7 +39,6 @@ import os
 os.environ.setdefault("GEVENT_RESOLVER", "block")  # a node dials addresses; no resolver thread pool
 
 import argparse  # noqa: E402
-import ctypes  # noqa: E402
 import secrets  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -53,9 +52,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import gevent  # noqa: E402
-from gevent import socket as gsocket  # noqa: E402
-from gevent import subprocess  # noqa: E402
 
+from _beam import HOST, Beam, compile_module, kill, otp_release, start_epmd, tls_dist_args  # noqa: E402
 from _machine import machine_load  # noqa: E402
 from _table import Row, print_table, write_json  # noqa: E402
 
@@ -64,7 +62,6 @@ import snowg.erlang  # noqa: E402
 from snowg import Atom  # noqa: E402
 from snowg.cluster import make_certs  # noqa: E402
 
-HOST = "127.0.0.1"
 ECHO = f"bench_echo@{HOST}"
 DRIVER = f"bench_driver@{HOST}"
 PY = f"bench_py@{HOST}"
@@ -136,88 +133,8 @@ halt_at_eof() ->
 """
 
 
-_BENCH_PID = os.getpid()
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In a child, before exec: have it SIGKILLed when this process ends, however it ends (PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != _BENCH_PID:
-        os._exit(70)  # no guarantee it would not outlive us, or we are gone already
-
-
 def log(msg: str) -> None:
     print(f"[erlang_interop {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with gsocket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def otp_release() -> str:
-    """The OTP release of the ``erl`` on PATH (``"25"``)."""
-    out = subprocess.run(
-        ["erl", "-noshell", "-eval", 'io:format("~s~n", [erlang:system_info(otp_release)]), halt().'],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return out.stdout.strip() or "unknown"
-
-
-def compile_module(directory: str) -> None:
-    """Write and compile ``snowg_bench.erl`` into ``directory``."""
-    source = os.path.join(directory, "snowg_bench.erl")
-    with open(source, "w", encoding="utf-8") as f:
-        f.write(MODULE)
-    subprocess.run(["erlc", "-o", directory, source], check=True, timeout=60)
-
-
-class Beam:
-    """One ``erl`` OS process in a session of its own; its stdout read line by line (a cooperative pipe)."""
-
-    def __init__(
-        self, name: str, call: str, env: Dict[str, str], dist_args: List[str], hidden: bool, path: str
-    ) -> None:
-        hide = ["-hidden"] if hidden else []
-        cmd = ["erl", "-noshell", "-name", name, *dist_args, *hide, "-pa", path, "-eval", call]
-        self.name = name
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-            text=True,
-        )
-        self.expect("ready", timeout=30)
-
-    def expect(self, prefix: str, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        with gevent.Timeout(timeout, RuntimeError(f"{self.name}: no {prefix!r} line within {timeout} s")):
-            while True:
-                line = self.proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"{self.name} ended (exit status {self.proc.poll()}) before {prefix!r}")
-                if line.startswith(prefix):
-                    return line[len(prefix) :].strip()
-
-    def command(self, term: str, timeout: float = 300.0) -> float:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(term + ".\n")
-        self.proc.stdin.flush()
-        return float(self.expect("result", timeout))
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self.proc.wait()
 
 
 # ----------------------------------------------------------- snowg side
@@ -272,14 +189,13 @@ def run_transport(
     """Start E, the snowg node and D over ``transport``; the figures of every round."""
     dist_args = ["-setcookie", cookie]
     if transport == "tls":
-        optfile = snowg.erlang.write_ssl_dist_optfile(os.path.join(os.path.dirname(certs), "ssl_dist.conf"), tls=certs)
-        dist_args += ["-proto_dist", "inet_tls", "-ssl_dist_optfile", optfile]
+        dist_args += tls_dist_args(certs, os.path.dirname(certs))
     figures: Dict[str, List[float]] = {}
     beams: List[Beam] = []
     try:
         # Both BEAM nodes first: a process forked from a running node logs that it is not that node.
-        beams.append(Beam(ECHO, "snowg_bench:serve().", env, dist_args, hidden=False, path=ebin))
-        driver = Beam(DRIVER, f"snowg_bench:drive('{ECHO}').", env, dist_args, hidden=True, path=ebin)
+        beams.append(Beam("snowg_bench:serve().", ebin, env, name=ECHO, dist_args=dist_args))
+        driver = Beam(f"snowg_bench:drive('{ECHO}').", ebin, env, name=DRIVER, dist_args=dist_args, hidden=True)
         beams.append(driver)
         snowg.start_node(PY, cookie=cookie, tls=certs, erlang=snowg.erlang.ErlangOptions(transport=transport))
         if snowg.whereis("counters") is None:  # it outlives a stop_node, for the next transport
@@ -330,31 +246,22 @@ def main() -> int:
     load_before = machine_load()
     release = otp_release()
     workdir = tempfile.mkdtemp(prefix="snowg-erlang-bench-")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNOWG_")}
-    env["ERL_EPMD_PORT"] = str(port)
     env["SNOWG_HOME"] = os.path.join(workdir, "home")
-    os.environ["ERL_EPMD_PORT"] = env["ERL_EPMD_PORT"]
     os.environ["SNOWG_HOME"] = env["SNOWG_HOME"]
-    epmd = subprocess.Popen(
-        ["epmd", "-port", str(port), "-address", HOST], env=env, start_new_session=True, preexec_fn=_die_with_parent
-    )
+    epmd = start_epmd(env)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     certs = os.path.join(workdir, "certs")
     cookie = secrets.token_hex(16)
     results: Dict[str, Dict[str, List[float]]] = {}
     try:
         make_certs(certs)
-        compile_module(workdir)
+        compile_module(workdir, "snowg_bench", MODULE)
         for transport in transports:
             log(f"{transport}: starting {ECHO}, {PY} and {DRIVER}")
             results[transport] = run_transport(transport, args, env, certs, cookie, workdir)
     finally:
-        try:
-            os.killpg(epmd.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        epmd.wait()
+        kill(epmd)
         shutil.rmtree(workdir, ignore_errors=True)
 
     def median(transport: str, key: str) -> Optional[float]:
