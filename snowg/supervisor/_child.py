@@ -71,7 +71,7 @@ def start_child_process(
         ChildStartFailed: the child failed to initialise; ``'noconnection'``
             when no candidate node could be reached.
     """
-    fn, args, kwargs = spec.fn, spec.args, spec.kwargs
+    fn, args, kwargs = spec.start  # (fn, args, kwargs), as spec.fn/.args/.kwargs read them
     if extra_args:
         args = args + tuple(extra_args)
     if spec.node is None:

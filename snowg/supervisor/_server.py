@@ -187,7 +187,7 @@ class Supervisor(GenServer):
 
     def _count_restart(self, state: State, key: Any) -> bool:
         flags = state.flags
-        state.restarts, ok = add_restart(state.restarts, flags.clock(), flags.period, flags.intensity)
+        ok = add_restart(state.restarts, flags.clock(), flags.period, flags.intensity)
         if not ok:
             _report(state, logging.ERROR, "reached_max_restart_intensity", key, None, "shutdown")
         _restart_event(state, key, ok)
@@ -198,10 +198,15 @@ class Supervisor(GenServer):
         if not self._count_restart(state, cid):
             state.children[cid].pid = None
             return ("stop", "shutdown", state)  # terminate() stops the others
-        order = list(state.children)
-        for oid in ids_to_stop(order, cid, state.flags.strategy):
-            _stop_static(state, oid)
-        for sid in ids_to_start(order, cid, state.flags.strategy):
+        strategy = state.flags.strategy
+        if strategy == "one_for_one":
+            to_start: List[Any] = [cid]  # nothing to stop (ids_to_stop's answer, without the copy of the order)
+        else:
+            order = list(state.children)
+            for oid in ids_to_stop(order, cid, strategy):
+                _stop_static(state, oid)
+            to_start = ids_to_start(order, cid, strategy)
+        for sid in to_start:
             child = state.children.get(sid)
             if child is None or type(child.pid) is Pid:
                 continue  # a temporary bystander (removed), or still running
@@ -394,15 +399,19 @@ def _restart_event(state: State, cid: Any, ok: bool) -> None:
     """Telemetry: a restart counted (``ok``), or the one too many that makes the supervisor give up."""
     event = _telemetry.SUPERVISOR_RESTART if ok else _telemetry.SUPERVISOR_GIVE_UP
     if event in _telemetry.attached:
-        flags = state.flags
-        meta = {
-            "supervisor": _self(),
-            "name": flags.name,
-            "child_id": cid,
-            "strategy": flags.strategy,
-            "intensity": flags.intensity,
-            "period": flags.period,
-        }
+        base = state.event_meta
+        if base is None:  # the same for every event of this supervisor but child_id
+            flags = state.flags
+            base = state.event_meta = {
+                "supervisor": _self(),
+                "name": flags.name,
+                "child_id": None,
+                "strategy": flags.strategy,
+                "intensity": flags.intensity,
+                "period": flags.period,
+            }
+        meta = base.copy()  # a dict of its own per event: a handler may keep it
+        meta["child_id"] = cid
         _telemetry.execute(event, {"restarts": len(state.restarts)}, meta)
 
 

@@ -7,8 +7,9 @@ acts on them is in ``_server.py``.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 from .._core import Pid
 from .._core import is_shutdown_reason
@@ -45,12 +46,14 @@ class State:
     template: Optional[ChildSpec] = None
     dynamic: Dict[Pid, Tuple[Any, ...]] = field(default_factory=dict)
     dyn_restarting: Dict[Pid, Tuple[Any, ...]] = field(default_factory=dict)
-    restarts: Tuple[float, ...] = ()
+    restarts: Deque[float] = field(default_factory=deque)
+    #: Whether the strategy is ``simple_one_for_one`` (kept: every exit asks).
+    simple: bool = field(init=False)
+    #: The metadata of this supervisor's telemetry events but ``child_id`` (made at the first).
+    event_meta: Optional[Dict[str, Any]] = None
 
-    @property
-    def simple(self) -> bool:
-        """Whether the strategy is ``simple_one_for_one``."""
-        return self.flags.simple
+    def __post_init__(self) -> None:
+        self.simple = self.flags.simple
 
     def __repr__(self) -> str:
         # Short on purpose: it goes into error reports, and may hold 10,000 children.
@@ -58,24 +61,23 @@ class State:
         return f"<supervisor state {self.flags.strategy} children={n} restarts={len(self.restarts)}>"
 
 
-def add_restart(
-    restarts: Tuple[float, ...], now: float, period: float, intensity: int
-) -> Tuple[Tuple[float, ...], bool]:
-    """Record a restart at ``now``; return the new window and whether it is allowed.
+def add_restart(restarts: Deque[float], now: float, period: float, intensity: int) -> bool:
+    """Record a restart at ``now`` in the window ``restarts`` (in place); return whether it is allowed.
 
     The window keeps the restarts at most ``period`` seconds old (the boundary
     is inside, as in OTP); the restart is allowed while the window holds at
     most ``intensity`` restarts, so ``intensity=0`` refuses the first one.
     ``restarts`` is in time order (the supervisor's clock is monotonic), so
-    only its oldest entries can have left the window: the cost is the
-    entries dropped, not the window's size (a supervisor with a large
-    ``intensity`` restarted in time proportional to it).
+    only its oldest entries can have left the window: they are dropped from
+    its left end and ``now`` appended at its right, so the cost is the
+    entries dropped, not the window's size (copying the window on every
+    restart made a supervisor with a large ``intensity`` restart in time
+    proportional to it).
     """
-    first = 0
-    while first < len(restarts) and now - restarts[first] > period:
-        first += 1
-    kept = restarts[first:] + (now,)
-    return kept, len(kept) <= intensity
+    while restarts and now - restarts[0] > period:
+        restarts.popleft()
+    restarts.append(now)
+    return len(restarts) <= intensity
 
 
 def should_restart(restart: str, reason: Any) -> bool:

@@ -8,6 +8,7 @@ messages (monitors, calls) only; every test is time-bounded.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any, ClassVar, Dict, List, Tuple
 
 import pytest
@@ -279,11 +280,18 @@ def test_exit_of_a_sibling_dying_during_the_restart_is_consumed():
 # --------------------------------------------------------------- intensity
 
 
+def _add(restarts, now, period, intensity):
+    """add_restart on a copy of ``restarts``: (the window after it, allowed)."""
+    window = deque(restarts)
+    ok = add_restart(window, now, period, intensity)
+    return tuple(window), ok
+
+
 def test_add_restart_window_includes_its_boundary():
-    assert add_restart((), 0.0, 5.0, 1) == ((0.0,), True)
-    assert add_restart((0.0,), 5.0, 5.0, 1) == ((0.0, 5.0), False)  # 5 s old: still inside
-    assert add_restart((0.0,), 5.001, 5.0, 1) == ((5.001,), True)
-    assert add_restart((), 0.0, 5.0, 0) == ((0.0,), False)
+    assert _add((), 0.0, 5.0, 1) == ((0.0,), True)
+    assert _add((0.0,), 5.0, 5.0, 1) == ((0.0, 5.0), False)  # 5 s old: still inside
+    assert _add((0.0,), 5.001, 5.0, 1) == ((5.001,), True)
+    assert _add((), 0.0, 5.0, 0) == ((0.0,), False)
 
 
 @settings(max_examples=300, deadline=None)
@@ -302,7 +310,25 @@ def test_add_restart_is_the_window_rule_for_restarts_in_time_order(gaps, step, p
     restarts = tuple(times)
     now += step
     expected = tuple(t for t in restarts if now - t <= period) + (now,)
-    assert add_restart(restarts, now, period, intensity) == (expected, len(expected) <= intensity)
+    assert _add(restarts, now, period, intensity) == (expected, len(expected) <= intensity)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.floats(min_value=0, max_value=4, allow_nan=False), min_size=1, max_size=60),
+    period=st.floats(min_value=0, max_value=10, allow_nan=False),
+    intensity=st.integers(min_value=0, max_value=40),
+)
+def test_add_restart_in_place_over_a_run_of_restarts_is_the_filter_rule(gaps, period, intensity):
+    """One window updated restart after restart (as a supervisor does) equals the filter each time."""
+    window: deque = deque()
+    times, now = [], 0.0
+    for gap in gaps:
+        now += gap
+        expected = tuple(t for t in times if now - t <= period) + (now,)
+        times.append(now)
+        assert add_restart(window, now, period, intensity) == (len(expected) <= intensity)
+        assert tuple(window) == expected
 
 
 class Clock:
