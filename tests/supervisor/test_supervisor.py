@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import snowg
-from snowg import ChildSpec, Down, Exit, GenServer, NoProc, StartError, supervisor
+import snowg.sys
+from snowg import ChildSpec, Down, Exit, GenServer, NoProc, StartError, supervisor, telemetry
 from snowg.supervisor import (
     AlreadyPresent,
     AlreadyStarted,
@@ -369,6 +370,56 @@ def test_restarts_older_than_the_period_fall_out_of_the_window():
         clock.now += 10.001
     assert snowg.is_alive(sup)
     stop_sup(sup)
+
+
+def test_a_sliding_window_drops_only_what_left_it_restart_after_restart():
+    """The window the supervisor keeps (in place) over a run of restarts: older ones leave, the boundary stays."""
+    clock = Clock()
+    snowg.trap_exit(True)
+    sup = supervisor.start_link([spec("a")], intensity=3, period=10, _clock=clock)
+    events(1)
+    for t in (0.0, 4.0, 8.0, 10.5):  # at 10.5 the restart at 0 has left: 4, 8, 10.5 remain
+        clock.now = 100.0 + t
+        end_child(pids(sup)["a"], "crashed")
+        assert events(1) == [("started", "a")]
+    assert snowg.is_alive(sup)
+    assert snowg.sys.get_status(sup)["state"]["recent_restarts"] == 3
+    clock.now = 114.0  # the restart at 4 is exactly `period` old: still inside, so 4 in the window
+    end_child(pids(sup)["a"], "crashed")
+    assert snowg.receive(lambda m: type(m) is Exit and m.pid == sup, 5) == Exit(sup, "shutdown")
+    assert alone()
+
+
+def test_restart_events_each_carry_their_own_metadata():
+    """The telemetry metadata is a dict of its own per event (a handler may keep it), with its child's id."""
+    me = snowg.self()
+    kept: List[Dict[str, Any]] = []
+
+    def handler(event: Any, measurements: Any, metadata: Dict[str, Any], config: Any) -> None:
+        kept.append(metadata)
+        snowg.send(me, ("restart_event", metadata["child_id"]))
+
+    telemetry.attach("test.supervisor.meta", telemetry.SUPERVISOR_RESTART, handler)
+    try:
+        sup = supervisor.start_link([spec("a"), spec("b")], intensity=5, period=10)
+        events(2)
+        for cid in ("a", "b", "a"):
+            end_child(pids(sup)[cid], "crashed")
+            assert snowg.receive(lambda m: type(m) is tuple and m[0] == "restart_event", 5) == ("restart_event", cid)
+            assert events(1) == [("started", cid)]
+        assert [m["child_id"] for m in kept] == ["a", "b", "a"]
+        assert len({id(m) for m in kept}) == 3
+        for m in kept:
+            assert {k: v for k, v in m.items() if k != "child_id"} == {
+                "supervisor": sup,
+                "name": None,
+                "strategy": "one_for_one",
+                "intensity": 5,
+                "period": 10.0,
+            }
+        stop_sup(sup)
+    finally:
+        telemetry.detach("test.supervisor.meta")
 
 
 def test_intensity_zero_ends_on_the_first_restart():
