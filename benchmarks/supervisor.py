@@ -54,7 +54,7 @@ Rows (ratio = snowg / baseline; lower is better everywhere):
   allows); ratio = supervisor / by hand.
 
 Usage: ``python benchmarks/supervisor.py [--restarts N] [--rounds K] [--remote-restarts N]
-[--no-remote] [--no-beam] [--quick] [--json FILE]``.
+[--no-remote] [--no-beam] [--beam-no-burst-limit] [--quick] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Dict, List, Optional, Tuple  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional, Tuple  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,7 +105,7 @@ class CrashServer(GenServer):
         snowg.send(rec, ("up", snowg.self()))
         return None
 
-    def handle_cast(self, request: Any, state: Any) -> tuple:
+    def handle_cast(self, request: Any, state: Any) -> Tuple[str, str, Any]:
         return ("stop", "crash", state)
 
 
@@ -135,8 +135,13 @@ def restart_latency(kind: str, n: int, intensity: int, period: float, per_sup: i
         snowg.unlink(sup)
         ref = snowg.monitor(sup)
         snowg.exit(sup, "shutdown")
-        snowg.receive(lambda m, ref=ref: type(m) is snowg.Down and m.ref == ref, 10)
+        snowg.receive(_down_of(ref), 10)
     return out
+
+
+def _down_of(ref: snowg.Ref) -> Callable[[Any], bool]:
+    """A match for the ``Down`` of the monitor ``ref``."""
+    return lambda m: type(m) is snowg.Down and m.ref == ref
 
 
 def stats(xs: List[float]) -> Dict[str, float]:

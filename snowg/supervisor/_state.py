@@ -1,8 +1,10 @@
-"""The supervisor's state record and its pure transition functions.
+"""The supervisor's state record and its transition functions.
 
-Everything here is plain data and functions without side effects, so the
-rules (semantics rules 15-18) can be read and tested on their own; the process that
-acts on them is in ``_server.py``.
+Everything here is plain data and functions with no effect beyond their
+arguments (only :func:`add_restart` changes one: it updates the restart
+window it is given, in place, so that a restart costs the same whatever
+the window's size), so the rules (semantics rules 15-18) can be read and
+tested on their own; the process that acts on them is in ``_server.py``.
 """
 
 from __future__ import annotations
