@@ -471,7 +471,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; {load_before} before, {machine_load()} after")
     print(
         f"ratio = snowg / baseline (lower is better). supervisor.restart.*: baseline = the BEAM "
-        f"(Erlang/OTP {release}, one_for_one supervisor, same child kind, same logging), "
+        f"(Erlang/OTP {release}, one_for_one supervisor, same child kind, same logging: log_on = its default "
+        f"logger{' with the burst limit off' if UNLIMITED_BEAM_LOG else ''}), "
         f"{n:,} samples per side and row ({args.rounds} alternating rounds x {args.restarts:,}); "
         f"realistic = intensity {REALISTIC[0]}, period {REALISTIC[1]} s, {REALISTIC[2]} restarts per supervisor; "
         f"large = intensity {args.restarts + 10}, period 3600 s, one supervisor per round. "
@@ -487,7 +488,11 @@ def main() -> None:
     if beam_reports:
         print(
             "BEAM child_terminated reports read from its standard output, of one per restart (log_on; "
-            "OTP's default handler drops what exceeds 500 events a second): "
+            + (
+                "burst limit off, --beam-no-burst-limit; its overload protection drops beyond a queue of 200): "
+                if UNLIMITED_BEAM_LOG
+                else "OTP's default handler drops what exceeds 500 events a second): "
+            )
             + ", ".join(
                 f"{kind}/{label} {seen:,} of {n if log_on else 0:,}"
                 for (kind, log_on, label), seen in beam_reports.items()
