@@ -70,7 +70,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -153,6 +153,8 @@ class Loadgens:
 
 class SnowgSystem:
     name = "snowg"
+    proto = "ws"
+    stuck_ok = True
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -174,6 +176,9 @@ class SnowgSystem:
                 raise RuntimeError(f"{p.name} did not join the full mesh")
         self.ports = [p.rpc("_fanout_node.start") for p in peers]
 
+    def pids(self) -> List[int]:
+        return [p.os_pid for p in self.peers]
+
     def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
         snowg.send((CTL, self.nodes[node]), ("bcast", room, r, size, count))
 
@@ -190,21 +195,24 @@ class SnowgSystem:
 
 
 class BaselineSystem:
-    name = "baseline"
+    """K independent gevent-websocket servers (``_fanout_baseline.py``), inline or queued broadcasts."""
 
-    def __init__(self) -> None:
+    proto = "ws"
+    stuck_ok = True
+
+    def __init__(self, queued: bool) -> None:
+        self.queued = queued
+        self.name = "queued" if queued else "inline"
         self.procs: list = []
         self.ctl: list = []
         self.ports: List[int] = []
 
+    def _command(self) -> List[str]:
+        return [sys.executable, os.path.join(HERE, "_fanout_baseline.py")] + (["--queued"] if self.queued else [])
+
     def start(self, k: int) -> None:
         for _ in range(k):
-            p = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "_fanout_baseline.py")],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd=HERE,
-            )
+            p = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE)
             self.procs.append(p)
         for p in self.procs:
             _, ws_port, ctl_port = p.stdout.readline().decode().split()
@@ -212,6 +220,9 @@ class BaselineSystem:
             s = gsocket.create_connection(("127.0.0.1", int(ctl_port)))
             s.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
             self.ctl.append((s, s.makefile("rb")))
+
+    def pids(self) -> List[int]:
+        return [p.pid for p in self.procs]
 
     def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
         # Every baseline process loops over its own clients, triggered at once.
@@ -238,6 +249,106 @@ class BaselineSystem:
         for p in self.procs:
             p.kill()
             p.wait()
+
+
+def socketio_missing() -> List[str]:
+    """What the python-socketio + Redis peer needs and is not installed (empty: it runs)."""
+    import importlib.util
+    import shutil
+
+    missing = [m for m in ("socketio", "engineio", "redis") if importlib.util.find_spec(m) is None]
+    if shutil.which("redis-server") is None:
+        missing.append("redis-server")
+    return missing
+
+
+def _free_port() -> int:
+    s = gsocket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _redis(port: int, *words: str) -> bytes:
+    """One Redis command (RESP) on a fresh connection; its raw answer (small: one read)."""
+    s = gsocket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(f"*{len(words)}\r\n".encode() + b"".join(f"${len(w)}\r\n{w}\r\n".encode() for w in words))
+        return s.recv(65536)
+    finally:
+        s.close()
+
+
+class SocketioSystem(BaselineSystem):
+    """python-socketio + RedisManager: a private ``redis-server`` and K ``_socketio_node.py`` processes.
+
+    A broadcast is one ``sio.emit(..., to=room)`` on one server (rotating, as
+    for snowg); it goes through Redis to every server, which sends it to its
+    own members.
+    """
+
+    proto = "sio"
+    stuck_ok = False
+
+    def __init__(self) -> None:
+        super().__init__(queued=False)
+        self.name = "socketio"
+        self.redis: Any = None
+        self.redis_port = 0
+
+    def _command(self) -> List[str]:
+        return [sys.executable, os.path.join(HERE, "_socketio_node.py"), str(self.redis_port)]
+
+    def start(self, k: int) -> None:
+        self.redis_port = _free_port()
+        self.redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            cwd=HERE,
+        )
+        _wait_until(lambda: _redis_ok(self.redis_port), 10, "redis-server did not start")
+        super().start(k)
+        # Every server listens on the Redis channel before the first broadcast.
+        _wait_until(
+            lambda: _redis(self.redis_port, "PUBSUB", "NUMSUB", "socketio").endswith(b":%d\r\n" % k),
+            30,
+            "the Socket.IO servers did not subscribe",
+        )
+
+    def pids(self) -> List[int]:
+        return super().pids() + [self.redis.pid]
+
+    def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
+        # One emit on one server: Redis carries it to every server.
+        self.ctl[node][0].sendall(f"bcast {room} {r} {size} {count}\n".encode())
+
+    def stop(self) -> None:
+        super().stop()
+        if self.redis is not None:
+            self.redis.kill()
+            self.redis.wait()
+
+
+def _redis_ok(port: int) -> bool:
+    try:
+        return _redis(port, "PING") == b"+PONG\r\n"
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------- runs
@@ -271,7 +382,7 @@ class Run:
                 if self.client_lg[i] == j:
                     key = (sysm.ports[self.client_node[i]], "/" + self.client_room[i])
                     groups[key] = groups.get(key, 0) + 1
-            conns = [[port, path, c] for (port, path), c in groups.items()]
+            conns = [[port, path, c, sysm.proto] for (port, path), c in groups.items()]
             # Remember which room each count belongs to, in the loadgen's open order.
             self.order[j] = [path[1:] for (_port, path), c in groups.items() for _ in range(c)]
             lg.cmd(j, cmd="open", conns=conns, concurrency=args.concurrency)
@@ -329,17 +440,27 @@ class Run:
                     break
         return lat, timeouts, sent
 
-    def burst(self, count: int, timeout: float) -> Optional[float]:
-        """``count`` broadcasts back to back from node 0 to room 0; -> deliveries/s."""
+    def burst(self, count: int, timeout: float) -> Optional[Tuple[float, float]]:
+        """``count`` broadcasts back to back from node 0 to room 0.
+
+        Returns (deliveries/s, server CPU µs per delivery), or None if some
+        broadcast did not reach every client in time. The CPU is user + system
+        time of every server process (Redis too, for Socket.IO) from just
+        before the burst until the last client has the last message.
+        """
         first = self.next_r
         rs = [self._new_r(0) for _ in range(count)]
+        pids = self.system.pids()
+        cpu0 = sum(map(_proc_cpu, pids))
         self.system.broadcast(0, self.rooms[0], first, self.args.size, count)
         got = self._wait(rs, timeout)
+        cpu = sum(map(_proc_cpu, pids)) - cpu0
         if len(got) < count:
             return None
         t0 = min(v[1] for v in got.values())
         last = max(v[0] for v in got.values())
-        return self.room_size[self.rooms[0]] * count / (last - t0)
+        deliveries = self.room_size[self.rooms[0]] * count
+        return deliveries / (last - t0), cpu * 1e6 / deliveries
 
     def _new_r(self, room_index: int) -> int:
         r = self.next_r
@@ -373,11 +494,11 @@ class Run:
         self.system.stop()
 
 
-def _wait_until(pred: Any, timeout: float) -> None:
+def _wait_until(pred: Any, timeout: float, what: str = "timed out waiting for the clients to join") -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
-            raise RuntimeError("timed out waiting for the clients to join")
+            raise RuntimeError(what)
         gevent.sleep(0.05)
 
 
@@ -392,50 +513,131 @@ def pct(xs: List[float], p: float) -> Optional[float]:
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
-def measure(system: Any, args: Any, n: int, full: bool) -> dict:
-    run = Run(system, args, n)
+def tail_pct(samples: int) -> int:
+    """The highest percentile ``samples`` latencies support: 99 from 1,000 on, else 95 (else 90 under 100)."""
+    return 99 if samples >= 1000 else 95 if samples >= 100 else 90
+
+
+def measure_all(systems: List[Any], args: Any, n: int, full: bool) -> Dict[str, dict]:
+    """Every system open at once with its own clients; latency blocks and bursts alternate between them.
+
+    ``args.rounds`` rounds; in each, every system (in a rotated order) takes
+    ``args.broadcasts / rounds`` sequential broadcasts and then one burst. The
+    latencies of all rounds are pooled; deliveries/s and CPU per delivery are
+    the medians of the rounds' bursts. The stuck runs come last.
+    """
+    runs = [Run(system, args, n) for system in systems]
+    res: Dict[str, dict] = {
+        r.system.name: {"lat": [], "timeouts": 0, "deliveries": [], "cpu_us": [], "failed_bursts": 0} for r in runs
+    }
+    rounds = max(1, args.rounds)
+    per = -(-args.broadcasts // rounds)
     try:
-        run.open()
-        run.latency(WARMUP, args.timeout)
-        lat, timeouts, _ = run.latency(args.broadcasts, args.timeout)
-        out = {"lat": lat, "timeouts": timeouts}
-        if full:
-            out["deliveries"] = run.burst(args.burst, args.timeout * 4)
-            if not args.no_stuck:
-                out["stuck"] = run.stuck(args.broadcasts, args.stuck_timeout)
+        for run in runs:
+            run.open()
+            run.latency(WARMUP, args.timeout)
+        for rnd in range(rounds):
+            order = runs[rnd % len(runs) :] + runs[: rnd % len(runs)]
+            for run in order:
+                out = res[run.system.name]
+                lat, timeouts, _ = run.latency(per, args.timeout)
+                out["lat"] += lat
+                out["timeouts"] += timeouts
+                if full:
+                    b = run.burst(args.burst, args.timeout * 4)
+                    if b is None:
+                        out["failed_bursts"] += 1
+                    else:
+                        out["deliveries"].append(b[0])
+                        out["cpu_us"].append(b[1])
+                log(
+                    f"round {rnd + 1}/{rounds} {run.system.name}: {len(lat)} broadcasts"
+                    + (
+                        f", burst {_f(out['deliveries'][-1] if out['deliveries'] else None)} deliveries/s, "
+                        f"{_f(out['cpu_us'][-1] if out['cpu_us'] else None)} µs CPU per delivery"
+                        if full
+                        else ""
+                    )
+                )
+        if full and not args.no_stuck:
+            for run in runs:
+                if run.system.stuck_ok:
+                    res[run.system.name]["stuck"] = run.stuck(args.stuck_broadcasts, args.stuck_timeout)
+    finally:
+        for run in runs:
+            run.close()
+    for name, out in res.items():
+        lat = out["lat"]
+        tp = tail_pct(len(lat))
+        out["deliveries"] = median(out["deliveries"]) if out["deliveries"] else None
+        out["cpu_us"] = median(out["cpu_us"]) if out["cpu_us"] else None
         log(
-            f"{system.name} N={n}: latency ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
-            f"p99 {_f(pct(lat, 99))}, max {_f(max(lat) if lat else None)}, timeouts {timeouts}"
+            f"{name} N={n}: {len(lat)} latencies, ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
+            f"p{tp} {_f(pct(lat, tp))}, max {_f(max(lat) if lat else None)}, timeouts {out['timeouts']}"
+            + (
+                f"; bursts: {_f(out['deliveries'])} deliveries/s, {_f(out['cpu_us'])} µs CPU per delivery (medians), "
+                f"failed {out['failed_bursts']}"
+                if full
+                else ""
+            )
         )
         if args.verbose:
-            log(f"{system.name} N={n}: latencies in order: {' '.join(_f(x) for x in lat)}")
-        return out
-    finally:
-        run.close()
+            log(f"{name} N={n}: latencies in order: {' '.join(_f(x) for x in lat)}")
+    return res
 
 
-def run_both(args: Any, config: Any, n: int, full: bool) -> dict:
-    return {
-        "snowg": measure(SnowgSystem(config), args, n, full),
-        "baseline": measure(BaselineSystem(), args, n, full),
-    }
+def median(xs: List[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def systems_for(args: Any, config: Any) -> List[Any]:
+    systems: List[Any] = [SnowgSystem(config), BaselineSystem(queued=True), BaselineSystem(queued=False)]
+    if args.no_socketio:
+        log("python-socketio + Redis: --no-socketio, skipped")
+    else:
+        missing = socketio_missing()
+        if missing:
+            log(f"python-socketio + Redis: not installed ({', '.join(missing)} missing), skipped")
+        else:
+            systems.append(SocketioSystem())
+    return systems
+
+
+# Which baseline each group of rows compares against (printed with the table).
+BASELINES = {
+    "fanout.": "queued: gevent-websocket, a bounded queue + writer greenlet per client, frame encoded once",
+    "fanout.inline.": "inline: gevent-websocket, ws.send looped over the clients (re-encoded per client)",
+    "socketio.": "python-socketio + RedisManager (gevent, WebSocket transport) with a private redis-server",
+}
 
 
 def rows_for(res: dict, n: int, args: Any, main: bool) -> List[Row]:
-    s, b = res["snowg"], res["baseline"]
+    s = res["snowg"]
     at = "" if main else f"@N={n}"
-    rows = [
-        Row(f"fanout.latency_p50{at}", "ms", pct(s["lat"], 50), pct(b["lat"], 50), False),
-        Row(f"fanout.latency_p99{at}", "ms", pct(s["lat"], 99), pct(b["lat"], 99), False),
-    ]
-    if "deliveries" in s:
-        rows.append(Row("fanout.deliveries", "deliveries/s", s["deliveries"] or 0.0, b.get("deliveries"), True))
+    tp = tail_pct(min(len(r["lat"]) for r in res.values()))
+    rows = []
+    for prefix, other in (("fanout.", "queued"), ("fanout.inline.", "inline"), ("socketio.", "socketio")):
+        if other not in res:
+            continue
+        b = res[other]
+        rows += [
+            Row(f"{prefix}latency_p50{at}", "ms", pct(s["lat"], 50), pct(b["lat"], 50), False),
+            Row(f"{prefix}latency_p{tp}{at}", "ms", pct(s["lat"], tp), pct(b["lat"], tp), False),
+        ]
+        if s.get("deliveries") is not None:
+            rows.append(Row(f"{prefix}deliveries{at}", "deliveries/s", s["deliveries"], b.get("deliveries"), True))
+            rows.append(Row(f"{prefix}cpu_per_delivery{at}", "µs", s["cpu_us"], b.get("cpu_us"), False))
     if "stuck" in s:
-        ss, bs = s["stuck"], b["stuck"]
-        b_p99 = pct(bs["lat"], 99) if not bs["timeouts"] else None
-        rows.append(Row("fanout.stuck.latency_p99", "ms", pct(ss["lat"], 99), b_p99, False))
-        rows.append(Row("fanout.stuck.starved_clients", "clients", float(ss["starved"]), float(bs["starved"]), False))
-        rows.append(Row("fanout.stuck_vs_normal_p99", "x", pct(ss["lat"], 99) / pct(s["lat"], 99), None, False))
+        ss = s["stuck"]
+        for prefix, other in (("fanout.", "queued"), ("fanout.inline.", "inline")):
+            bs = res[other]["stuck"]
+            b_p50 = pct(bs["lat"], 50) if not bs["timeouts"] else None
+            rows.append(Row(f"{prefix}stuck.latency_p50", "ms", pct(ss["lat"], 50), b_p50, False))
+            starved = float(ss["starved"]), float(bs["starved"])
+            rows.append(Row(f"{prefix}stuck.starved_clients", "clients", *starved, False))
+        rows.append(Row("fanout.stuck_vs_normal_p50", "x", pct(ss["lat"], 50) / pct(s["lat"], 50), None, False))
     return rows
 
 
@@ -450,7 +652,9 @@ def plot(points: Dict[int, dict], path: str) -> None:
         return
     ns = sorted(points)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for system, style in (("snowg", "-o"), ("baseline", "--s")):
+    for system, style in (("snowg", "-o"), ("queued", "--s"), ("inline", ":^"), ("socketio", "-.d")):
+        if system not in points[ns[0]]:
+            continue
         for p in (50, 99):
             ys = [pct(points[n][system]["lat"], p) for n in ns]
             ax.plot(ns, ys, style, label=f"{system} p{p}")
@@ -738,7 +942,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=3000, help="N, clients in total (default 3000)")
     ap.add_argument("--nodes", type=int, default=None, help="K, node processes (default 3; 8 with --routing)")
-    ap.add_argument("--broadcasts", type=int, default=100, help="R, measured broadcasts (default 100)")
+    ap.add_argument(
+        "--broadcasts", type=int, default=300, help="R, sequential broadcasts per system (default 300: p95; 1000: p99)"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3), one burst each")
+    ap.add_argument(
+        "--stuck-broadcasts", type=int, default=50, help="broadcasts in each never-reading-client run (default 50)"
+    )
+    ap.add_argument("--no-socketio", action="store_true", help="skip the python-socketio + Redis peer")
     ap.add_argument("--room-size", type=int, default=0, help="clients per room (default: all in one room)")
     ap.add_argument("--loadgens", type=int, default=2, help="load-generator processes (default 2)")
     ap.add_argument("--size", type=int, default=100, help="message size in bytes (default 100)")
@@ -804,7 +1015,7 @@ def main() -> int:
             write_json(rows, args.json)
         return 0
     try:
-        res = run_both(args, config, args.clients, full=True)
+        res = measure_all(systems_for(args, config), args, args.clients, full=True)
         rows = rows_for(res, args.clients, args, main=True)
         points = {args.clients: res}
         if args.plot:
@@ -815,24 +1026,31 @@ def main() -> int:
             )
             for n in sizes:
                 if n not in points:
-                    points[n] = run_both(args, config, n, full=False)
+                    points[n] = measure_all(systems_for(args, config), args, n, full=False)
             for n in sorted(points):
                 if n != args.clients:
                     rows += rows_for(points[n], n, args, main=False)
     finally:
         snowg.stop_node()
+    samples = min(len(r["lat"]) for r in res.values())
     print(
         f"{args.nodes} nodes x {args.clients} clients (rooms of {args.room_size or args.clients}), "
-        f"{args.broadcasts} broadcasts of {args.size} B, burst {args.burst}, {args.loadgens} load generators"
+        f"{args.broadcasts} sequential broadcasts of {args.size} B per system in {args.rounds} alternating rounds "
+        f"(latency percentiles over {samples} samples: p{tail_pct(samples)}; p99 needs --broadcasts 1000), "
+        f"a burst of {args.burst} per round (deliveries/s and CPU per delivery: medians of {args.rounds} bursts), "
+        f"{args.loadgens} load generators"
     )
+    print("ratio = snowg / baseline; the baseline of each row:")
+    for prefix, what in BASELINES.items():
+        if prefix == "socketio." and "socketio" not in res:
+            what += ": not installed or --no-socketio, skipped"
+        print(f"  {prefix}*: {what}")
     print_table(rows)
     if "stuck" in res["snowg"]:
-        bs = res["baseline"]["stuck"]
-        print(
-            f"\nstuck run: baseline broadcasts timed out: {bs['timeouts']}, "
-            f"starved clients: {bs['starved']}; snowg timed out: {res['snowg']['stuck']['timeouts']}, "
-            f"starved: {res['snowg']['stuck']['starved']}"
-        )
+        print(f"\nstuck runs ({args.stuck_broadcasts} broadcasts each, one never-reading client added):")
+        for name in ("snowg", "queued", "inline"):
+            st = res[name]["stuck"]
+            print(f"  {name}: broadcasts timed out {st['timeouts']}, starved clients {st['starved']}")
     if args.json:
         write_json(rows, args.json)
     if args.plot:
