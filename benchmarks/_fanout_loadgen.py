@@ -14,6 +14,8 @@ Run as ``python _fanout_loadgen.py``; takes commands on stdin, one JSON per line
 * ``{"cmd": "counts"}``: answer ``counts <json list>``, the messages each
   client (in "open" order) got since the last ``reset``;
 * ``{"cmd": "reset"}``: zero those counts (answers ``reset``);
+* ``{"cmd": "reads"}``: answer ``reads <n>``, the socket reads that returned
+  data so far (frames per read tell how much the server coalesced);
 * ``{"cmd": "quit"}``.
 
 Each received broadcast ``'<r> <room> <t0> ...'`` (for Socket.IO, the text
@@ -47,6 +49,7 @@ counts: list = []
 expected: dict = {}  # room -> how many of this process's clients are in it
 stats: dict = {}  # r -> [count, last arrival, min t0]
 keep: list = []  # sockets (the stuck one included), so they stay open
+reads = [0]  # socket reads that returned data
 
 
 def say(line: str) -> None:
@@ -190,6 +193,7 @@ def reader(idx: int, s, buf: bytes, sio: bool = False) -> None:
             data = s.recv(262144)
             if not data:
                 return
+            reads[0] += 1
             buf += data
             now = monotonic()
     except OSError:
@@ -241,6 +245,8 @@ def main() -> None:
             say("stuck-ready")
         elif kind == "counts":
             say("counts " + json.dumps(counts))
+        elif kind == "reads":
+            say(f"reads {reads[0]}")
         elif kind == "reset":
             for i in range(len(counts)):
                 counts[i] = 0

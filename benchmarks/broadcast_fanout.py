@@ -451,16 +451,26 @@ class Run:
         first = self.next_r
         rs = [self._new_r(0) for _ in range(count)]
         pids = self.system.pids()
+        reads0 = self.reads()
         cpu0 = sum(map(_proc_cpu, pids))
         self.system.broadcast(0, self.rooms[0], first, self.args.size, count)
         got = self._wait(rs, timeout)
         cpu = sum(map(_proc_cpu, pids)) - cpu0
         if len(got) < count:
             return None
+        self.frames_per_read = self.room_size[self.rooms[0]] * count / max(1, self.reads() - reads0)
         t0 = min(v[1] for v in got.values())
         last = max(v[0] for v in got.values())
         deliveries = self.room_size[self.rooms[0]] * count
         return deliveries / (last - t0), cpu * 1e6 / deliveries
+
+    def reads(self) -> int:
+        """Socket reads that returned data, all load generators together, so far."""
+        total = 0
+        for j in range(self.args.loadgens):
+            self.lg.cmd(j, cmd="reads")
+            total += int(self.lg.reply(j).split()[1])
+        return total
 
     def _new_r(self, room_index: int) -> int:
         r = self.next_r
@@ -550,11 +560,14 @@ def measure_all(systems: List[Any], args: Any, n: int, full: bool) -> Dict[str, 
                     else:
                         out["deliveries"].append(b[0])
                         out["cpu_us"].append(b[1])
+                        out.setdefault("frames_per_read", []).append(run.frames_per_read)
                 log(
                     f"round {rnd + 1}/{rounds} {run.system.name}: {len(lat)} broadcasts"
                     + (
                         f", burst {_f(out['deliveries'][-1] if out['deliveries'] else None)} deliveries/s, "
-                        f"{_f(out['cpu_us'][-1] if out['cpu_us'] else None)} µs CPU per delivery"
+                        f"{_f(out['cpu_us'][-1] if out['cpu_us'] else None)} µs CPU per delivery, "
+                        f"{_f(out['frames_per_read'][-1] if out.get('frames_per_read') else None)} messages "
+                        "per client read"
                         if full
                         else ""
                     )
