@@ -1,4 +1,4 @@
-"""Cluster broadcast fan-out: K node OS processes x N WebSocket clients, beside a plain gevent-websocket baseline.
+"""Cluster broadcast fan-out: K server processes x N WebSocket clients in one room, snowg beside three peers.
 
 snowg: K ``snowg node`` processes (TLS distribution, full mesh), each serving
 N/K clients with ``snowg.ws``; a broadcast is one ``snowg.ws.broadcast`` call
@@ -6,24 +6,52 @@ on one node (rotating), which queues the frame for its local members and sends
 one room-broadcast frame to each other node with members: here, every node
 (semantics rule 29).
 
-Baseline (same run, same clients): K independent processes, each ONE
-gevent-websocket WSGI server whose handler appends the socket to a list; a
-broadcast triggers all K at once (TCP control lines written back to back) and
-each loops ``ws.send(msg)`` over its own N/K sockets inline.
+The peers, each measured in the same run with the same clients (every system
+is open at once, each with its own load generators; latency blocks and bursts
+alternate between them over --rounds rounds):
 
-Clients live in L separate load-generator processes (gevent, raw sockets).
-Each message carries ``time.monotonic()`` taken by the broadcaster just before
-the broadcast call (CLOCK_MONOTONIC is system-wide on Linux); each load
-generator stamps arrivals with its own ``time.monotonic()``. Latency of one
-broadcast = last arrival at any client - earliest t0.
+* ``queued`` (the baseline of the ``fanout.*`` rows): K independent
+  gevent-websocket servers (``_fanout_baseline.py --queued``); each client has
+  a bounded ``gevent.queue.Queue`` (1,024 frames, snowg's ``queue_size``) and a
+  writer greenlet that drains it into one ``sendall``; a broadcast encodes the
+  frame once and puts it on every member's queue (a full queue closes that
+  client). This is how ``snowg.ws`` sends, written in plain gevent.
+* ``inline`` (``fanout.inline.*``): the same servers, but a broadcast loops
+  ``ws.send(msg)`` over the clients in the broadcasting greenlet (re-encoded
+  per client; a client that does not read blocks the loop).
+  Both baselines get each broadcast on all K servers at once (control lines
+  written back to back): they have no cluster to relay it.
+* ``socketio`` (``socketio.*``, when python-socketio, redis and redis-server
+  are installed; else "not installed, skipped"): K python-socketio servers
+  (``_socketio_node.py``: ``socketio.Server(async_mode="gevent",
+  client_manager=socketio.RedisManager(...))`` on gevent's WSGIServer with
+  gevent-websocket) and a private ``redis-server`` on a free port, killed at
+  the end; a broadcast is one ``sio.emit(..., to=room)`` on one server
+  (rotating), which Redis carries to every server. Its clients speak
+  Socket.IO over the WebSocket transport only (no polling).
 
-Rows (ratio = snowg / baseline):
-  fanout.latency_p50 / _p99   ms until the last client has a broadcast (sequential broadcasts)
-  fanout.deliveries           deliveries/s for a burst of B broadcasts
-  fanout.stuck.latency_p99    the same p99 with one extra client that never reads (its
-                              buffers filled first); baseline: None when it stalled
-  fanout.stuck.starved        clients that missed broadcasts in the stuck run (should be 0)
-  fanout.stuck_vs_normal_p99  snowg's stuck p99 / its normal p99 (no baseline)
+Clients live in L separate load-generator processes (gevent, raw sockets, the
+same code for every system: ``_fanout_loadgen.py``). Each message carries
+``time.monotonic()`` taken by the broadcaster just before the broadcast call
+(CLOCK_MONOTONIC is system-wide on Linux); each load generator stamps
+arrivals with its own ``time.monotonic()``. Latency of one broadcast = last
+arrival at any client - earliest t0.
+
+Rows (ratio = snowg / the row's baseline, printed above the table):
+  *.latency_p50 / _p95 or _p99  ms until the last client has a broadcast (sequential broadcasts;
+                                p99 only from 1,000 samples: --broadcasts 1000)
+  *.deliveries                  deliveries/s for a burst of B broadcasts from one server
+                                (clients x B / (last arrival - first t0)); the median of the rounds
+  *.cpu_per_delivery            µs of server CPU (every server process -- Redis too -- all
+                                threads, /proc/<pid>/task/*/schedstat) during the burst /
+                                deliveries; median of the rounds
+  *.cpu_per_delivery_seq        the same over all the sequential broadcasts (one frame per write)
+  *.stuck.latency_p50           the latency with one extra client that never reads (its
+                                buffers filled first); the baseline's is None when it stalled
+  *.stuck.starved_clients       clients that missed broadcasts in the stuck run (should be 0)
+  fanout.stuck_vs_normal_p50    snowg's stuck p50 / its normal p50 (no baseline)
+Targets: fanout.deliveries >= 1.0x; snowg ahead of socketio on the tail latency
+and on CPU per delivery.
 
 Compressed rooms (--compression): one node, N clients in one room, R sequential
 broadcasts of a JSON chat message of about 1 KB (a different one each time),
@@ -55,12 +83,11 @@ routed / to every node):
 Targets: frames per broadcast = the nodes with members (other than the
 sender), latency <= the every-node run.
 
-Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R]
-         [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck]
+Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R] [--rounds 3]
+         [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck] [--no-socketio]
          [--json FILE] [--plot FILE.png [--plot-sizes N1,N2,...]]
        python benchmarks/broadcast_fanout.py --compression [--clients N] [--broadcasts R] [--loadgens L]
        python benchmarks/broadcast_fanout.py --routing [--nodes K] [--member-nodes M] [--clients N] [--broadcasts R]
-The target: p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
 """
 
 from __future__ import annotations
@@ -452,10 +479,10 @@ class Run:
         rs = [self._new_r(0) for _ in range(count)]
         pids = self.system.pids()
         reads0 = self.reads()
-        cpu0 = sum(map(_proc_cpu, pids))
+        cpu0 = sum(map(_proc_cpu_ns, pids))
         self.system.broadcast(0, self.rooms[0], first, self.args.size, count)
         got = self._wait(rs, timeout)
-        cpu = sum(map(_proc_cpu, pids)) - cpu0
+        cpu = sum(map(_proc_cpu_ns, pids)) - cpu0
         if len(got) < count:
             return None
         self.frames_per_read = self.room_size[self.rooms[0]] * count / max(1, self.reads() - reads0)
@@ -537,9 +564,10 @@ def measure_all(systems: List[Any], args: Any, n: int, full: bool) -> Dict[str, 
     the medians of the rounds' bursts. The stuck runs come last.
     """
     runs = [Run(system, args, n) for system in systems]
-    res: Dict[str, dict] = {
-        r.system.name: {"lat": [], "timeouts": 0, "deliveries": [], "cpu_us": [], "failed_bursts": 0} for r in runs
-    }
+    res: Dict[str, dict] = {}
+    for r in runs:
+        res[r.system.name] = {"lat": [], "timeouts": 0, "deliveries": [], "cpu_us": [], "failed_bursts": 0}
+        res[r.system.name].update(cpu_seq=0.0, seq_deliveries=0)
     rounds = max(1, args.rounds)
     per = -(-args.broadcasts // rounds)
     try:
@@ -550,7 +578,11 @@ def measure_all(systems: List[Any], args: Any, n: int, full: bool) -> Dict[str, 
             order = runs[rnd % len(runs) :] + runs[: rnd % len(runs)]
             for run in order:
                 out = res[run.system.name]
+                pids = run.system.pids()
+                cpu0 = sum(map(_proc_cpu_ns, pids))
                 lat, timeouts, _ = run.latency(per, args.timeout)
+                out["cpu_seq"] += sum(map(_proc_cpu_ns, pids)) - cpu0
+                out["seq_deliveries"] += per * n / len(run.rooms)  # rooms in turn: n / rooms members each
                 out["lat"] += lat
                 out["timeouts"] += timeouts
                 if full:
@@ -584,9 +616,11 @@ def measure_all(systems: List[Any], args: Any, n: int, full: bool) -> Dict[str, 
         tp = tail_pct(len(lat))
         out["deliveries"] = median(out["deliveries"]) if out["deliveries"] else None
         out["cpu_us"] = median(out["cpu_us"]) if out["cpu_us"] else None
+        out["cpu_seq_us"] = out["cpu_seq"] * 1e6 / max(1, out["seq_deliveries"])
         log(
             f"{name} N={n}: {len(lat)} latencies, ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
-            f"p{tp} {_f(pct(lat, tp))}, max {_f(max(lat) if lat else None)}, timeouts {out['timeouts']}"
+            f"p{tp} {_f(pct(lat, tp))}, max {_f(max(lat) if lat else None)}, timeouts {out['timeouts']}, "
+            f"server CPU {out['cpu_seq_us']:.2f} µs per delivery"
             + (
                 f"; bursts: {_f(out['deliveries'])} deliveries/s, {_f(out['cpu_us'])} µs CPU per delivery (medians), "
                 f"failed {out['failed_bursts']}"
@@ -639,6 +673,7 @@ def rows_for(res: dict, n: int, args: Any, main: bool) -> List[Row]:
             Row(f"{prefix}latency_p50{at}", "ms", pct(s["lat"], 50), pct(b["lat"], 50), False),
             Row(f"{prefix}latency_p{tp}{at}", "ms", pct(s["lat"], tp), pct(b["lat"], tp), False),
         ]
+        rows.append(Row(f"{prefix}cpu_per_delivery_seq{at}", "µs", s["cpu_seq_us"], b["cpu_seq_us"], False))
         if s.get("deliveries") is not None:
             rows.append(Row(f"{prefix}deliveries{at}", "deliveries/s", s["deliveries"], b.get("deliveries"), True))
             rows.append(Row(f"{prefix}cpu_per_delivery{at}", "µs", s["cpu_us"], b.get("cpu_us"), False))
@@ -727,6 +762,22 @@ def chat_messages(count: int, seed: int = 7) -> List[str]:
         }
         out.append(json.dumps(msg))
     return out
+
+
+def _proc_cpu_ns(pid: int) -> float:
+    """CPU seconds of process ``pid``, all its threads, from the scheduler's ns counters (/proc schedstat).
+
+    The /proc/<pid>/stat figures move in clock ticks (10 ms): too coarse for
+    one burst. Falls back to them where schedstat is missing.
+    """
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        return _proc_cpu(pid)
 
 
 def _proc_cpu(pid: int) -> float:
@@ -956,7 +1007,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=3000, help="N, clients in total (default 3000)")
     ap.add_argument("--nodes", type=int, default=None, help="K, node processes (default 3; 8 with --routing)")
     ap.add_argument(
-        "--broadcasts", type=int, default=300, help="R, sequential broadcasts per system (default 300: p95; 1000: p99)"
+        "--broadcasts", type=int, default=200, help="R, sequential broadcasts per system (default 200: p95; 1000: p99)"
     )
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3), one burst each")
     ap.add_argument(
