@@ -14,7 +14,8 @@ Per connection there are three greenlets:
   connection's frames (process messages stay in the mailbox);
 * the **writer** (a plain greenlet): the only code that ever writes the
   socket. ``conn.send`` and broadcasts append ready-made frames to a bounded
-  deque and return; the writer joins whatever is queued into one ``sendall``.
+  deque and return; the writer joins whatever is queued into one write (a
+  non-blocking send on a plain socket, then ``sendall`` for what is left).
 
 Flow control: the reader stops reading the socket while ``recv_queue_size``
 of its messages wait unread in the handler's mailbox (TCP then slows the
