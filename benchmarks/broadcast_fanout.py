@@ -1100,7 +1100,8 @@ def main() -> int:
     print(
         f"{args.nodes} nodes x {args.clients} clients (rooms of {args.room_size or args.clients}), "
         f"{args.broadcasts} sequential broadcasts of {args.size} B per system in {args.rounds} alternating rounds "
-        f"(latency percentiles over {samples} samples: p{tail_pct(samples)}; p99 needs --broadcasts 1000), "
+        f"(latency percentiles over {samples} samples: p{tail_pct(samples)}"
+        f"{'' if tail_pct(samples) == 99 else '; p99 needs --broadcasts 1000'}), "
         f"a burst of {args.burst} per round (deliveries/s and CPU per delivery: medians of {args.rounds} bursts), "
         f"{args.loadgens} load generators"
     )
