@@ -2,19 +2,28 @@
 
 Run as ``python _fanout_loadgen.py``; takes commands on stdin, one JSON per line:
 
-* ``{"cmd": "open", "conns": [[port, path, count], ...], "concurrency": 64}``:
+* ``{"cmd": "open", "conns": [[port, path, count, proto], ...], "concurrency": 64}``:
   open the clients (path ``/r0`` joins room r0), answer ``ready <opened>``;
+  ``proto`` is ``"ws"`` (a plain WebSocket at ``path``) or ``"sio"`` (a
+  Socket.IO client, WebSocket transport only: it upgrades at
+  ``/socket.io/?EIO=4&transport=websocket&room=r0``, waits for engine.io's
+  open packet, connects to the default namespace with ``40`` and waits for
+  the server's ``40{...}``);
 * ``{"cmd": "stuck", "port": p, "path": "/r0,stuck"}``: open one more client
   that never reads after its handshake (small SO_RCVBUF), answer ``stuck-ready``;
 * ``{"cmd": "counts"}``: answer ``counts <json list>``, the messages each
   client (in "open" order) got since the last ``reset``;
 * ``{"cmd": "reset"}``: zero those counts (answers ``reset``);
+* ``{"cmd": "reads"}``: answer ``reads <n>``, the socket reads that returned
+  data so far (frames per read tell how much the server coalesced);
 * ``{"cmd": "quit"}``.
 
-Each received broadcast ``'<r> <room> <t0> ...'`` is stamped with
+Each received broadcast ``'<r> <room> <t0> ...'`` (for Socket.IO, the text
+of an event packet ``42["m","<r> <room> <t0> ..."]``) is stamped with
 time.monotonic() when its bytes were read; when all of this process's
 clients in ``room`` have broadcast ``r``, it prints
-``done <r> <clients> <last arrival> <min t0>``. Pings are answered with pongs.
+``done <r> <clients> <last arrival> <min t0>``. Pings are answered with pongs
+(engine.io's ``2`` with ``3``).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ counts: list = []
 expected: dict = {}  # room -> how many of this process's clients are in it
 stats: dict = {}  # r -> [count, last arrival, min t0]
 keep: list = []  # sockets (the stuck one included), so they stay open
+reads = [0]  # socket reads that returned data
 
 
 def say(line: str) -> None:
@@ -78,10 +88,41 @@ def handshake(port: int, path: str, rcvbuf: int = 0):
     return s, rest
 
 
-def pong(s, payload: bytes) -> None:
+def pong(s, payload: bytes, opcode: int = 0xA) -> None:
+    """A masked frame (a pong by default) with ``payload`` (< 126 bytes)."""
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    s.sendall(struct.pack("!BB", 0x8A, 0x80 | len(payload)) + mask + masked)
+    s.sendall(struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + masked)
+
+
+SIO_EVENT = b'42["m","'  # a Socket.IO event "m" with one string argument
+
+
+def sio_handshake(port: int, path: str):
+    """A Socket.IO client on the WebSocket transport, connected to the default namespace: (socket, rest)."""
+    query = "&room=" + ",".join(rooms_of(path))
+    s, rest = handshake(port, "/socket.io/?EIO=4&transport=websocket" + query)
+    buf = bytearray(rest)
+    s.settimeout(30)
+    try:
+        for want, answer in ((b"0{", b"40"), (b"40", None)):
+            while True:
+                found = False
+                for op, start, _end in complete_frames(buf):
+                    if op == 1 and bytes(buf[start : start + len(want)]) == want:
+                        found = True
+                        break
+                if found:
+                    break
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed during the Socket.IO handshake")
+                buf += chunk
+            if answer is not None:
+                pong(s, answer, 0x1)
+    finally:
+        s.settimeout(None)
+    return s, bytes(buf)
 
 
 def complete_frames(buf: bytearray) -> Iterator[Tuple[int, int, int]]:
@@ -115,15 +156,21 @@ def complete_frames(buf: bytearray) -> Iterator[Tuple[int, int, int]]:
         del buf[:pos]
 
 
-def reader(idx: int, s, buf: bytes) -> None:
+def reader(idx: int, s, buf: bytes, sio: bool = False) -> None:
     """Read frames for ever; account each broadcast."""
     buf = bytearray(buf)
+    skip = len(SIO_EVENT) if sio else 0
     monotonic = time.monotonic
     now = monotonic()
     try:
         while True:
             for op, start, end in complete_frames(buf):
                 if op == 1:
+                    if sio and buf[start] != 0x34:  # not a "4..." socket.io packet: engine.io's
+                        if end - start == 1 and buf[start] == 0x32:  # "2": ping
+                            pong(s, b"3", 0x1)
+                        continue
+                    start += skip
                     head = bytes(buf[start : min(end, start + 80)]).split(b" ", 3)
                     if len(head) >= 3 and head[0].isdigit():
                         counts[idx] += 1
@@ -146,6 +193,7 @@ def reader(idx: int, s, buf: bytes) -> None:
             data = s.recv(262144)
             if not data:
                 return
+            reads[0] += 1
             buf += data
             now = monotonic()
     except OSError:
@@ -154,20 +202,20 @@ def reader(idx: int, s, buf: bytes) -> None:
 
 def open_all(conns: list, concurrency: int) -> int:
     jobs = []
-    for port, path, n in conns:
+    for port, path, n, *proto in conns:
         for _ in range(n):
-            jobs.append((port, path))
+            jobs.append((port, path, bool(proto) and proto[0] == "sio"))
     counts.extend([0] * len(jobs))
-    for _port, path in jobs:
+    for _port, path, _sio in jobs:
         for room in rooms_of(path):
             expected[room] = expected.get(room, 0) + 1
     pool = Pool(concurrency)
     opened = [0]
 
-    def one(i: int, port: int, path: str) -> None:
+    def one(i: int, port: int, path: str, sio: bool) -> None:
         for attempt in range(5):
             try:
-                s, rest = handshake(port, path)
+                s, rest = sio_handshake(port, path) if sio else handshake(port, path)
                 break
             except (OSError, ConnectionError):
                 if attempt == 4:
@@ -175,10 +223,10 @@ def open_all(conns: list, concurrency: int) -> int:
                 gevent.sleep(0.2 * (attempt + 1))
         keep.append(s)
         opened[0] += 1
-        gevent.spawn(reader, i, s, rest)
+        gevent.spawn(reader, i, s, rest, sio)
 
-    for i, (port, path) in enumerate(jobs):
-        pool.spawn(one, i, port, path)
+    for i, (port, path, sio) in enumerate(jobs):
+        pool.spawn(one, i, port, path, sio)
     pool.join(raise_error=True)
     return opened[0]
 
@@ -197,6 +245,8 @@ def main() -> None:
             say("stuck-ready")
         elif kind == "counts":
             say("counts " + json.dumps(counts))
+        elif kind == "reads":
+            say(f"reads {reads[0]}")
         elif kind == "reset":
             for i in range(len(counts)):
                 counts[i] = 0

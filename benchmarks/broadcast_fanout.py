@@ -1,4 +1,4 @@
-"""Cluster broadcast fan-out: K node OS processes x N WebSocket clients, beside a plain gevent-websocket baseline.
+"""Cluster broadcast fan-out: K server processes x N WebSocket clients in one room, snowg beside three peers.
 
 snowg: K ``snowg node`` processes (TLS distribution, full mesh), each serving
 N/K clients with ``snowg.ws``; a broadcast is one ``snowg.ws.broadcast`` call
@@ -6,24 +6,52 @@ on one node (rotating), which queues the frame for its local members and sends
 one room-broadcast frame to each other node with members: here, every node
 (semantics rule 29).
 
-Baseline (same run, same clients): K independent processes, each ONE
-gevent-websocket WSGI server whose handler appends the socket to a list; a
-broadcast triggers all K at once (TCP control lines written back to back) and
-each loops ``ws.send(msg)`` over its own N/K sockets inline.
+The peers, each measured in the same run with the same clients (every system
+is open at once, each with its own load generators; latency blocks and bursts
+alternate between them over --rounds rounds):
 
-Clients live in L separate load-generator processes (gevent, raw sockets).
-Each message carries ``time.monotonic()`` taken by the broadcaster just before
-the broadcast call (CLOCK_MONOTONIC is system-wide on Linux); each load
-generator stamps arrivals with its own ``time.monotonic()``. Latency of one
-broadcast = last arrival at any client - earliest t0.
+* ``queued`` (the baseline of the ``fanout.*`` rows): K independent
+  gevent-websocket servers (``_fanout_baseline.py --queued``); each client has
+  a bounded ``gevent.queue.Queue`` (1,024 frames, snowg's ``queue_size``) and a
+  writer greenlet that drains it into one ``sendall``; a broadcast encodes the
+  frame once and puts it on every member's queue (a full queue closes that
+  client). This is how ``snowg.ws`` sends, written in plain gevent.
+* ``inline`` (``fanout.inline.*``): the same servers, but a broadcast loops
+  ``ws.send(msg)`` over the clients in the broadcasting greenlet (re-encoded
+  per client; a client that does not read blocks the loop).
+  Both baselines get each broadcast on all K servers at once (control lines
+  written back to back): they have no cluster to relay it.
+* ``socketio`` (``socketio.*``, when python-socketio, redis and redis-server
+  are installed; else "not installed, skipped"): K python-socketio servers
+  (``_socketio_node.py``: ``socketio.Server(async_mode="gevent",
+  client_manager=socketio.RedisManager(...))`` on gevent's WSGIServer with
+  gevent-websocket) and a private ``redis-server`` on a free port, killed at
+  the end; a broadcast is one ``sio.emit(..., to=room)`` on one server
+  (rotating), which Redis carries to every server. Its clients speak
+  Socket.IO over the WebSocket transport only (no polling).
 
-Rows (ratio = snowg / baseline):
-  fanout.latency_p50 / _p99   ms until the last client has a broadcast (sequential broadcasts)
-  fanout.deliveries           deliveries/s for a burst of B broadcasts
-  fanout.stuck.latency_p99    the same p99 with one extra client that never reads (its
-                              buffers filled first); baseline: None when it stalled
-  fanout.stuck.starved        clients that missed broadcasts in the stuck run (should be 0)
-  fanout.stuck_vs_normal_p99  snowg's stuck p99 / its normal p99 (no baseline)
+Clients live in L separate load-generator processes (gevent, raw sockets, the
+same code for every system: ``_fanout_loadgen.py``). Each message carries
+``time.monotonic()`` taken by the broadcaster just before the broadcast call
+(CLOCK_MONOTONIC is system-wide on Linux); each load generator stamps
+arrivals with its own ``time.monotonic()``. Latency of one broadcast = last
+arrival at any client - earliest t0.
+
+Rows (ratio = snowg / the row's baseline, printed above the table):
+  *.latency_p50 / _p95 or _p99  ms until the last client has a broadcast (sequential broadcasts;
+                                p99 only from 1,000 samples: --broadcasts 1000)
+  *.deliveries                  deliveries/s for a burst of B broadcasts from one server
+                                (clients x B / (last arrival - first t0)); the median of the rounds
+  *.cpu_per_delivery            µs of server CPU (every server process -- Redis too -- all
+                                threads, /proc/<pid>/task/*/schedstat) during the burst /
+                                deliveries; median of the rounds
+  *.cpu_per_delivery_seq        the same over all the sequential broadcasts (one frame per write)
+  *.stuck.latency_p50           the latency with one extra client that never reads (its
+                                buffers filled first); the baseline's is None when it stalled
+  *.stuck.starved_clients       clients that missed broadcasts in the stuck run (should be 0)
+  fanout.stuck_vs_normal_p50    snowg's stuck p50 / its normal p50 (no baseline)
+Targets: fanout.deliveries >= 1.0x; snowg ahead of socketio on the tail latency
+and on CPU per delivery.
 
 Compressed rooms (--compression): one node, N clients in one room, R sequential
 broadcasts of a JSON chat message of about 1 KB (a different one each time),
@@ -55,12 +83,11 @@ routed / to every node):
 Targets: frames per broadcast = the nodes with members (other than the
 sender), latency <= the every-node run.
 
-Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R]
-         [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck]
+Usage: python benchmarks/broadcast_fanout.py [--clients N] [--nodes K] [--broadcasts R] [--rounds 3]
+         [--room-size S] [--loadgens L] [--size BYTES] [--burst B] [--no-stuck] [--no-socketio]
          [--json FILE] [--plot FILE.png [--plot-sizes N1,N2,...]]
        python benchmarks/broadcast_fanout.py --compression [--clients N] [--broadcasts R] [--loadgens L]
        python benchmarks/broadcast_fanout.py --routing [--nodes K] [--member-nodes M] [--clients N] [--broadcasts R]
-The target: p99 <= 1.5x the baseline at N = 3,000 (--clients 3000).
 """
 
 from __future__ import annotations
@@ -70,7 +97,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -153,6 +180,8 @@ class Loadgens:
 
 class SnowgSystem:
     name = "snowg"
+    proto = "ws"
+    stuck_ok = True
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -174,6 +203,9 @@ class SnowgSystem:
                 raise RuntimeError(f"{p.name} did not join the full mesh")
         self.ports = [p.rpc("_fanout_node.start") for p in peers]
 
+    def pids(self) -> List[int]:
+        return [p.os_pid for p in self.peers]
+
     def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
         snowg.send((CTL, self.nodes[node]), ("bcast", room, r, size, count))
 
@@ -190,21 +222,24 @@ class SnowgSystem:
 
 
 class BaselineSystem:
-    name = "baseline"
+    """K independent gevent-websocket servers (``_fanout_baseline.py``), inline or queued broadcasts."""
 
-    def __init__(self) -> None:
+    proto = "ws"
+    stuck_ok = True
+
+    def __init__(self, queued: bool) -> None:
+        self.queued = queued
+        self.name = "queued" if queued else "inline"
         self.procs: list = []
         self.ctl: list = []
         self.ports: List[int] = []
 
+    def _command(self) -> List[str]:
+        return [sys.executable, os.path.join(HERE, "_fanout_baseline.py")] + (["--queued"] if self.queued else [])
+
     def start(self, k: int) -> None:
         for _ in range(k):
-            p = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "_fanout_baseline.py")],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd=HERE,
-            )
+            p = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=HERE)
             self.procs.append(p)
         for p in self.procs:
             _, ws_port, ctl_port = p.stdout.readline().decode().split()
@@ -212,6 +247,9 @@ class BaselineSystem:
             s = gsocket.create_connection(("127.0.0.1", int(ctl_port)))
             s.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
             self.ctl.append((s, s.makefile("rb")))
+
+    def pids(self) -> List[int]:
+        return [p.pid for p in self.procs]
 
     def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
         # Every baseline process loops over its own clients, triggered at once.
@@ -238,6 +276,106 @@ class BaselineSystem:
         for p in self.procs:
             p.kill()
             p.wait()
+
+
+def socketio_missing() -> List[str]:
+    """What the python-socketio + Redis peer needs and is not installed (empty: it runs)."""
+    import importlib.util
+    import shutil
+
+    missing = [m for m in ("socketio", "engineio", "redis") if importlib.util.find_spec(m) is None]
+    if shutil.which("redis-server") is None:
+        missing.append("redis-server")
+    return missing
+
+
+def _free_port() -> int:
+    s = gsocket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _redis(port: int, *words: str) -> bytes:
+    """One Redis command (RESP) on a fresh connection; its raw answer (small: one read)."""
+    s = gsocket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(f"*{len(words)}\r\n".encode() + b"".join(f"${len(w)}\r\n{w}\r\n".encode() for w in words))
+        return s.recv(65536)
+    finally:
+        s.close()
+
+
+class SocketioSystem(BaselineSystem):
+    """python-socketio + RedisManager: a private ``redis-server`` and K ``_socketio_node.py`` processes.
+
+    A broadcast is one ``sio.emit(..., to=room)`` on one server (rotating, as
+    for snowg); it goes through Redis to every server, which sends it to its
+    own members.
+    """
+
+    proto = "sio"
+    stuck_ok = False
+
+    def __init__(self) -> None:
+        super().__init__(queued=False)
+        self.name = "socketio"
+        self.redis: Any = None
+        self.redis_port = 0
+
+    def _command(self) -> List[str]:
+        return [sys.executable, os.path.join(HERE, "_socketio_node.py"), str(self.redis_port)]
+
+    def start(self, k: int) -> None:
+        self.redis_port = _free_port()
+        self.redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            cwd=HERE,
+        )
+        _wait_until(lambda: _redis_ok(self.redis_port), 10, "redis-server did not start")
+        super().start(k)
+        # Every server listens on the Redis channel before the first broadcast.
+        _wait_until(
+            lambda: _redis(self.redis_port, "PUBSUB", "NUMSUB", "socketio").endswith(b":%d\r\n" % k),
+            30,
+            "the Socket.IO servers did not subscribe",
+        )
+
+    def pids(self) -> List[int]:
+        return super().pids() + [self.redis.pid]
+
+    def broadcast(self, node: int, room: str, r: int, size: int, count: int = 1) -> None:
+        # One emit on one server: Redis carries it to every server.
+        self.ctl[node][0].sendall(f"bcast {room} {r} {size} {count}\n".encode())
+
+    def stop(self) -> None:
+        super().stop()
+        if self.redis is not None:
+            self.redis.kill()
+            self.redis.wait()
+
+
+def _redis_ok(port: int) -> bool:
+    try:
+        return _redis(port, "PING") == b"+PONG\r\n"
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------- runs
@@ -271,7 +409,7 @@ class Run:
                 if self.client_lg[i] == j:
                     key = (sysm.ports[self.client_node[i]], "/" + self.client_room[i])
                     groups[key] = groups.get(key, 0) + 1
-            conns = [[port, path, c] for (port, path), c in groups.items()]
+            conns = [[port, path, c, sysm.proto] for (port, path), c in groups.items()]
             # Remember which room each count belongs to, in the loadgen's open order.
             self.order[j] = [path[1:] for (_port, path), c in groups.items() for _ in range(c)]
             lg.cmd(j, cmd="open", conns=conns, concurrency=args.concurrency)
@@ -329,17 +467,37 @@ class Run:
                     break
         return lat, timeouts, sent
 
-    def burst(self, count: int, timeout: float) -> Optional[float]:
-        """``count`` broadcasts back to back from node 0 to room 0; -> deliveries/s."""
+    def burst(self, count: int, timeout: float) -> Optional[Tuple[float, float]]:
+        """``count`` broadcasts back to back from node 0 to room 0.
+
+        Returns (deliveries/s, server CPU µs per delivery), or None if some
+        broadcast did not reach every client in time. The CPU is user + system
+        time of every server process (Redis too, for Socket.IO) from just
+        before the burst until the last client has the last message.
+        """
         first = self.next_r
         rs = [self._new_r(0) for _ in range(count)]
+        pids = self.system.pids()
+        reads0 = self.reads()
+        cpu0 = sum(map(_proc_cpu_ns, pids))
         self.system.broadcast(0, self.rooms[0], first, self.args.size, count)
         got = self._wait(rs, timeout)
+        cpu = sum(map(_proc_cpu_ns, pids)) - cpu0
         if len(got) < count:
             return None
+        self.frames_per_read = self.room_size[self.rooms[0]] * count / max(1, self.reads() - reads0)
         t0 = min(v[1] for v in got.values())
         last = max(v[0] for v in got.values())
-        return self.room_size[self.rooms[0]] * count / (last - t0)
+        deliveries = self.room_size[self.rooms[0]] * count
+        return deliveries / (last - t0), cpu * 1e6 / deliveries
+
+    def reads(self) -> int:
+        """Socket reads that returned data, all load generators together, so far."""
+        total = 0
+        for j in range(self.args.loadgens):
+            self.lg.cmd(j, cmd="reads")
+            total += int(self.lg.reply(j).split()[1])
+        return total
 
     def _new_r(self, room_index: int) -> int:
         r = self.next_r
@@ -373,11 +531,11 @@ class Run:
         self.system.stop()
 
 
-def _wait_until(pred: Any, timeout: float) -> None:
+def _wait_until(pred: Any, timeout: float, what: str = "timed out waiting for the clients to join") -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
-            raise RuntimeError("timed out waiting for the clients to join")
+            raise RuntimeError(what)
         gevent.sleep(0.05)
 
 
@@ -392,50 +550,142 @@ def pct(xs: List[float], p: float) -> Optional[float]:
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
-def measure(system: Any, args: Any, n: int, full: bool) -> dict:
-    run = Run(system, args, n)
+def tail_pct(samples: int) -> int:
+    """The highest percentile ``samples`` latencies support: 99 from 1,000 on, else 95 (else 90 under 100)."""
+    return 99 if samples >= 1000 else 95 if samples >= 100 else 90
+
+
+def measure_all(systems: List[Any], args: Any, n: int, full: bool) -> Dict[str, dict]:
+    """Every system open at once with its own clients; latency blocks and bursts alternate between them.
+
+    ``args.rounds`` rounds; in each, every system (in a rotated order) takes
+    ``args.broadcasts / rounds`` sequential broadcasts and then one burst. The
+    latencies of all rounds are pooled; deliveries/s and CPU per delivery are
+    the medians of the rounds' bursts. The stuck runs come last.
+    """
+    runs = [Run(system, args, n) for system in systems]
+    res: Dict[str, dict] = {}
+    for r in runs:
+        res[r.system.name] = {"lat": [], "timeouts": 0, "deliveries": [], "cpu_us": [], "failed_bursts": 0}
+        res[r.system.name].update(cpu_seq=0.0, seq_deliveries=0)
+    rounds = max(1, args.rounds)
+    per = -(-args.broadcasts // rounds)
     try:
-        run.open()
-        run.latency(WARMUP, args.timeout)
-        lat, timeouts, _ = run.latency(args.broadcasts, args.timeout)
-        out = {"lat": lat, "timeouts": timeouts}
-        if full:
-            out["deliveries"] = run.burst(args.burst, args.timeout * 4)
-            if not args.no_stuck:
-                out["stuck"] = run.stuck(args.broadcasts, args.stuck_timeout)
+        for run in runs:
+            run.open()
+            run.latency(WARMUP, args.timeout)
+        for rnd in range(rounds):
+            order = runs[rnd % len(runs) :] + runs[: rnd % len(runs)]
+            for run in order:
+                out = res[run.system.name]
+                pids = run.system.pids()
+                cpu0 = sum(map(_proc_cpu_ns, pids))
+                lat, timeouts, _ = run.latency(per, args.timeout)
+                out["cpu_seq"] += sum(map(_proc_cpu_ns, pids)) - cpu0
+                out["seq_deliveries"] += per * n / len(run.rooms)  # rooms in turn: n / rooms members each
+                out["lat"] += lat
+                out["timeouts"] += timeouts
+                if full:
+                    b = run.burst(args.burst, args.timeout * 4)
+                    if b is None:
+                        out["failed_bursts"] += 1
+                    else:
+                        out["deliveries"].append(b[0])
+                        out["cpu_us"].append(b[1])
+                        out.setdefault("frames_per_read", []).append(run.frames_per_read)
+                log(
+                    f"round {rnd + 1}/{rounds} {run.system.name}: {len(lat)} broadcasts"
+                    + (
+                        f", burst {_f(out['deliveries'][-1] if out['deliveries'] else None)} deliveries/s, "
+                        f"{_f(out['cpu_us'][-1] if out['cpu_us'] else None)} µs CPU per delivery, "
+                        f"{_f(out['frames_per_read'][-1] if out.get('frames_per_read') else None)} messages "
+                        "per client read"
+                        if full
+                        else ""
+                    )
+                )
+        if full and not args.no_stuck:
+            for run in runs:
+                if run.system.stuck_ok:
+                    res[run.system.name]["stuck"] = run.stuck(args.stuck_broadcasts, args.stuck_timeout)
+    finally:
+        for run in runs:
+            run.close()
+    for name, out in res.items():
+        lat = out["lat"]
+        tp = tail_pct(len(lat))
+        out["deliveries"] = median(out["deliveries"]) if out["deliveries"] else None
+        out["cpu_us"] = median(out["cpu_us"]) if out["cpu_us"] else None
+        out["cpu_seq_us"] = out["cpu_seq"] * 1e6 / max(1, out["seq_deliveries"])
         log(
-            f"{system.name} N={n}: latency ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
-            f"p99 {_f(pct(lat, 99))}, max {_f(max(lat) if lat else None)}, timeouts {timeouts}"
+            f"{name} N={n}: {len(lat)} latencies, ms p50 {_f(pct(lat, 50))}, p90 {_f(pct(lat, 90))}, "
+            f"p{tp} {_f(pct(lat, tp))}, max {_f(max(lat) if lat else None)}, timeouts {out['timeouts']}, "
+            f"server CPU {out['cpu_seq_us']:.2f} µs per delivery"
+            + (
+                f"; bursts: {_f(out['deliveries'])} deliveries/s, {_f(out['cpu_us'])} µs CPU per delivery (medians), "
+                f"failed {out['failed_bursts']}"
+                if full
+                else ""
+            )
         )
         if args.verbose:
-            log(f"{system.name} N={n}: latencies in order: {' '.join(_f(x) for x in lat)}")
-        return out
-    finally:
-        run.close()
+            log(f"{name} N={n}: latencies in order: {' '.join(_f(x) for x in lat)}")
+    return res
 
 
-def run_both(args: Any, config: Any, n: int, full: bool) -> dict:
-    return {
-        "snowg": measure(SnowgSystem(config), args, n, full),
-        "baseline": measure(BaselineSystem(), args, n, full),
-    }
+def median(xs: List[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def systems_for(args: Any, config: Any) -> List[Any]:
+    systems: List[Any] = [SnowgSystem(config), BaselineSystem(queued=True), BaselineSystem(queued=False)]
+    if args.no_socketio:
+        log("python-socketio + Redis: --no-socketio, skipped")
+    else:
+        missing = socketio_missing()
+        if missing:
+            log(f"python-socketio + Redis: not installed ({', '.join(missing)} missing), skipped")
+        else:
+            systems.append(SocketioSystem())
+    return systems
+
+
+# Which baseline each group of rows compares against (printed with the table).
+BASELINES = {
+    "fanout.": "queued: gevent-websocket, a bounded queue + writer greenlet per client, frame encoded once",
+    "fanout.inline.": "inline: gevent-websocket, ws.send looped over the clients (re-encoded per client)",
+    "socketio.": "python-socketio + RedisManager (gevent, WebSocket transport) with a private redis-server",
+}
 
 
 def rows_for(res: dict, n: int, args: Any, main: bool) -> List[Row]:
-    s, b = res["snowg"], res["baseline"]
+    s = res["snowg"]
     at = "" if main else f"@N={n}"
-    rows = [
-        Row(f"fanout.latency_p50{at}", "ms", pct(s["lat"], 50), pct(b["lat"], 50), False),
-        Row(f"fanout.latency_p99{at}", "ms", pct(s["lat"], 99), pct(b["lat"], 99), False),
-    ]
-    if "deliveries" in s:
-        rows.append(Row("fanout.deliveries", "deliveries/s", s["deliveries"] or 0.0, b.get("deliveries"), True))
+    tp = tail_pct(min(len(r["lat"]) for r in res.values()))
+    rows = []
+    for prefix, other in (("fanout.", "queued"), ("fanout.inline.", "inline"), ("socketio.", "socketio")):
+        if other not in res:
+            continue
+        b = res[other]
+        rows += [
+            Row(f"{prefix}latency_p50{at}", "ms", pct(s["lat"], 50), pct(b["lat"], 50), False),
+            Row(f"{prefix}latency_p{tp}{at}", "ms", pct(s["lat"], tp), pct(b["lat"], tp), False),
+        ]
+        rows.append(Row(f"{prefix}cpu_per_delivery_seq{at}", "µs", s["cpu_seq_us"], b["cpu_seq_us"], False))
+        if s.get("deliveries") is not None:
+            rows.append(Row(f"{prefix}deliveries{at}", "deliveries/s", s["deliveries"], b.get("deliveries"), True))
+            rows.append(Row(f"{prefix}cpu_per_delivery{at}", "µs", s["cpu_us"], b.get("cpu_us"), False))
     if "stuck" in s:
-        ss, bs = s["stuck"], b["stuck"]
-        b_p99 = pct(bs["lat"], 99) if not bs["timeouts"] else None
-        rows.append(Row("fanout.stuck.latency_p99", "ms", pct(ss["lat"], 99), b_p99, False))
-        rows.append(Row("fanout.stuck.starved_clients", "clients", float(ss["starved"]), float(bs["starved"]), False))
-        rows.append(Row("fanout.stuck_vs_normal_p99", "x", pct(ss["lat"], 99) / pct(s["lat"], 99), None, False))
+        ss = s["stuck"]
+        for prefix, other in (("fanout.", "queued"), ("fanout.inline.", "inline")):
+            bs = res[other]["stuck"]
+            b_p50 = pct(bs["lat"], 50) if not bs["timeouts"] else None
+            rows.append(Row(f"{prefix}stuck.latency_p50", "ms", pct(ss["lat"], 50), b_p50, False))
+            starved = float(ss["starved"]), float(bs["starved"])
+            rows.append(Row(f"{prefix}stuck.starved_clients", "clients", *starved, False))
+        rows.append(Row("fanout.stuck_vs_normal_p50", "x", pct(ss["lat"], 50) / pct(s["lat"], 50), None, False))
     return rows
 
 
@@ -450,7 +700,9 @@ def plot(points: Dict[int, dict], path: str) -> None:
         return
     ns = sorted(points)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for system, style in (("snowg", "-o"), ("baseline", "--s")):
+    for system, style in (("snowg", "-o"), ("queued", "--s"), ("inline", ":^"), ("socketio", "-.d")):
+        if system not in points[ns[0]]:
+            continue
         for p in (50, 99):
             ys = [pct(points[n][system]["lat"], p) for n in ns]
             ax.plot(ns, ys, style, label=f"{system} p{p}")
@@ -510,6 +762,22 @@ def chat_messages(count: int, seed: int = 7) -> List[str]:
         }
         out.append(json.dumps(msg))
     return out
+
+
+def _proc_cpu_ns(pid: int) -> float:
+    """CPU seconds of process ``pid``, all its threads, from the scheduler's ns counters (/proc schedstat).
+
+    The /proc/<pid>/stat figures move in clock ticks (10 ms): too coarse for
+    one burst. Falls back to them where schedstat is missing.
+    """
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        return _proc_cpu(pid)
 
 
 def _proc_cpu(pid: int) -> float:
@@ -738,7 +1006,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=3000, help="N, clients in total (default 3000)")
     ap.add_argument("--nodes", type=int, default=None, help="K, node processes (default 3; 8 with --routing)")
-    ap.add_argument("--broadcasts", type=int, default=100, help="R, measured broadcasts (default 100)")
+    ap.add_argument(
+        "--broadcasts", type=int, default=200, help="R, sequential broadcasts per system (default 200: p95; 1000: p99)"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3), one burst each")
+    ap.add_argument(
+        "--stuck-broadcasts", type=int, default=50, help="broadcasts in each never-reading-client run (default 50)"
+    )
+    ap.add_argument("--no-socketio", action="store_true", help="skip the python-socketio + Redis peer")
     ap.add_argument("--room-size", type=int, default=0, help="clients per room (default: all in one room)")
     ap.add_argument("--loadgens", type=int, default=2, help="load-generator processes (default 2)")
     ap.add_argument("--size", type=int, default=100, help="message size in bytes (default 100)")
@@ -804,7 +1079,7 @@ def main() -> int:
             write_json(rows, args.json)
         return 0
     try:
-        res = run_both(args, config, args.clients, full=True)
+        res = measure_all(systems_for(args, config), args, args.clients, full=True)
         rows = rows_for(res, args.clients, args, main=True)
         points = {args.clients: res}
         if args.plot:
@@ -815,24 +1090,32 @@ def main() -> int:
             )
             for n in sizes:
                 if n not in points:
-                    points[n] = run_both(args, config, n, full=False)
+                    points[n] = measure_all(systems_for(args, config), args, n, full=False)
             for n in sorted(points):
                 if n != args.clients:
                     rows += rows_for(points[n], n, args, main=False)
     finally:
         snowg.stop_node()
+    samples = min(len(r["lat"]) for r in res.values())
     print(
         f"{args.nodes} nodes x {args.clients} clients (rooms of {args.room_size or args.clients}), "
-        f"{args.broadcasts} broadcasts of {args.size} B, burst {args.burst}, {args.loadgens} load generators"
+        f"{args.broadcasts} sequential broadcasts of {args.size} B per system in {args.rounds} alternating rounds "
+        f"(latency percentiles over {samples} samples: p{tail_pct(samples)}"
+        f"{'' if tail_pct(samples) == 99 else '; p99 needs --broadcasts 1000'}), "
+        f"a burst of {args.burst} per round (deliveries/s and CPU per delivery: medians of {args.rounds} bursts), "
+        f"{args.loadgens} load generators"
     )
+    print("ratio = snowg / baseline; the baseline of each row:")
+    for prefix, what in BASELINES.items():
+        if prefix == "socketio." and "socketio" not in res:
+            what += ": not installed or --no-socketio, skipped"
+        print(f"  {prefix}*: {what}")
     print_table(rows)
     if "stuck" in res["snowg"]:
-        bs = res["baseline"]["stuck"]
-        print(
-            f"\nstuck run: baseline broadcasts timed out: {bs['timeouts']}, "
-            f"starved clients: {bs['starved']}; snowg timed out: {res['snowg']['stuck']['timeouts']}, "
-            f"starved: {res['snowg']['stuck']['starved']}"
-        )
+        print(f"\nstuck runs ({args.stuck_broadcasts} broadcasts each, one never-reading client added):")
+        for name in ("snowg", "queued", "inline"):
+            st = res[name]["stuck"]
+            print(f"  {name}: broadcasts timed out {st['timeouts']}, starved clients {st['starved']}")
     if args.json:
         write_json(rows, args.json)
     if args.plot:

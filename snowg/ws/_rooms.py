@@ -33,6 +33,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
 from .._core import Pid
+from .._core.scheduler import schedule
 from ..cluster import broadcast_frame, node, of_type, register_frame_handler
 from . import _membership
 from ._deflate import SharedContext
@@ -50,6 +51,9 @@ ROOM_BROADCAST = 16
 
 #: The longest room name (characters): a room is a pg group, named in every frame about it.
 MAX_ROOM_NAME = 1024
+
+# ``connection._OPEN``: a connection that takes frames (connection.py checks they agree).
+OPEN = 0
 
 # Benchmarks only: True sends every broadcast to every connected node, as
 # before rooms were routed (the baseline of the interest-routing benchmark).
@@ -189,7 +193,18 @@ def _deliver_local(room: str, data: Data, exclude: Optional["Connection"] = None
             continue
         deflater = conn.deflater
         if deflater is None:
-            ok = conn.enqueue(plain)
+            # conn.enqueue(plain), inlined for the common case (open, room in
+            # its queue): an uncompressed frame has no deflater record to keep,
+            # and two calls per member are most of a broadcast's own cost.
+            out = conn._out  # noqa: SLF001 - the package's own connection
+            if conn._state == OPEN and len(out) < conn._queue_size:  # noqa: SLF001
+                out.append(plain)
+                task = conn._wtask  # noqa: SLF001
+                if task.parked and not task.ready:
+                    schedule(task)  # task.wake()
+                queued += 1
+                continue
+            ok = conn.enqueue(plain)  # closing or closed (False), or full: closed with 1008
         elif not deflater.shared or size < deflater.threshold:
             ok = conn.enqueue(message.frame(deflater))
         else:

@@ -14,7 +14,8 @@ Per connection there are three greenlets:
   connection's frames (process messages stay in the mailbox);
 * the **writer** (a plain greenlet): the only code that ever writes the
   socket. ``conn.send`` and broadcasts append ready-made frames to a bounded
-  deque and return; the writer joins whatever is queued into one ``sendall``.
+  deque and return; the writer joins whatever is queued into one write (a
+  non-blocking send on a plain socket, then ``sendall`` for what is left).
 
 Flow control: the reader stops reading the socket while ``recv_queue_size``
 of its messages wait unread in the handler's mailbox (TCP then slows the
@@ -83,6 +84,7 @@ from typing import (
 )
 
 import gevent
+from gevent import socket as gsocket
 from gevent.event import Event
 
 from .._core import Down, Pid, Task, demonitor, process_info, receive, send, spawn_monitor
@@ -110,6 +112,7 @@ FAIL_TIMEOUT = 1.0
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
+assert _rooms.OPEN == _OPEN  # (_rooms cannot import this module: it is imported by it)
 _STATE_NAMES = ("open", "closing", "closed")
 
 _ids = itertools.count(1)
@@ -236,6 +239,7 @@ class Connection:
         self._opts = options
         self._state = _OPEN
         self._out: Deque[bytes] = deque()
+        self._queue_size = options.queue_size  # (read by room broadcasts, per member)
         # The writer parks as a runtime Task (like the cluster session writers):
         # waking it appends it to the ready queue, with no gevent Event, no
         # hub callback per connection and no allocation, so a broadcast to
@@ -546,7 +550,7 @@ class Connection:
         if self._state != _OPEN:
             return False
         out = self._out
-        if len(out) >= self._opts.queue_size:
+        if len(out) >= self._queue_size:
             self._overflow()
             return False
         out.append(frame)
@@ -570,7 +574,14 @@ class Connection:
 
     def _write_loop(self) -> None:
         out = self._out
-        sendall = self._sock.sendall
+        sock = self._sock
+        sendall = sock.sendall
+        # A plain (not TLS) gevent socket: one non-blocking send first, straight
+        # to the OS socket gevent wraps (it is always non-blocking); gevent's
+        # sendall (which waits for the socket, within its timeout) only for
+        # what the kernel did not take. A broadcast wakes every member's
+        # writer, and gevent's own layers cost more than the send itself.
+        raw_send = sock._sock.send if type(sock) is gsocket.socket else None  # type: ignore[attr-defined]
         task = self._wtask
         task.glet = gevent.getcurrent()
         try:
@@ -584,7 +595,15 @@ class Connection:
                     data = b"".join(out)
                     out.clear()
                 last = self._close_queued and not out  # nothing is queued after a close frame
-                sendall(data)
+                if raw_send is None:
+                    sendall(data)
+                else:
+                    try:
+                        sent = raw_send(data)
+                    except BlockingIOError:  # the socket's buffer is full
+                        sent = 0
+                    if sent != len(data):
+                        sendall(memoryview(data)[sent:])
                 if last:
                     self._close_written = True
                     if self._peer_closed or self._failing:
