@@ -88,6 +88,7 @@ class Process:
         "initial",
         "parent",
         "cpu",
+        "alias",
     )
 
     def __init__(self, pid: Pid, glet: Any, adopted: bool = False) -> None:
@@ -113,6 +114,8 @@ class Process:
         self.initial: Any = None
         self.parent: Optional[Pid] = None
         self.cpu = 0.0
+        # The tag of the call it waits for (snowg._core.calls): replies with another tag are dropped.
+        self.alias: Any = None
 
 
 class _ProcessGreenlet(_greenlet):
