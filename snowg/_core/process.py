@@ -89,6 +89,8 @@ class Process:
         "parent",
         "cpu",
         "alias",
+        "call_deadline",
+        "call_timer",
     )
 
     def __init__(self, pid: Pid, glet: Any, adopted: bool = False) -> None:
@@ -116,6 +118,9 @@ class Process:
         self.cpu = 0.0
         # The tag of the call it waits for (snowg._core.calls): replies with another tag are dropped.
         self.alias: Any = None
+        # The deadline of the call it waits in, and its call timer with when it fires (snowg._core.calls).
+        self.call_deadline: Optional[float] = None
+        self.call_timer: Optional[Tuple[Any, float]] = None
 
 
 class _ProcessGreenlet(_greenlet):
@@ -799,6 +804,10 @@ def _terminate(proc: Process, reason: Any) -> None:
     proc.mailbox = None
     proc.parked = False
     proc.exit_pending = None
+    armed = proc.call_timer
+    if armed is not None:
+        proc.call_timer = None
+        armed[0].close()
     timers = proc.timers
     if timers:
         proc.timers = None
