@@ -163,7 +163,7 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
         target.mailbox = mb = deque()
     mb.append((tag, (me.pid, ref), request))
     if target.parked and not target.ready:
-        _schedule(target)
+        _schedule(target)  # (then the park below hands the CPU to it, unless others are ready first)
     # wait for (ref, value) or Down(ref, ...): nothing already in the mailbox can match a new ref
     mb = me.mailbox
     scanned = len(mb) if mb else 0
@@ -189,6 +189,10 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
                 _exit_pending(me)  # a signal that ends it came with (or after) the wake-up
             mb = me.mailbox
             if mb and len(mb) > scanned:
+                m = mb[-1]
+                if len(mb) == scanned + 1 and type(m) is tuple and len(m) == 2 and m[0] is ref:
+                    msg = mb.pop()  # the usual case: the reply is the one new message
+                    break
                 i = scanned
                 for m in islice(mb, scanned, None):
                     kind = type(m)
@@ -211,7 +215,13 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
         me.call_deadline = None
         me.parked = False
     if type(msg) is tuple:
-        _demonitor(me, target, ref)
+        mine = me.monitors
+        if mine is not None and mine.pop(ref, None) is not None:  # demonitor, inline: the usual case
+            theirs = target.monitored_by
+            if theirs:
+                theirs.pop(ref, None)
+        else:
+            _demonitor(me, target, ref)
         return msg[1]
     if msg is None:  # timed out
         _demonitor(me, target, ref)

@@ -454,7 +454,10 @@ def receive(match: Optional[Callable[[Any], bool]] = None, timeout: Optional[flo
     Raises:
         snowg.Timeout: no matching message arrived in time.
     """
-    proc = _current()
+    # _current(), inline: receive is on every process's hot path
+    proc: Optional[Process] = getattr(getcurrent(), "_snowg_proc", None)
+    if proc is None or proc.state == _DEAD:
+        proc = _current()
     mb = proc.mailbox
     scanned = 0
     if mb:
