@@ -40,8 +40,8 @@ from .._errors import CallError, Timeout
 from .process import Process, _current, _exit_pending, _on_receive_timeout, local_process
 from .runtime import rt
 from .scheduler import DEAD as _DEAD
+from .scheduler import drain as _drain
 from .scheduler import park as _park
-from .scheduler import schedule as _schedule
 from .terms import Down, Pid, Ref
 
 __all__ = ["NOT_LOCAL", "CallDown", "call_local", "clear_alias", "deliver_reply", "set_alias"]
@@ -92,14 +92,6 @@ def _on_call_timer(proc: Process) -> None:
     _on_receive_timeout(proc)
 
 
-def _caller() -> Process:
-    glet: Any = getcurrent()
-    proc: Optional[Process] = getattr(glet, "_snowg_proc", None)
-    if proc is None or proc.state == _DEAD:
-        proc = _current()  # adopts the greenlet
-    return proc
-
-
 def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> Any:
     """Call a live process of this node: monitor it, send ``(tag, (me, ref), request)``, wait, demonitor.
 
@@ -144,7 +136,9 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
         return NOT_LOCAL
     if timeout is not None and timeout <= 0:
         return NOT_LOCAL
-    me = _caller()
+    me: Optional[Process] = getattr(getcurrent(), "_snowg_proc", None)
+    if me is None or me.state == _DEAD:
+        me = _current()  # adopts the greenlet
     if target is me:
         raise CallError("calling_self")
     # monitor (as process.monitor does for a live local target)
@@ -163,7 +157,12 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
         target.mailbox = mb = deque()
     mb.append((tag, (me.pid, ref), request))
     if target.parked and not target.ready:
-        _schedule(target)  # (then the park below hands the CPU to it, unless others are ready first)
+        # scheduler.schedule, inline; the park below hands the CPU to it unless others are ready first
+        target.ready = True
+        rt.ready.append(target)
+        if not rt.drain_scheduled:
+            rt.drain_scheduled = True
+            (rt._loop or rt.loop).run_callback(_drain)
     # wait for (ref, value) or Down(ref, ...): nothing already in the mailbox can match a new ref
     mb = me.mailbox
     scanned = len(mb) if mb else 0
@@ -271,7 +270,11 @@ def deliver_reply(pid: Any, tag: Any, value: Any) -> bool:
             proc.mailbox = mb = deque()
         mb.append((tag, value))
         if proc.parked and not proc.ready:
-            _schedule(proc)
+            proc.ready = True  # scheduler.schedule, inline
+            rt.ready.append(proc)
+            if not rt.drain_scheduled:
+                rt.drain_scheduled = True
+                (rt._loop or rt.loop).run_callback(_drain)
     return True
 
 
