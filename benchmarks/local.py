@@ -11,10 +11,14 @@ Rows (ratio = snowg / baseline):
 * ``local.rss_per_process`` bytes: RSS growth per idle process (parked in
   ``receive``) for N processes, vs parked greenlets (``Event.wait``); each
   side measured in its own fresh subprocess. Lower is better.
+* ``local.spawn_exit.vs_beam``, ``local.pingpong.vs_beam``, ``local.ring.vs_beam``:
+  the same snowg figures vs the BEAM doing the same thing (a compiled Erlang
+  module, ``erl`` with one scheduler, see ``_beam_local.py``), measured in the
+  same runs, alternating with snowg. Only when ``erl`` is installed.
 
 Usage: ``python benchmarks/local.py [--spawn N] [--pingpong N] [--ring R]
-[--laps L] [--rss N] [--repeat K] [--json FILE]``. Runs in well under a minute
-with the defaults (the targets are printed at the end).
+[--laps L] [--rss N] [--repeat K] [--no-beam] [--json FILE]``. Runs in about
+a minute with the defaults (the targets are printed at the end).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gevent.event import Event  # noqa: E402
 from gevent.queue import Queue  # noqa: E402
 
 import snowg  # noqa: E402
+from _beam_local import start_local_beam  # noqa: E402
 from _table import Row, print_table, write_json  # noqa: E402
 
 TARGETS = {  # metric -> (target ratio, higher_is_better)
@@ -260,6 +265,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rss", type=int, default=100_000, help="idle processes for RSS (default 100,000)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of spawn/ping-pong, best kept (default 3)")
     ap.add_argument("--only", default="", help="comma list of: spawn,pingpong,ring,rss")
+    ap.add_argument("--no-beam", action="store_true", help="leave the BEAM rows out")
     ap.add_argument("--json", metavar="FILE", help="write the rows as JSON to FILE")
     ap.add_argument("--rss-child", choices=("snowg", "gevent"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -269,24 +275,59 @@ def main(argv=None) -> int:
         return 0
 
     only = set(filter(None, args.only.split(","))) or {"spawn", "pingpong", "ring", "rss"}
+    notes = []
+    beam = None
+    if args.no_beam:
+        notes.append("BEAM: left out (--no-beam)")
+    elif only & {"spawn", "pingpong", "ring"}:
+        beam = start_local_beam(notes)
     rows = []
-    if "spawn" in only:
-        base = best(lambda: gevent_spawn_exit(args.spawn), args.repeat)
-        mine = best(lambda: snowg_spawn_exit(args.spawn), args.repeat)
-        rows.append(Row("local.spawn_exit", "processes/s", mine, base, True))
-    if "pingpong" in only:
-        base = best(lambda: gevent_pingpong(args.pingpong), args.repeat)
-        mine = best(lambda: snowg_pingpong(args.pingpong), args.repeat)
-        rows.append(Row("local.pingpong", "round_trips/s", mine, base, True))
-    if "ring" in only:
-        base = gevent_ring(args.ring, args.laps)
-        mine = snowg_ring(args.ring, args.laps)
-        rows.append(Row("local.ring", "msgs/s", mine, base, True))
+    beam_rows = []
+    try:
+        if "spawn" in only:
+            # alternating runs (gevent, snowg, BEAM), the best of each kept
+            base, mine, erl = [], [], []
+            for _ in range(args.repeat):
+                base.append(gevent_spawn_exit(args.spawn))
+                mine.append(snowg_spawn_exit(args.spawn))
+                if beam is not None:
+                    erl.append(beam.spawn_exit(args.spawn))
+            rows.append(Row("local.spawn_exit", "processes/s", max(mine), max(base), True))
+            if erl:
+                beam_rows.append(Row("local.spawn_exit.vs_beam", "processes/s", max(mine), max(erl), True))
+        if "pingpong" in only:
+            base, mine, erl = [], [], []
+            for _ in range(args.repeat):
+                base.append(gevent_pingpong(args.pingpong))
+                mine.append(snowg_pingpong(args.pingpong))
+                if beam is not None:
+                    erl.append(beam.pingpong(args.pingpong))
+            rows.append(Row("local.pingpong", "round_trips/s", max(mine), max(base), True))
+            if erl:
+                beam_rows.append(Row("local.pingpong.vs_beam", "round_trips/s", max(mine), max(erl), True))
+        if "ring" in only:
+            base_ring = gevent_ring(args.ring, args.laps)
+            mine_ring = snowg_ring(args.ring, args.laps)
+            rows.append(Row("local.ring", "msgs/s", mine_ring, base_ring, True))
+            if beam is not None:
+                erl_ring = beam.ring(args.ring, args.laps)
+                beam_rows.append(Row("local.ring.vs_beam", "msgs/s", mine_ring, erl_ring, True))
+    finally:
+        if beam is not None:
+            beam.close()
     if "rss" in only:
         base = rss_per_process("gevent", args.rss)
         mine = rss_per_process("snowg", args.rss)
         rows.append(Row("local.rss_per_process", "bytes", mine, base, False))
+    rows += beam_rows
 
+    print(
+        f"ratio = snowg / baseline; best of {args.repeat} alternating runs (ring: one run each); baselines: "
+        "local.* = plain gevent (greenlets, gevent.queue.Queue), *.vs_beam = the BEAM"
+        + (f" (OTP {beam.release}, erl +S 1, a compiled module)" if beam is not None else "")
+    )
+    for note in notes:
+        print(note)
     print_table(rows)
     misses = []
     for r in rows:

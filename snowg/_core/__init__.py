@@ -1,5 +1,6 @@
 """Processes, mailboxes, links, monitors, names and timers (uses gevent only)."""
 
+from .calls import NOT_LOCAL, CallDown, call_local, clear_alias, deliver_reply, set_alias
 from .cputime import cpu_tracing, set_cpu_tracing
 from .introspect import INFO_KEYS, describe_call, initial_call_of, is_alive, process_info, processes
 from .logsummary import SummaryLog
@@ -29,7 +30,9 @@ from .timers import cancel_timer, send_after
 
 __all__ = [
     "INFO_KEYS",
+    "NOT_LOCAL",
     "Atom",
+    "CallDown",
     "Crash",
     "Down",
     "Exit",
@@ -41,8 +44,11 @@ __all__ = [
     "SummaryLog",
     "Task",
     "TimerRef",
+    "call_local",
     "cancel_timer",
+    "clear_alias",
     "cpu_tracing",
+    "deliver_reply",
     "demonitor",
     "describe_call",
     "exit",
@@ -62,6 +68,7 @@ __all__ = [
     "self",
     "send",
     "send_after",
+    "set_alias",
     "set_cpu_tracing",
     "set_initial_call",
     "spawn",

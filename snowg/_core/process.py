@@ -88,6 +88,9 @@ class Process:
         "initial",
         "parent",
         "cpu",
+        "alias",
+        "call_deadline",
+        "call_timer",
     )
 
     def __init__(self, pid: Pid, glet: Any, adopted: bool = False) -> None:
@@ -113,6 +116,11 @@ class Process:
         self.initial: Any = None
         self.parent: Optional[Pid] = None
         self.cpu = 0.0
+        # The tag of the call it waits for (snowg._core.calls): replies with another tag are dropped.
+        self.alias: Any = None
+        # The deadline of the call it waits in, and its call timer with when it fires (snowg._core.calls).
+        self.call_deadline: Optional[float] = None
+        self.call_timer: Optional[Tuple[Any, float]] = None
 
 
 class _ProcessGreenlet(_greenlet):
@@ -446,7 +454,10 @@ def receive(match: Optional[Callable[[Any], bool]] = None, timeout: Optional[flo
     Raises:
         snowg.Timeout: no matching message arrived in time.
     """
-    proc = _current()
+    # _current(), inline: receive is on every process's hot path
+    proc: Optional[Process] = getattr(getcurrent(), "_snowg_proc", None)
+    if proc is None or proc.state == _DEAD:
+        proc = _current()
     mb = proc.mailbox
     scanned = 0
     if mb:
@@ -796,6 +807,10 @@ def _terminate(proc: Process, reason: Any) -> None:
     proc.mailbox = None
     proc.parked = False
     proc.exit_pending = None
+    armed = proc.call_timer
+    if armed is not None:
+        proc.call_timer = None
+        armed[0].close()
     timers = proc.timers
     if timers:
         proc.timers = None

@@ -16,30 +16,41 @@ BEAM process may call a snowg server (the atoms it sends equal the strings).
 
 Late replies. snowg's ``receive`` is selective, so a reply that arrives after
 the caller gave up would stay in its mailbox for ever. OTP solves this with a
-process alias that the caller deactivates; snowg emulates the alias: a caller
-keeps its tag in ``_active_calls`` for exactly as long as it waits, and
-:func:`reply` delivers only to an active tag. For a caller on another node the
-reply goes to the reply router registered on the caller's node, which does the
-same check there. A caller on a BEAM node (``_core.remote.is_foreign_node``)
-gets the reply straight, ``(tag, value)``, as ``gen:reply`` sends it (its tag
-may be ``[alias | Ref]``, which the Erlang connection sends to the alias).
+process alias that the caller deactivates; snowg emulates the alias
+(``snowg._core.calls``): a caller holds its tag as its alias for exactly as
+long as it waits, and :func:`reply` delivers only to the caller whose alias
+the tag is. For a caller on another node the reply goes to the reply router
+registered on the caller's node, which does the same check there.
+
+A call to a live process of this node takes ``_core``'s fused path
+(``call_local``: monitor, send, wait, demonitor in one step); any other
+destination takes the general one below, with the same outcomes.
+
+A caller on a BEAM node (``_core.remote.is_foreign_node``) gets the reply
+straight, ``(tag, value)``, as ``gen:reply`` sends it (its tag may be
+``[alias | Ref]``, which the Erlang connection sends to the alias).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 from .._core import (
+    NOT_LOCAL,
     Atom,
+    CallDown,
     Down,
     Pid,
-    Ref,
+    call_local,
+    clear_alias,
+    deliver_reply,
     demonitor,
     flush_messages,
     monitor,
     receive,
     register,
     send,
+    set_alias,
     spawn,
     trap_exit,
     whereis,
@@ -66,9 +77,6 @@ STOP = "$gen_stop"
 
 _REPLY = "$reply"
 _REPLY_ROUTER = "snowg.gen_server.replies"
-
-#: tag -> caller pid, for every call of this node that is still waiting (the "alias").
-_active_calls: Dict[Ref, Pid] = {}
 
 
 def is_remote(dest: Dest) -> bool:
@@ -111,11 +119,26 @@ def call(dest: Dest, request: Any, timeout: Optional[float] = 5.0) -> Any:
         CallTimeout: no reply in time; a reply that comes later is dropped and
             never reaches the caller's mailbox.
     """
+    try:
+        value = call_local(dest, CALL, request, timeout)
+    except CallDown as e:
+        if e.reason == "noproc":
+            raise NoProc(f"{dest!r} is not alive") from None
+        raise CallError(e.reason) from None
+    except Timeout:
+        raise CallTimeout(f"no reply from {dest!r} within {timeout} s") from None
+    if value is not NOT_LOCAL:
+        return value
+    return _call(dest, request, timeout)
+
+
+def _call(dest: Dest, request: Any, timeout: Optional[float]) -> Any:
+    """:func:`call` to anything but a live local process: another node, a BEAM node, a dead one."""
     me = _self()
     if dest == me:
         raise CallError("calling_self")
     mref = monitor(dest)
-    _active_calls[mref] = me
+    set_alias(mref)
     try:
         tag = CALL
         if _elsewhere(dest, me.node):
@@ -137,7 +160,7 @@ def call(dest: Dest, request: Any, timeout: Optional[float] = 5.0) -> Any:
             demonitor(mref, flush=True)
             raise CallTimeout(f"no reply from {dest!r} within {timeout} s") from None
     finally:
-        del _active_calls[mref]
+        clear_alias()
     if type(msg) is Down:
         if msg.reason == "noproc":
             raise NoProc(f"{dest!r} is not alive")
@@ -161,20 +184,13 @@ def reply(from_: From, value: Any) -> None:
     ended) is dropped.
     """
     pid, tag = from_
-    if _is_active(tag):
-        send(pid, (tag, value))
-    elif type(pid) is Pid and pid.node != _self().node:
+    if deliver_reply(pid, tag, value):
+        return  # a caller of this node: delivered if it still waits for tag, else dropped
+    if type(pid) is Pid:
         if is_foreign_node(pid.node):
             send(pid, (tag, value))  # gen:reply's form; the BEAM drops a reply to a dead alias
         else:
             send((_REPLY_ROUTER, pid.node), (_REPLY, pid, tag, value))
-
-
-def _is_active(tag: Any) -> bool:
-    try:
-        return tag in _active_calls
-    except TypeError:  # an unhashable tag from a BEAM caller (never one of ours)
-        return False
 
 
 def stop(dest: Dest, reason: Any = "normal", timeout: Optional[float] = None) -> None:
@@ -234,5 +250,4 @@ def _reply_router() -> None:
         msg = receive()
         if type(msg) is tuple and len(msg) == 4 and msg[0] == _REPLY:
             _tag, pid, tag, value = msg
-            if tag in _active_calls:
-                send(pid, (tag, value))
+            deliver_reply(pid, tag, value)  # only to a caller that still waits for tag

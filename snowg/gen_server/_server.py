@@ -12,7 +12,19 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple, NoReturn, Optional, Tuple, Type, Union
 
-from .._core import Atom, Crash, Exit, Pid, ProcessExit, exit, receive, register, set_initial_call, whereis
+from .._core import (
+    Atom,
+    Crash,
+    Exit,
+    Pid,
+    ProcessExit,
+    deliver_reply,
+    exit,
+    receive,
+    register,
+    set_initial_call,
+    whereis,
+)
 from .._core import self as _self
 from .._core import is_shutdown_reason
 from .._errors import NameTaken, Timeout
@@ -268,11 +280,13 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                     if type(ret) is tuple and ret:
                         kind = ret[0]
                         if kind == "reply" and 3 <= len(ret) <= 4:
-                            reply(from_, ret[1])
+                            pid, ref = from_
+                            if not deliver_reply(pid, ref, ret[1]):  # (True for a caller of this node)
+                                reply(from_, ret[1])
                             state = ret[2]
                             if debug:
                                 trace_reply(from_, ret[1], state)
-                            timeout = _timeout_of(ret, 3)
+                            timeout = None if len(ret) == 3 else _timeout_of(ret, 3)
                             continue
                         if kind == "stop" and len(ret) == 4:
                             _stop(server, ret[1], ret[3], msg)
