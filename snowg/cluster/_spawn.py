@@ -150,7 +150,7 @@ def node_lost(st: NodeState, node_name: str) -> None:
                 _remote.deliver_to(caller, SpawnReply(req, "noconnection"))
 
 
-def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
+def handle_request(sess: Session, f: Sequence[Any]) -> None:
     """A peer asks this node to spawn a ``@spawnable`` function."""
     _, req, caller, fn_name, args, kwargs, opts = f
     sess.check_from(caller)
@@ -186,7 +186,7 @@ def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
     sess.send(encode_frame([SPAWN_REPLY, req, caller, pid]))
 
 
-def handle_reply(sess: Session, f: Tuple[Any, ...]) -> None:
+def handle_reply(sess: Session, f: Sequence[Any]) -> None:
     """The answer to one of this node's spawn requests."""
     _, req, _caller, result = f
     st = _nodestate.current
