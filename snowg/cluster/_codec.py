@@ -69,11 +69,13 @@ __all__ = [
     "MAX_DEPTH",
     "MEMORY_FACTOR",
     "MEMORY_FLOOR",
+    "SMALL_BODY",
     "StreamDecoder",
     "decode",
     "default",
     "encode",
     "make_packer",
+    "small_decoder",
 ]
 
 EXT_BIGINT = 1
@@ -153,6 +155,8 @@ def _marked(code: int) -> Callable[[Tuple[Any, ...]], List[Any]]:
     return enc
 
 
+_TUPLE_MARKER = ExtType(EXT_TUPLE, b"")
+
 _ENCODERS: Dict[type, Callable[[Any], Any]] = {
     int: _enc_bigint,
     Pid: _enc_pid,
@@ -181,14 +185,18 @@ def default(obj: Any) -> Any:
     Raises:
         TypeError: ``obj`` is not a term; the message names its type.
     """
-    if type(obj) is Pid:
+    kind = type(obj)
+    if kind is Pid:
         # A pid is usually sent many times (a reply-to address, a destination):
         # its encoding is kept on it. Renaming a local pid clears it.
         ext = obj._ext
         if ext is None:
             ext = obj._ext = _enc_pid(obj)
         return ext
-    enc = _ENCODERS.get(type(obj))
+    if kind is tuple:
+        # What _ENCODERS[tuple] does, without its call: most messages are tuples.
+        return [_TUPLE_MARKER, *obj]
+    enc = _ENCODERS.get(kind)
     if enc is None:
         raise _cannot_send(obj)
     return enc(obj)
@@ -581,6 +589,91 @@ def decode(data: Any) -> Any:
     if hooks.plain + hooks.tuples > MAX_DEPTH and _too_deep(term):
         raise CodecError(f"a term nested deeper than {MAX_DEPTH} levels")
     return term
+
+
+_TUPLE_MARK = _MARKS[EXT_TUPLE]
+
+
+class _Stream(_Small):
+    """:class:`_Small`'s hooks with shortcuts for what every message has: known pids and tuples.
+
+    The same checks in the same order, less work: a pid already decoded is
+    returned at once; a tuple's marker skips the nesting record (a body of at
+    most :data:`_SMALL` bytes cannot nest past :data:`MAX_DEPTH`: each level
+    takes at least 4 bytes), and the tuple is built from the list in place.
+    Everything else goes to :class:`_Small`'s hooks.
+    """
+
+    __slots__ = ()
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        if code == EXT_PID:
+            pid = _decoded_pids.get(data)
+            if pid is not None:
+                return pid
+        elif code == EXT_TUPLE and not data:
+            self.pending += 1
+            return _TUPLE_MARK
+        return _Small.ext_hook(self, code, data)
+
+    def list_hook(self, items: List[Any]) -> Any:
+        if items:
+            first = items[0]
+            if first is _TUPLE_MARK:
+                self.pending -= 1
+                del items[0]
+                return tuple(items)
+            if type(first) is _Mark:
+                self.pending -= 1
+                return first.build(items[1:])
+        return items
+
+
+def small_decoder() -> Callable[[Any], Any]:
+    """A :func:`decode` for one stream of bodies, with hooks made once instead of once per body.
+
+    The returned function decodes a body of at most :data:`SMALL_BODY`
+    bytes exactly as :func:`decode` does (same results, same errors, same
+    bounds), and hands larger bodies to :func:`decode`. It is what a
+    session's frame decoder calls for every frame: a small frame (a message)
+    then costs msgpack's C decoder and the hook calls, not the making of a
+    fresh hooks object and its bound methods as well.
+
+    It is not re-entrant (its hooks keep the state of the body being
+    decoded): use one per stream, from one greenlet (decoding never switches
+    greenlets).
+
+    Raises (from the function returned):
+        CodecError: as :func:`decode`.
+    """
+    hooks = _Stream(0)
+    ext_hook, list_hook = hooks.ext_hook, hooks.list_hook
+    unpackb = msgpack.unpackb
+    floor = MEMORY_FLOOR
+
+    def decode_body(data: Any) -> Any:
+        size = len(data)
+        if size > _SMALL:
+            return decode(data)
+        # The state of a fresh _Small(size): what an earlier body left after
+        # an error must not carry over.
+        hooks.pending = hooks.tuples = 0
+        hooks.budget = MEMORY_FACTOR * size + floor
+        try:
+            term = unpackb(data, ext_hook=ext_hook, list_hook=list_hook, raw=False, strict_map_key=False, timestamp=2)
+        except CodecError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise _malformed(exc) from exc
+        if hooks.pending:
+            raise CodecError(_STRAY_MARKER)
+        return term
+
+    return decode_body
+
+
+#: Bodies up to this many bytes take the small-body hooks (see :func:`small_decoder`).
+SMALL_BODY = _SMALL
 
 
 def _wrap_error(exc: BaseException) -> CodecError:

@@ -60,6 +60,7 @@ class MalformedFrame(ProtocolError):
 
 
 _LEN = struct.Struct(">I")
+_SMALL_BODY = codec.SMALL_BODY
 _pack: Callable[[Any], bytes] = codec.make_packer().pack
 
 
@@ -116,6 +117,8 @@ class FrameDecoder:
         self._stream: Optional[codec.StreamDecoder] = None
         self._stream_left = 0
         self._stream_size = 0
+        # decode() with hooks made once for this stream (frames are decoded one at a time).
+        self._decode = codec.small_decoder()
 
     def feed(self, data: Any) -> List[Any]:
         """Add received bytes and return the frames they complete, in order.
@@ -161,7 +164,8 @@ class FrameDecoder:
         pos = 0
         limit = self.max_frame_size
         append = frames.append
-        decode = codec.decode
+        decode = self._decode
+        small = _SMALL_BODY
         unpack_len = _LEN.unpack_from
         try:
             while end - pos >= 4:
@@ -179,8 +183,12 @@ class FrameDecoder:
                         pos = end
                     break
                 pos = start + n
-                with view[start:pos] as body:
-                    append(decode(body))
+                if n <= small:
+                    # A copy of a small body costs less than a view and its release.
+                    append(decode(data[start:pos]))
+                else:
+                    with view[start:pos] as body:
+                        append(decode(body))
         except codec.CodecError as exc:
             self._error = MalformedFrame(f"undecodable frame body: {exc}")
             raise self._error from exc

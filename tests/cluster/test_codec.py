@@ -263,43 +263,43 @@ def _ext(code: int, payload: bytes) -> bytes:
 _MARK_TUPLE = msgpack.ExtType(codec.EXT_TUPLE, b"")
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"\xc1",  # never-used msgpack byte
-        b"\x92\x01",  # truncated array
-        b"\x01\x02",  # trailing data
-        b"\xa3ab",  # truncated str
-        b"\xa2\xff\xfe",  # invalid UTF-8
-        _ext(codec.EXT_PID, b"short"),
-        _ext(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"\xff"),
-        _ext(codec.EXT_REF, b""),
-        _ext(codec.EXT_BIGINT, b""),
-        _ext(99, b"x"),
-        _ext(codec.EXT_TUPLE, b"x"),  # marker with a payload
-        _ext(codec.EXT_TUPLE, b""),  # marker at the top level
-        msgpack.packb([1, _MARK_TUPLE]),  # marker after the head
-        msgpack.packb({"k": _MARK_TUPLE}),  # marker as a dict value
-        msgpack.packb([_MARK_TUPLE, _MARK_TUPLE]),
-        msgpack.packb([msgpack.ExtType(codec.EXT_DOWN, b""), 1]),  # wrong field count
-        msgpack.packb([msgpack.ExtType(codec.EXT_CRASH, b""), 1, 2, 3]),  # non-str crash fields
-        msgpack.packb([msgpack.ExtType(codec.EXT_NODEUP, b""), 5]),
-        msgpack.packb([msgpack.ExtType(codec.EXT_NODEDOWN, b""), 5, "r"]),
-        b"\x81\x91\x01\x01",  # a list as a dict key
-        b"\x81" + msgpack.packb([_MARK_TUPLE, [1]]) + b"\x01",  # unhashable tuple key
-        b"\xd6\xff\x00",  # truncated timestamp ext
-        b"\x91" * 5000 + b"\x01",  # nested too deep
-        b"\x91" * (codec.MAX_DEPTH + 1) + b"\x01",  # deeper than the limit (lists)
-        b"\x81\x01" * (codec.MAX_DEPTH + 1) + b"\x01",  # deeper than the limit (dicts)
-        msgpack.packb(msgpack.ExtType(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"no-at-sign")),
-        msgpack.packb(msgpack.ExtType(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"a\n@b")),
-        msgpack.packb(msgpack.ExtType(codec.EXT_REF, struct.pack(">qq", 1, 2) + b"")),
-        msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT, b"\x01" * (codec.MAX_BIGINT_BYTES + 1))),
-        msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT, b"\x01" * (4 << 20))),  # the 4 MiB integer
-        b"\xdd\xff\xff\xff\xff",  # huge array announced
-    ],
-)
+MALFORMED = [
+    b"",
+    b"\xc1",  # never-used msgpack byte
+    b"\x92\x01",  # truncated array
+    b"\x01\x02",  # trailing data
+    b"\xa3ab",  # truncated str
+    b"\xa2\xff\xfe",  # invalid UTF-8
+    _ext(codec.EXT_PID, b"short"),
+    _ext(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"\xff"),
+    _ext(codec.EXT_REF, b""),
+    _ext(codec.EXT_BIGINT, b""),
+    _ext(99, b"x"),
+    _ext(codec.EXT_TUPLE, b"x"),  # marker with a payload
+    _ext(codec.EXT_TUPLE, b""),  # marker at the top level
+    msgpack.packb([1, _MARK_TUPLE]),  # marker after the head
+    msgpack.packb({"k": _MARK_TUPLE}),  # marker as a dict value
+    msgpack.packb([_MARK_TUPLE, _MARK_TUPLE]),
+    msgpack.packb([msgpack.ExtType(codec.EXT_DOWN, b""), 1]),  # wrong field count
+    msgpack.packb([msgpack.ExtType(codec.EXT_CRASH, b""), 1, 2, 3]),  # non-str crash fields
+    msgpack.packb([msgpack.ExtType(codec.EXT_NODEUP, b""), 5]),
+    msgpack.packb([msgpack.ExtType(codec.EXT_NODEDOWN, b""), 5, "r"]),
+    b"\x81\x91\x01\x01",  # a list as a dict key
+    b"\x81" + msgpack.packb([_MARK_TUPLE, [1]]) + b"\x01",  # unhashable tuple key
+    b"\xd6\xff\x00",  # truncated timestamp ext
+    b"\x91" * 5000 + b"\x01",  # nested too deep
+    b"\x91" * (codec.MAX_DEPTH + 1) + b"\x01",  # deeper than the limit (lists)
+    b"\x81\x01" * (codec.MAX_DEPTH + 1) + b"\x01",  # deeper than the limit (dicts)
+    msgpack.packb(msgpack.ExtType(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"no-at-sign")),
+    msgpack.packb(msgpack.ExtType(codec.EXT_PID, struct.pack(">qq", 1, 2) + b"a\n@b")),
+    msgpack.packb(msgpack.ExtType(codec.EXT_REF, struct.pack(">qq", 1, 2) + b"")),
+    msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT, b"\x01" * (codec.MAX_BIGINT_BYTES + 1))),
+    msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT, b"\x01" * (4 << 20))),  # the 4 MiB integer
+    b"\xdd\xff\xff\xff\xff",  # huge array announced
+]
+
+
+@pytest.mark.parametrize("data", MALFORMED)
 def test_malformed_input_raises_codec_error(data: bytes) -> None:
     with pytest.raises(CodecError):
         decode(data)
@@ -379,3 +379,90 @@ def test_decode_refuses_objects_heavier_than_the_bound() -> None:
         decode(b"\xdd" + n.to_bytes(4, "big") + b"\x90" * n)
     # The same count of small ints is light: accepted.
     assert decode(b"\xdd" + n.to_bytes(4, "big") + b"\x01" * n) == [1] * n
+
+
+# --- the stream decoder (what a session's frames go through) ------------------
+
+# One for the whole module, as a session has one for its whole life: what a body
+# leaves behind (after an error above all) must never change how the next decodes.
+_stream_decode = codec.small_decoder()
+
+
+def _outcome(decoder: Any, data: bytes) -> Any:
+    try:
+        return ("term", decoder(data))
+    except CodecError:
+        return ("error", None)
+
+
+def _same_outcome(data: bytes) -> None:
+    """small_decoder() gives exactly what decode() gives: the same term, or CodecError for both."""
+    expected = _outcome(decode, data)
+    got = _outcome(_stream_decode, data)
+    assert got[0] == expected[0], (data, expected, got)
+    if expected[0] == "term":
+        assert_same(expected[1], got[1])
+    # And it is not left in a state that changes the next body.
+    assert_same(_stream_decode(encode(("after", (1, (2,)), [3]))), ("after", (1, (2,)), [3]))
+
+
+@pytest.mark.parametrize("data", MALFORMED)
+def test_stream_decoder_refuses_what_decode_refuses(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        _stream_decode(data)
+    assert_same(_stream_decode(encode((1, (2, "x")))), (1, (2, "x")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(terms)
+def test_stream_decoder_decodes_any_term_as_decode_does(term: Any) -> None:
+    data = encode(term)
+    assert_same(_stream_decode(data), term)
+    _same_outcome(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        msgpack.packb([_MARK_TUPLE, 1, 2]),
+        b"\x93\xc8\x00\x00\x10\x01\x02",  # a tuple's marker as ext 16 (not what snowg sends)
+        b"\x92\xc9\x00\x00\x00\x00\x10\x01",  # ... and as ext 32
+        msgpack.packb([msgpack.ExtType(codec.EXT_EXIT, b""), 1, 2]),
+        msgpack.packb([msgpack.ExtType(codec.EXT_DOWN, b""), 1, 2, 3]),
+        msgpack.packb([[_MARK_TUPLE], 1]),  # an empty tuple in a list: [(), 1]
+        msgpack.packb([_MARK_TUPLE, [_MARK_TUPLE, _MARK_TUPLE]]),  # marker after the head, nested
+        msgpack.packb([1, _ext(codec.EXT_PID, b"")]),
+        encode([1, Pid("new@node", 7, 1), ("tick", 1)]),  # a pid seen for the first time
+        encode([1, Pid("new@node", 7, 1), ("tick", 1)]),  # ... and again (shared)
+        b"\x91" * 200 + b"\x01",
+        bytes([0x91, 0xC7, 0x00, 0x10]) * 124 + b"\x01",  # tuples nested as deep as a small body holds
+    ],
+)
+def test_stream_decoder_edge_cases_as_decode(data: bytes) -> None:
+    _same_outcome(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=codec.SMALL_BODY + 20))
+def test_stream_decoder_on_garbage_as_decode(data: bytes) -> None:
+    _same_outcome(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(terms, st.data())
+def test_stream_decoder_on_mutated_encodings_as_decode(term: Any, data: st.DataObject) -> None:
+    raw = bytearray(encode(term))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    _same_outcome(bytes(raw))
+    _same_outcome(bytes(raw[:cut]))
+
+
+@given(st.lists(hashable, max_size=4).map(tuple))
+def test_tuple_shortcut_of_default_encodes_as_the_generic_encoder(t: Any) -> None:
+    assert codec.default(t) == codec._ENCODERS[tuple](t)
+    assert encode(t) == msgpack.packb(
+        codec._ENCODERS[tuple](t), default=codec.default, use_bin_type=True, strict_types=True
+    )

@@ -811,3 +811,54 @@ def test_simultaneous_connect_winner_is_deterministic_and_antisymmetric(a: str, 
     # Exactly one of the two connections survives: the one started by the lower name.
     winner_starter = a if first == "outgoing" else b
     assert winner_starter == min(a, b)
+
+
+# --- the decoder's small-body path gives what codec.decode gives ---------------
+
+
+def _reference_frames(data: bytes) -> Tuple[list, bool]:
+    """The whole frames of ``data`` decoded one by one with codec.decode, and whether one failed."""
+    out: list = []
+    pos = 0
+    while len(data) - pos >= 4:
+        (n,) = struct.unpack_from(">I", data, pos)
+        if len(data) - pos - 4 < n:
+            break
+        try:
+            out.append(codec.decode(data[pos + 4 : pos + 4 + n]))
+        except codec.CodecError:
+            return out, True
+        pos += 4 + n
+    return out, False
+
+
+_mixed_bodies = st.lists(
+    st.one_of(
+        st.sampled_from(VALID_FRAMES).map(encode_frame),
+        # Bodies on both sides of the small-body bound, tuples and pids inside.
+        st.integers(codec.SMALL_BODY - 40, codec.SMALL_BODY + 40).map(
+            lambda n: encode_frame([P.SEND, PID_B, ("pad", "x" * n, (1, PID_B))])
+        ),
+        st.binary(max_size=30).map(lambda b: struct.pack(">I", len(b)) + b),
+    ),
+    max_size=6,
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_mixed_bodies, st.lists(st.integers(0, 10_000), max_size=8))
+def test_frames_decode_as_codec_decode_does_however_chunked(data: bytes, cuts: List[int]) -> None:
+    expected, fails = _reference_frames(data)
+    for chunks in ([data], _chunks(data, cuts), [bytearray(c) for c in _chunks(data, cuts)]):
+        dec = FrameDecoder()
+        got: list = []
+        failed = False
+        try:
+            for chunk in chunks:
+                got += dec.feed(chunk)
+        except MalformedFrame:
+            failed = True
+        assert failed == fails
+        # A chunk that holds a bad frame returns none of its frames (it raises).
+        assert got == (expected[: len(got)] if fails else expected)
+        assert [type(f) for f in got] == [type(f) for f in expected[: len(got)]]
