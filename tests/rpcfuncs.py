@@ -30,3 +30,21 @@ def offset_power_of_two(bits: int, offset: int) -> int:
 @snowg.spawnable
 def special_float(name: str) -> float:
     return float(name)
+
+
+class _NotATerm:
+    def __repr__(self) -> str:
+        return "<not a term>"
+
+
+@snowg.spawnable
+def says_then_exits_with_a_non_term(parent: snowg.Pid) -> None:
+    """Tell ``parent`` it runs, then end with a reason that cannot cross nodes."""
+    snowg.send(parent, ("running", snowg.self()))
+    snowg.receive(lambda m: m == "go")
+    snowg.exit(_NotATerm())
+
+
+@snowg.spawnable
+def exits_with_a_non_term_by_rpc() -> None:
+    snowg.exit(_NotATerm())

@@ -14,7 +14,7 @@ import math
 
 import pytest
 from remotefuncs import add, fail, not_declared, process_count, sleep_then
-from rpcfuncs import exits_with, offset_power_of_two, power_of_two, special_float
+from rpcfuncs import exits_with, exits_with_a_non_term_by_rpc, offset_power_of_two, power_of_two, special_float
 from support import no_message
 
 import snowg
@@ -141,3 +141,22 @@ def test_results_at_the_limits_of_the_encoding(peers):
     with pytest.raises(snowg.RemoteError, match="cannot cross"):
         rpc.call(peer.name, power_of_two, 9000, 1)
     _nothing_left(snowg.self())
+
+
+def test_an_exit_reason_that_cannot_cross_arrives_as_its_repr_over_links_and_monitors(peers):
+    peer = peers.start(modules=MODS)
+    snowg.trap_exit(True)
+    me = snowg.self()
+    linked = snowg.spawn_link("rpcfuncs.says_then_exits_with_a_non_term", me, node=peer.name)
+    monitored, ref = snowg.spawn_monitor("rpcfuncs.says_then_exits_with_a_non_term", me, node=peer.name)
+    for pid in (linked, monitored):
+        assert snowg.receive(lambda m, pid=pid: m == ("running", pid), timeout=W)
+        snowg.send(pid, "go")
+    exit_msg = snowg.receive(lambda m: type(m) is snowg.Exit and m.pid == linked, timeout=W)
+    assert exit_msg.reason == "<not a term>"
+    down = snowg.receive(lambda m: type(m) is snowg.Down and m.ref == ref, timeout=W)
+    assert down == snowg.Down(ref, monitored, "<not a term>")
+    with pytest.raises(snowg.CallError) as info:
+        rpc.call(peer.name, exits_with_a_non_term_by_rpc)
+    assert info.value.reason == "<not a term>"
+    _nothing_left(me)
