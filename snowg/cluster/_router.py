@@ -26,7 +26,8 @@ from .._core.terms import Pid, Ref
 from .._errors import SpawnError
 from ._frames import DEMONITOR, EXIT, EXIT2, LINK, MONITOR, MONITOR_EXIT, SEND, SEND_NAME, UNLINK
 from ._foreign import ForeignPeer
-from ._framing import encode_frame
+from ._framing import FrameTooLarge, encode_frame
+from ._framing import _LEN, _MAX_U32, _pack
 from ._session import Session
 from ._spawn import SpawnReply, send_request
 from ._spawnable import wire_name
@@ -66,7 +67,17 @@ class Router(_remote.RemoteRouter):
     ) -> None:
         self._sessions = sessions
         self._max_frame = max_frame_size + 4  # the limit is on the body; a frame has a 4-byte length
+        self._max_body = min(max_frame_size, _MAX_U32)
         self._foreign: Dict[str, ForeignPeer] = foreign if foreign is not None else {}
+
+    def _body_too_large(self, n: int) -> Exception:
+        """The error encode_frame and then :meth:`_too_large` give for a body of ``n`` bytes."""
+        if n > _MAX_U32:
+            return FrameTooLarge(f"frame of {n} bytes is over the maximum frame size of {_MAX_U32} bytes")
+        return ValueError(
+            f"message of {n} bytes encoded is over max_frame_size ({self._max_frame - 4} bytes):"
+            " send it in parts, or start every node with a larger max_frame_size"
+        )
 
     def _too_large(self, frame: bytes) -> ValueError:
         return ValueError(
@@ -84,11 +95,17 @@ class Router(_remote.RemoteRouter):
             if peer is not None:
                 peer.send(pid, msg)  # TypeError there, in the sender, for terms that cannot cross
                 return
-        frame = _enc([SEND, pid, msg])  # TypeError here, in the sender, for terms that cannot cross
-        if len(frame) > self._max_frame:
-            raise self._too_large(frame)
+        # encode_frame([SEND, pid, msg]) spelled out (every remote message comes
+        # this way): the same bytes, the same errors.
+        try:
+            body = _pack([SEND, pid, msg])  # TypeError here, in the sender, for terms that cannot cross
+        except RecursionError as exc:  # msgpack's pure-Python fallback recurses
+            raise ValueError("frame nested too deeply to encode") from exc
+        n = len(body)
+        if n > self._max_body:
+            raise self._body_too_large(n)
         if sess is not None and sess.peer_creation == pid.creation:
-            sess.send_message(frame)  # suspends the caller while the session is over its bound
+            sess.send_message(_LEN.pack(n) + body)  # suspends the caller while the session is over its bound
 
     def send_name(self, name: str, node: str, msg: Any, from_pid: Optional[Pid]) -> None:
         sess = self._sessions.get(node)
