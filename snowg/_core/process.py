@@ -21,6 +21,7 @@ and looking at processes (:mod:`~snowg._core.introspect`) are modules of their o
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from itertools import islice
@@ -178,6 +179,19 @@ _idle: List["_ProcessGreenlet"] = []
 _IDLE_MAX = 64
 
 
+def _refs_to_current() -> int:
+    current = getcurrent()
+    return sys.getrefcount(current)
+
+
+# The references a running greenlet has to itself when one local names it (the
+# thread state's, the local's, getrefcount's argument...), measured once here in
+# a greenlet like ours. An ended process greenlet with more is held by something
+# else (a pending ``gevent.Timeout`` holds its ``throw``; user code may hold it)
+# and must not run another process, which that holder could reach.
+_SELF_REFS = _greenlet(_refs_to_current).switch()
+
+
 def _run_reused() -> None:
     """A process greenlet's body: run its process, then wait idle for another one (see ``_idle``)."""
     glet: Any = getcurrent()
@@ -185,7 +199,12 @@ def _run_reused() -> None:
         _run()
         glet._snowg_proc = None
         hub = rt.hub
-        if len(_idle) >= _IDLE_MAX or glet.parent is not hub or getweakrefcount(glet):
+        if (
+            len(_idle) >= _IDLE_MAX
+            or glet.parent is not hub
+            or getweakrefcount(glet)
+            or sys.getrefcount(glet) > _SELF_REFS
+        ):
             return
         glet.gr_context = None
         _idle.append(glet)
