@@ -1,9 +1,14 @@
 """Frame dispatch: each frame a session reads goes to the handler of its tag.
 
 Plain messages (``SEND``), the bulk of the traffic, take a fast path with no
-validation beyond their shape. Every other frame is checked against its tag's
-layout (:func:`snowg.cluster._frames.validate_frame`) before its handler runs;
-a frame that fails, or a tag nobody handles, raises
+validation beyond their shape. The frames of a remote spawn and of its
+child's end (``SPAWN_REQUEST``, ``SPAWN_REPLY``, ``EXIT``, ``MONITOR_EXIT``)
+are checked in line against their layout, the same checks as
+:func:`snowg.cluster._frames.validate_frame` makes for their tag, and go to
+their handler as they are; whatever those checks do not accept takes the
+general path below, which raises the error. Every other frame is checked
+against its tag's layout (:func:`~snowg.cluster._frames.validate_frame`)
+before its handler runs; a frame that fails, or a tag nobody handles, raises
 :class:`~snowg.cluster._framing.MalformedFrame`, which closes that session
 (the peer broke the protocol) and nothing else. Upper layers add handlers
 through :func:`snowg.cluster.register_frame_handler`.
@@ -12,11 +17,11 @@ through :func:`snowg.cluster.register_frame_handler`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._core import SummaryLog
 from .._core import remote as _remote
-from .._core.terms import Pid
+from .._core.terms import Pid, Ref
 from . import _nodestate
 from ._connect import MAX_PEER_LIST, connect_to_peers
 from ._frames import (
@@ -55,10 +60,18 @@ def on_frames(sess: Session, frames: List[Any]) -> None:
         MalformedFrame: a frame is invalid or its tag is not handled here.
     """
     deliver_to = _remote.deliver_to
+    fast = _FAST
     for frame in frames:
-        if type(frame) is list and len(frame) == 3 and frame[0] == SEND and type(frame[1]) is Pid:
-            deliver_to(frame[1], frame[2])
-            continue
+        if type(frame) is list and frame:
+            tag = frame[0]
+            if len(frame) == 3 and tag == SEND and type(frame[1]) is Pid:
+                deliver_to(frame[1], frame[2])
+                continue
+            if type(tag) is int:
+                entry = fast.get(tag)
+                if entry is not None and entry[0](frame):
+                    entry[1](sess, frame)
+                    continue
         tag = frame[0] if type(frame) is list and frame else None
         if type(tag) is int and tag in EXTENSION_TAGS and tag not in _HANDLERS:
             _drop_unhandled_extension(sess, tag)
@@ -128,7 +141,7 @@ def _h_unlink(sess: Session, f: Tuple[Any, ...]) -> None:
     _remote.incoming_unlink(f[1], f[2])
 
 
-def _h_exit(sess: Session, f: Tuple[Any, ...]) -> None:
+def _h_exit(sess: Session, f: Sequence[Any]) -> None:
     sess.check_from(f[1])
     _remote.incoming_link_exit(f[1], f[2], f[3])
 
@@ -152,7 +165,7 @@ def _h_demonitor(sess: Session, f: Tuple[Any, ...]) -> None:
     _remote.incoming_demonitor(f[1], f[2], f[3])
 
 
-def _h_monitor_exit(sess: Session, f: Tuple[Any, ...]) -> None:
+def _h_monitor_exit(sess: Session, f: Sequence[Any]) -> None:
     _, target, watcher, ref, reason = f
     node = _remote.monitor_target_node(watcher, ref)
     if node is None:
@@ -202,6 +215,43 @@ def _peer_target(name: str, address: str) -> Optional[Tuple[str, str, int]]:
     return name, host, int(port_s)
 
 
+# In-line layout checks of the frames a remote spawn, an rpc.call and a linked
+# or monitored child's end are made of. Each accepts exactly what
+# validate_frame accepts for its tag, or less (a MONITOR_EXIT for a name, a
+# frame sent as a tuple: those take the general path).
+
+
+def _spawn_request_layout(f: List[Any]) -> bool:
+    # [SPAWN_REQUEST, req, caller, fn_name, args, kwargs, opts]
+    if len(f) != 7 or type(f[1]) is not Ref or type(f[2]) is not Pid or type(f[3]) is not str:
+        return False
+    args, kwargs, opts = f[4], f[5], f[6]
+    if type(args) is not list or type(kwargs) is not dict or type(opts) is not list:
+        return False
+    for key in kwargs:
+        if type(key) is not str:
+            return False
+    for opt in opts:
+        if type(opt) is not str:
+            return False
+    return True
+
+
+def _spawn_reply_layout(f: List[Any]) -> bool:
+    # [SPAWN_REPLY, req, caller, pid or refusal]
+    return len(f) == 4 and type(f[1]) is Ref and type(f[2]) is Pid and (type(f[3]) is Pid or type(f[3]) is str)
+
+
+def _exit_layout(f: List[Any]) -> bool:
+    # [EXIT, from, to, reason]
+    return len(f) == 4 and type(f[1]) is Pid and type(f[2]) is Pid
+
+
+def _monitor_exit_layout(f: List[Any]) -> bool:
+    # [MONITOR_EXIT, target pid, watcher, ref, reason]
+    return len(f) == 5 and type(f[1]) is Pid and type(f[2]) is Pid and type(f[3]) is Ref
+
+
 _HANDLERS: Dict[int, Handler] = {
     TICK: _h_tick,
     SEND: _h_send,
@@ -216,4 +266,12 @@ _HANDLERS: Dict[int, Handler] = {
     SPAWN_REQUEST: handle_request,
     SPAWN_REPLY: handle_reply,
     PEER_LIST: _h_peer_list,
+}
+
+# tag -> (its in-line layout check, its handler), for the frames of the fast path.
+_FAST: Dict[int, Tuple[Callable[[List[Any]], bool], Callable[[Session, Sequence[Any]], None]]] = {
+    SPAWN_REQUEST: (_spawn_request_layout, handle_request),
+    SPAWN_REPLY: (_spawn_reply_layout, handle_reply),
+    EXIT: (_exit_layout, _h_exit),
+    MONITOR_EXIT: (_monitor_exit_layout, _h_monitor_exit),
 }

@@ -17,7 +17,7 @@ is answered here as Erlang does: ``'noconnection'`` or ``'noproc'``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .._core import make_ref, receive
 from .._core import remote as _remote
@@ -37,13 +37,17 @@ __all__ = ["Router"]
 _enc = encode_frame
 
 
-def _safe_reason(reason: Any) -> Any:
-    """A reason that can cross (an exit must never fail to be sent)."""
+def _enc_exit(frame: List[Any]) -> bytes:
+    """Encode a frame whose last field is an exit reason; a reason that cannot cross goes as its repr.
+
+    An exit must never fail to be sent. The reason is encoded once (not
+    checked alone first): a remote child's end, an rpc runner's outcome.
+    """
     try:
-        _enc([0, reason])
-        return reason
+        return _enc(frame)
     except (TypeError, ValueError):
-        return repr(reason)
+        frame[-1] = repr(frame[-1])
+        return _enc(frame)
 
 
 class Router(_remote.RemoteRouter):
@@ -143,7 +147,7 @@ class Router(_remote.RemoteRouter):
     def exit_link(self, from_pid: Pid, to_pid: Pid, reason: Any) -> None:
         sess = self._sessions.get(to_pid.node)
         if sess is not None:
-            sess.send(_enc([EXIT, from_pid, to_pid, _safe_reason(reason)]))
+            sess.send(_enc_exit([EXIT, from_pid, to_pid, reason]))
             return
         peer = self._foreign.get(to_pid.node)
         if peer is not None:
@@ -190,7 +194,7 @@ class Router(_remote.RemoteRouter):
     def monitor_exit(self, target: Any, watcher: Pid, ref: Ref, reason: Any) -> None:
         sess = self._sessions.get(watcher.node)
         if sess is not None:
-            sess.send(_enc([MONITOR_EXIT, target, watcher, ref, _safe_reason(reason)]))
+            sess.send(_enc_exit([MONITOR_EXIT, target, watcher, ref, reason]))
             return
         peer = self._foreign.get(watcher.node)
         if peer is not None:

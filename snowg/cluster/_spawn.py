@@ -7,7 +7,9 @@ new pid or a refusal. The caller's side keeps each request in
 ``NodeState.spawn_pending`` until its reply, or until the node is lost (then
 the caller gets ``'noconnection'``). A caller that gave up (a timed-out
 ``rpc.call``) marks its request abandoned: the child is ended as soon as its
-pid arrives, and nothing reaches the caller.
+pid arrives, and nothing reaches the caller. A *quiet* request (``rpc.call``'s
+runner, which its caller monitors) delivers its reply only when it brings no
+pid; a new pid goes to :data:`started` instead, for the caller to take.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ log = logging.getLogger("snowg")
 
 # In a spawn_pending entry's options: its caller gave up.
 _ABANDONED = "abandoned"
+# In a spawn_pending entry's options: a quiet request (never sent to the peer).
+_QUIET = "quiet"
+
+#: The pids of the children of quiet requests whose reply came, by request ref.
+#: The caller takes its entry out when it is done waiting, however it ends.
+started: Dict[Ref, Pid] = {}
 
 
 # What a peer sent wrong: logged in full once per (peer, kind), then counted
@@ -101,6 +109,7 @@ def send_request(
     kwargs: Dict[str, Any],
     opts: Tuple[str, ...],
     req: Optional[Ref] = None,
+    quiet: bool = False,
 ) -> Optional[Ref]:
     """Ask ``node_name`` to spawn ``fn_name(*args, **kwargs)`` for ``caller``; never blocks.
 
@@ -109,6 +118,11 @@ def send_request(
     Args:
         opts: ``'link'`` and/or ``'monitor'``: set up before the child runs.
         req: the request's ref (also the monitor's); a new one by default.
+        quiet: with ``'monitor'``, a reply that brings the new pid is not
+            delivered: the pid is put in :data:`started` under ``req`` (the
+            caller waits for the monitor's ``Down``, and must take that entry
+            out when it stops waiting). A refusal or ``'noconnection'`` is
+            delivered as usual.
 
     Returns:
         The request's ref, or None when ``node_name`` is not connected.
@@ -123,7 +137,7 @@ def send_request(
     sess = st.sessions.get(node_name) if st is not None else None
     if st is None or sess is None:
         return None
-    st.spawn_pending[req] = (caller, opts, node_name)
+    st.spawn_pending[req] = (caller, opts + (_QUIET,) if quiet else opts, node_name)
     if not sess.send(frame):
         del st.spawn_pending[req]
         return None
@@ -150,7 +164,7 @@ def node_lost(st: NodeState, node_name: str) -> None:
                 _remote.deliver_to(caller, SpawnReply(req, "noconnection"))
 
 
-def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
+def handle_request(sess: Session, f: Sequence[Any]) -> None:
     """A peer asks this node to spawn a ``@spawnable`` function."""
     _, req, caller, fn_name, args, kwargs, opts = f
     sess.check_from(caller)
@@ -186,23 +200,24 @@ def handle_request(sess: Session, f: Tuple[Any, ...]) -> None:
     sess.send(encode_frame([SPAWN_REPLY, req, caller, pid]))
 
 
-def handle_reply(sess: Session, f: Tuple[Any, ...]) -> None:
+def handle_reply(sess: Session, f: Sequence[Any]) -> None:
     """The answer to one of this node's spawn requests."""
     _, req, _caller, result = f
     st = _nodestate.current
-    pending = st.spawn_pending.get(req) if st is not None else None
+    pending = st.spawn_pending.pop(req, None) if st is not None else None
     if st is None or pending is None:
         return
     caller, opts, node_name = pending
     if node_name != sess.peer_name:
         # Only the node the request went to may answer it.
+        st.spawn_pending[req] = pending
         refused(sess.peer_name, "SPAWN_REPLY", f"a reply to a spawn request sent to {node_name!r}")
         return
     if type(result) is Pid and result.node != sess.peer_name:
         # It answers with a process of another node: a protocol error (the
         # session closes, and the caller gets 'noconnection').
+        st.spawn_pending[req] = pending
         raise MalformedFrame(f"SPAWN_REPLY names a pid of node {result.node!r} as its new process")
-    del st.spawn_pending[req]
     if _ABANDONED in opts:
         if type(result) is Pid:
             # Its caller gave up: end the child quietly, its monitor first so
@@ -215,6 +230,10 @@ def handle_reply(sess: Session, f: Tuple[Any, ...]) -> None:
         # session is dispatched: the child may already have ended.
         if "link" in opts and not _remote.add_outgoing_link(caller, result):
             sess.send(encode_frame([EXIT, caller, result, "noproc"]))
-        if "monitor" in opts and not _remote.add_outgoing_monitor(caller, result, req):
-            sess.send(encode_frame([DEMONITOR, caller, result, req]))
+        if "monitor" in opts:
+            if not _remote.add_outgoing_monitor(caller, result, req):
+                sess.send(encode_frame([DEMONITOR, caller, result, req]))
+            elif _QUIET in opts:
+                started[req] = result
+                return
     _remote.deliver_to(caller, SpawnReply(req, result))

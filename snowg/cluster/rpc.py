@@ -8,16 +8,20 @@ the caller gives up it demonitors, and a ``Down`` for a removed monitor is
 never delivered (semantics rule 11). A lost node or a killed runner shows as a
 ``Down`` with another reason.
 
-The runner's spawn request is sent without blocking on the spawn reply (the
-spawn reply and the ``Down`` are awaited in one ``receive``), so ``timeout``
-bounds the whole call even when the peer answers nothing at all. On a timeout
-the runner is killed: at once if its pid is known by then, else as soon as
-the spawn reply brings it (the caller never sees that reply).
+The runner's spawn request is sent without blocking on the spawn reply, and
+that reply is *quiet* (OTP's ``{reply, error_only}``): the node sets up the
+monitor when it comes and keeps the runner's pid aside, and the caller hears
+of it only when there is no runner (a refusal, or the node lost first). So
+the caller waits in one ``receive`` for one message in the usual case, and
+``timeout`` bounds the whole call even when the peer answers nothing at all.
+On a timeout the runner is killed: at once if its pid is known by then, else
+as soon as the spawn reply brings it (the caller never sees that reply).
 """
 
 from __future__ import annotations
 
-import time
+import itertools
+import os
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .. import _core
@@ -25,7 +29,7 @@ from .._core import remote as _remote
 from .._core.terms import Crash, Down, Pid, Ref
 from .._errors import CallError, CallTimeout, RemoteError, SpawnError, Timeout
 from ._codec import check_term
-from ._spawn import SpawnReply, abandon, send_request
+from ._spawn import SpawnReply, abandon, send_request, started
 from ._spawnable import lookup_spawnable, spawnable, wire_name
 
 __all__ = ["RUNNER", "call"]
@@ -33,9 +37,15 @@ __all__ = ["RUNNER", "call"]
 
 RUNNER = "snowg.rpc.runner"
 
+# The tags of calls: the runner ends with (tag, outcome...), told apart by its tag
+# from an exit reason the function may give. Any term works (the runner echoes
+# it; a Ref was used before); an int costs the least to encode, decode and
+# compare. They start at a random point, so no function stumbles on one.
+_tags = itertools.count(int.from_bytes(os.urandom(7), "big"))
+
 
 @spawnable(RUNNER)
-def _runner(caller: Pid, tag: Ref, fn_name: str, args: List[Any], kwargs: Dict[str, Any]) -> None:
+def _runner(caller: Pid, tag: Any, fn_name: str, args: List[Any], kwargs: Dict[str, Any]) -> None:
     """Run ``fn_name(*args, **kwargs)`` and end with ``(tag, outcome...)`` as the exit reason."""
     fn = lookup_spawnable(fn_name)
     if fn is None:
@@ -46,12 +56,20 @@ def _runner(caller: Pid, tag: Ref, fn_name: str, args: List[Any], kwargs: Dict[s
         crash = Crash.from_exception(exc)
         _core.exit((tag, "error", crash.type, crash.message, crash.traceback))
     outcome: Tuple[Any, ...] = (tag, "ok", value)
-    if not _remote.is_local_pid(caller):
+    if not _remote.is_local_pid(caller) and not _always_crosses(value):
         try:
             check_term(outcome)
         except TypeError as exc:
             outcome = (tag, "error", "TypeError", f"the result cannot cross nodes: {exc}", "")
     _core.exit(outcome)
+
+
+def _always_crosses(value: Any) -> bool:
+    """True for a value whose encoding cannot fail (``check_term`` would pass it): no need to try."""
+    t = type(value)
+    if t is int:
+        return bool(-(1 << 63) <= value < (1 << 64))  # beyond: a big int, which may be too large
+    return value is None or t is bool or t is float
 
 
 def call(
@@ -71,65 +89,41 @@ def call(
             ended otherwise (killed; ``snowg.exit(reason)`` called by ``fn``).
         TypeError: an argument cannot cross nodes (nothing was sent).
     """
-    tag = _core.make_ref()
+    tag = next(_tags)
     me = _core.self()
-    name = wire_name(fn)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    req = _request(node, me, tag, name, args, kwargs)
-    if req is None:
-        pid, ref = _core.spawn_monitor(
-            _runner if node == _remote.local_node() else RUNNER, me, tag, name, list(args), kwargs, node=node
-        )
-        return _wait(node, tag, ref, pid, None, deadline, timeout)
-    return _wait(node, tag, req, None, req, deadline, timeout)
-
-
-def _request(node: str, me: Pid, tag: Ref, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Ref]:
-    """Send the runner's spawn request to ``node`` without waiting for the spawn reply.
-
-    Returns the request's ref (also the runner's monitor ref), or None when the
-    runner must be spawned the ordinary way (this node, or not connected).
-
-    Raises:
-        TypeError: an argument cannot cross nodes (nothing was sent).
-    """
-    runner_args = [me, tag, name, list(args), kwargs]
-    if node == _remote.local_node():
-        return None
+    runner_args = [me, tag, wire_name(fn), list(args), kwargs]
+    local = node == _remote.local_node()
     # Raises TypeError for what cannot cross even when not connected, as for a peer.
-    return send_request(node, me, RUNNER, runner_args, {}, ("monitor",))
-
-
-def _wait(
-    node: str,
-    tag: Ref,
-    ref: Ref,
-    pid: Optional[Pid],
-    req: Optional[Ref],
-    deadline: Optional[float],
-    timeout: Optional[float],
-) -> Any:
-    def match(m: Any) -> bool:
-        t = type(m)
-        return (t is Down and m.ref == ref) or (t is SpawnReply and m.req == req)
-
-    while True:
+    req = None if local else send_request(node, me, RUNNER, runner_args, {}, ("monitor",), quiet=True)
+    if req is None:
+        # This node, or not connected (then the Down says 'noconnection' at once).
+        pid, ref = _core.spawn_monitor(_runner if local else RUNNER, *runner_args, node=node)
         try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            msg = _core.receive(match, timeout=remaining)
+            msg = _core.receive(lambda m: type(m) is Down and m.ref == ref, timeout=timeout)
         except Timeout:
-            _abandon(ref, pid, req)
+            _core.demonitor(ref, flush=True)
+            _core.exit(pid, "kill")
             raise CallTimeout(f"rpc.call to {node} timed out after {timeout} s") from None
-        if type(msg) is Down:
-            break
-        result = msg.result
-        if type(result) is Pid:
-            pid = result
-        elif result == "noconnection":
-            raise CallError("noconnection")
-        else:
-            raise SpawnError(str(result))
-    reason = msg.reason
+        return _outcome(tag, msg.reason)
+    # The spawn reply is quiet (_spawn.send_request): it comes to this process
+    # only when there is no runner (refused, or the node was lost first).
+    # Down and SpawnReply both carry the request's ref first.
+    try:
+        msg = _core.receive(lambda m: (type(m) is Down or type(m) is SpawnReply) and m[0] == req, timeout=timeout)
+    except Timeout:
+        _abandon(req)
+        raise CallTimeout(f"rpc.call to {node} timed out after {timeout} s") from None
+    finally:
+        started.pop(req, None)
+    if type(msg) is Down:
+        return _outcome(tag, msg.reason)
+    if msg.result == "noconnection":
+        raise CallError("noconnection")
+    raise SpawnError(str(msg.result))
+
+
+def _outcome(tag: int, reason: Any) -> Any:
+    """The value of a call whose runner ended with ``reason``; raises what the caller gets otherwise."""
     if type(reason) is not tuple or len(reason) < 3 or reason[0] != tag:
         raise CallError(reason)  # killed, node lost, or the function called exit()
     status = reason[1]
@@ -140,16 +134,14 @@ def _wait(
     raise RemoteError(reason[2], reason[3], reason[4])
 
 
-def _abandon(ref: Ref, pid: Optional[Pid], req: Optional[Ref]) -> None:
-    """The caller gives up: nothing of this call may reach its mailbox afterwards."""
-    if req is not None and pid is None:
-        # If the spawn reply is still on its way, the node kills the runner
-        # when it comes, and delivers nothing (its monitor is never set up here).
+def _abandon(req: Ref) -> None:
+    """The caller of request ``req`` gives up: nothing of this call may reach its mailbox afterwards."""
+    pid = started.pop(req, None)
+    if pid is None:
+        # The spawn reply is still on its way: the node kills the runner when it
+        # comes, and delivers nothing (its monitor is never set up here).
         abandon(req)
-    # No Down for ref after this (semantics rule 11), and none left in the mailbox.
-    _core.demonitor(ref, flush=True)
-    for m in _core.flush_messages(lambda m: type(m) is SpawnReply and m.req == req):
-        if type(m.result) is Pid:
-            pid = m.result
+    # No Down for req after this (semantics rule 11), and none left in the mailbox.
+    _core.demonitor(req, flush=True)
     if pid is not None:
         _core.exit(pid, "kill")
