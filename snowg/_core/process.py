@@ -868,9 +868,7 @@ def _terminate(proc: Process, reason: Any) -> None:
         for other in links:
             oproc = local_process(other)
             if oproc is not None:
-                if oproc.links:
-                    oproc.links.discard(pid)
-                _signal_link_exit(pid, oproc, reason)
+                _signal_link_exit(pid, oproc, reason)  # (which drops oproc's link to pid)
             elif router is not None and not is_local_pid(other):
                 router.exit_link(pid, other, reason)
     watchers = proc.monitored_by
