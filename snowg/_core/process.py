@@ -37,6 +37,7 @@ from .runtime import rt
 from .scheduler import ACTIVE as _ACTIVE
 from .scheduler import DEAD as _DEAD
 from .scheduler import NEW as _NEW
+from .scheduler import hand_off as _hand_off
 from .scheduler import park as _park
 from .scheduler import schedule as _schedule
 from .terms import Crash, Down, Exit, Pid, Ref
@@ -190,6 +191,9 @@ def _run_reused() -> None:
         glet.gr_context = None
         _idle.append(glet)
         try:
+            # The exit just made someone runnable (the Exit to a supervisor, a Down):
+            # switch to it directly rather than through the hub.
+            _hand_off()
             while glet._snowg_proc is None:  # a switch by anyone but the scheduler: wait on
                 hub.switch()
         except BaseException:
