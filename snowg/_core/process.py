@@ -307,6 +307,24 @@ def spawn_monitor(fn: SpawnTarget, *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]
     return proc.pid, ref
 
 
+def spawn_watched(fn: Callable[..., Any], args: Tuple[Any, ...], link: bool) -> Tuple[Pid, Ref]:
+    """A local spawn (linked if ``link``) with a monitor by the caller: ``(pid, ref)``, in one step.
+
+    The same links and monitor as :func:`spawn_link` (or :func:`spawn`) then
+    :func:`monitor` with no yield between (what ``gen_server``'s synchronous
+    start does), with one look-up of the caller. Never blocks.
+    """
+    me = _current()
+    proc = _new_process(fn, args, {})
+    if link:
+        _add_link(me, proc.pid)
+        _add_link(proc, me.pid)
+    ref = make_ref()
+    _add_monitor(me, proc, ref, proc.pid)
+    _schedule(proc)
+    return proc.pid, ref
+
+
 def _remote_spawn(node: str, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], opts: Tuple[str, ...]) -> Any:
     router = rt.router
     if router is None:
