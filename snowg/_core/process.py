@@ -185,7 +185,7 @@ def _run_reused() -> None:
     while True:
         _run()
         glet._snowg_proc = None
-        hub = rt.hub
+        hub = rt._hub or rt.hub
         if len(_idle) >= _IDLE_MAX or glet.parent is not hub or getweakrefcount(glet):
             return
         glet.gr_context = None
@@ -232,9 +232,8 @@ SpawnTarget = Union[Callable[..., Any], str, Tuple[str, str]]
 def _new_process(fn: SpawnTarget, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Process:
     if not callable(fn):
         raise TypeError(f"spawn needs a callable, got {type(fn).__name__}")
-    hub = rt.hub
     pid = _new_pid()
-    glet = _idle.pop() if _idle else _ProcessGreenlet(_run_reused, hub)
+    glet = _idle.pop() if _idle else _ProcessGreenlet(_run_reused, rt._hub or rt.hub)
     proc = Process(pid, glet)
     proc.start = (fn, args, kwargs)
     proc.initial = fn
