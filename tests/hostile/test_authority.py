@@ -185,7 +185,8 @@ def test_monitor_exit_for_a_monitor_on_another_node_is_dropped(cnode, attacker, 
         p = snowg.spawn(caller)
         r = recv(tagged("ref"))[1]
         runner = recv(tagged("started"))[1]  # after the spawn reply: the monitor is in place
-        tag, req = Ref(node_a, r.id + 1, r.creation), Ref(node_a, r.id + 2, r.creation)
+        # The call's tag is an int from a counter (no ref): its request ref is the next ref.
+        tag, req = 0, Ref(node_a, r.id + 1, r.creation)
         proc = local_process(p)
         assert proc is not None and proc.monitors is not None and proc.monitors.get(req) == runner  # guessed right
         b.send([MONITOR_EXIT, runner, p, req, (tag, "ok", "forged by B")])
@@ -220,13 +221,13 @@ def test_spawn_reply_from_another_node_is_dropped(cnode, attacker, log) -> None:
         try:
             p = snowg.spawn(caller, i)
             r = recv(tagged("ref"))[1]
-            req = Ref(node_a, r.id + 2, r.creation)
+            req = Ref(node_a, r.id + 1, r.creation)  # the call's tag is an int: its request ref is the next ref
             b.sync()  # p ran on meanwhile: its request to C is sent
-            assert st.spawn_pending.get(req) == (p, ("monitor",), c.name)
+            assert st.spawn_pending.get(req) == (p, ("monitor", "quiet"), c.name)
             forged = "not spawnable, says B" if i % 2 else b.pid(1)
             b.send([SPAWN_REPLY, req, p, forged])
             b.sync()
-            assert st.spawn_pending.get(req) == (p, ("monitor",), c.name)  # still waiting for C
+            assert st.spawn_pending.get(req) == (p, ("monitor", "quiet"), c.name)  # still waiting for C
         finally:
             c.thaw()
         assert recv(tagged("result")) == ("result", ("given", c.name, i))
