@@ -3,7 +3,9 @@
 A process (or a :class:`Task`) that must run -- new, or woken by a message --
 goes on the runtime's ready queue (:func:`schedule`). A greenlet that parks
 (:func:`park`, in ``receive``) switches straight to the next ready one instead
-of going through the gevent hub: one greenlet switch per delivery. After
+of going through the gevent hub: one greenlet switch per delivery. So does a
+process greenlet whose process ended and that goes idle (:func:`hand_off`):
+its exit made someone runnable (a linked supervisor, a monitor's owner). After
 ``HANDOFF_LIMIT`` direct switches in a row it goes through the hub, so that IO
 and timers are not starved; a hub callback (:func:`drain`) runs whatever is
 left.
