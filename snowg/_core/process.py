@@ -815,8 +815,10 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
     """
     me = _current()
     active = False
-    if me.monitors and ref in me.monitors:
-        target = me.monitors.pop(ref)
+    monitors = me.monitors
+    # (one pop, not a test then a pop: hashing a Ref runs Python code; a target is never None)
+    target = monitors.pop(ref, None) if monitors else None
+    if target is not None:
         active = True
         tproc = _monitor_target_process(target)
         if tproc is not None:
