@@ -21,7 +21,6 @@ and looking at processes (:mod:`~snowg._core.introspect`) are modules of their o
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import deque
 from itertools import islice
@@ -38,6 +37,7 @@ from .runtime import rt
 from .scheduler import ACTIVE as _ACTIVE
 from .scheduler import DEAD as _DEAD
 from .scheduler import NEW as _NEW
+from .scheduler import hand_off as _hand_off
 from .scheduler import park as _park
 from .scheduler import schedule as _schedule
 from .terms import Crash, Down, Exit, Pid, Ref
@@ -175,21 +175,11 @@ def _run() -> None:
 # else a spawn does. A greenlet is kept only when nothing holds a weak
 # reference to it (``gevent.local``, or ``threading.local`` once patched, keys
 # its values that way), and each process starts with no context variables set.
+# Not detected: a ``gevent.Timeout`` a process started and never cancelled holds
+# its greenlet's ``throw``, so on a reused greenlet it would fire in a later
+# process (the README's known limits say so; ``with gevent.Timeout(...)`` cancels).
 _idle: List["_ProcessGreenlet"] = []
 _IDLE_MAX = 64
-
-
-def _refs_to_current() -> int:
-    current = getcurrent()
-    return sys.getrefcount(current)
-
-
-# The references a running greenlet has to itself when one local names it (the
-# thread state's, the local's, getrefcount's argument...), measured once here in
-# a greenlet like ours. An ended process greenlet with more is held by something
-# else (a pending ``gevent.Timeout`` holds its ``throw``; user code may hold it)
-# and must not run another process, which that holder could reach.
-_SELF_REFS = _greenlet(_refs_to_current).switch()
 
 
 def _run_reused() -> None:
@@ -198,17 +188,15 @@ def _run_reused() -> None:
     while True:
         _run()
         glet._snowg_proc = None
-        hub = rt.hub
-        if (
-            len(_idle) >= _IDLE_MAX
-            or glet.parent is not hub
-            or getweakrefcount(glet)
-            or sys.getrefcount(glet) > _SELF_REFS
-        ):
+        hub = rt._hub or rt.hub
+        if len(_idle) >= _IDLE_MAX or glet.parent is not hub or getweakrefcount(glet):
             return
         glet.gr_context = None
         _idle.append(glet)
         try:
+            # The exit just made someone runnable (the Exit to a supervisor, a Down):
+            # switch to it directly rather than through the hub.
+            _hand_off()
             while glet._snowg_proc is None:  # a switch by anyone but the scheduler: wait on
                 hub.switch()
         except BaseException:
@@ -247,9 +235,8 @@ SpawnTarget = Union[Callable[..., Any], str, Tuple[str, str]]
 def _new_process(fn: SpawnTarget, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Process:
     if not callable(fn):
         raise TypeError(f"spawn needs a callable, got {type(fn).__name__}")
-    hub = rt.hub
     pid = _new_pid()
-    glet = _idle.pop() if _idle else _ProcessGreenlet(_run_reused, hub)
+    glet = _idle.pop() if _idle else _ProcessGreenlet(_run_reused, rt._hub or rt.hub)
     proc = Process(pid, glet)
     proc.start = (fn, args, kwargs)
     proc.initial = fn
@@ -316,6 +303,24 @@ def spawn_monitor(fn: SpawnTarget, *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]
             pid_ref: Tuple[Pid, Ref] = _remote_spawn(node, fn, args, kwargs, ("monitor",))
             return pid_ref
     proc = _new_process(fn, args, kwargs)
+    ref = make_ref()
+    _add_monitor(me, proc, ref, proc.pid)
+    _schedule(proc)
+    return proc.pid, ref
+
+
+def spawn_watched(fn: Callable[..., Any], args: Tuple[Any, ...], link: bool) -> Tuple[Pid, Ref]:
+    """A local spawn (linked if ``link``) with a monitor by the caller: ``(pid, ref)``, in one step.
+
+    The same links and monitor as :func:`spawn_link` (or :func:`spawn`) then
+    :func:`monitor` with no yield between (what ``gen_server``'s synchronous
+    start does), with one look-up of the caller. Never blocks.
+    """
+    me = _current()
+    proc = _new_process(fn, args, {})
+    if link:
+        _add_link(me, proc.pid)
+        _add_link(proc, me.pid)
     ref = make_ref()
     _add_monitor(me, proc, ref, proc.pid)
     _schedule(proc)
@@ -813,8 +818,10 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
     """
     me = _current()
     active = False
-    if me.monitors and ref in me.monitors:
-        target = me.monitors.pop(ref)
+    monitors = me.monitors
+    # (one pop, not a test then a pop: hashing a Ref runs Python code; a target is never None)
+    target = monitors.pop(ref, None) if monitors else None
+    if target is not None:
         active = True
         tproc = _monitor_target_process(target)
         if tproc is not None:
@@ -887,9 +894,7 @@ def _terminate(proc: Process, reason: Any) -> None:
         for other in links:
             oproc = local_process(other)
             if oproc is not None:
-                if oproc.links:
-                    oproc.links.discard(pid)
-                _signal_link_exit(pid, oproc, reason)
+                _signal_link_exit(pid, oproc, reason)  # (which drops oproc's link to pid)
             elif router is not None and not is_local_pid(other):
                 router.exit_link(pid, other, reason)
     watchers = proc.monitored_by

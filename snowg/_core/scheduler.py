@@ -3,7 +3,9 @@
 A process (or a :class:`Task`) that must run -- new, or woken by a message --
 goes on the runtime's ready queue (:func:`schedule`). A greenlet that parks
 (:func:`park`, in ``receive``) switches straight to the next ready one instead
-of going through the gevent hub: one greenlet switch per delivery. After
+of going through the gevent hub: one greenlet switch per delivery. So does a
+process greenlet whose process ended and that goes idle (:func:`hand_off`):
+its exit made someone runnable (a linked supervisor, a monitor's owner). After
 ``HANDOFF_LIMIT`` direct switches in a row it goes through the hub, so that IO
 and timers are not starved; a hub callback (:func:`drain`) runs whatever is
 left.
@@ -18,7 +20,7 @@ from typing import Any
 
 from .runtime import rt
 
-__all__ = ["ACTIVE", "DEAD", "HANDOFF_LIMIT", "NEW", "Task", "drain", "park", "schedule"]
+__all__ = ["ACTIVE", "DEAD", "HANDOFF_LIMIT", "NEW", "Task", "drain", "hand_off", "park", "schedule"]
 
 # States of a process (a Task is always ACTIVE).
 NEW, ACTIVE, DEAD = 0, 1, 2
@@ -74,6 +76,29 @@ def park(proc: Any) -> Any:
             rt.handoffs += 1
             return nxt.glet.switch()
     return (rt._hub or rt.hub).switch()
+
+
+def hand_off() -> None:
+    """Switch straight to the next ready greenlet, if there is one and the handoff limit allows.
+
+    For a greenlet that has nothing to do and is not scheduled (an idle process
+    greenlet): it returns when something switches back to it, or at once if
+    nothing is ready (the caller then waits in the hub). It saves the trip
+    through the hub that a greenlet's switch to the hub would cost (the hub's
+    loop, then :func:`drain`).
+    """
+    if rt.handoffs < HANDOFF_LIMIT:
+        ready = rt.ready
+        while ready:
+            nxt = ready.popleft()
+            nxt.ready = False
+            if nxt.parked:
+                nxt.parked = False
+            elif nxt.state != NEW:
+                continue
+            rt.handoffs += 1
+            nxt.glet.switch()
+            return
 
 
 class Task:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 from .._core import Down, Exit, Pid, Ref, demonitor, exit, make_ref, monitor, receive, send, spawn, spawn_link, unlink
 from .._core import self as _self
+from .._core.process import spawn_watched
 from .._errors import StartError, Timeout
 
 #: What a started process gets: ``(caller, ref, linked)``.
@@ -59,15 +60,18 @@ def start_sync(
     ref = make_ref()
     starter: Starter = (me, ref, link)
     if node is None:
-        pid = spawn_link(body, starter, *args) if link else spawn(body, starter, *args)
-    elif link:
-        pid = spawn_link(body, starter, *args, node=node)
+        if not callable(body):
+            raise TypeError(f"spawn needs a callable, got {type(body).__name__}")
+        # Spawned, linked and monitored in one step: the monitor exists before the child runs.
+        pid, mref = spawn_watched(body, (starter, *args), link)
     else:
-        pid = spawn(body, starter, *args, node=node)
-    # No yield since a local spawn: the monitor exists before the child runs.
-    # (A remote spawn waited for its reply: a child already gone gives Down
-    # 'noproc', and its real reason is in the Exit a trapping caller has.)
-    mref = monitor(pid)
+        if link:
+            pid = spawn_link(body, starter, *args, node=node)
+        else:
+            pid = spawn(body, starter, *args, node=node)
+        # (A remote spawn waited for its reply: a child already gone gives Down
+        # 'noproc', and its real reason is in the Exit a trapping caller has.)
+        mref = monitor(pid)
 
     def match(m: Any) -> bool:
         return (type(m) is tuple and len(m) == 5 and m[0] == _ACK and m[1] == ref) or (

@@ -10,7 +10,7 @@ nothing happens is unchanged. Counts start with the OS process.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from .._core import Pid, is_alive
 from .._core import telemetry as _telemetry
@@ -23,7 +23,12 @@ HANDLER_ID = "snowg.observe.counts"
 _MAX_SUPERVISORS = 4096
 
 _counts: Dict[str, int] = {"crashes": 0, "restarts": 0, "give_ups": 0}
-_by_supervisor: Dict[Pid, int] = {}
+# supervisor -> [its count]: a cell, so that the last one counted is counted again without a lookup
+_by_supervisor: Dict[Pid, List[int]] = {}
+# The pid object last counted and its cell. A supervisor sends the same Pid object in every
+# restart event's metadata, so a run of restarts by one supervisor is counted on an identity
+# test: hashing and comparing a Pid runs Python code (three lookups per restart otherwise).
+_last: List[Any] = [object(), [0]]
 
 
 def _count(event: Any, measurements: Dict[str, float], metadata: Dict[str, Any], config: Any) -> None:
@@ -33,11 +38,19 @@ def _count(event: Any, measurements: Dict[str, float], metadata: Dict[str, Any],
     if event == _telemetry.SUPERVISOR_RESTART:
         _counts["restarts"] += 1
         sup = metadata.get("supervisor")
-        if type(sup) is Pid:
-            if sup not in _by_supervisor and len(_by_supervisor) >= _MAX_SUPERVISORS:
-                for gone in [p for p in _by_supervisor if not is_alive(p)]:
-                    del _by_supervisor[gone]
-            _by_supervisor[sup] = _by_supervisor.get(sup, 0) + 1
+        last = _last
+        if sup is last[0]:
+            last[1][0] += 1
+        elif type(sup) is Pid:
+            cell = _by_supervisor.get(sup)
+            if cell is None:
+                if len(_by_supervisor) >= _MAX_SUPERVISORS:
+                    for gone in [p for p in _by_supervisor if not is_alive(p)]:
+                        del _by_supervisor[gone]
+                cell = _by_supervisor[sup] = [0]
+            cell[0] += 1
+            last[0] = sup
+            last[1] = cell
     elif event == _telemetry.SUPERVISOR_GIVE_UP:
         _counts["give_ups"] += 1
 
@@ -63,4 +76,5 @@ def counts() -> Dict[str, int]:
 
 def supervisor_restarts(sup: Pid) -> int:
     """How many children the local supervisor ``sup`` has restarted (never blocks)."""
-    return _by_supervisor.get(sup, 0)
+    cell = _by_supervisor.get(sup)
+    return 0 if cell is None else cell[0]

@@ -70,7 +70,15 @@ _counts: Dict[str, Dict[Any, float]] = {name: {} for name in _COUNTERS}
 _duration = [0.0, 0]  # sum of seconds, count
 
 
-def _add(metric: str, label: Any = "") -> None:
+# The supervisor metrics' last (metric, label) and how many events it has had since it was
+# last added to _counts. A supervisor's events carry the same label object each time (its
+# name, or its Pid), so a run of restarts by one supervisor is counted on identity tests:
+# hashing and comparing a Pid runs Python code. Every label of these metrics goes through
+# here, so they reach _counts in the order they came (which decides "other").
+_pending: List[Any] = [None, None, 0]
+
+
+def _add(metric: str, label: Any = "", k: int = 1) -> None:
     values = _counts[metric]
     n = values.get(label)  # (two lookups: hashing and comparing a Pid runs Python code)
     if n is None:
@@ -79,7 +87,16 @@ def _add(metric: str, label: Any = "") -> None:
             n = values.get(label, 0)
         else:
             n = 0
-    values[label] = n + 1
+    values[label] = n + k
+
+
+def _flush() -> None:
+    """Add the pending supervisor count to ``_counts``."""
+    pending = _pending
+    k = pending[2]
+    if k:
+        pending[2] = 0
+        _add(pending[0], pending[1], k)
 
 
 def _handle(event: Tuple[str, ...], measurements: Dict[str, float], metadata: Dict[str, Any], config: Any) -> None:
@@ -88,7 +105,15 @@ def _handle(event: Tuple[str, ...], measurements: Dict[str, float], metadata: Di
         _add(metric)
     elif label_key == "supervisor":
         name = metadata.get("name")
-        _add(metric, name if name is not None else metadata.get("supervisor"))
+        label = name if name is not None else metadata.get("supervisor")
+        pending = _pending
+        if label is pending[1] and metric is pending[0]:
+            pending[2] += 1
+        else:
+            _flush()
+            pending[0] = metric
+            pending[1] = label
+            pending[2] = 1
     else:
         _add(metric, metadata.get(label_key))
     if event is _telemetry.WS_CLOSE:
@@ -137,6 +162,7 @@ def _family(out: List[str], name: str, kind: str, help_text: str, samples: Itera
 
 
 def _labelled(metric: str, label: str) -> List[Tuple[str, str, float]]:
+    _flush()
     values = _counts[metric]
     if not label:
         return [(metric, "", values.get("", 0))]

@@ -38,9 +38,8 @@ def _report_greenlet_and_var(parent, value):
 def _idle(glet_id):
     """The idle greenlet whose ``id`` is ``glet_id``, or None.
 
-    Processes report their greenlet by ``id``: a message holding the greenlet
-    itself would keep it from being reused. While it is idle the pool holds it,
-    so the id names it alone.
+    Processes report their greenlet by ``id``, so that the test holds none
+    itself; while it is idle the pool holds it, so the id names it alone.
     """
     return next((g for g in _process._idle if id(g) == glet_id), None)
 
@@ -176,39 +175,3 @@ def test_a_process_killed_before_it_starts_on_a_reused_greenlet(kill_before_star
     assert seen == "unset"
     if kill_before_start:  # it raised at its start, on its own greenlet: nothing else holds that one
         assert glet3 == glet
-
-
-def test_a_greenlet_that_something_still_holds_is_not_reused():
-    # A gevent.Timeout started and never cancelled holds the greenlet's throw: on
-    # a reused greenlet it would fire inside the next, unrelated process.
-    def leaves_a_timeout(parent):
-        gevent.Timeout(0.01).start()
-        snowg.send(parent, (id(greenlet.getcurrent()),))
-
-    def outlives_the_timeout(parent):
-        snowg.receive(lambda m: m == "go", timeout=W)
-        snowg.send(parent, (id(greenlet.getcurrent()), "survived"))
-
-    (glet1,) = _run_to_end(leaves_a_timeout)
-    assert _idle(glet1) is None
-    me = snowg.self()
-    pid, ref = snowg.spawn_monitor(outlives_the_timeout, me)
-    later = gevent.event.Event()  # set by a timer due after the leftover timeout's (timers fire in order)
-    timer = gevent.get_hub().loop.timer(0.05)
-    timer.start(later.set)
-    assert later.wait(W)
-    timer.close()
-    snowg.send(pid, "go")
-    assert snowg.receive(lambda m: type(m) is tuple, timeout=W)[1] == "survived"
-    assert snowg.receive(is_down(ref), timeout=W).reason == "normal"
-
-
-def test_a_greenlet_held_by_user_code_is_not_reused():
-    held = []
-
-    def keeps_itself(parent):
-        held.append(greenlet.getcurrent())
-        snowg.send(parent, (id(greenlet.getcurrent()),))
-
-    (glet1,) = _run_to_end(keeps_itself)
-    assert _idle(glet1) is None and held[0].dead
