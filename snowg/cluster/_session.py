@@ -46,6 +46,7 @@ from gevent.exceptions import ConcurrentObjectUseError
 from .._core import Task
 from .._core.busy import BusyWaiters, may_suspend, never_suspend, suspend_again
 from .._core import self as _self
+from .._core.spin import after_write
 from .._core import telemetry as _telemetry
 from .._core.terms import Pid
 from ._frames import TICK
@@ -258,6 +259,7 @@ class Session:
                     data = memoryview(data)[written:]
                 self._writer_busy = False
                 self.last_sent = time.monotonic()
+                after_write()  # the answer usually comes within the spin budget: poll, do not sleep
                 if last:
                     self._end_stream()
                     return
