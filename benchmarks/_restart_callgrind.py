@@ -19,25 +19,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Tuple
+from typing import Any
 
 import snowg
-from snowg import ChildSpec, GenServer, supervisor
+from snowg import ChildSpec, supervisor
 
-
-def plain_child(rec: Any) -> None:
-    snowg.send(rec, ("up", snowg.self()))
-    snowg.receive()
-    snowg.exit("crash")
-
-
-class CrashServer(GenServer):
-    def init(self, rec: Any) -> Any:
-        snowg.send(rec, ("up", snowg.self()))
-        return None
-
-    def handle_cast(self, request: Any, state: Any) -> Tuple[str, str, Any]:
-        return ("stop", "crash", state)
+# The same children as supervisor.py's rows (benchmarks/ is on sys.path when run as a script).
+from supervisor import CrashServer, plain_child  # noqa: E402
 
 
 def main(kind: str, n: int) -> None:
