@@ -284,27 +284,22 @@ def main(argv=None) -> int:
     rows = []
     beam_rows = []
     try:
-        if "spawn" in only:
+        for name, metric, unit, size, runs in (
+            ("spawn", "local.spawn_exit", "processes/s", args.spawn, (gevent_spawn_exit, snowg_spawn_exit)),
+            ("pingpong", "local.pingpong", "round_trips/s", args.pingpong, (gevent_pingpong, snowg_pingpong)),
+        ):
+            if name not in only:
+                continue
             # alternating runs (gevent, snowg, BEAM), the best of each kept
             base, mine, erl = [], [], []
             for _ in range(args.repeat):
-                base.append(gevent_spawn_exit(args.spawn))
-                mine.append(snowg_spawn_exit(args.spawn))
+                base.append(runs[0](size))
+                mine.append(runs[1](size))
                 if beam is not None:
-                    erl.append(beam.spawn_exit(args.spawn))
-            rows.append(Row("local.spawn_exit", "processes/s", max(mine), max(base), True))
+                    erl.append(beam.spawn_exit(size) if name == "spawn" else beam.pingpong(size))
+            rows.append(Row(metric, unit, max(mine), max(base), True))
             if erl:
-                beam_rows.append(Row("local.spawn_exit.vs_beam", "processes/s", max(mine), max(erl), True))
-        if "pingpong" in only:
-            base, mine, erl = [], [], []
-            for _ in range(args.repeat):
-                base.append(gevent_pingpong(args.pingpong))
-                mine.append(snowg_pingpong(args.pingpong))
-                if beam is not None:
-                    erl.append(beam.pingpong(args.pingpong))
-            rows.append(Row("local.pingpong", "round_trips/s", max(mine), max(base), True))
-            if erl:
-                beam_rows.append(Row("local.pingpong.vs_beam", "round_trips/s", max(mine), max(erl), True))
+                beam_rows.append(Row(f"{metric}.vs_beam", unit, max(mine), max(erl), True))
         if "ring" in only:
             base_ring = gevent_ring(args.ring, args.laps)
             mine_ring = snowg_ring(args.ring, args.laps)
