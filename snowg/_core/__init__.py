@@ -24,6 +24,7 @@ from .process import (
     unlink,
 )
 from .registry import register, registered, unregister, whereis
+from .restart_counts import count_give_up, count_restart
 from .scheduler import Task
 from .terms import Atom, Crash, Down, Exit, NodeDown, NodeUp, Pid, Ref, TimerRef, is_shutdown_reason
 from .timers import cancel_timer, send_after
@@ -47,6 +48,8 @@ __all__ = [
     "call_local",
     "cancel_timer",
     "clear_alias",
+    "count_give_up",
+    "count_restart",
     "cpu_tracing",
     "deliver_reply",
     "demonitor",

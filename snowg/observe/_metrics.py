@@ -5,9 +5,11 @@
 that endpoint as a WSGI application, to mount in a server the node already
 runs (``snowg.ws.serve``, gunicorn, Flask's dispatcher).
 
-Counters, from the handler (id :data:`HANDLER_ID`) this module attaches to
-every event of ``snowg.telemetry.EVENTS`` when it is imported (by ``import
-snowg``), so they count from the node's start:
+Counters, counted from the node's start. Most come from the handler (id
+:data:`HANDLER_ID`) this module attaches to snowg's telemetry events when it
+is imported (by ``import snowg``); the supervisor ones are counted by the
+supervisors themselves, in line (``snowg._core.restart_counts``: a handler
+on each restart cost it a fifth of its time), and read here:
 
 * ``snowg_process_crashes_total``: processes that ended by their own error;
 * ``snowg_supervisor_restarts_total{supervisor}`` and
@@ -39,6 +41,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .._core import process_info, processes
+from .._core import restart_counts as _restart_counts
 from .._core import telemetry as _telemetry
 from ..cluster import nodes, session_stats
 
@@ -48,7 +51,7 @@ HANDLER_ID = "snowg.observe.metrics"
 #: The ``Content-Type`` of :func:`metrics_text`'s answer.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Label values kept per metric; more are counted under ``"other"``.
-MAX_LABEL_VALUES = 1000
+MAX_LABEL_VALUES = _restart_counts.MAX_LABEL_VALUES
 
 # name -> (help, type); the order of the exposition.
 _COUNTERS: Dict[str, Tuple[str, str]] = {
@@ -64,23 +67,16 @@ _COUNTERS: Dict[str, Tuple[str, str]] = {
 }
 _DURATION = "snowg_ws_connection_duration_seconds"
 
-# metric -> label value ('' without a label; a pid or a code as the event gave it: made a
-# str only when the text is written, so that counting stays cheap) -> count
-_counts: Dict[str, Dict[Any, float]] = {name: {} for name in _COUNTERS}
+# metric -> label value ('' without a label; a code or a node as the event gave it: made a
+# str only when the text is written, so that counting stays cheap) -> count. The supervisor
+# metrics are not here: they are read from snowg._core.restart_counts.
+_counts: Dict[str, Dict[Any, float]] = {name: {} for name in _COUNTERS if name not in _restart_counts.COUNTS.by_label}
 _duration = [0.0, 0]  # sum of seconds, count
-
-
-# The supervisor metrics' last (metric, label) and how many events it has had since it was
-# last added to _counts. A supervisor's events carry the same label object each time (its
-# name, or its Pid), so a run of restarts by one supervisor is counted on identity tests:
-# hashing and comparing a Pid runs Python code. Every label of these metrics goes through
-# here, so they reach _counts in the order they came (which decides "other").
-_pending: List[Any] = [None, None, 0]
 
 
 def _add(metric: str, label: Any = "", k: int = 1) -> None:
     values = _counts[metric]
-    n = values.get(label)  # (two lookups: hashing and comparing a Pid runs Python code)
+    n = values.get(label)
     if n is None:
         if len(values) >= MAX_LABEL_VALUES:
             label = "other"
@@ -90,30 +86,10 @@ def _add(metric: str, label: Any = "", k: int = 1) -> None:
     values[label] = n + k
 
 
-def _flush() -> None:
-    """Add the pending supervisor count to ``_counts``."""
-    pending = _pending
-    k = pending[2]
-    if k:
-        pending[2] = 0
-        _add(pending[0], pending[1], k)
-
-
 def _handle(event: Tuple[str, ...], measurements: Dict[str, float], metadata: Dict[str, Any], config: Any) -> None:
     metric, label_key = config[event]
     if label_key is None:
         _add(metric)
-    elif label_key == "supervisor":
-        name = metadata.get("name")
-        label = name if name is not None else metadata.get("supervisor")
-        pending = _pending
-        if label is pending[1] and metric is pending[0]:
-            pending[2] += 1
-        else:
-            _flush()
-            pending[0] = metric
-            pending[1] = label
-            pending[2] = 1
     else:
         _add(metric, metadata.get(label_key))
     if event is _telemetry.WS_CLOSE:
@@ -124,8 +100,6 @@ def _handle(event: Tuple[str, ...], measurements: Dict[str, float], metadata: Di
 # event -> (metric, the metadata key of its label, or None)
 _ON: Dict[Tuple[str, ...], Tuple[str, Optional[str]]] = {
     _telemetry.PROCESS_CRASH: ("snowg_process_crashes_total", None),
-    _telemetry.SUPERVISOR_RESTART: ("snowg_supervisor_restarts_total", "supervisor"),
-    _telemetry.SUPERVISOR_GIVE_UP: ("snowg_supervisor_give_ups_total", "supervisor"),
     _telemetry.NODE_UP: ("snowg_node_up_total", None),
     _telemetry.NODE_DOWN: ("snowg_node_down_total", "reason"),
     _telemetry.SESSION_BUSY: ("snowg_session_busy_total", "node"),
@@ -162,8 +136,8 @@ def _family(out: List[str], name: str, kind: str, help_text: str, samples: Itera
 
 
 def _labelled(metric: str, label: str) -> List[Tuple[str, str, float]]:
-    _flush()
-    values = _counts[metric]
+    cells = _restart_counts.COUNTS.by_label.get(metric)
+    values: Dict[Any, float] = _counts[metric] if cells is None else {k: c[0] for k, c in list(cells.items())}
     if not label:
         return [(metric, "", values.get("", 0))]
     merged: Dict[str, float] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._core.terms import Ref
+
 __all__ = ["plain"]
 
 _MAX_DEPTH = 20
@@ -19,6 +21,8 @@ def plain(term: Any, depth: int = 0) -> Any:
         return term
     if depth >= _MAX_DEPTH:
         return repr(term)
+    if type(term) is Ref:
+        return str(term)  # a tuple underneath, but one value
     if isinstance(term, (list, tuple)):
         return [plain(t, depth + 1) for t in term]
     if isinstance(term, dict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .._core import Exit, Pid, send, trap_exit
+from .._core import Exit, Pid, count_give_up, count_restart, send, trap_exit
 from .._core import self as _self
 from .._core import is_shutdown_reason
 from .._core import telemetry as _telemetry
@@ -396,14 +396,26 @@ def _report(state: State, level: int, kind: str, cid: Any, pid: Any, reason: Any
 
 
 def _restart_event(state: State, cid: Any, ok: bool) -> None:
-    """Telemetry: a restart counted (``ok``), or the one too many that makes the supervisor give up."""
-    event = _telemetry.SUPERVISOR_RESTART if ok else _telemetry.SUPERVISOR_GIVE_UP
+    """Count a restart (``ok``), or the one too many that makes the supervisor give up; and its telemetry event.
+
+    The counts (``snowg._core.restart_counts``, which ``snowg.observe`` reads)
+    are kept in line; the event is made only when a handler is attached to it.
+    """
+    me = state.me
+    if me is None:
+        me = state.me = _self()
+    flags = state.flags
+    if ok:
+        count_restart(me, flags.name)
+        event = _telemetry.SUPERVISOR_RESTART
+    else:
+        count_give_up(me, flags.name)
+        event = _telemetry.SUPERVISOR_GIVE_UP
     if event in _telemetry.attached:
         base = state.event_meta
         if base is None:  # the same for every event of this supervisor but child_id
-            flags = state.flags
             base = state.event_meta = {
-                "supervisor": _self(),
+                "supervisor": me,
                 "name": flags.name,
                 "child_id": None,
                 "strategy": flags.strategy,

@@ -53,6 +53,8 @@ class State:
     simple: bool = field(init=False)
     #: The metadata of this supervisor's telemetry events but ``child_id`` (made at the first).
     event_meta: Optional[Dict[str, Any]] = None
+    #: The supervisor's own pid (kept at its first restart: counted by identity, see ``restart_counts``).
+    me: Optional[Pid] = None
 
     def __post_init__(self) -> None:
         self.simple = self.flags.simple

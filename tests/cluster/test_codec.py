@@ -373,6 +373,20 @@ def test_pid_and_ref_hash_on_node_creation_and_id() -> None:
     assert hash(Ref("a@b", 7, 1)) == hash(decode(encode(Ref("a@b", 7, 1))))
 
 
+def test_a_ref_equals_only_a_ref_and_stays_one_value() -> None:
+    ref = Ref("a@b", 7, 1)
+    decoded = decode(encode(ref))
+    assert decoded == ref and type(decoded) is Ref and decoded is not ref
+    assert {ref: "x"}[decoded] == "x"  # a decoded copy finds the original's entry
+    # A tuple underneath (for its C hash), but never equal to a plain tuple, either way round.
+    assert ref != ("a@b", 7, 1) and ("a@b", 7, 1) != ref
+    assert not (ref == ("a@b", 7, 1)) and not (("a@b", 7, 1) == ref)
+    assert ref != Ref("a@b", 7, 2) and ref != Ref("a@c", 7, 1) and ref != Ref("a@b", 8, 1)
+    assert str(ref) == repr(ref) == f"{ref}" == "#Ref<a@b.7.1>"
+    # It encodes as a ref, not as the array a tuple would be.
+    assert encode(ref) != encode(("a@b", 7, 1))
+
+
 def test_decode_refuses_objects_heavier_than_the_bound() -> None:
     n = 100_000
     with pytest.raises(CodecError, match="20 times its encoded size"):

@@ -163,10 +163,12 @@ def test_a_local_snapshot_is_json_and_limits_to_the_longest_queues(me):
 
 def test_plain():
     pid = snowg.self()
-    assert observe.plain({"a": (1, [pid]), 2: None, "s": snowg.Atom("ok")}) == {
+    ref = snowg.make_ref()
+    assert observe.plain({"a": (1, [pid]), 2: None, "s": snowg.Atom("ok"), "r": (ref,)}) == {
         "a": [1, [str(pid)]],
         "2": None,
         "s": "ok",
+        "r": [str(ref)],  # one value, although a Ref is a tuple underneath
     }
     deep: Any = 0
     for _ in range(30):

@@ -1,46 +1,43 @@
-"""The observe handlers count a run of restarts by one supervisor on identity tests (no Pid hashing).
+"""Restarts and give-ups are counted in line (``snowg._core.restart_counts``), on identity tests where it can.
 
-These drive the two handlers (``_counts._count`` and ``_metrics._handle``)
-with restart events as a supervisor makes them (the same metadata objects
-each time), interleaving supervisors, equal but distinct Pid objects, names
-and the ``"other"`` overflow, and check that what they count is exactly what
-a plain dict count (the rule) gives.
+These drive the counting functions as supervisors call them (the same pid
+object and name each time), interleaving supervisors, equal but distinct
+Pid objects, names and the ``"other"`` overflow, and check that what the
+observe functions and the metrics text show is exactly what a plain dict
+count (the rule) gives. A real supervisor's restarts are counted without
+any telemetry handler attached.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from snowg import Pid
+import snowg
+from snowg import ChildSpec, Pid, supervisor
+from snowg._core import restart_counts as _restart_counts
 from snowg._core import telemetry as _telemetry
 from snowg.observe import _counts, _metrics
+from support import is_down
 
-RESTART = _telemetry.SUPERVISOR_RESTART
-GIVE_UP = _telemetry.SUPERVISOR_GIVE_UP
-CRASH = _telemetry.PROCESS_CRASH
+RESTARTS = _restart_counts.RESTARTS
+GIVE_UPS = _restart_counts.GIVE_UPS
+W = 5.0
 
 
 @pytest.fixture
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Empty counters of both handlers, restored after the test."""
-    monkeypatch.setattr(_counts, "_counts", {"crashes": 0, "restarts": 0, "give_ups": 0})
-    monkeypatch.setattr(_counts, "_by_supervisor", {})
-    monkeypatch.setattr(_counts, "_last", [object(), [0]])
-    monkeypatch.setattr(_metrics, "_counts", {name: {} for name in _metrics._COUNTERS})
-    monkeypatch.setattr(_metrics, "_pending", [None, None, 0])
+    """Empty counts, restored after the test."""
+    monkeypatch.setattr(_restart_counts, "COUNTS", _restart_counts.RestartCounts())
 
 
-def _reference(events: List[Any], limit: int) -> Dict[str, Dict[Any, int]]:
-    """The metrics' supervisor counts by the rule: a label past ``limit`` values counts as "other"."""
-    out: Dict[str, Dict[Any, int]] = {"snowg_supervisor_restarts_total": {}, "snowg_supervisor_give_ups_total": {}}
-    for event, meta in events:
-        if event == CRASH:
-            continue
-        metric = "snowg_supervisor_restarts_total" if event == RESTART else "snowg_supervisor_give_ups_total"
-        label = meta["name"] if meta["name"] is not None else meta["supervisor"]
+def _reference(events: List[Tuple[str, Pid, Any]], limit: int) -> Dict[str, Dict[Any, int]]:
+    """The supervisor metrics by the rule: a label past ``limit`` values counts as "other"."""
+    out: Dict[str, Dict[Any, int]] = {RESTARTS: {}, GIVE_UPS: {}}
+    for metric, sup, name in events:
+        label = name if name is not None else sup
         values = out[metric]
         if label not in values and len(values) >= limit:
             label = "other"
@@ -50,44 +47,75 @@ def _reference(events: List[Any], limit: int) -> Dict[str, Dict[Any, int]]:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_counts_equal_a_plain_count(fresh: None, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
-    monkeypatch.setattr(_metrics, "MAX_LABEL_VALUES", 4)
+    monkeypatch.setattr(_restart_counts, "MAX_LABEL_VALUES", 4)
     rnd = random.Random(seed)
     pids = [Pid("nonode@nohost", 900000 + i, 0) for i in range(6)]
-    # Each supervisor's metadata, built once (as _restart_event does); some have a name,
-    # and some events come with an equal Pid that is another object.
-    metas = [
-        {"supervisor": p, "name": (f"sup{i}" if i % 3 == 0 else None), "child_id": None} for i, p in enumerate(pids)
-    ]
-    events: List[Any] = []
+    names = [f"sup{i}" if i % 3 == 0 else None for i in range(len(pids))]
+    events: List[Tuple[str, Pid, Any]] = []
     for _ in range(400):
-        i = rnd.randrange(len(metas))
-        meta = dict(metas[i])
+        i = rnd.randrange(len(pids))
+        sup = pids[i]
         if rnd.random() < 0.2:
-            meta["supervisor"] = Pid(pids[i].node, pids[i].id, pids[i].creation)  # equal, not identical
-        event = rnd.choice([RESTART, RESTART, RESTART, GIVE_UP, CRASH])
-        events.append((event, meta))
-        for handler in (_counts._count, _metrics._handle):
-            handler(event, {}, meta, _metrics._ON)
+            sup = Pid(sup.node, sup.id, sup.creation)  # equal, not identical
+        metric = rnd.choice([RESTARTS, RESTARTS, RESTARTS, GIVE_UPS])
+        events.append((metric, sup, names[i]))
+        if metric == RESTARTS:
+            _restart_counts.count_restart(sup, names[i])
+        else:
+            _restart_counts.count_give_up(sup, names[i])
         if rnd.random() < 0.05:  # a scrape in the middle of a run
             _metrics.metrics_text()
-    _metrics.metrics_text()
-    assert {m: _metrics._counts[m] for m in _reference(events, 4)} == _reference(events, 4)
+    expected = _reference(events, 4)
+    by_label = _restart_counts.COUNTS.by_label
+    assert {m: {k: c[0] for k, c in by_label[m].items()} for m in expected} == expected
     for p in pids:
-        expected = sum(1 for e, m in events if e == RESTART and m["supervisor"] == p)
-        assert _counts.supervisor_restarts(p) == expected
-        assert _counts.supervisor_restarts(Pid(p.node, p.id, p.creation)) == expected
-    assert _counts.counts() == {
-        "crashes": sum(1 for e, _ in events if e == CRASH),
-        "restarts": sum(1 for e, _ in events if e == RESTART),
-        "give_ups": sum(1 for e, _ in events if e == GIVE_UP),
-    }
+        n = sum(1 for m, s, _ in events if m == RESTARTS and s == p)
+        assert _counts.supervisor_restarts(p) == n
+        assert _counts.supervisor_restarts(Pid(p.node, p.id, p.creation)) == n
+    got = _counts.counts()
+    assert (got["restarts"], got["give_ups"]) == (
+        sum(1 for m, _, _ in events if m == RESTARTS),
+        sum(1 for m, _, _ in events if m == GIVE_UPS),
+    )
+    lines = _metrics.metrics_text().splitlines()
+    for metric, values in expected.items():
+        for label, n in values.items():
+            assert f'{metric}{{supervisor="{label}"}} {n}' in lines
 
 
-def test_a_pending_count_shows_in_the_text(fresh: None) -> None:
+def test_a_count_shows_in_the_text_at_once(fresh: None) -> None:
     p = Pid("nonode@nohost", 900100, 0)
-    meta = {"supervisor": p, "name": None, "child_id": None}
     for _ in range(3):
-        _metrics._handle(RESTART, {}, meta, _metrics._ON)
+        _restart_counts.count_restart(p, None)
     assert f'snowg_supervisor_restarts_total{{supervisor="{p}"}} 3' in _metrics.metrics_text().splitlines()
-    _metrics._handle(RESTART, {}, meta, _metrics._ON)
+    _restart_counts.count_restart(p, None)
     assert f'snowg_supervisor_restarts_total{{supervisor="{p}"}} 4' in _metrics.metrics_text().splitlines()
+
+
+def _crash_on_message(rec: Pid) -> None:
+    snowg.send(rec, ("up", snowg.self()))
+    snowg.receive()
+    snowg.exit("crash")
+
+
+def test_a_supervisor_counts_with_no_handler_attached_and_events_still_reach_a_users(fresh: None) -> None:
+    me = snowg.self()
+    # snowg's own handlers are on no supervisor event: the count costs no dispatch.
+    assert [h.id for h in _telemetry.list_handlers(("snowg", "supervisor"))] == []
+    seen: List[Any] = []
+    _telemetry.attach("test.restarts", _telemetry.SUPERVISOR_RESTART, lambda e, m, meta, c: seen.append(meta))
+    try:
+        sup = supervisor.start_link([ChildSpec("c", (_crash_on_message, (me,)))], intensity=10, period=60)
+        _up, child = snowg.receive(lambda m: type(m) is tuple and m[0] == "up", W)
+        for _ in range(3):
+            snowg.send(child, "go")
+            _up, child = snowg.receive(lambda m: type(m) is tuple and m[0] == "up", W)
+        assert _counts.supervisor_restarts(sup) == 3
+        assert _counts.counts()["restarts"] == 3
+        assert [(m["supervisor"], m["child_id"]) for m in seen] == [(sup, "c")] * 3
+        snowg.unlink(sup)
+        ref = snowg.monitor(sup)
+        snowg.exit(sup, "shutdown")
+        snowg.receive(is_down(ref), W)
+    finally:
+        _telemetry.detach("test.restarts")
