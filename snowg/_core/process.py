@@ -42,7 +42,8 @@ from .scheduler import park as _park
 from .scheduler import schedule as _schedule
 from .terms import Crash, Down, Exit, Pid, Ref
 
-_new_ref = tuple.__new__
+# Builds a Ref, Exit or Down from a tuple of its fields: NamedTuple's own __new__ is Python code.
+_new_tuple = tuple.__new__
 
 log = logging.getLogger("snowg")
 
@@ -143,7 +144,7 @@ def _new_pid() -> Pid:
 
 def make_ref() -> Ref:
     """A new unique reference of this node."""
-    return _new_ref(Ref, (rt.node, next(rt.ref_ids), rt.creation))  # Ref(...) without its Python __new__
+    return _new_tuple(Ref, (rt.node, next(rt.ref_ids), rt.creation))
 
 
 # ------------------------------------------------------------------- spawning
@@ -639,7 +640,7 @@ def _signal_link_exit(from_pid: Pid, proc: Process, reason: Any) -> None:
     if links:
         links.discard(from_pid)  # the link is gone (also when the exit came from another node)
     if proc.trap:
-        deliver(proc, Exit(from_pid, reason))
+        deliver(proc, _new_tuple(Exit, (from_pid, reason)))  # Exit(...) without its Python __new__
     elif reason != "normal":
         _kill(proc, reason)
 
@@ -912,7 +913,7 @@ def _terminate(proc: Process, reason: Any) -> None:
             if wproc is not None:
                 if wproc.monitors:
                     wproc.monitors.pop(ref, None)
-                deliver(wproc, Down(ref, reported, reason))
+                deliver(wproc, _new_tuple(Down, (ref, reported, reason)))  # Down(...), as Exit above
             elif router is not None and not is_local_pid(watcher):
                 router.monitor_exit(reported, watcher, ref, reason)
     proc.glet = None
