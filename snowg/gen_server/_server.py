@@ -303,7 +303,11 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                         ret = server.handle_cast(msg[1], state)
                     except ProcessExit as e:
                         _handler_exited(server, state, msg, e)
-                    state, timeout = _after(server, ret, msg, state)
+                    if type(ret) is tuple and len(ret) == 2 and ret[0] == "noreply":
+                        state = ret[1]  # _after's usual case, in line
+                        timeout = None
+                    else:
+                        state, timeout = _after(server, ret, msg, state)
                     continue
                 if tag == STOP and len(msg) == 2:
                     _stop(server, msg[1], state, msg)
@@ -326,7 +330,11 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                 ret = server.handle_info(msg, state)
             except ProcessExit as e:
                 _handler_exited(server, state, msg, e)
-            state, timeout = _after(server, ret, msg, state)
+            if type(ret) is tuple and len(ret) == 2 and ret[0] == "noreply":
+                state = ret[1]  # _after's usual case, in line
+                timeout = None
+            else:
+                state, timeout = _after(server, ret, msg, state)
         except Exception as e:  # noqa: BLE001 - a raising handler ends the server
             crash = Crash.from_exception(e)
             _stop(server, crash, state, msg)
@@ -381,7 +389,7 @@ def _stop(server: GenServer, reason: Any, state: Any, last_msg: Any) -> None:
         reason = Crash.from_exception(e)
         log.error("%s %s crashed in terminate: %s\n%s", type(server).__name__, _self(), reason, reason.traceback)
         exit(reason)
-    if not is_shutdown_reason(reason):
+    if not is_shutdown_reason(reason) and log.isEnabledFor(logging.ERROR):
         tb = getattr(reason, "traceback", "")
         log.error(
             "%s %s terminating\n** Last message: %r\n** State: %r\n** Reason: %s\n%s",

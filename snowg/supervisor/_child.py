@@ -21,6 +21,7 @@ module sits below it).
 from __future__ import annotations
 
 import time
+from types import FunctionType
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import gevent
@@ -75,6 +76,8 @@ def start_child_process(
     if extra_args:
         args = args + tuple(extra_args)
     if spec.node is None:
+        if type(fn) is FunctionType:  # a plain function, the usual child: what _start_local does, in line
+            return spawn_link(fn, *args, **kwargs)
         return _start_local(_resolve(fn), args, kwargs, start_supervisor)
     here = node()
     for candidate in spec.nodes:
