@@ -38,6 +38,10 @@ def _cyclic_garbage(run: Callable[[], None]) -> List[str]:
         gc.enable()
 
 
+def _exit_of(pid: Any) -> Callable[[Any], bool]:
+    return lambda m: type(m) is Exit and m.pid == pid
+
+
 def _quiet() -> None:
     pass
 
@@ -69,8 +73,8 @@ def test_spawn_link_monitor_and_exit_leave_no_cycle(caplog: pytest.LogCaptureFix
         snowg.trap_exit(True)
         try:
             for _ in range(50):
-                pid = snowg.spawn_link(_quiet)
-                assert snowg.receive(lambda m: type(m) is Exit and m.pid == pid, W).reason == "normal"
+                linked = snowg.spawn_link(_quiet)
+                assert snowg.receive(_exit_of(linked), W).reason == "normal"
                 pid, ref = snowg.spawn_monitor(_crash)
                 down = snowg.receive(is_down(ref), W)
                 assert type(down) is Down and down.pid == pid
