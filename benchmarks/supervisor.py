@@ -3,7 +3,8 @@
 Rows (ratio = snowg / baseline; lower is better everywhere):
 
 * ``supervisor.restart.{plain,genserver}.{log_off,log_on}.{realistic,large}.{mean,p50,p99}``
-  µs, baseline **the BEAM** (Erlang/OTP's ``supervisor``, measured in the same
+  µs, baseline **the BEAM** (Erlang/OTP's ``supervisor`` in ``erl +S 1``, one
+  scheduler as snowg has one thread, measured in the same
   run, alternating with snowg, when ``erl`` and ``erlc`` are installed; "not
   installed, skipped" otherwise): from the crash of a child until its
   replacement runs, under a ``one_for_one`` supervisor. The measuring process
@@ -266,7 +267,8 @@ handle_cast(crash, State) -> {stop, crash, State}.
 def start_beam(workdir: str) -> Beam:
     compile_module(workdir, "snowg_sup_bench", BEAM_SUP)
     compile_module(workdir, "snowg_sup_bench_gs", BEAM_GS)
-    return Beam("snowg_sup_bench:main().", workdir)
+    # One scheduler, as snowg runs on one thread (and as local.py's and gen_server.py's BEAM).
+    return Beam("snowg_sup_bench:main().", workdir, dist_args=["+S", "1"])
 
 
 def beam_restart_latency(
@@ -471,7 +473,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; {load_before} before, {machine_load()} after")
     print(
         f"ratio = snowg / baseline (lower is better). supervisor.restart.*: baseline = the BEAM "
-        f"(Erlang/OTP {release}, one_for_one supervisor, same child kind, same logging: log_on = its default "
+        f"(Erlang/OTP {release}, erl +S 1, one_for_one supervisor, same child kind, same logging: log_on = its default "
         f"logger{' with the burst limit off' if UNLIMITED_BEAM_LOG else ''}), "
         f"{n:,} samples per side and row ({args.rounds} alternating rounds x {args.restarts:,}); "
         f"realistic = intensity {REALISTIC[0]}, period {REALISTIC[1]} s, {REALISTIC[2]} restarts per supervisor; "
