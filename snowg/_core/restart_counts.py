@@ -5,7 +5,7 @@ up. ``snowg.observe`` reads the counts: ``counts()``,
 ``supervisor_restarts()``, and the ``snowg_supervisor_restarts_total`` and
 ``snowg_supervisor_give_ups_total`` metrics. (They were kept by two telemetry
 handlers that ``import snowg`` attached; dispatching each restart to them
-cost it about 2 µs of its 10. The telemetry events are still made, for the
+cost it about 2 µs of its 13. The telemetry events are still made, for the
 handlers users attach.)
 
 The state is one record, :data:`COUNTS`:
