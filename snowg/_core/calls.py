@@ -37,14 +37,12 @@ from typing import Any, Optional
 from greenlet import getcurrent
 
 from .._errors import CallError, Timeout
-from .process import Process, _current, _exit_pending, _on_receive_timeout, local_process
+from .process import Process, _current, _exit_pending, _new_tuple, _on_receive_timeout, local_process
 from .runtime import rt
 from .scheduler import DEAD as _DEAD
 from .scheduler import drain as _drain
 from .scheduler import park as _park
 from .terms import Down, Pid, Ref
-
-_new_ref = tuple.__new__
 
 __all__ = ["NOT_LOCAL", "CallDown", "call_local", "clear_alias", "deliver_reply", "set_alias"]
 
@@ -144,7 +142,7 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
     if target is me:
         raise CallError("calling_self")
     # monitor (as process.monitor does for a live local target)
-    ref = _new_ref(Ref, (rt.node, next(rt.ref_ids), rt.creation))  # Ref(...) without its Python __new__
+    ref = _new_tuple(Ref, (rt.node, next(rt.ref_ids), rt.creation))  # Ref(...) without its Python __new__
     mine = me.monitors
     if mine is None:
         me.monitors = mine = {}

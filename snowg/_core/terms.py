@@ -116,8 +116,8 @@ class Ref(NamedTuple):
     def __eq__(self, other: object) -> bool:
         return self is other or (type(other) is Ref and tuple.__eq__(self, other))
 
-    def __ne__(self, other: object) -> bool:
-        return not (self is other or (type(other) is Ref and tuple.__eq__(self, other)))
+    def __ne__(self, other: object) -> bool:  # (tuple's own __ne__ would compare as a tuple)
+        return not self.__eq__(other)
 
     def __repr__(self) -> str:
         return f"#Ref<{self.node}.{self.id}.{self.creation}>"
