@@ -65,7 +65,7 @@ class ProcessExit(GreenletExit):
     """
 
     def __init__(self, reason: Any, by_signal: bool = False) -> None:
-        super().__init__(reason)
+        # (No base __init__ call: BaseException.__new__ has already set ``args`` to ``(reason,)``.)
         self.reason = reason
         self.by_signal = by_signal
 
@@ -317,18 +317,24 @@ def spawn_monitor(fn: SpawnTarget, *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]
     return proc.pid, ref
 
 
-def spawn_watched(fn: Callable[..., Any], args: Tuple[Any, ...], link: bool) -> Tuple[Pid, Ref]:
-    """A local spawn (linked if ``link``) with a monitor by the caller: ``(pid, ref)``, in one step.
+def spawn_watched(fn: Callable[..., Any], args: Tuple[Any, ...], link: bool) -> Tuple[Pid, Optional[Ref]]:
+    """A local spawn (linked if ``link``) that the caller learns the end of: ``(pid, ref)``, in one step.
 
     The same links and monitor as :func:`spawn_link` (or :func:`spawn`) then
     :func:`monitor` with no yield between (what ``gen_server``'s synchronous
-    start does), with one look-up of the caller. Never blocks.
+    start does), with one look-up of the caller. When the caller links and
+    traps exits (a supervisor), there is no monitor and ``ref`` is None: the
+    child's ``Exit`` message tells the caller of its end, whatever the
+    reason, as the ``Down`` would. Never blocks.
     """
     me = _current()
     proc = _new_process(fn, args, {})
     if link:
         _add_link(me, proc.pid)
         _add_link(proc, me.pid)
+        if me.trap:
+            _schedule(proc)
+            return proc.pid, None
     ref = make_ref()
     _add_monitor(me, proc, ref, proc.pid)
     _schedule(proc)
@@ -378,7 +384,11 @@ def self() -> Pid:  # noqa: A001 - Erlang's name
     Raises:
         RuntimeError: when called in the gevent hub (no process runs there).
     """
-    return _current().pid
+    # _current(), inline: a server's start and a supervisor's restart ask it several times
+    proc: Optional[Process] = getattr(getcurrent(), "_snowg_proc", None)
+    if proc is None or proc.state == _DEAD:
+        proc = _current()
+    return proc.pid
 
 
 def _adopt(glet: Any) -> Process:
@@ -533,6 +543,18 @@ def receive(match: Optional[Callable[[Any], bool]] = None, timeout: Optional[flo
                 del mb[scanned]
                 return msg
             scanned += 1
+    if match is None and timeout is None:
+        # The usual wait (any message, no limit), on its own: no timer, no scan.
+        try:
+            while True:
+                _park(proc)
+                if proc.exit_pending is not None:
+                    _exit_pending(proc)
+                mb = proc.mailbox
+                if mb:
+                    return mb.popleft()
+        finally:
+            proc.parked = False
     if timeout is not None and timeout <= 0:
         raise Timeout(f"no matching message (timeout={timeout})")
     timer = None

@@ -213,7 +213,9 @@ def run_server(starter: Starter, cls: Type[GenServer], args: Tuple[Any, ...], na
     try:
         result = server.init(*args)
     except ProcessExit as e:
-        ack_fail(starter, e.reason)
+        if not e.by_signal:  # init called exit(reason): a failed start, as OTP's init_it reports it
+            ack_fail(starter, e.reason)
+        # (Killed by a signal: no acknowledgement; the starter learns of it from the Down or Exit.)
         raise
     except Exception as e:  # noqa: BLE001 - a raising init is a failed start
         crash = Crash.from_exception(e)
@@ -389,7 +391,7 @@ def _stop(server: GenServer, reason: Any, state: Any, last_msg: Any) -> None:
         reason = Crash.from_exception(e)
         log.error("%s %s crashed in terminate: %s\n%s", type(server).__name__, _self(), reason, reason.traceback)
         exit(reason)
-    if not is_shutdown_reason(reason) and log.isEnabledFor(logging.ERROR):
+    if log.isEnabledFor(logging.ERROR) and not is_shutdown_reason(reason):
         tb = getattr(reason, "traceback", "")
         log.error(
             "%s %s terminating\n** Last message: %r\n** State: %r\n** Reason: %s\n%s",

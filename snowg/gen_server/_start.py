@@ -17,7 +17,22 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple, Union
 
-from .._core import Down, Exit, Pid, Ref, demonitor, exit, make_ref, monitor, receive, send, spawn, spawn_link, unlink
+from .._core import (
+    Down,
+    Exit,
+    Pid,
+    Ref,
+    demonitor,
+    exit,
+    flush_messages,
+    make_ref,
+    monitor,
+    receive,
+    send,
+    spawn,
+    spawn_link,
+    unlink,
+)
 from .._core import self as _self
 from .._core.process import spawn_watched
 from .._errors import StartError, Timeout
@@ -63,6 +78,7 @@ def start_sync(
         if not callable(body):
             raise TypeError(f"spawn needs a callable, got {type(body).__name__}")
         # Spawned, linked and monitored in one step: the monitor exists before the child runs.
+        # A linked caller that traps exits gets no monitor (mref None): the child's Exit tells of its end.
         pid, mref = spawn_watched(body, (starter, *args), link)
     else:
         if link:
@@ -74,18 +90,25 @@ def start_sync(
         mref = monitor(pid)
 
     def match(m: Any) -> bool:
-        return (type(m) is tuple and len(m) == 5 and m[0] == _ACK and m[1] == ref) or (
-            type(m) is Down and m.ref == mref
-        )
+        if type(m) is tuple:
+            return len(m) == 5 and m[0] == _ACK and m[1] == ref
+        if mref is None:
+            return type(m) is Exit and m.pid == pid
+        return type(m) is Down and m.ref == mref
 
     try:
         msg = receive(match, timeout)
     except Timeout:
         unlink(pid)
+        if mref is None:
+            mref = monitor(pid)
         exit(pid, "kill")
-        receive(lambda m: type(m) is Down and m.ref == mref)
+        _await_down(mref)
         _flush_exit(pid)
+        flush_messages(match)  # an acknowledgement sent just as the time ran out
         raise StartError("timeout") from None
+    if type(msg) is Exit:
+        raise StartError(msg.reason)  # ended without acknowledging (killed during init)
     if type(msg) is Down:
         # Ended without acknowledging (killed during init). A trapping caller
         # also has its Exit message, delivered before the Down: consume it.
@@ -95,15 +118,21 @@ def start_sync(
         raise StartError(msg.reason)
     _tag, _ref, ok, reason, child_id = msg
     if ok is True:
-        demonitor(mref, flush=True)
+        if mref is not None:
+            demonitor(mref, flush=True)
         return pid
     # The process unlinked from us, acknowledged, and is exiting: wait for it
     # to be gone so that a retry by name cannot find it still registered.
-    receive(lambda m: type(m) is Down and m.ref == mref)
+    _await_down(monitor(pid) if mref is None else mref)
     _flush_exit(pid)
     if ok == IGNORE:
         return None
     raise StartError(reason, child_id)
+
+
+def _await_down(mref: Ref) -> None:
+    """Wait for the ``Down`` of the monitor ``mref``."""
+    receive(lambda m: type(m) is Down and m.ref == mref)
 
 
 def _flush_exit(pid: Pid) -> Any:

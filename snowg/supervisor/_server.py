@@ -429,6 +429,8 @@ def _restart_event(state: State, cid: Any, ok: bool) -> None:
 
 def _report_exit(state: State, cid: Any, pid: Any, reason: Any) -> None:
     """OTP's child_terminated report: ERROR for an abnormal end, INFO otherwise."""
+    if not log.isEnabledFor(logging.ERROR):  # then INFO, below it, is off too: no report at all
+        return
     level = logging.INFO if is_shutdown_reason(reason) else logging.ERROR
     if log.isEnabledFor(level):
         _report(state, level, "child_terminated", cid, pid, reason)

@@ -82,3 +82,101 @@ def test_a_body_that_is_not_callable_is_refused():
     with pytest.raises(TypeError):
         start_sync(42, (), True, None)  # type: ignore[arg-type]
     assert _info(snowg.self())["monitors"] == []
+
+
+class Raises(GenServer):
+    def init(self, arg):
+        raise ValueError("init raised")
+
+
+class Exits(GenServer):
+    def init(self, arg):
+        snowg.exit("left_in_init")
+
+
+class Slow(GenServer):
+    def init(self, arg):
+        snowg.receive()  # never acknowledges
+
+
+@pytest.fixture
+def trapping():
+    old = snowg.trap_exit(True)
+    yield snowg.self()
+    snowg.trap_exit(old)
+
+
+def test_a_linked_trapping_caller_is_not_monitored_and_keeps_the_link(trapping):
+    me = trapping
+
+    def child(parent):
+        snowg.send(parent, ("ran", snowg.self()))
+        snowg.receive()
+
+    pid, ref = _process.spawn_watched(child, (me,), True)
+    assert ref is None
+    assert _info(pid) == {"links": [me], "monitors": [], "monitored_by": []}
+    assert snowg.receive(timeout=W) == ("ran", pid)
+    snowg.exit(pid, "kill")
+    assert snowg.receive(timeout=W) == snowg.Exit(pid, "killed")  # the end it learns of instead
+
+
+@pytest.mark.parametrize(
+    "server, reason",
+    [
+        (Fails, "bad_init"),
+        (Exits, "left_in_init"),
+    ],
+)
+def test_a_trapping_caller_gets_each_failed_start_as_start_error_and_no_message(trapping, server, reason):
+    with pytest.raises(StartError) as e:
+        server.start_link(0)
+    assert e.value.reason == reason
+    assert _info(trapping)["monitors"] == [] and _info(trapping)["links"] == []
+    assert snowg.flush_messages() == []
+
+
+def test_a_trapping_caller_gets_a_raising_init_as_its_crash(trapping):
+    with pytest.raises(StartError) as e:
+        Raises.start_link(0)
+    assert type(e.value.reason) is snowg.Crash and e.value.reason.type == "ValueError"
+    assert snowg.flush_messages() == []
+
+
+def test_a_trapping_caller_gets_an_ignored_start_as_none_and_no_message(trapping):
+    assert Ignores.start_link(0) is None
+    assert _info(trapping)["monitors"] == [] and _info(trapping)["links"] == []
+    assert snowg.flush_messages() == []
+
+
+def test_a_trapping_caller_learns_of_a_child_killed_in_init_from_its_exit(trapping):
+    def killer(parent):
+        pid = snowg.receive()
+        snowg.exit(pid, "kill")
+
+    k = snowg.spawn(killer, trapping)
+
+    class Reports(GenServer):
+        def init(self, arg):
+            snowg.send(k, snowg.self())
+            snowg.receive()
+
+    with pytest.raises(StartError) as e:
+        Reports.start_link(0)
+    assert e.value.reason == "killed"
+    assert snowg.flush_messages() == []
+
+
+@pytest.mark.parametrize("trap", [True, False])
+def test_a_start_that_times_out_kills_the_child_and_leaves_the_caller_nothing(trap):
+    # (The killed init used to acknowledge its kill, and that message stayed in the caller's mailbox.)
+    old = snowg.trap_exit(trap)
+    try:
+        with pytest.raises(StartError) as e:
+            Slow.start_link(0, timeout=0.05)
+        assert e.value.reason == "timeout"
+        # start_sync returned after the child's Down: anything the child sent before it is here already.
+        assert _info(snowg.self()) == {"links": [], "monitors": [], "monitored_by": []}
+        assert snowg.flush_messages() == []
+    finally:
+        snowg.trap_exit(old)
