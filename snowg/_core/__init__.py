@@ -7,6 +7,7 @@ from .logsummary import SummaryLog
 from .process import (
     ProcessExit,
     demonitor,
+    end,
     exit,
     flush_messages,
     link,
@@ -54,6 +55,7 @@ __all__ = [
     "deliver_reply",
     "demonitor",
     "describe_call",
+    "end",
     "exit",
     "flush_messages",
     "initial_call_of",

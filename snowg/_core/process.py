@@ -722,6 +722,31 @@ def exit(*args: Any) -> None:  # noqa: A001 - Erlang's name
         raise TypeError(f"exit: expected a Pid, got {type(pid).__name__}")
 
 
+def end(reason: Any) -> None:
+    """End the calling process with ``reason`` now, without raising; the process's body must return next.
+
+    What ``exit(reason)`` does, for a body that is about to return anyway (a
+    GenServer whose handler asked it to stop): links and monitors get
+    ``reason`` at once, and no exception unwinds the stack (an exception
+    makes a frame object for every frame it leaves, about a tenth of a
+    GenServer's restart). The process is dead when this returns, so the
+    body must not call snowg again. A crash reason (:class:`Crash`) makes
+    the same telemetry event as ``exit`` with it. An adopted greenlet (one
+    snowg did not spawn) has no body of ours to return to: there ``end``
+    raises, as ``exit(reason)`` does.
+
+    Raises:
+        ProcessExit: only in an adopted greenlet.
+    """
+    proc = _current()
+    if proc.adopted:
+        _terminate(proc, reason)
+        raise ProcessExit(reason)
+    if type(reason) is Crash:
+        _crash_event(proc, reason)
+    _terminate(proc, reason)
+
+
 def trap_exit(flag: bool) -> bool:
     """Set the calling process's trap_exit flag; return the previous value."""
     proc = _current()

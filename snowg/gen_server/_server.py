@@ -19,6 +19,7 @@ from .._core import (
     Pid,
     ProcessExit,
     deliver_reply,
+    end,
     exit,
     receive,
     register,
@@ -68,8 +69,17 @@ class _Cont:
         self.term = term
 
 
-#: The loop's timeout slot: none, seconds, or a pending ``handle_continue``.
-_Timeout = Union[None, float, _Cont]
+class _Stop:
+    """In the loop's timeout slot: a handler asked the server to stop with ``reason`` (terminate has run)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+
+
+#: The loop's timeout slot: none, seconds, a pending ``handle_continue``, or a stop.
+_Timeout = Union[None, float, _Cont, _Stop]
 
 
 class GenServer:
@@ -197,7 +207,9 @@ def run_server(starter: Starter, cls: Type[GenServer], args: Tuple[Any, ...], na
 
     Called in the new process by :meth:`GenServer.start_link` through
     ``start_sync``, or by a runner that starts a server on another node's
-    behalf (the supervisor's). Returns only by exiting the process.
+    behalf (the supervisor's). Returns once the server has ended, its process
+    already dead (``snowg._core.end``): the caller, a process's body, must
+    return at once. A start that fails ends it with ``exit``.
     """
     caller, _ref, linked = starter
     me = _self()
@@ -233,21 +245,27 @@ def run_server(starter: Starter, cls: Type[GenServer], args: Tuple[Any, ...], na
         exit(reason)
     ack_ok(starter)
     if type(result) is Continue:
-        _loop(server, result.state, parent, _Cont(result.term))
+        reason = _loop(server, result.state, parent, _Cont(result.term))
     else:
-        _loop(server, result, parent, None)
+        reason = _loop(server, result, parent, None)
+    # The loop returned the reason to end with, terminate done: ending here, with no
+    # exception to unwind the stack, is what exit(reason) would do.
+    end(reason)
 
 
-def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None:
+def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> Any:
+    """Take messages until the server stops; return the reason to end with (``terminate`` has run)."""
     msg: Any = None
     # snowg.sys: a suspended server takes system requests (and its parent's exit) only;
     # with debug on it logs every message it takes and every reply it sends.
     suspended = debug = False
     while True:
-        if suspended:
-            msg = receive(lambda m: is_system(m) or (type(m) is Exit and m.pid == parent))
-        elif timeout is None:
+        if timeout is None and not suspended:
             msg = receive()
+        elif isinstance(timeout, _Stop):
+            return timeout.reason
+        elif suspended:
+            msg = receive(lambda m: is_system(m) or (type(m) is Exit and m.pid == parent))
         elif isinstance(timeout, _Cont):
             msg = timeout  # handle_continue, before any message
         else:
@@ -295,7 +313,7 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                             reply(from_, ret[2])
                             if debug:
                                 trace_reply(from_, ret[2], ret[3])
-                            exit(ret[1])
+                            return ret[1]
                     state, timeout = _after(server, ret, msg, state)
                     continue
                 if debug:
@@ -313,13 +331,13 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                     continue
                 if tag == STOP and len(msg) == 2:
                     _stop(server, msg[1], state, msg)
-                    exit(msg[1])
+                    return msg[1]
                 if tag == _SYSTEM and len(msg) == 3 and _is_terminate(msg[2]):
                     # sys:terminate, as gen_server:stop/proc_lib:stop on a BEAM node sends it:
                     # the reply 'ok' first, then terminate and the end (OTP's sys order).
                     reply(msg[1], _OK)
                     _stop(server, msg[2][1], state, msg)
-                    exit(msg[2][1])
+                    return msg[2][1]
             else:
                 if debug:
                     trace_received(msg)
@@ -327,7 +345,7 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
                     # The parent's exit signal, trapped: OTP runs terminate, then
                     # ends with the same reason (semantics rule 22).
                     _stop(server, msg.reason, state, msg)
-                    exit(msg.reason)
+                    return msg.reason
             try:
                 ret = server.handle_info(msg, state)
             except ProcessExit as e:
@@ -340,7 +358,7 @@ def _loop(server: GenServer, state: Any, parent: Pid, timeout: _Timeout) -> None
         except Exception as e:  # noqa: BLE001 - a raising handler ends the server
             crash = Crash.from_exception(e)
             _stop(server, crash, state, msg)
-            exit(crash)
+            return crash
 
 
 def _handler_exited(server: GenServer, state: Any, msg: Any, e: ProcessExit) -> NoReturn:
@@ -369,18 +387,22 @@ def _timeout_of(ret: Result, i: int) -> _Timeout:
 
 
 def _after(server: GenServer, ret: Any, msg: Any, state: Any) -> Tuple[Any, _Timeout]:
-    """Apply a handler's ``noreply``/``stop`` result; returns (state, timeout)."""
+    """Apply a handler's ``noreply``/``stop`` result; returns (state, timeout).
+
+    A stop (asked for, or a bad return value) runs ``terminate`` here and
+    comes back as a :class:`_Stop` in the timeout slot: the loop returns its
+    reason next.
+    """
     if type(ret) is tuple and ret:
         kind = ret[0]
         if kind == "noreply" and 2 <= len(ret) <= 3:
             return ret[1], _timeout_of(ret, 2)
         if kind == "stop" and len(ret) == 3:
             _stop(server, ret[1], ret[2], msg)
-            exit(ret[1])
+            return ret[2], _Stop(ret[1])
     reason = ("bad_return_value", ret)
     _stop(server, reason, state, msg)
-    exit(reason)
-    raise AssertionError("unreachable")  # exit() raises
+    return state, _Stop(reason)
 
 
 def _stop(server: GenServer, reason: Any, state: Any, last_msg: Any) -> None:
