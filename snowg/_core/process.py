@@ -317,24 +317,18 @@ def spawn_monitor(fn: SpawnTarget, *args: Any, **kwargs: Any) -> Tuple[Pid, Ref]
     return proc.pid, ref
 
 
-def spawn_watched(fn: Callable[..., Any], args: Tuple[Any, ...], link: bool) -> Tuple[Pid, Optional[Ref]]:
-    """A local spawn (linked if ``link``) that the caller learns the end of: ``(pid, ref)``, in one step.
+def spawn_watched(fn: Callable[..., Any], args: Tuple[Any, ...], link: bool) -> Tuple[Pid, Ref]:
+    """A local spawn (linked if ``link``) with a monitor by the caller: ``(pid, ref)``, in one step.
 
     The same links and monitor as :func:`spawn_link` (or :func:`spawn`) then
     :func:`monitor` with no yield between (what ``gen_server``'s synchronous
-    start does), with one look-up of the caller. When the caller links and
-    traps exits (a supervisor), there is no monitor and ``ref`` is None: the
-    child's ``Exit`` message tells the caller of its end, whatever the
-    reason, as the ``Down`` would. Never blocks.
+    start does), with one look-up of the caller. Never blocks.
     """
     me = _current()
     proc = _new_process(fn, args, {})
     if link:
         _add_link(me, proc.pid)
         _add_link(proc, me.pid)
-        if me.trap:
-            _schedule(proc)
-            return proc.pid, None
     ref = make_ref()
     _add_monitor(me, proc, ref, proc.pid)
     _schedule(proc)

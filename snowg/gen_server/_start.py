@@ -78,7 +78,8 @@ def start_sync(
         if not callable(body):
             raise TypeError(f"spawn needs a callable, got {type(body).__name__}")
         # Spawned, linked and monitored in one step: the monitor exists before the child runs.
-        # A linked caller that traps exits gets no monitor (mref None): the child's Exit tells of its end.
+        # (Always a monitor, as OTP's proc_lib: a child that unlinks from a trapping caller
+        # and is then killed sends no Exit and no acknowledgement, only the Down.)
         pid, mref = spawn_watched(body, (starter, *args), link)
     else:
         if link:
@@ -92,23 +93,17 @@ def start_sync(
     def match(m: Any) -> bool:
         if type(m) is tuple:
             return len(m) == 5 and m[0] == _ACK and m[1] == ref
-        if mref is None:
-            return type(m) is Exit and m.pid == pid
         return type(m) is Down and m.ref == mref
 
     try:
         msg = receive(match, timeout)
     except Timeout:
         unlink(pid)
-        if mref is None:
-            mref = monitor(pid)
         exit(pid, "kill")
         _await_down(mref)
         _flush_exit(pid)
         flush_messages(match)  # an acknowledgement sent just as the time ran out
         raise StartError("timeout") from None
-    if type(msg) is Exit:
-        raise StartError(msg.reason)  # ended without acknowledging (killed during init)
     if type(msg) is Down:
         # Ended without acknowledging (killed during init). A trapping caller
         # also has its Exit message, delivered before the Down: consume it.
@@ -118,12 +113,11 @@ def start_sync(
         raise StartError(msg.reason)
     _tag, _ref, ok, reason, child_id = msg
     if ok is True:
-        if mref is not None:
-            demonitor(mref, flush=True)
+        demonitor(mref, flush=True)
         return pid
     # The process unlinked from us, acknowledged, and is exiting: wait for it
     # to be gone so that a retry by name cannot find it still registered.
-    _await_down(monitor(pid) if mref is None else mref)
+    _await_down(mref)
     _flush_exit(pid)
     if ok == IGNORE:
         return None

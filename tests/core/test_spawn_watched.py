@@ -106,21 +106,6 @@ def trapping():
     snowg.trap_exit(old)
 
 
-def test_a_linked_trapping_caller_is_not_monitored_and_keeps_the_link(trapping):
-    me = trapping
-
-    def child(parent):
-        snowg.send(parent, ("ran", snowg.self()))
-        snowg.receive()
-
-    pid, ref = _process.spawn_watched(child, (me,), True)
-    assert ref is None
-    assert _info(pid) == {"links": [me], "monitors": [], "monitored_by": []}
-    assert snowg.receive(timeout=W) == ("ran", pid)
-    snowg.exit(pid, "kill")
-    assert snowg.receive(timeout=W) == snowg.Exit(pid, "killed")  # the end it learns of instead
-
-
 @pytest.mark.parametrize(
     "server, reason",
     [
@@ -149,7 +134,7 @@ def test_a_trapping_caller_gets_an_ignored_start_as_none_and_no_message(trapping
     assert snowg.flush_messages() == []
 
 
-def test_a_trapping_caller_learns_of_a_child_killed_in_init_from_its_exit(trapping):
+def test_a_trapping_caller_learns_of_a_child_killed_in_init(trapping):
     def killer(parent):
         pid = snowg.receive()
         snowg.exit(pid, "kill")
@@ -164,6 +149,26 @@ def test_a_trapping_caller_learns_of_a_child_killed_in_init_from_its_exit(trappi
     with pytest.raises(StartError) as e:
         Reports.start_link(0)
     assert e.value.reason == "killed"
+    assert snowg.flush_messages() == []
+
+
+def test_a_trapping_caller_learns_of_a_child_that_unlinked_and_was_killed_in_init(trapping):
+    # Neither an Exit (unlinked) nor an acknowledgement (killed) comes: only the monitor's Down.
+    def killer(parent):
+        pid = snowg.receive()
+        snowg.exit(pid, "kill")
+
+    k = snowg.spawn(killer, trapping)
+
+    class Detaches(GenServer):
+        def init(self, parent):
+            snowg.unlink(parent)
+            snowg.send(k, snowg.self())
+            snowg.receive()
+
+    with pytest.raises(StartError) as e:
+        Detaches.start_link(trapping, timeout=W)
+    assert e.value.reason == "killed"  # (not 'timeout')
     assert snowg.flush_messages() == []
 
 
