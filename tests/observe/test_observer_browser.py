@@ -56,6 +56,20 @@ def css(driver: Any, selector: str) -> Any:
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+def click(driver: Any, selector: str) -> None:
+    """Click the first element ``selector`` finds, looking it up again if a redraw replaced it first.
+
+    A click that raised did not happen (the element was stale or not there
+    yet), so retrying cannot click twice.
+    """
+
+    def clicked(d: Any) -> bool:
+        css(d, selector)[0].click()
+        return True
+
+    wait(driver, clicked, f"a click on {selector}")
+
+
 def node_state(driver: Any, name: str) -> str:
     rows = css(driver, f'#nodes tr[data-node="{name}"]')
     return rows[0].get_attribute("data-state") if rows else ""
@@ -108,10 +122,10 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         wait(driver, sorted_by_queue, "the list sorted by queue length, the lonely process's 3 messages in it")
 
         # Crashing a supervised child: the tree, unfolded, shows the restart; the events say so.
-        css(driver, '.tabs button[data-tab="supervisors"]')[0].click()
+        click(driver, '.tabs button[data-tab="supervisors"]')
         sup = f'details.tree[data-pid="{roles["sup"]}"]'
         wait(driver, lambda d: css(d, sup + " > summary"), "the obs_sup tree")
-        css(driver, sup + " > summary")[0].click()
+        click(driver, sup + " > summary")
         wait(driver, lambda d: css(d, sup)[0].get_attribute("open") is not None, "obs_sup unfolded")
         assert css(driver, sup + ' li.child[data-child="crasher"]')
         snowg.send(crasher, "crash")
@@ -131,9 +145,9 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         assert css(driver, sup)[0].get_attribute("open") is not None  # stays unfolded while it refreshes
 
         # The kill button, after the confirmation dialog, ends the process it names, on its node.
-        css(driver, '.tabs button[data-tab="processes"]')[0].click()
+        click(driver, '.tabs button[data-tab="processes"]')
         wait(driver, lambda d: css(d, f'button.kill[data-pid="{lonely}"]')[0].is_displayed(), "the kill button")
-        css(driver, f'button.kill[data-pid="{lonely}"]')[0].click()
+        click(driver, f'button.kill[data-pid="{lonely}"]')
         alert = wait(driver, lambda d: d.switch_to.alert, "the confirmation dialog")
         assert str(lonely) in alert.text
         alert.accept()
@@ -141,7 +155,7 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         wait(driver, lambda d: not css(d, row), "the lonely process gone from the list")
 
         # Crashing the child until obs_sup (intensity 5) gives up: the page says so where its tree was.
-        css(driver, '.tabs button[data-tab="supervisors"]')[0].click()
+        click(driver, '.tabs button[data-tab="supervisors"]')
 
         def crasher_or_gave_up(d: Any) -> Any:
             if css(d, f'#trees .gaveup[data-pid="{roles["sup"]}"]'):
@@ -163,7 +177,7 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         assert not css(driver, sup)  # its tree is gone: it ended
         wait(driver, lambda d: css(d, f'#events li.ev-give_up[data-node="{p2.name}"]'), "the give-up event")
         wait(driver, lambda d: css(d, f'#nodes tr[data-node="{p2.name}"] td')[5].text == "1", "1 give-up for p2")
-        css(driver, '.tabs button[data-tab="processes"]')[0].click()
+        click(driver, '.tabs button[data-tab="processes"]')
 
         # A node whose OS process is killed is shown down within the observer's tick.
         p3.kill()

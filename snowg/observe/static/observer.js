@@ -281,10 +281,16 @@ function treeEl(t, node) {
   det.append(list);
   return det;
 }
+let treesShown = null; // what the trees were last drawn from: unchanged data keeps the same elements
 function renderTrees() {
   const box = $("trees");
-  box.replaceChildren();
   const gone = ((cluster && cluster.gave_up) || []).filter((g) => g.node === watched);
+  // Redrawing replaces every element; skipping an identical redraw keeps a click or a selection
+  // that lands between two snapshots on the element the user aimed at.
+  const shown = JSON.stringify([watched, gone, snap && [snap.node, snap.supervisors, snap.counts], liveRestarts]);
+  if (shown === treesShown) return;
+  treesShown = shown;
+  box.replaceChildren();
   for (const g of gone) {
     box.append(el("div", { class: "gaveup", "data-pid": g.supervisor },
       el("strong", {}, `supervisor ${g.name || ""} ${g.supervisor} GAVE UP`),
