@@ -45,6 +45,16 @@ Rows (ratio = snowg / baseline; lower is better everywhere):
     row, the BEAM runs first, then snowg; 50 restarts of each row warm both
     up first.
 
+* ``supervisor.restart.by_hand.log_off.{realistic,large}.{mean,p50,p99}`` µs,
+  baseline the BEAM: the floor under a restart, on both sides. The same
+  plain child and the same cycle, but no supervisor: a plain process that
+  traps exits spawn_links the child and, on each ``Exit`` (``'EXIT'``),
+  spawn_links a new one. ``realistic``: a new such process every 5
+  restarts (killed, not timed); ``large``: one for all N. What a
+  supervisor's restart costs beyond this is its own bookkeeping (the
+  restart window, the child's record, reports), and the difference
+  between the two rows shows it.
+
 * ``supervisor.remote_restart.{log_on,log_off}.{mean,p50,p99}`` µs: the
   supervisor runs here (node A), its child on node B, a separate OS process
   started with ``snowg.testing`` (TLS, tick 1 s); from the message that makes
@@ -124,8 +134,34 @@ def _cycles(kind: str, child: Any, n: int, out: List[float]) -> None:
             out.append((perf() - t0) * 1e6)
 
 
+def _respawner(rec: Any) -> None:
+    """The ``by_hand`` row's restarter: a trapping process that spawn_links a new plain child on each ``Exit``."""
+    snowg.trap_exit(True)
+    snowg.spawn_link(plain_child, rec)
+    receive = snowg.receive
+    while True:
+        if type(receive()) is snowg.Exit:
+            snowg.spawn_link(plain_child, rec)
+
+
+def respawn_by_hand_latency(n: int, per_restarter: int) -> List[float]:
+    """Latencies in µs of ``n`` crash -> respawned-and-running cycles, no supervisor (the ``by_hand`` row)."""
+    me = snowg.self()
+    out: List[float] = []
+    while len(out) < n:
+        restarter = snowg.spawn(_respawner, me)
+        _up, child = snowg.receive(timeout=5)
+        _cycles("plain", child, min(per_restarter, n - len(out)), out)
+        ref = snowg.monitor(restarter)
+        snowg.exit(restarter, "kill")
+        snowg.receive(_down_of(ref), 10)
+    return out
+
+
 def restart_latency(kind: str, n: int, intensity: int, period: float, per_sup: int) -> List[float]:
     """Latencies in µs of ``n`` crash -> restarted-and-running cycles, ``per_sup`` per supervisor."""
+    if kind == "by_hand":
+        return respawn_by_hand_latency(n, per_sup)
     me = snowg.self()
     fn = plain_child if kind == "plain" else CrashServer
     out: List[float] = []
@@ -207,6 +243,16 @@ set_log(off) ->
 
 run(_Kind, _I, _P, _PerSup, 0, Acc) ->
     Acc;
+run(by_hand, _I, _P, PerSup, N, Acc) ->  % no supervisor: a trapping process re-spawns the child
+    K = min(PerSup, N),
+    Me = self(),
+    R = spawn(fun() -> process_flag(trap_exit, true), spawn_link(fun() -> plain(Me) end), respawn(Me) end),
+    C = receive {up, C0} -> C0 end,
+    Acc1 = cycles(plain, C, K, Acc),
+    Ref = monitor(process, R),
+    exit(R, kill),
+    receive {'DOWN', Ref, process, _, _} -> ok end,
+    run(by_hand, _I, _P, PerSup, N - K, Acc1);
 run(Kind, I, P, PerSup, N, Acc) ->
     K = min(PerSup, N),
     {ok, Sup} = supervisor:start_link(?MODULE, {Kind, self(), I, P}),
@@ -238,6 +284,10 @@ init({Kind, Rec, I, P}) ->
         genserver -> {snowg_sup_bench_gs, start_link, [Rec]}
     end,
     {ok, {#{strategy => one_for_one, intensity => I, period => P}, [#{id => c, start => Start}]}}.
+
+respawn(Rec) ->
+    receive {'EXIT', _, _} -> spawn_link(fun() -> plain(Rec) end) end,
+    respawn(Rec).
 
 plain_start(Rec) ->
     {ok, spawn_link(fun() -> plain(Rec) end)}.
@@ -413,7 +463,7 @@ def main() -> None:
         for log_on in (False, True)
         for kind in ("plain", "genserver")
         for shape in _shapes(args.restarts)
-    ]
+    ] + [("by_hand", False, shape) for shape in _shapes(args.restarts)]
     samples: Dict[Tuple[str, bool, str], Dict[str, List[float]]] = {}
     mean_ratios: Dict[Tuple[str, bool, str], List[float]] = {}
     beam_reports: Dict[Tuple[str, bool, str], int] = {}
@@ -477,7 +527,9 @@ def main() -> None:
         f"logger{' with the burst limit off' if UNLIMITED_BEAM_LOG else ''}), "
         f"{n:,} samples per side and row ({args.rounds} alternating rounds x {args.restarts:,}); "
         f"realistic = intensity {REALISTIC[0]}, period {REALISTIC[1]} s, {REALISTIC[2]} restarts per supervisor; "
-        f"large = intensity {args.restarts + 10}, period 3600 s, one supervisor per round. "
+        f"large = intensity {args.restarts + 10}, period 3600 s, one supervisor per round; "
+        "by_hand = no supervisor on either side: a trapping process re-spawns the plain child on its exit "
+        "(a new one every 5 restarts / one per round). "
         "supervisor.remote_restart.*: baseline = the same cycle restarted by hand by a trapping process."
     )
     print_table(rows)
@@ -506,7 +558,10 @@ def main() -> None:
     off = [
         r
         for r in rows
-        if r.metric.startswith("supervisor.restart.") and ".log_off." in r.metric and r.metric.endswith(".mean")
+        if r.metric.startswith("supervisor.restart.")
+        and ".log_off." in r.metric
+        and r.metric.endswith(".mean")
+        and ".by_hand." not in r.metric  # the floor, not a target
     ]
     on = [
         r
@@ -520,6 +575,12 @@ def main() -> None:
             + "; log_on < 1.0x: "
             + ", ".join(f"{r.metric.split('.')[2]}/{r.metric.split('.')[4]} {r.ratio:.2f}x" for r in on if r.ratio)
         )
+        floor = [r for r in rows if ".by_hand." in r.metric and r.metric.endswith(".mean") and r.ratio]
+        if floor:
+            print(
+                "the floor, no supervisor on either side (by_hand): "
+                + ", ".join(f"{r.metric.split('.')[4]} {r.ratio:.2f}x" for r in floor)
+            )
 
 
 if __name__ == "__main__":
