@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from typing import Any, Iterator, List, Optional, Sequence
 
+import gevent
 import pytest
 
 
@@ -89,8 +90,11 @@ def headless_chromium(extra_args: Sequence[str] = ()) -> Iterator[Any]:
     ):
         opts.add_argument(arg)
     service = Service(executable_path=CHROMEDRIVER, log_output=os.path.join(profile, "chromedriver.log"))
+    # Starting (and quitting) the browser blocks for seconds on a loaded machine; in a thread of
+    # the hub's pool, this test process, a node of the test cluster, goes on ticking meanwhile.
+    pool = gevent.get_hub().threadpool
     try:
-        driver = webdriver.Chrome(service=service, options=opts)
+        driver = pool.apply(webdriver.Chrome, kwds={"service": service, "options": opts})
     except Exception as exc:  # noqa: BLE001 - a browser that cannot start is a skip with the reason
         shutil.rmtree(profile, ignore_errors=True)
         pytest.skip(f"BROWSER TEST SKIPPED: headless Chromium did not start: {exc}")
@@ -99,5 +103,5 @@ def headless_chromium(extra_args: Sequence[str] = ()) -> Iterator[Any]:
     try:
         yield driver
     finally:
-        driver.quit()
+        pool.apply(driver.quit)
         shutil.rmtree(profile, ignore_errors=True)

@@ -6,7 +6,8 @@ where remote throughput comes from); per-pair ordering follows from the single
 list. Liveness (semantics rule 25) is a repeating hub timer: it queues a tick when
 nothing was sent for ``tick`` seconds, and declares the peer down when nothing
 was received for ``4 * tick`` -- it runs even while the writer waits on a
-frozen peer.
+frozen peer. Time during which this node's own loop was held up does not
+count as the peer's silence (``snowg._core.stall``).
 
 Backpressure (semantics rule 30, Erlang's busy distribution port): the session
 counts the bytes queued and not yet taken by the socket (one addition per
@@ -47,6 +48,7 @@ from .._core import Task
 from .._core.busy import BusyWaiters, may_suspend, never_suspend, suspend_again
 from .._core import self as _self
 from .._core.spin import after_write
+from .._core.stall import LoopStall
 from .._core import telemetry as _telemetry
 from .._core.terms import Pid
 from ._frames import TICK
@@ -131,6 +133,7 @@ class Session:
         self._writer: Optional[gevent.Greenlet[[], None]] = None
         self._reader: Any = None
         self._ticker: Any = None
+        self._stall = LoopStall(max(tick / 4.0, 0.01), now)
         try:
             peer = sock.getpeername()
             self.peer_socket = f"{peer[0]}:{peer[1]}"
@@ -349,7 +352,8 @@ class Session:
         """Start the writer and the tick timer (and the reader, if asked)."""
         self._writer = gevent.spawn(self._write_loop)
         hub = gevent.get_hub()
-        interval = max(self.tick / 4.0, 0.01)
+        interval = self._stall.interval
+        self._stall = LoopStall(interval, time.monotonic())
         self._ticker = hub.loop.timer(interval, interval)
         self._ticker.start(self._on_tick)
         if reader_in_new_greenlet:
@@ -362,6 +366,13 @@ class Session:
         if self.closed:
             return
         now = time.monotonic()
+        held_up = self._stall.since_last_run(now)
+        if held_up:
+            # This node's loop did not run meanwhile (see snowg._core.stall): what the peer sent
+            # may be unread in the socket, and our writes could not progress either.
+            self.last_recv += held_up
+            if self._write_stalled_since is not None:
+                self._write_stalled_since += held_up
         if now - self.last_recv > 4 * self.tick:
             # close() may switch greenlets (socket close wakes waiters): not from the hub's timer.
             gevent.spawn(self.close, "net_tick_timeout", f"nothing received for {now - self.last_recv:.1f} s")

@@ -33,7 +33,8 @@ connected phase is 4-byte length-prefixed packets in both:
   node that streams to us sends no ticks, and declares us down if we only
   listen), and closes the connection with ``'net_tick_timeout'`` when nothing
   was received for ``tick_time``, or when the writer made no progress on the
-  socket for ``tick_time``.
+  socket for ``tick_time``. Time during which this node's own loop was held
+  up does not count (``snowg._core.stall``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from greenlet import getcurrent
 from .._core import Atom, Pid, Ref, Task, is_alive, make_ref, receive, whereis
 from .._core import remote as _remote
 from .._core.busy import BusyWaiters, may_suspend, never_suspend
+from .._core.stall import LoopStall
 from .._core import self as _self
 from .._errors import SpawnError
 from . import _control
@@ -167,6 +169,7 @@ class ErlangConnection:
         self._writes_seen = 0
         self._reads_seen = 0
         self._last_recv = time.monotonic()
+        self._stall = LoopStall(self.tick_time / 4.0, self._last_recv)
         # Since when the writer waits for the socket with no progress (None while it does not).
         self._write_stalled_since: Optional[float] = None
         self._unlink_ids = itertools.count(1)
@@ -211,6 +214,7 @@ class ErlangConnection:
         self._reader = gevent.spawn(self._read_loop)
         never_suspend(self._reader)
         interval = self.tick_time / 4.0
+        self._stall = LoopStall(interval, time.monotonic())
         self._ticker = gevent.get_hub().loop.timer(interval, interval)
         self._ticker.start(self._on_tick)
 
@@ -553,6 +557,13 @@ class ErlangConnection:
         if self.closed:
             return
         now = time.monotonic()
+        held_up = self._stall.since_last_run(now)
+        if held_up:
+            # This node's loop did not run meanwhile (see snowg._core.stall): what the peer sent
+            # may be unread in the socket, and our writes could not progress either.
+            self._last_recv += held_up
+            if self._write_stalled_since is not None:
+                self._write_stalled_since += held_up
         if self.reads != self._reads_seen:
             self._reads_seen = self.reads
             self._last_recv = now

@@ -15,6 +15,7 @@ from gevent.server import StreamServer
 
 import snowg
 from snowg import Down, Exit, NodeDown, NodeUp, Pid
+from snowg.cluster._connect import session_for
 from snowg.testing import wait_for
 
 import distfuncs as df
@@ -183,6 +184,29 @@ class Proxy:
     def close(self) -> None:
         self.cut()
         self.server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_node_whose_own_loop_was_held_up_does_not_blame_its_peer(peers, snowg_cluster_config, me) -> None:
+    """This node's loop blocked for longer than its 4 ticks (a blocking call): the connection stays up.
+
+    What the peer sent meanwhile waits unread in the socket, and the tick
+    timer runs before the reader when the loop resumes; the time this node
+    could not read is not the peer's silence (semantics rule 25). The peer
+    ticks every 2 s, so by its own clock it is still within its window (8 s)
+    when this node resumes.
+    """
+    tick = snowg_cluster_config.tick
+    peer = peers.start(modules=["distfuncs"], tick=2.0)
+    snowg.monitor_node(peer.name)
+    sess = session_for(peer.name)
+    assert sess is not None
+    assert peer.rpc(df.ping, "before") == ("pong", peer.name, "before")  # both sides just heard each other
+    time.sleep(4 * tick + 1.0)  # blocks the hub: no greenlet, timer or reader runs
+    assert peer.rpc(df.ping, "after") == ("pong", peer.name, "after")
+    assert session_for(peer.name) is sess and not sess.closed
+    with pytest.raises(snowg.Timeout):  # the round trip ran the late tick: it found the peer alive
+        snowg.receive(lambda m: type(m) is NodeDown, timeout=0)
 
 
 @pytest.mark.timeout(60)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import socket as stdsocket
+import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import gevent
@@ -584,6 +585,24 @@ def test_a_silent_peer_is_net_tick_timeout(pairs: Callable[..., Pair], log: Any)
     assert pair.closed.calls == [(pair.conn, "net_tick_timeout")]
     assert pair.conn.close_reason == "net_tick_timeout" and pair.conn.closed
     assert pair.beam.packet() in (b"", None)  # ticks, then the end of the stream
+
+
+def test_a_held_up_loop_is_not_the_peers_silence(pairs: Callable[..., Pair], me: snowg.Pid) -> None:
+    """This node's loop blocked for longer than ``tick_time``: the peer's tick, unread meanwhile, still counts.
+
+    When the loop resumes, the tick timer runs before the reader; the time
+    the node could not read is not held against the peer.
+    """
+    pair = pairs(tick_time=0.4)
+    beam = pair.beam
+    beam.write(beam.enc.send(None, me, "before"))
+    assert recv() == "before"
+    assert beam.packet() == b""  # a tick: the timer has run since that read
+    beam.write(TICK)  # waits unread in the socket while the loop is held up
+    time.sleep(0.4 * 1.5)  # blocks the hub: no greenlet, timer or reader runs
+    beam.write(beam.enc.send(None, me, "after"))
+    assert recv() == "after"
+    assert not pair.conn.closed and not pair.closed.calls
 
 
 def test_a_peer_that_does_not_read_is_net_tick_timeout(pairs: Callable[..., Pair], log: Any) -> None:

@@ -70,6 +70,11 @@ def click(driver: Any, selector: str) -> None:
     wait(driver, clicked, f"a click on {selector}")
 
 
+def read(driver: Any, selector: str, what: Callable[[Any], Any]) -> Any:
+    """``what(element)`` of the first element ``selector`` finds, looked up again if a redraw replaced it."""
+    return wait(driver, lambda d: (what(css(d, selector)[0]),), f"a look at {selector}")[0]
+
+
 def node_state(driver: Any, name: str) -> str:
     rows = css(driver, f'#nodes tr[data-node="{name}"]')
     return rows[0].get_attribute("data-state") if rows else ""
@@ -142,7 +147,7 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         )
         wait(driver, lambda d: css(d, f'#events li.ev-restart[data-node="{p2.name}"]'), "the restart event")
         assert css(driver, f'#events li.ev-crash[data-node="{p2.name}"]')
-        assert css(driver, sup)[0].get_attribute("open") is not None  # stays unfolded while it refreshes
+        assert read(driver, sup, lambda e: e.get_attribute("open")) is not None  # stays unfolded while it refreshes
 
         # The kill button, after the confirmation dialog, ends the process it names, on its node.
         click(driver, '.tabs button[data-tab="processes"]')
@@ -172,7 +177,7 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
             if child == "gave up":
                 break
         assert child == "gave up"
-        banner = css(driver, f'#trees .gaveup[data-pid="{roles["sup"]}"]')[0].text
+        banner = read(driver, f'#trees .gaveup[data-pid="{roles["sup"]}"]', lambda e: e.text)
         assert "obs_sup" in banner and "GAVE UP" in banner
         assert not css(driver, sup)  # its tree is gone: it ended
         wait(driver, lambda d: css(d, f'#events li.ev-give_up[data-node="{p2.name}"]'), "the give-up event")
