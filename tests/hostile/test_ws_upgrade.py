@@ -27,6 +27,7 @@ from geventwebsocket.handler import WebSocketHandler as LibraryHandler
 
 import snowg.ws as ws
 from snowg.cluster import make_certs
+from snowg.testing import wait_for
 from snowg.demo.launcher import static_app
 from snowg.ws._handshake import FailureLog
 from support import open_fds
@@ -97,12 +98,6 @@ def warnings_of(caplog, text):
     return [r for r in caplog.records if r.name == "snowg" and r.levelno == logging.WARNING and text in r.getMessage()]
 
 
-def wait_until(condition):
-    """Wait (bounded by the test's time limit) for a condition of the server's state."""
-    while not condition():
-        gevent.sleep(0.01)
-
-
 # ------------------------------------------------------ incomplete requests
 
 
@@ -131,11 +126,11 @@ def test_incomplete_requests_are_closed_at_the_handshake_timeout(ws_servers, cap
     for s in attackers:  # every attacking connection is closed by the server
         assert s.recv(4096) == b""
         s.close()
-    wait_until(lambda: server.open_connections == 1)  # only `staying` is left
+    assert wait_for(lambda: server.open_connections == 1, timeout=10)  # only `staying` is left
     staying.send("after the deadlines")
     assert staying.recv() == "after the deadlines"
     staying.close()
-    wait_until(lambda: server.open_connections == 0)
+    assert wait_for(lambda: server.open_connections == 0, timeout=10)
     assert open_fds() <= before + 2  # nothing held (the listener and the hub's own at most)
     incomplete = warnings_of(caplog, "incomplete after 0.5 s")
     assert len(incomplete) == 1 and "127.0.0.1" in incomplete[0].getMessage()
@@ -283,7 +278,7 @@ def test_connections_over_the_cap_are_refused_at_once(ws_servers, caplog):
         assert c.recv() == "the members are served"
     assert server.open_connections == 3
     clients.pop(0).close()
-    wait_until(lambda: server.open_connections == 2)
+    assert wait_for(lambda: server.open_connections == 2, timeout=10)
     newcomer = connect(port)
     assert newcomer.recv() == "joined"
     newcomer.send("a place was free")
@@ -513,13 +508,13 @@ def test_the_cap_counts_pending_requests_too(ws_servers):
     """Attack: silent connections up to the cap. They are refused beyond it, and freed at the deadline."""
     server = ws_servers(echo, max_connections=5, handshake_timeout=0.5)
     silent = [gevent.socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(5)]
-    wait_until(lambda: server.open_connections == 5)
+    assert wait_for(lambda: server.open_connections == 5, timeout=10)
     status, _, _ = exchange(server.port, upgrade_request(server.port))
     assert status == 503
     for s in silent:
         assert s.recv(10) == b""
         s.close()
-    wait_until(lambda: server.open_connections == 0)
+    assert wait_for(lambda: server.open_connections == 0, timeout=10)
     assert_served(server.port)
 
 
@@ -527,7 +522,7 @@ def test_stop_drops_requests_still_arriving(ws_servers):
     server = ws_servers(echo, handshake_timeout=30)
     pending = gevent.socket.create_connection(("127.0.0.1", server.port), timeout=5)
     pending.sendall(b"GET / HTTP/1.1\r\n")
-    wait_until(lambda: server.open_connections == 1)
+    assert wait_for(lambda: server.open_connections == 1, timeout=10)
     server.stop(timeout=1)
     try:
         assert pending.recv(10) == b""  # closed (or reset: what it had sent was never read)
