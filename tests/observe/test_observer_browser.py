@@ -98,6 +98,20 @@ def test_the_observer_page_shows_processes_restarts_a_lost_node_and_kills(peers,
         wait(driver, lambda d: len(css(d, "#graph line.edge")) >= 3, "the connections between the three nodes")
         assert css(driver, "#watched")[0].text == p2.name
 
+        # The node table's rows are updated in place: a row found before two refreshes of the
+        # cluster is still the one shown after them (no stale element), and a click on it watches
+        # its node. Looked at without the retrying helpers, on purpose.
+        p1_row = css(driver, f'#nodes tr[data-node="{p1.name}"]')[0]
+        for _ in range(2):
+            shown = read(driver, "#cluster-when", lambda e: e.text)
+            wait(driver, lambda d, shown=shown: css(d, "#cluster-when")[0].text != shown, "a cluster refresh")
+        assert p1_row.get_attribute("data-state") == "up"
+        p1_row.click()
+        wait(driver, lambda d: css(d, "#watched")[0].text == p1.name, "p1 watched after a click on its row")
+        assert "watched" in p1_row.get_attribute("class").split()
+        click(driver, f'#nodes tr[data-node="{p2.name}"]')
+        wait(driver, lambda d: css(d, "#watched")[0].text == p2.name, "p2 watched again")
+
         # The process list shows the process started on the peer; the filter finds it by its initial call.
         row = f'#processes tr.proc[data-pid="{lonely}"]'
         wait(driver, lambda d: css(d, row), "the lonely process in the list")

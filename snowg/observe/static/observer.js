@@ -101,6 +101,7 @@ function watch(name) {
 // ------------------------------------------------------------------ cluster
 
 let lastGraph = "";
+const nodeRows = new Map(); // node name -> tr
 function renderCluster() {
   if (!cluster) return;
   $("cluster-when").textContent = `at ${clock(cluster.ts)}, every ${cluster.interval} s`;
@@ -108,20 +109,35 @@ function renderCluster() {
   const graphKey = JSON.stringify([nodes.map((n) => [n.name, n.up, n.answering, n.connected_to]), watched]);
   if (graphKey !== lastGraph) { lastGraph = graphKey; renderGraph(nodes); }
   const body = $("nodes").tBodies[0];
-  body.replaceChildren();
   const gaveUp = cluster.gave_up || [];
+  const keep = new Set();
   for (const n of nodes) {
+    keep.add(n.name);
+    // A row lives as long as its node is listed and is updated in place: a click between two
+    // cluster messages lands on the row the user aimed at, not on one a redraw replaced.
+    let tr = nodeRows.get(n.name);
+    if (!tr) {
+      tr = el("tr", { "data-node": n.name, onclick: () => watch(n.name) });
+      for (let i = 0; i < 6; i++) tr.append(el("td", {}));
+      tr.children[1].className = "state";
+      tr.children[2].className = "num";
+      tr.children[3].className = "num crashes";
+      tr.children[4].className = "num restarts";
+      tr.children[5].className = "num";
+      nodeRows.set(n.name, tr);
+    }
     const state = !n.up ? "down" : n.answering ? "up" : "not answering";
     const counts = n.counts || {};
-    body.append(el("tr", { class: `node-row ${state.replace(" ", "-")}${n.name === watched ? " watched" : ""}`,
-      "data-node": n.name, "data-state": state, onclick: () => watch(n.name) },
-      el("td", { title: n.name + (n.error ? `: ${n.error}` : "") }, short(n.name)),
-      el("td", { class: "state" }, state),
-      el("td", { class: "num" }, fmt(n.process_count)),
-      el("td", { class: "num crashes" }, fmt(counts.crashes)),
-      el("td", { class: "num restarts" }, fmt(counts.restarts)),
-      el("td", { class: "num" }, fmt(gaveUp.filter((g) => g.node === n.name).length || counts.give_ups || 0))));
+    const cls = `node-row ${state.replace(" ", "-")}${n.name === watched ? " watched" : ""}`;
+    if (tr.className !== cls) tr.className = cls;
+    tr.dataset.state = state;
+    tr.children[0].title = n.name + (n.error ? `: ${n.error}` : "");
+    const cells = [short(n.name), state, n.process_count, counts.crashes, counts.restarts,
+      gaveUp.filter((g) => g.node === n.name).length || counts.give_ups || 0];
+    cells.forEach((v, i) => { const td = tr.children[i]; const t = fmt(v); if (td.textContent !== t) td.textContent = t; });
+    body.append(tr); // appending an existing row moves it: the order follows the cluster's
   }
+  for (const [name, tr] of nodeRows) if (!keep.has(name)) { tr.remove(); nodeRows.delete(name); }
 }
 
 function renderGraph(nodes) {
