@@ -14,8 +14,8 @@ there. The launcher (itself the node ``demo@127.0.0.1``) drives the nodes with
 
 The launcher reads everything else of a node from ``snowg.observe:snapshot``
 (what ``snowg observer`` shows). The tree's restart counts are the
-supervisor's own: a telemetry handler counts its ``restart`` events per
-child, and its ``give_up`` event (restart intensity reached: the "40 crash
+supervisor's own: a telemetry handler, attached by :func:`start_tree`,
+counts its ``restart`` events per child, and its ``give_up`` event (restart intensity reached: the "40 crash
 clicks" case) is kept, so the page says that the supervisor gave up, with
 counts that add up.
 
@@ -255,9 +255,20 @@ def _on_supervisor_event(event: Any, measurements: Dict[str, float], metadata: D
         }
 
 
-telemetry.attach_many(
-    "snowg.demo.tree", [telemetry.SUPERVISOR_RESTART, telemetry.SUPERVISOR_GIVE_UP], _on_supervisor_event
-)
+TREE_HANDLER = "snowg.demo.tree"
+
+
+def _count_tree_events() -> None:
+    """Attach :func:`_on_supervisor_event` (again: a handler that raised was detached).
+
+    Done by :func:`start_tree`, not on import: the launcher and anything else
+    that imports this module for its functions' names gets no handler, and
+    its supervisors' restarts make no telemetry event for it.
+    """
+    telemetry.detach(TREE_HANDLER)
+    telemetry.attach_many(
+        TREE_HANDLER, [telemetry.SUPERVISOR_RESTART, telemetry.SUPERVISOR_GIVE_UP], _on_supervisor_event
+    )
 
 
 @spawnable
@@ -292,6 +303,7 @@ def start_tree(others: List[str]) -> str:
     # Generous intensity: people click "crash" and kill nodes.
     try:
         _tree.update(sup=None, restarts={}, gave_up=None)
+        _count_tree_events()
         pid = supervisor.start(specs, strategy="one_for_one", intensity=INTENSITY, period=PERIOD, name=SUP_NAME)
         _tree["sup"] = pid
         return str(pid)
