@@ -11,9 +11,13 @@ handlers users attach.)
 The state is one record, :data:`COUNTS`:
 
 * ``restarts``, ``give_ups``: the node's totals since the OS process started;
-* ``by_supervisor``: supervisor pid -> ``[restarts]``, at most
-  :data:`MAX_SUPERVISORS` entries (past it, the supervisors that ended are
-  forgotten);
+* ``by_supervisor``: supervisor pid -> ``[restarts]``. When it reaches
+  ``prune_at`` entries (:data:`MAX_SUPERVISORS` at first), the supervisors
+  that ended are forgotten, and ``prune_at`` becomes twice what is left
+  (never less than :data:`MAX_SUPERVISORS`): with more live supervisors than
+  that, the next scan waits until as many more were added, so a scan costs
+  at most two lookups per supervisor added since the last one, and a node
+  with many live supervisors does not scan on every new one;
 * ``by_label``: metric name -> label -> ``[count]``, where the label is the
   supervisor's registered name, else its pid. A metric keeps at most
   :data:`MAX_LABEL_VALUES` labels, in the order they came; later ones are
@@ -46,7 +50,7 @@ __all__ = [
 #: The metric names of :attr:`RestartCounts.by_label`.
 RESTARTS = "snowg_supervisor_restarts_total"
 GIVE_UPS = "snowg_supervisor_give_ups_total"
-#: Supervisors tracked at most: beyond it, the ones that ended are forgotten.
+#: Supervisors tracked before the ones that ended are first forgotten (see ``by_supervisor``).
 MAX_SUPERVISORS = 4096
 #: Label values kept per metric; more are counted under ``"other"``.
 MAX_LABEL_VALUES = 1000
@@ -55,12 +59,13 @@ MAX_LABEL_VALUES = 1000
 class RestartCounts:
     """Everything counted (see the module docstring)."""
 
-    __slots__ = ("restarts", "give_ups", "by_supervisor", "by_label", "last")
+    __slots__ = ("restarts", "give_ups", "by_supervisor", "prune_at", "by_label", "last")
 
     def __init__(self) -> None:
         self.restarts = 0
         self.give_ups = 0
         self.by_supervisor: Dict[Pid, List[int]] = {}
+        self.prune_at = MAX_SUPERVISORS
         self.by_label: Dict[str, Dict[Any, List[int]]] = {RESTARTS: {}, GIVE_UPS: {}}
         # The last restart counted: the supervisor's pid object, its name, and its two cells.
         self.last: Tuple[Any, Any, List[int], List[int]] = (None, None, [0], [0])
@@ -102,9 +107,10 @@ def _supervisor_cell(counts: RestartCounts, supervisor: Pid) -> List[int]:
     table = counts.by_supervisor
     cell = table.get(supervisor)
     if cell is None:
-        if len(table) >= MAX_SUPERVISORS:
+        if len(table) >= counts.prune_at:
             for gone in [p for p in table if local_process(p) is None]:
                 del table[gone]
+            counts.prune_at = max(MAX_SUPERVISORS, 2 * len(table))
         cell = table[supervisor] = [0]
     return cell
 
