@@ -177,8 +177,6 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
             if armed is not None:
                 armed[0].close()
             _arm(me, loop, timeout, deadline)
-        else:
-            armed[0].ref = True  # it holds the loop while a call waits on it (see the finally below)
         me.call_deadline = deadline
     me.alias = ref
     me.timed_out = False
@@ -215,11 +213,6 @@ def call_local(dest: Any, tag: Any, request: Any, timeout: Optional[float]) -> A
         me.alias = None
         me.call_deadline = None
         me.parked = False
-        armed = me.call_timer
-        if armed is not None:
-            # Kept for the next call, it must not keep gevent's loop alive meanwhile (a script's
-            # gevent.wait() would wait for its deadline), as gevent's own timeouts do not.
-            armed[0].ref = False
     if type(msg) is tuple:
         mine = me.monitors
         if mine is not None and mine.pop(ref, None) is not None:  # demonitor, inline: the usual case

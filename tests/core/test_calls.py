@@ -9,10 +9,7 @@ is by messages; every test is time-bounded.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from typing import Any, Dict, List
+from typing import Any, List
 
 import pytest
 
@@ -267,47 +264,3 @@ def test_a_down_for_another_monitor_arriving_during_a_call_stays_after_it():
     snowg.receive(timeout=0)
     wait_down(h)
     _end(srv)
-
-
-_AFTER_A_CALL_THE_LOOP_ENDS = """
-import gevent, snowg
-from snowg import GenServer
-
-class Echo(GenServer):
-    def handle_call(self, request, caller, state):
-        return ("reply", request, state)
-
-srv = Echo.start()
-assert snowg.call(srv, "hi", timeout=3600) == "hi"  # its timer stays armed for an hour, for the next call
-snowg.exit(srv, "kill")
-print("loop ended" if gevent.wait(timeout=5) else "loop still held")
-
-# While a call waits, its timer holds the loop: a call nobody answers times out, it is not a LoopExit.
-class Mute(GenServer):
-    def handle_call(self, request, caller, state):
-        return ("noreply", state)
-
-mute = Mute.start()
-try:
-    snowg.call(mute, "anyone?", timeout=0.2)
-except snowg.CallTimeout:
-    print("timed out")
-"""
-
-
-def _env() -> Dict[str, str]:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
-
-
-def test_a_finished_call_does_not_hold_the_event_loop_but_a_waiting_one_does(tmp_path):
-    """``gevent.wait()`` returns once the processes are done, though the last call's timer is kept armed."""
-    script = tmp_path / "after_a_call.py"
-    script.write_text(_AFTER_A_CALL_THE_LOOP_ENDS)
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=25, cwd=str(tmp_path), env=_env()
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["loop ended", "timed out"]
