@@ -15,9 +15,9 @@ there. The launcher (itself the node ``demo@127.0.0.1``) drives the nodes with
 The launcher reads everything else of a node from ``snowg.observe:snapshot``
 (what ``snowg observer`` shows). The tree's restart counts are the
 supervisor's own: a telemetry handler, attached by :func:`start_tree`,
-counts its ``restart`` events per child, and its ``give_up`` event (restart intensity reached: the "40 crash
-clicks" case) is kept, so the page says that the supervisor gave up, with
-counts that add up.
+counts its ``restart`` events per child, and its ``give_up`` event
+(restart intensity reached: the "40 crash clicks" case) is kept, so the
+page says that the supervisor gave up, with counts that add up.
 
 The chat protocol (JSON text frames): the client sends ``{"type": "join",
 "room": r, "user": u}`` and ``{"type": "say", "text": t}``; the server sends

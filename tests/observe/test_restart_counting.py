@@ -100,7 +100,7 @@ def test_ended_supervisors_are_forgotten_and_live_ones_cost_no_scan_each(
     fresh: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_restart_counts, "MAX_SUPERVISORS", 64)
-    monkeypatch.setattr(_restart_counts, "COUNTS", _restart_counts.RestartCounts())
+    monkeypatch.setattr(_restart_counts, "COUNTS", _restart_counts.RestartCounts())  # its prune_at: 64
     looked_up: List[Pid] = []
     real_lookup = _restart_counts.local_process
 
