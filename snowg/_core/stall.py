@@ -15,6 +15,8 @@ hear from this node meanwhile, judges by its own clock.)
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 
 class LoopStall:
     """The time by which the runs of a repeating timer came late: time this node's loop did not run.
@@ -40,3 +42,17 @@ class LoopStall:
         late = now - self._last - self.interval
         self._last = now
         return late if late > self.interval else 0.0
+
+    def excuse(self, now: float, last_recv: float, stalled_since: Optional[float]) -> Tuple[float, Optional[float]]:
+        """A connection's two liveness clocks, moved on by the time the loop was held up before this run.
+
+        Call it once per run of the timer instead of :meth:`since_last_run`.
+        What the peer sent may be unread in the socket, and our writes could
+        not progress either: ``last_recv`` (when something last arrived) and
+        ``stalled_since`` (since when the writer has made no progress; None:
+        it is not stalled) both skip the held-up time.
+        """
+        held_up = self.since_last_run(now)
+        if not held_up:
+            return last_recv, stalled_since
+        return last_recv + held_up, None if stalled_since is None else stalled_since + held_up

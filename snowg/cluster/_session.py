@@ -366,13 +366,8 @@ class Session:
         if self.closed:
             return
         now = time.monotonic()
-        held_up = self._stall.since_last_run(now)
-        if held_up:
-            # This node's loop did not run meanwhile (see snowg._core.stall): what the peer sent
-            # may be unread in the socket, and our writes could not progress either.
-            self.last_recv += held_up
-            if self._write_stalled_since is not None:
-                self._write_stalled_since += held_up
+        # Time this node's loop was held up is not the peer's silence (snowg._core.stall).
+        self.last_recv, self._write_stalled_since = self._stall.excuse(now, self.last_recv, self._write_stalled_since)
         if now - self.last_recv > 4 * self.tick:
             # close() may switch greenlets (socket close wakes waiters): not from the hub's timer.
             gevent.spawn(self.close, "net_tick_timeout", f"nothing received for {now - self.last_recv:.1f} s")

@@ -557,13 +557,8 @@ class ErlangConnection:
         if self.closed:
             return
         now = time.monotonic()
-        held_up = self._stall.since_last_run(now)
-        if held_up:
-            # This node's loop did not run meanwhile (see snowg._core.stall): what the peer sent
-            # may be unread in the socket, and our writes could not progress either.
-            self._last_recv += held_up
-            if self._write_stalled_since is not None:
-                self._write_stalled_since += held_up
+        # Time this node's loop was held up is not the peer's silence (snowg._core.stall).
+        self._last_recv, self._write_stalled_since = self._stall.excuse(now, self._last_recv, self._write_stalled_since)
         if self.reads != self._reads_seen:
             self._reads_seen = self.reads
             self._last_recv = now

@@ -27,3 +27,12 @@ def test_each_run_is_measured_from_the_one_before() -> None:
     stall = LoopStall(1.0, now=0.0)
     lateness = [stall.since_last_run(t) for t in (1.0, 5.0, 6.0, 6.5, 10.0)]
     assert lateness == pytest.approx([0.0, 3.0, 0.0, 0.0, 2.5])
+
+
+def test_excuse_moves_both_liveness_clocks_on_by_the_held_up_time_only() -> None:
+    stall = LoopStall(0.25, now=100.0)
+    assert stall.excuse(100.25, 99.0, None) == (99.0, None)  # on time: nothing moves
+    assert stall.excuse(100.5, 99.0, 100.1) == (99.0, 100.1)
+    last_recv, stalled = stall.excuse(105.75, 99.0, 100.1)  # 5 s held up
+    assert (last_recv, stalled) == (pytest.approx(104.0), pytest.approx(105.1))
+    assert stall.excuse(106.0, 104.0, None) == (104.0, None)  # a stalled writer stays unstalled
