@@ -76,7 +76,8 @@ def start_then_kill_caller():
     sup = start()
 
     def kill():
-        gevent.sleep(0.05)
+        # It first runs when the caller parks: after this function returned and
+        # the node took the supervisor as its application's.
         snowg.exit(caller, "kill")
 
     snowg.spawn(kill)
@@ -97,22 +98,16 @@ NOT_CALLABLE = 7
 WATCH = """
 import sys
 
-import gevent
-
 import snowg
+from snowg import telemetry
 
 
-def _report():
-    seen = None
-    while True:
-        now = snowg.nodes()
-        if now != seen:
-            print("connected: " + ",".join(now), file=sys.stderr, flush=True)
-            seen = now
-        gevent.sleep(0.05)
+def _report(event, measurements, metadata, config):
+    # Called as each connection comes up or goes (the node's list already says so).
+    print("connected: " + ",".join(snowg.nodes()), file=sys.stderr, flush=True)
 
 
-gevent.spawn(_report)
+telemetry.attach_many("nodecli_watch", [telemetry.NODE_UP, telemetry.NODE_DOWN], _report)
 """
 
 
