@@ -133,7 +133,7 @@ class Session:
         self._writer: Optional[gevent.Greenlet[[], None]] = None
         self._reader: Any = None
         self._ticker: Any = None
-        self._stall = LoopStall(max(tick / 4.0, 0.01), now)
+        self._stall: LoopStall  # made by start(), with the tick timer it watches
         try:
             peer = sock.getpeername()
             self.peer_socket = f"{peer[0]}:{peer[1]}"
@@ -352,7 +352,7 @@ class Session:
         """Start the writer and the tick timer (and the reader, if asked)."""
         self._writer = gevent.spawn(self._write_loop)
         hub = gevent.get_hub()
-        interval = self._stall.interval
+        interval = max(self.tick / 4.0, 0.01)
         self._stall = LoopStall(interval, time.monotonic())
         self._ticker = hub.loop.timer(interval, interval)
         self._ticker.start(self._on_tick)

@@ -169,7 +169,7 @@ class ErlangConnection:
         self._writes_seen = 0
         self._reads_seen = 0
         self._last_recv = time.monotonic()
-        self._stall = LoopStall(self.tick_time / 4.0, self._last_recv)
+        self._stall: LoopStall  # made by start(), with the tick timer it watches
         # Since when the writer waits for the socket with no progress (None while it does not).
         self._write_stalled_since: Optional[float] = None
         self._unlink_ids = itertools.count(1)
